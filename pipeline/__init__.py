@@ -1,0 +1,1 @@
+"""calibration-pipeline domain library: plain Python, no Dagster."""

@@ -1,0 +1,169 @@
+"""The calibration package on disk: pickle-free, self-describing, validated on load.
+
+Production ships a pickled dict; loading one runs arbitrary code, so that path is
+taken only when the caller passes `trust_pickle=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from pipeline.atomic import atomic_dir
+from pipeline.errors import InputError
+
+PACKAGE_VERSION = 1
+FILES = ("X.npz", "targets.csv", "initial_weights.npy", "geography.npz", "metadata.json")
+TARGET_COLUMNS = (
+    "target_id",
+    "target_name",
+    "variable",
+    "geo_level",
+    "geographic_id",
+    "domain_variable",
+    "value",
+    "period",
+    "holdout",
+    "constraints",
+)
+
+
+@dataclass
+class CalibrationPackage:
+    X: sp.csr_matrix
+    targets: pd.DataFrame
+    initial_weights: np.ndarray
+    cd_geoid: np.ndarray
+    county_index: np.ndarray
+    counties: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def n_records(self) -> int:
+        return int(self.metadata["n_records"])
+
+    @property
+    def n_clones(self) -> int:
+        return int(self.metadata["n_clones"])
+
+    @property
+    def base_h5(self) -> Path:
+        if self.path is None:
+            raise ValueError("package has no directory; save it first")
+        return self.path / "base.h5"
+
+    def check_shapes(self, source: str | Path | None = None) -> None:
+        """Refuse a package whose parts disagree before anything trains on it."""
+        n_t, n_c = self.X.shape
+        expected = self.n_records * self.n_clones
+        checks = [
+            ("X", n_c == expected, f"X has {n_c} columns, n_records*n_clones = {expected}"),
+            ("targets", len(self.targets) == n_t, f"{len(self.targets)} targets, X has {n_t} rows"),
+            ("initial_weights", self.initial_weights.shape == (n_c,),
+             f"initial_weights has shape {self.initial_weights.shape}, expected ({n_c},)"),
+            ("cd_geoid", self.cd_geoid.shape == (n_c,),
+             f"cd_geoid has shape {self.cd_geoid.shape}, expected ({n_c},)"),
+            ("county_index", self.county_index.shape == (n_c,),
+             f"county_index has shape {self.county_index.shape}, expected ({n_c},)"),
+        ]
+        for name, ok, problem in checks:
+            if not ok:
+                raise InputError(source, name, problem, "rebuild the calibration package")
+        missing = [c for c in TARGET_COLUMNS if c not in self.targets.columns]
+        if missing:
+            raise InputError(source, "targets.csv", f"missing columns {missing}",
+                             "rebuild the calibration package")
+
+
+def save_package(pkg: CalibrationPackage, path: str | Path, base_h5: str | Path) -> Path:
+    """Write the whole directory under a temporary name, then rename it into place."""
+    path = Path(path)
+    pkg.check_shapes()
+    with atomic_dir(path) as tmp:
+        sp.save_npz(tmp / "X.npz", pkg.X.astype(np.float32).tocsr(), compressed=False)
+        pkg.targets.to_csv(tmp / "targets.csv", index=False)
+        np.save(tmp / "initial_weights.npy", pkg.initial_weights.astype(np.float64))
+        np.savez(
+            tmp / "geography.npz",
+            cd_geoid=pkg.cd_geoid.astype(np.int32),
+            county_index=pkg.county_index.astype(np.int32),
+            counties=np.asarray(pkg.counties, dtype=str),
+        )
+        (tmp / "base.h5").write_bytes(Path(base_h5).read_bytes())
+        meta = dict(pkg.metadata, package_version=PACKAGE_VERSION)
+        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    pkg.path = path
+    return path
+
+
+def load_package(path: str | Path, *, trust_pickle: bool = False) -> CalibrationPackage:
+    """Load a package directory, or a production pickle when explicitly trusted."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, None, "calibration package not found",
+                         "materialize calibration_package or pass the right --package path")
+    if path.is_file():
+        return _load_production_pickle(path, trust_pickle)
+    for name in FILES:
+        if not (path / name).exists():
+            raise InputError(path / name, name, "missing from the package directory",
+                             "rebuild the calibration package (a partial copy is not a package)")
+    try:
+        X = sp.load_npz(path / "X.npz").tocsr()
+        geo = np.load(path / "geography.npz", allow_pickle=False)
+        metadata = json.loads((path / "metadata.json").read_text())
+        targets = pd.read_csv(path / "targets.csv", dtype={"geographic_id": str},
+                              keep_default_na=False)
+        initial_weights = np.load(path / "initial_weights.npy", allow_pickle=False)
+        pkg = CalibrationPackage(
+            X=X, targets=targets, initial_weights=initial_weights,
+            cd_geoid=geo["cd_geoid"], county_index=geo["county_index"],
+            counties=geo["counties"], metadata=metadata, path=path,
+        )
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise InputError(path, None, f"unreadable package ({exc})",
+                         "rebuild the calibration package") from exc
+    pkg.check_shapes(path)
+    return pkg
+
+
+def _load_production_pickle(path: Path, trust_pickle: bool) -> CalibrationPackage:
+    if not trust_pickle:
+        raise InputError(path, None, "this is a pickle; loading it can run arbitrary code",
+                         "pass --trust-pickle (trust_pickle=True) only for a file you made")
+    with open(path, "rb") as f:
+        raw = pickle.load(f)  # noqa: S301 - explicit trust flag checked above
+    try:
+        X = sp.csr_matrix(raw["X_sparse"], dtype=np.float32)
+        targets = pd.DataFrame(raw["targets_df"]).reset_index(drop=True)
+        meta = dict(raw.get("metadata", {}))
+        n_cols = X.shape[1]
+        n_clones = int(meta.get("n_clones", 1))
+        meta.setdefault("n_clones", n_clones)
+        meta.setdefault("n_records", n_cols // n_clones)
+        targets["target_name"] = list(raw.get("target_names", targets.index.astype(str)))
+        for col, default in (("target_id", None), ("holdout", False), ("constraints", "[]"),
+                             ("period", 0), ("domain_variable", "")):
+            if col not in targets.columns:
+                targets[col] = np.arange(len(targets)) if default is None else default
+        cd = np.asarray(raw.get("cd_geoid", np.zeros(n_cols)), dtype=np.int32)
+        iw = raw.get("initial_weights")
+        initial = np.full(n_cols, 100.0) if iw is None else np.asarray(iw, dtype=np.float64)
+    except KeyError as exc:
+        raise InputError(path, str(exc), "missing from the production package",
+                         "export the package with X_sparse and targets_df") from exc
+    pkg = CalibrationPackage(
+        X=X, targets=targets, initial_weights=initial, cd_geoid=cd,
+        county_index=np.zeros(n_cols, dtype=np.int32), counties=np.array([""]),
+        metadata=meta, path=None,
+    )
+    pkg.check_shapes(path)
+    return pkg
