@@ -1,0 +1,138 @@
+"""States, the 436 districts of the 119th Congress, and clone-to-geography assignment.
+
+Each cloned record is placed in a district drawn in proportion to district population,
+so clones spread over the country the way people do; a record's clones get distinct
+districts so no district sees the same household twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import InputError
+
+SNAPSHOT_DIR = Path(__file__).resolve().parent / "data" / "targets"
+DISTRICTS_FILE = "districts.csv"
+COUNTY_FILE = "county_cd_distributions.csv"
+_CHUNK = 2048  # records per Gumbel block: bounds memory at ~2048 x 436 doubles
+
+# (FIPS, USPS abbreviation, name): the 50 states and DC.
+STATES: tuple[tuple[int, str, str], ...] = (
+    (1, "AL", "Alabama"), (2, "AK", "Alaska"), (4, "AZ", "Arizona"), (5, "AR", "Arkansas"),
+    (6, "CA", "California"), (8, "CO", "Colorado"), (9, "CT", "Connecticut"),
+    (10, "DE", "Delaware"), (11, "DC", "District of Columbia"), (12, "FL", "Florida"),
+    (13, "GA", "Georgia"), (15, "HI", "Hawaii"), (16, "ID", "Idaho"), (17, "IL", "Illinois"),
+    (18, "IN", "Indiana"), (19, "IA", "Iowa"), (20, "KS", "Kansas"), (21, "KY", "Kentucky"),
+    (22, "LA", "Louisiana"), (23, "ME", "Maine"), (24, "MD", "Maryland"),
+    (25, "MA", "Massachusetts"), (26, "MI", "Michigan"), (27, "MN", "Minnesota"),
+    (28, "MS", "Mississippi"), (29, "MO", "Missouri"), (30, "MT", "Montana"),
+    (31, "NE", "Nebraska"), (32, "NV", "Nevada"), (33, "NH", "New Hampshire"),
+    (34, "NJ", "New Jersey"), (35, "NM", "New Mexico"), (36, "NY", "New York"),
+    (37, "NC", "North Carolina"), (38, "ND", "North Dakota"), (39, "OH", "Ohio"),
+    (40, "OK", "Oklahoma"), (41, "OR", "Oregon"), (42, "PA", "Pennsylvania"),
+    (44, "RI", "Rhode Island"), (45, "SC", "South Carolina"), (46, "SD", "South Dakota"),
+    (47, "TN", "Tennessee"), (48, "TX", "Texas"), (49, "UT", "Utah"), (50, "VT", "Vermont"),
+    (51, "VA", "Virginia"), (53, "WA", "Washington"), (54, "WV", "West Virginia"),
+    (55, "WI", "Wisconsin"), (56, "WY", "Wyoming"),
+)
+STATE_ABBR: dict[int, str] = {fips: abbr for fips, abbr, _ in STATES}
+
+
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError(path, None, "file not found",
+                         "run scripts/refresh_targets_snapshot.py to rebuild the snapshot")
+    df = pd.read_csv(path)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(path, missing[0], "column missing",
+                         f"the file needs columns {columns}; rerun the snapshot refresh")
+    return df
+
+
+def load_districts(snapshot_dir: str | Path = SNAPSHOT_DIR) -> pd.DataFrame:
+    """DataFrame(cd_geoid, state_fips, population), sorted by cd_geoid."""
+    path = Path(snapshot_dir) / DISTRICTS_FILE
+    df = _read_csv(path, ["cd_geoid", "state_fips", "population"])
+    df = df[["cd_geoid", "state_fips", "population"]].sort_values("cd_geoid")
+    if df["population"].isna().any() or (df["population"] <= 0).any():
+        raise InputError(path, "population", "missing or non-positive population",
+                         "every district needs its ACS S0101 total population")
+    if (df["cd_geoid"] // 100 != df["state_fips"]).any() or df["cd_geoid"].duplicated().any():
+        raise InputError(path, "cd_geoid", "GEOID outside its state or duplicated",
+                         "cd_geoid must be state_fips*100 + district, once per district")
+    return df.reset_index(drop=True)
+
+
+def load_county_distributions(snapshot_dir: str | Path = SNAPSHOT_DIR) -> pd.DataFrame:
+    """DataFrame(cd_geoid, county, probability): P(county | district), summing to 1."""
+    path = Path(snapshot_dir) / COUNTY_FILE
+    df = _read_csv(path, ["cd_geoid", "county", "probability"])
+    if df["probability"].isna().any() or (df["probability"] < 0).any():
+        raise InputError(path, "probability", "missing or negative probability",
+                         "probabilities must be finite and >= 0")
+    sums = df.groupby("cd_geoid")["probability"].sum()
+    if not np.allclose(sums.to_numpy(), 1.0, atol=1e-6):
+        bad = sums[~np.isclose(sums, 1.0, atol=1e-6)].index[:5].tolist()
+        raise InputError(path, "probability", f"districts {bad} do not sum to 1",
+                         "P(county | district) must sum to 1 within each district")
+    return df[["cd_geoid", "county", "probability"]].sort_values(
+        ["cd_geoid", "county"]).reset_index(drop=True)
+
+
+def assign_geography(
+    n_records: int, n_clones: int, seed: int, snapshot_dir: str | Path = SNAPSHOT_DIR,
+    districts: pd.DataFrame | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Districts and counties for every (clone, record) column; column = clone*n_records + record.
+
+    Districts: per record, Gumbel top-k over log(population) — sampling without
+    replacement, clone 0 getting the first draw, so each clone's district is
+    population-proportional given the districts earlier clones took.
+    `districts` restricts the draw to a subset (a profile's states).
+    Returns (cd_geoid int32, county_index int32, counties str array).
+    """
+    if districts is None:
+        districts = load_districts(snapshot_dir)
+    county = load_county_distributions(snapshot_dir)
+    n_districts = len(districts)
+    if n_records < 1 or not 1 <= n_clones <= n_districts:
+        raise InputError(None, "n_clones", f"n_records={n_records}, n_clones={n_clones}",
+                         f"use n_records >= 1 and 1 <= n_clones <= {n_districts}")
+    missing = set(districts["cd_geoid"]) - set(county["cd_geoid"])
+    if missing:
+        raise InputError(Path(snapshot_dir) / COUNTY_FILE, "cd_geoid",
+                         f"no county distribution for districts {sorted(missing)[:5]}",
+                         "rerun scripts/refresh_targets_snapshot.py")
+
+    rng = np.random.Generator(np.random.PCG64(seed))
+    log_p = np.log(districts["population"].to_numpy(np.float64))
+    picks = np.empty((n_clones, n_records), dtype=np.int32)  # district row index
+    for start in range(0, n_records, _CHUNK):
+        stop = min(start + _CHUNK, n_records)
+        keys = log_p + rng.gumbel(size=(stop - start, n_districts))
+        if n_clones < n_districts:
+            top = np.argpartition(-keys, n_clones - 1, axis=1)[:, :n_clones]
+        else:
+            top = np.broadcast_to(np.arange(n_districts), keys.shape)
+        order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
+        picks[:, start:stop] = np.take_along_axis(top, order, axis=1).T
+    picks = picks.reshape(-1)
+
+    # County: inverse-CDF draw inside the district. Offsetting each district's CDF by its
+    # row index makes one sorted array, so a single searchsorted serves every column.
+    rank = pd.Series(np.arange(n_districts), index=districts["cd_geoid"])
+    county = county[county["cd_geoid"].isin(rank.index)]
+    county = county.assign(rank=county["cd_geoid"].map(rank)).sort_values(["rank", "county"])
+    cdf = county.groupby("rank")["probability"].cumsum().to_numpy(copy=True)
+    last = ~county["rank"].duplicated(keep="last").to_numpy()
+    cdf[last] = 1.0
+    cdf += county["rank"].to_numpy()
+    rows = np.searchsorted(cdf, picks + rng.random(picks.size), side="right")
+    counties, county_codes = np.unique(county["county"].to_numpy(str), return_inverse=True)
+    county_index = county_codes[rows].astype(np.int32)
+    cd_geoid = districts["cd_geoid"].to_numpy(np.int32)[picks]
+    return cd_geoid, county_index, counties

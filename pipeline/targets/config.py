@@ -1,0 +1,157 @@
+"""Target config: the include/exclude YAML that decides which DB targets reach the optimizer.
+
+Production silently matches nothing when a rule names an unknown variable; here a rule
+that matches no target is an error that lists what exists, so a typo cannot quietly
+drop a target group from the fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pipeline.atomic import write_text
+from pipeline.errors import InputError
+
+RULE_FIELDS = ("variable", "geo_level", "domain_variable")
+GEO_LEVELS = ("national", "state", "district")
+SECTIONS = ("include", "exclude")
+
+
+@dataclass(frozen=True)
+class TargetRule:
+    """Matches a target when every field it names matches (None = any)."""
+
+    variable: str | None = None
+    geo_level: str | None = None
+    domain_variable: str | None = None
+
+    def mask(self, targets: pd.DataFrame) -> np.ndarray:
+        out = np.ones(len(targets), dtype=bool)
+        for field in RULE_FIELDS:
+            want = getattr(self, field)
+            if want is not None:
+                have = targets[field].fillna("").astype(str)
+                if field == "domain_variable":
+                    have = have.map(_normalise_domain)
+                out &= (have == want).to_numpy()
+        return out
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    include: tuple[TargetRule, ...] | None  # None: every target
+    exclude: tuple[TargetRule, ...] = ()
+    path: str | None = None
+
+
+def _normalise_domain(text: str) -> str:
+    """Domain lists compare as sets: 'is_tax_filer,adjusted_gross_income' == sorted form."""
+    return ",".join(sorted(p.strip() for p in text.split(",") if p.strip()))
+
+
+def _rule(raw: object, path: Path, where: str) -> TargetRule:
+    fix = f"write each rule as a mapping with some of {list(RULE_FIELDS)}"
+    if not isinstance(raw, dict) or not raw:
+        raise InputError(path, where, f"rule is {raw!r}", fix)
+    unknown = sorted(set(map(str, raw)) - set(RULE_FIELDS))
+    if unknown:
+        raise InputError(path, f"{where}.{unknown[0]}", "unknown rule key", fix)
+    values = {}
+    for key, value in raw.items():
+        if value is None and key == "domain_variable":
+            value = ""
+        if not isinstance(value, str):
+            raise InputError(path, f"{where}.{key}", f"value {value!r} is not a string",
+                             f"quote it, e.g. {key}: \"...\"")
+        values[key] = _normalise_domain(value) if key == "domain_variable" else value
+    if values.get("geo_level", GEO_LEVELS[0]) not in GEO_LEVELS:
+        raise InputError(path, f"{where}.geo_level", f"unknown geo level {values['geo_level']!r}",
+                         f"use one of {list(GEO_LEVELS)}")
+    return TargetRule(**values)
+
+
+def load_target_config(path: str | Path) -> TargetConfig:
+    """Parse and validate the YAML; an empty file includes every target."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, "target config not found",
+                         "point to a YAML file with include:/exclude: rule lists")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(path, None, f"malformed YAML ({exc})", "fix the YAML syntax") from exc
+    doc = {} if doc is None else doc
+    if not isinstance(doc, dict):
+        raise InputError(path, None, f"top level is a {type(doc).__name__}",
+                         "the top level must be a mapping with include: and/or exclude:")
+    unknown = sorted(set(map(str, doc)) - set(SECTIONS))
+    if unknown:
+        raise InputError(path, unknown[0], "unknown key", f"use only {list(SECTIONS)}")
+    sections: dict[str, tuple[TargetRule, ...] | None] = {}
+    for section in SECTIONS:
+        raw = doc.get(section)
+        if raw is None:
+            sections[section] = None
+            continue
+        if not isinstance(raw, list):
+            raise InputError(path, section, f"is a {type(raw).__name__}",
+                             "give a list of rules, one '- {variable: ...}' per line")
+        sections[section] = tuple(_rule(r, path, f"{section}[{i}]") for i, r in enumerate(raw))
+    return TargetConfig(include=sections["include"], exclude=sections["exclude"] or (),
+                        path=str(path))
+
+
+def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
+                   path: str | Path | None = None) -> np.ndarray:
+    """Boolean mask over `targets_df`: include first, then exclude; never a holdout target."""
+    path = path if path is not None else config.path
+    existing = {
+        "variable": sorted(targets_df["variable"].astype(str).unique()),
+        "geo_level": sorted(targets_df["geo_level"].astype(str).unique()),
+        "domain_variable": sorted(
+            targets_df["domain_variable"].fillna("").astype(str).map(_normalise_domain).unique()),
+    }
+    rules = [("include", config.include or ()), ("exclude", config.exclude)]
+    for section, section_rules in rules:
+        for i, rule in enumerate(section_rules):
+            for field in RULE_FIELDS:
+                want = getattr(rule, field)
+                if want is not None and want not in existing[field]:
+                    raise InputError(path, f"{section}[{i}].{field}",
+                                     f"{want!r} matches no target",
+                                     f"use one of {existing[field]}")
+            if not rule.mask(targets_df).any():
+                raise InputError(path, f"{section}[{i}]", f"{rule} matches no target",
+                                 "combine fields that occur together, or drop the rule")
+    if config.include is None:
+        selected = np.ones(len(targets_df), dtype=bool)
+    else:
+        selected = np.zeros(len(targets_df), dtype=bool)
+        for rule in config.include:
+            selected |= rule.mask(targets_df)
+    for rule in config.exclude:
+        selected &= ~rule.mask(targets_df)
+    selected &= targets_df["holdout"].to_numpy() == 0
+    return selected
+
+
+def apply_target_config(path: str | Path, targets_df: pd.DataFrame) -> np.ndarray:
+    """Load the YAML at `path` and select from `targets_df` (errors name that file)."""
+    return select_targets(targets_df, load_target_config(path), Path(path))
+
+
+def install_target_config(
+    source: str | Path, destination: str | Path, targets_df: pd.DataFrame
+) -> np.ndarray:
+    """Validate a user's YAML against the targets, then publish a copy for the fit to use.
+
+    The copy makes a run immune to edits of the user's file while it is in flight.
+    """
+    selected = apply_target_config(source, targets_df)
+    write_text(destination, Path(source).read_text())
+    return selected

@@ -1,0 +1,265 @@
+"""Build the target database from the committed snapshot (pipeline/data/targets/).
+
+Every statistic becomes a target on a stratum: geographic constraints (`state_fips`,
+`congressional_district_geoid`) plus a domain (age band, snap>0, AGI band, ...).
+Strata nest district -> state -> nation so production's hierarchy queries work.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.atomic import atomic_path
+from pipeline.errors import InputError
+from pipeline.geography import SNAPSHOT_DIR, STATES, load_districts
+from pipeline.targets.db import Constraint, create_schema, definition_hash, format_value
+
+STATE_FIPS = frozenset(fips for fips, _, _ in STATES)
+FILER = ("is_tax_filer", "==", 1)
+SNAP = ("snap", ">", 0)
+EITC = ("eitc", ">", 0)
+
+# file -> columns that must be present; counts must also be >= 0.
+FILES: dict[str, tuple[list[str], list[str]]] = {
+    "age_district.csv": (["cd_geoid", "age_lower", "age_upper", "value"], ["value"]),
+    "age_state.csv": (["state_fips", "age_lower", "age_upper", "value"], ["value"]),
+    "age_national.csv": (["age_lower", "age_upper", "value"], ["value"]),
+    "snap_district.csv": (["cd_geoid", "households"], ["households"]),
+    "snap_state.csv": (["state_fips", "households", "cost"], ["households", "cost"]),
+    "eitc_state.csv": (["state_fips", "returns", "amount"], ["returns", "amount"]),
+    "agi_state.csv": (["state_fips", "agi_lower", "agi_upper", "returns", "amount"],
+                      ["returns"]),
+    "population_state.csv": (["state_fips", "population"], ["population"]),
+    "soi_national.csv": (["measure", "agi_lower", "agi_upper", "value"], []),
+    "eitc_agi_children.csv": (["count_children", "agi_lower", "agi_upper", "returns",
+                               "amount"], ["returns", "amount"]),
+}
+HOLDOUT_FILES = frozenset({"eitc_agi_children.csv"})
+
+
+@dataclass(frozen=True)
+class Row:
+    geo: tuple[str, int | None]  # ("national", None) | ("state", fips) | ("district", geoid)
+    variable: str
+    domain: tuple[Constraint, ...]
+    value: float
+    file: str
+
+
+def _bounds(var: str, lower: float, upper: float) -> tuple[Constraint, ...]:
+    """[lower, upper) as constraints; infinite ends impose nothing."""
+    out: list[Constraint] = []
+    if math.isfinite(lower):
+        out.append((var, ">=", lower))
+    if math.isfinite(upper):
+        out.append((var, "<", upper))
+    return tuple(out)
+
+
+def _read(snapshot: Path, name: str) -> pd.DataFrame:
+    path = snapshot / name
+    if not path.is_file():
+        raise InputError(path, None, "snapshot file missing",
+                         "run scripts/refresh_targets_snapshot.py to restore the snapshot")
+    columns, counts = FILES[name]
+    df = pd.read_csv(path)
+    for col in columns:
+        if col not in df.columns:
+            raise InputError(path, col, "column missing",
+                             f"the file needs columns {columns}; rerun the snapshot refresh")
+        if df[col].isna().any():
+            raise InputError(path, col, f"NaN in row {int(df[col].isna().idxmax()) + 2}",
+                             "fill the value from the source or drop the row")
+    for col in counts:
+        if (df[col] < 0).any():
+            raise InputError(path, col, f"negative count in row {int(df[col].lt(0).idxmax()) + 2}",
+                             "counts and amounts here are non-negative; check the source")
+    if "state_fips" in df and not df["state_fips"].isin(STATE_FIPS).all():
+        bad = sorted(set(df["state_fips"]) - STATE_FIPS)
+        raise InputError(path, "state_fips", f"unknown state FIPS {bad}",
+                         "keep only the 50 states and DC")
+    return df
+
+
+def _periods(snapshot: Path) -> pd.DataFrame:
+    path = snapshot / "sources.csv"
+    if not path.is_file():
+        raise InputError(path, None, "snapshot file missing",
+                         "run scripts/refresh_targets_snapshot.py to restore the snapshot")
+    src = pd.read_csv(path).set_index("file")
+    missing = sorted(set(FILES) - set(src.index))
+    if missing or src["period"].isna().any():
+        raise InputError(path, "period", f"no period for {missing or 'some files'}",
+                         "every snapshot file needs a row with its period and source")
+    return src
+
+
+def _check_districts(snapshot: Path, districts: pd.DataFrame, df: pd.DataFrame,
+                     name: str) -> None:
+    known = set(districts["cd_geoid"])
+    bad = sorted(set(df["cd_geoid"]) - known)
+    if bad:
+        outside = [g for g in bad if g // 100 not in STATE_FIPS]
+        raise InputError(snapshot / name, "cd_geoid",
+                         f"GEOIDs {bad[:5]} are not districts of districts.csv"
+                         + (f" ({outside[:5]} lie outside every state)" if outside else ""),
+                         "use state_fips*100 + district of the 119th Congress")
+    if len(set(df["cd_geoid"])) != len(known):
+        raise InputError(snapshot / name, "cd_geoid",
+                         f"{len(set(df['cd_geoid']))} of {len(known)} districts present",
+                         "every district needs its statistics")
+
+
+def _rows(snapshot: Path) -> list[Row]:
+    districts = load_districts(snapshot)
+    if not districts["state_fips"].isin(STATE_FIPS).all():
+        bad = sorted(set(districts["state_fips"]) - STATE_FIPS)
+        raise InputError(snapshot / "districts.csv", "state_fips", f"unknown states {bad}",
+                         "keep only districts of the 50 states and DC")
+    frames = {name: _read(snapshot, name) for name in FILES}
+    for name in ("age_district.csv", "snap_district.csv"):
+        _check_districts(snapshot, districts, frames[name], name)
+
+    rows: list[Row] = []
+    nat = ("national", None)
+
+    def age(geo, df, name):
+        for lo, hi, v in df[["age_lower", "age_upper", "value"]].itertuples(index=False):
+            rows.append(Row(geo, "person_count", _bounds("age", lo, hi), v, name))
+
+    def agi(geo, lo, hi, returns, amount, name):
+        dom = (FILER, *_bounds("adjusted_gross_income", lo, hi))
+        rows.append(Row(geo, "tax_unit_count", dom, returns, name))
+        rows.append(Row(geo, "adjusted_gross_income", dom, amount, name))
+
+    age(nat, frames["age_national.csv"], "age_national.csv")
+    soi = frames["soi_national.csv"].set_index(["measure", "agi_lower", "agi_upper"])["value"]
+    bands = soi.loc["returns"].index
+    for lo, hi in bands:
+        agi(nat, lo, hi, soi[("returns", lo, hi)], soi[("agi", lo, hi)], "soi_national.csv")
+    rows.append(Row(nat, "income_tax", (FILER,),
+                    soi[("income_tax", -np.inf, np.inf)], "soi_national.csv"))
+    for k, lo, hi, n, amount in frames["eitc_agi_children.csv"][
+            ["count_children", "agi_lower", "agi_upper", "returns", "amount"]].itertuples(
+            index=False):
+        kids = ("eitc_child_count", ">=" if k == 3 else "==", int(k))
+        dom = (EITC, kids, *_bounds("adjusted_gross_income", lo, hi))
+        rows.append(Row(nat, "tax_unit_count", dom, n, "eitc_agi_children.csv"))
+        rows.append(Row(nat, "eitc", dom, amount, "eitc_agi_children.csv"))
+
+    by_state = {name: frames[name].groupby("state_fips") for name in FILES
+                if name.endswith("_state.csv")}
+    for fips in sorted(STATE_FIPS):
+        geo = ("state", fips)
+        for name, grouped in by_state.items():
+            if fips not in grouped.groups:
+                raise InputError(snapshot / name, "state_fips", f"state {fips} missing",
+                                 "every state and DC needs its statistics")
+        g = {name: grouped.get_group(fips) for name, grouped in by_state.items()}
+        age(geo, g["age_state.csv"], "age_state.csv")
+        rows.append(Row(geo, "person_count", (), g["population_state.csv"]["population"].iat[0],
+                        "population_state.csv"))
+        snap = g["snap_state.csv"].iloc[0]
+        rows.append(Row(geo, "household_count", (SNAP,), snap["households"], "snap_state.csv"))
+        rows.append(Row(geo, "snap", (SNAP,), snap["cost"], "snap_state.csv"))
+        eitc = g["eitc_state.csv"].iloc[0]
+        rows.append(Row(geo, "tax_unit_count", (EITC,), eitc["returns"], "eitc_state.csv"))
+        rows.append(Row(geo, "eitc", (EITC,), eitc["amount"], "eitc_state.csv"))
+        for lo, hi, n, amount in g["agi_state.csv"][
+                ["agi_lower", "agi_upper", "returns", "amount"]].itertuples(index=False):
+            agi(geo, lo, hi, n, amount, "agi_state.csv")
+
+    age_cd = frames["age_district.csv"].groupby("cd_geoid")
+    snap_cd = frames["snap_district.csv"].set_index("cd_geoid")["households"]
+    for geoid in districts["cd_geoid"]:
+        geo = ("district", int(geoid))
+        age(geo, age_cd.get_group(geoid), "age_district.csv")
+        rows.append(Row(geo, "household_count", (SNAP,), snap_cd[geoid], "snap_district.csv"))
+    return rows
+
+
+def _geo_constraints(geo: tuple[str, int | None]) -> tuple[Constraint, ...]:
+    level, gid = geo
+    if level == "state":
+        return (("state_fips", "==", gid),)
+    if level == "district":
+        return (("state_fips", "==", gid // 100), ("congressional_district_geoid", "==", gid))
+    return ()
+
+
+def _parent_geo(geo: tuple[str, int | None]) -> tuple[str, int | None] | None:
+    level, gid = geo
+    if level == "district":
+        return ("state", gid // 100)
+    return ("national", None) if level == "state" else None
+
+
+class _Writer:
+    """Inserts strata on first use so each constraint set appears exactly once."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.ids: dict[str, int] = {}
+
+    def stratum(self, geo: tuple[str, int | None], domain: tuple[Constraint, ...]) -> int:
+        constraints = (*_geo_constraints(geo), *domain)
+        key = definition_hash(constraints)
+        if key in self.ids:
+            return self.ids[key]
+        if domain:
+            parent = self.stratum(geo, ())
+        else:
+            up = _parent_geo(geo)
+            parent = self.stratum(up, ()) if up else None
+        sid = len(self.ids) + 1
+        level, gid = geo
+        notes = f"{level} {gid}" if gid is not None else "United States"
+        self.conn.execute("INSERT INTO strata VALUES (?, ?, ?, ?)", (sid, key, parent, notes))
+        self.conn.executemany(
+            "INSERT INTO stratum_constraints VALUES (?, ?, ?, ?, NULL)",
+            [(sid, v, op, format_value(x)) for v, op, x in constraints],
+        )
+        self.ids[key] = sid
+        return sid
+
+
+def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR) -> dict:
+    """Write the target DB atomically; return counts by geo level, holdout and source."""
+    snapshot = Path(snapshot_dir)
+    sources = _periods(snapshot)
+    rows = _rows(snapshot)
+    with atomic_path(path) as tmp:
+        tmp.unlink()  # sqlite wants to create the file itself
+        conn = sqlite3.connect(tmp)
+        try:
+            create_schema(conn)
+            writer = _Writer(conn)
+            for row in rows:
+                sid = writer.stratum(row.geo, row.domain)
+                src = sources.loc[row.file]
+                conn.execute(
+                    "INSERT INTO targets (variable, period, stratum_id, reform_id, value, active,"
+                    " source, notes, holdout) VALUES (?, ?, ?, 0, ?, 1, ?, ?, ?)",
+                    (row.variable, int(src["period"]), sid, float(row.value),
+                     f"{src['source']}: {src['table']}", f"snapshot {row.file}",
+                     int(row.file in HOLDOUT_FILES)),
+                )
+            conn.commit()
+        finally:
+            conn.close()
+    levels = pd.Series([r.geo[0] for r in rows])
+    return {
+        "path": str(path),
+        "n_targets": len(rows),
+        "n_strata": len(writer.ids),
+        "by_geo_level": {k: int(v) for k, v in levels.value_counts().sort_index().items()},
+        "n_holdout": sum(r.file in HOLDOUT_FILES for r in rows),
+        "by_file": {k: int(v) for k, v in
+                    pd.Series([r.file for r in rows]).value_counts().sort_index().items()},
+    }

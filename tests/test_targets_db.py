@@ -1,0 +1,184 @@
+"""Target DB built from the committed snapshot: schema, real values, integrity, bad input."""
+
+import hashlib
+import json
+import shutil
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.geography import SNAPSHOT_DIR
+from pipeline.hashing import sha256_file
+from pipeline.targets.db import check_target_db, load_targets
+from pipeline.targets.etl import build_target_db
+
+ENGINE = {
+    "person_count": "person", "age": "person",
+    "tax_unit_count": "tax_unit", "adjusted_gross_income": "tax_unit", "income_tax": "tax_unit",
+    "eitc": "tax_unit", "eitc_child_count": "tax_unit", "ctc": "tax_unit",
+    "is_tax_filer": "tax_unit",
+    "household_count": "household", "snap": "household", "state_fips": "household",
+    "congressional_district_geoid": "household",
+}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    path = tmp_path_factory.mktemp("db") / "targets.db"
+    summary = build_target_db(path)
+    return path, summary, load_targets(path)
+
+
+def test_summary_counts(built):
+    _, summary, df = built
+    assert summary["n_targets"] == len(df) == 10_760
+    assert summary["by_geo_level"] == {"district": 8_284, "national": 283, "state": 2_193}
+    assert summary["n_holdout"] == 224
+    assert df["target_name"].is_unique
+
+
+def test_every_district_has_18_age_bins(built):
+    _, _, df = built
+    age = df[(df.geo_level == "district") & (df.domain_variable == "age")]
+    assert len(age) == 436 * 18
+    assert age.groupby("geographic_id").size().eq(18).all()
+    snap = df[(df.geo_level == "district") & (df.variable == "household_count")]
+    assert len(snap) == 436 and set(snap.domain_variable) == {"snap"}
+
+
+def test_known_values_round_trip(built):
+    _, _, df = built
+    v = df.set_index("target_name")["value"]
+    # AL-1: ACS 2024 S0101 total 760,389 over its 18 bins; S2201 SNAP households 34,742.
+    assert df[df.target_name.str.startswith("cd_101/person_count/")]["value"].sum() == 760_389
+    assert v["cd_101/person_count/[age>=0,age<5]"] == 39_908
+    assert v["cd_101/household_count/[snap>0]"] == 34_742
+    # IRS SOI TY2022 Alabama EITC: 440,510 returns, $1,262,145,000.
+    assert v["state_1/tax_unit_count/[eitc>0]"] == 440_510
+    assert v["state_1/eitc/[eitc>0]"] == 1_262_145_000
+    assert v["state_1/tax_unit_count/[adjusted_gross_income<1,is_tax_filer==1]"] == 32_590
+    assert v["nation/tax_unit_count/[is_tax_filer==1]"] == 160_602_107  # SOI TY2023 returns
+    assert v["cd_1198/household_count/[snap>0]"] > 0 and v["cd_200/person_count/[age>=85]"] > 0
+
+
+def test_national_age_total_is_s0101_total(built):
+    _, _, df = built
+    for level, n_geo in [("national", 1), ("state", 51), ("district", 436)]:
+        age = df[(df.geo_level == level) & (df.domain_variable == "age")]
+        assert age["value"].sum() == 340_110_990
+        assert age["geographic_id"].nunique() == n_geo
+
+
+def test_periods_sources_and_holdout(built):
+    path, _, df = built
+    periods = df.groupby(["geo_level", "variable", "domain_variable"])["period"].unique()
+    assert list(periods[("district", "person_count", "age")]) == [2024]
+    assert list(periods[("state", "snap", "snap")]) == [2023]
+    assert list(periods[("state", "eitc", "eitc")]) == [2022]
+    assert list(periods[("national", "income_tax", "is_tax_filer")]) == [2023]
+    hold = df[df.holdout == 1]
+    assert len(hold) == 224
+    assert set(hold.domain_variable) == {"adjusted_gross_income,eitc,eitc_child_count"}
+    with sqlite3.connect(path) as conn:
+        sources = dict(conn.execute("SELECT variable, source FROM targets WHERE target_id=1"))
+    assert "S0101" in sources["person_count"]
+
+
+def test_constraints_json_and_definition_hash(built):
+    path, _, df = built
+    row = df[df.target_name == "state_37/person_count/[age>=5,age<10]"].iloc[0]
+    assert json.loads(row["constraints"]) == [["age", ">=", 5], ["age", "<", 10]]
+    assert row["geographic_id"] == "37"
+    with sqlite3.connect(path) as conn:
+        cons = conn.execute("SELECT constraint_variable, operation, value FROM "
+                            "stratum_constraints WHERE stratum_id=?", (int(row.stratum_id),))
+        text = "\n".join(sorted(f"{v}|{op}|{x}" for v, op, x in cons))
+        stored = conn.execute("SELECT definition_hash FROM strata WHERE stratum_id=?",
+                              (int(row.stratum_id),)).fetchone()[0]
+    assert stored == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_schema_matches_production(built):
+    path, _, _ = built
+    with sqlite3.connect(path) as conn:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(target_overview)")]
+        assert cols == ["target_id", "stratum_id", "variable", "reform_id", "value", "period",
+                        "active", "geo_level", "geographic_id", "domain_variable"]
+        dup = conn.execute("SELECT variable, period, stratum_id, reform_id FROM targets "
+                           "LIMIT 1").fetchone()
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO targets (variable, period, stratum_id, reform_id, value) "
+                         "VALUES (?, ?, ?, ?, 1)", dup)
+        dc = conn.execute("SELECT DISTINCT geo_level, geographic_id FROM target_overview "
+                          "WHERE geographic_id IN ('1198', '200', 'US')").fetchall()
+    assert sorted(dc) == [("district", "1198"), ("district", "200"), ("national", "US")]
+
+
+def test_check_passes_clean_db_and_catches_corruption(built, tmp_path):
+    path, _, _ = built
+    assert check_target_db(path, ENGINE) == []
+    assert check_target_db(path, {k: v for k, v in ENGINE.items() if k != "snap"}) == [
+        "target variable 'snap' unknown to the engine",
+        "constraint variable 'snap' unknown to the engine",
+    ]
+    bad = tmp_path / "bad.db"
+    shutil.copy(path, bad)
+    with sqlite3.connect(bad) as conn:
+        conn.execute("UPDATE targets SET value = NULL WHERE target_id = 1")
+        conn.execute("UPDATE targets SET value = -5 WHERE target_id = 2")
+        conn.execute("UPDATE stratum_constraints SET value = '3799' "
+                     "WHERE constraint_variable = 'congressional_district_geoid' "
+                     "AND value = '101'")
+    problems = check_target_db(bad, ENGINE)
+    assert "target 1: value is NaN or infinite" in problems
+    assert "target 2: negative count -5.0" in problems
+    assert sum("district 3799 is not inside state 1" in p for p in problems) >= 1
+
+
+def test_build_is_deterministic(built, tmp_path):
+    path, _, _ = built
+    build_target_db(tmp_path / "again.db")
+    assert sha256_file(tmp_path / "again.db") == sha256_file(path)
+
+
+def _snapshot_copy(tmp_path):
+    snap = tmp_path / "snap"
+    shutil.copytree(SNAPSHOT_DIR, snap)
+    return snap
+
+
+def _edit(path, fn):
+    df = pd.read_csv(path)
+    fn(df)
+    df.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(("file", "field", "edit"), [
+    ("snap_state.csv", "cost", lambda df: df.__setitem__("cost", np.where(
+        df.index == 3, np.nan, df["cost"]))),
+    ("age_state.csv", "value", lambda df: df.__setitem__("value", np.where(
+        df.index == 0, -1, df["value"]))),
+    ("age_district.csv", "cd_geoid", lambda df: df.__setitem__("cd_geoid", np.where(
+        df.index == 0, 9901, df["cd_geoid"]))),
+    ("districts.csv", "cd_geoid", lambda df: df.__setitem__("cd_geoid", np.where(
+        df.index == 0, 201, df["cd_geoid"]))),
+])
+def test_bad_input_names_file_field_and_leaves_nothing(tmp_path, file, field, edit):
+    snap = _snapshot_copy(tmp_path)
+    _edit(snap / file, edit)
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        build_target_db(out / "targets.db", snap)
+    assert err.value.file.endswith(file) and err.value.field == field and err.value.fix
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_missing_source_file(tmp_path):
+    snap = _snapshot_copy(tmp_path)
+    (snap / "eitc_state.csv").unlink()
+    with pytest.raises(InputError, match="eitc_state.csv"):
+        build_target_db(tmp_path / "targets.db", snap)
+    assert not (tmp_path / "targets.db").exists()
