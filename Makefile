@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= demo
-export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export DAGSTER_HOME := $(CURDIR)
 export CALIBRATION_STORAGE_ROOT ?= $(CURDIR)/storage
 
 .PHONY: setup run test lint bench ui clean
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/calibrate run --profile $(PROFILE)
+	$(BIN)/python -m assets.run --profile $(PROFILE)
 
 test: setup
 	$(BIN)/ruff check pipeline assets resources tests benchmarks scripts

@@ -1,0 +1,72 @@
+"""Package validity: targets no weighting can reach, and ones that need extreme weights.
+
+Exit codes match production's validator: 0 pass, 1 impossible targets (or no package),
+2 strict-ratio failures (only when asked for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.package import CalibrationPackage
+
+DEFAULT_STRICT_RATIO = 0.01
+
+
+@dataclass(frozen=True)
+class PackageReport:
+    n_targets: int
+    n_selected: int
+    impossible: pd.DataFrame      # selected targets with row sum 0 and value != 0
+    strict_failures: pd.DataFrame  # selected targets with row sum / |value| < strict_ratio
+    strict_ratio: float
+
+    @property
+    def passed(self) -> bool:
+        return self.impossible.empty
+
+    def exit_code(self, strict: bool) -> int:
+        if not self.impossible.empty:
+            return 1
+        return 2 if strict and not self.strict_failures.empty else 0
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.n_selected} of {self.n_targets} targets selected; "
+            f"{len(self.impossible)} impossible; {len(self.strict_failures)} below the strict "
+            f"ratio {self.strict_ratio:g}",
+        ]
+        for name in self.impossible["target_name"].head(20):
+            lines.append(f"  IMPOSSIBLE {name}")
+        for name, ratio in self.strict_failures[["target_name", "ratio"]].head(20).itertuples(
+            index=False
+        ):
+            lines.append(f"  STRICT {name}: row sum / target = {ratio:.3g}")
+        return "\n".join(lines)
+
+
+def validate_package(
+    pkg: CalibrationPackage,
+    selected: np.ndarray | None = None,
+    strict_ratio: float = DEFAULT_STRICT_RATIO,
+) -> PackageReport:
+    selected = np.ones(len(pkg.targets), dtype=bool) if selected is None else selected
+    row_sum = np.asarray(pkg.X.sum(axis=1), dtype=np.float64).ravel()
+    value = pkg.targets["value"].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(value != 0, row_sum / np.abs(value), np.inf)
+    frame = pd.DataFrame({
+        "target_name": pkg.targets["target_name"], "value": value,
+        "row_sum": row_sum, "ratio": ratio,
+    })
+    impossible = frame[selected & (row_sum == 0) & (value != 0)]
+    strict = frame[selected & (row_sum != 0) & (ratio < strict_ratio)]
+    return PackageReport(
+        n_targets=len(frame), n_selected=int(selected.sum()),
+        impossible=impossible.reset_index(drop=True),
+        strict_failures=strict.sort_values("ratio").reset_index(drop=True),
+        strict_ratio=strict_ratio,
+    )

@@ -1,0 +1,20 @@
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.profiles import load_profile
+
+
+def test_shipped_profiles():
+    demo, prod, ci = (load_profile(n) for n in ("demo", "production", "ci"))
+    assert demo.states is None and demo.n_clones == 3 and demo.households == 12000
+    assert prod.n_clones == 430
+    assert ci.states == ("DE", "VT", "WY", "RI") and ci.n_clones == 2
+
+
+def test_bad_profile_names_field(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\nperiod: 2024\nseed: 0\ngeography: {states: all}\nsample: {}\n")
+    with pytest.raises(InputError, match="p.yaml.*households|households.*p.yaml"):
+        load_profile(str(path))
+    with pytest.raises(InputError, match="profile not found"):
+        load_profile("nope")
