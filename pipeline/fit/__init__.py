@@ -1,0 +1,9 @@
+"""The L0 calibration fit: fast sparse operator, reproducible training, exported = trained."""
+
+from pipeline.fit.core import FitResult, fit
+from pipeline.fit.package_fit import fit_package
+from pipeline.fit.params import FitParams
+from pipeline.fit.review import FitReview, FitThresholds, review_fit
+
+__all__ = ["FitParams", "FitResult", "FitReview", "FitThresholds", "fit", "fit_package",
+           "review_fit"]

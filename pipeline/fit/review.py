@@ -1,0 +1,154 @@
+"""Gate 1: the fit review a person used to do by eye on the dashboard, as rules."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import InputError
+from pipeline.fit.core import FitResult
+from pipeline.fit.outputs import DIAGNOSTICS, LOG, RUN_CONFIG, WEIGHTS
+
+
+@dataclass(frozen=True)
+class FitThresholds:
+    tail_fraction: float = 0.2  # "the last part of training": this share of epochs / log points
+    loss_tolerance: float = 0.05  # max relative loss change over the tail
+    loss_floor: float = 1e-6  # a loss change below this is noise, whatever its relative size
+    divergence_tolerance: float = 0.01  # max rise of a group's mean |rel error| over the tail
+    production_tolerance: float = 0.10  # final loss may exceed production's by this share
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    name: str
+    passed: bool
+    detail: str
+    failing_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FitReview:
+    passed: bool
+    rules: tuple[RuleResult, ...] = field(default_factory=tuple)
+
+    def rule(self, name: str) -> RuleResult:
+        return next(r for r in self.rules if r.name == name)
+
+
+def review_fit(
+    fit: str | Path | FitResult,
+    thresholds: FitThresholds | None = None,
+    production_run_config: str | Path | dict[str, Any] | None = None,
+) -> FitReview:
+    t = thresholds or FitThresholds()
+    weights, history, final_loss, log, groups = _load(fit)
+    rules = (
+        _weights_rule(weights),
+        _converged_rule(history, t),
+        _divergence_rule(log, groups, t),
+        _production_rule(final_loss, production_run_config, t),
+    )
+    return FitReview(passed=all(r.passed for r in rules), rules=rules)
+
+
+def _load(fit: str | Path | FitResult):
+    if isinstance(fit, FitResult):
+        history = fit.loss_history
+        names = np.asarray(fit.target_names, dtype=object)
+        if fit.targets is not None:
+            tg = fit.targets
+            labels = tg["variable"].astype(str) + " × " + tg["geo_level"].astype(str)
+            groups = dict(zip(names, labels, strict=True))
+        else:
+            groups = {n: _group_from_name(n) for n in names}
+        return fit.weights, history, fit.final_loss, fit.log, groups
+    out = Path(fit)
+    for name in (WEIGHTS, RUN_CONFIG, LOG, DIAGNOSTICS):
+        if not (out / name).is_file():
+            raise InputError(out / name, name, "missing from the fit directory",
+                             "run `calibrate fit` to completion first")
+    config = json.loads((out / RUN_CONFIG).read_text())
+    diag = pd.read_csv(out / DIAGNOSTICS, keep_default_na=False)
+    if {"variable", "geo_level"} <= set(diag.columns):
+        labels = diag["variable"].astype(str) + " × " + diag["geo_level"].astype(str)
+        groups = dict(zip(diag["target"].astype(str), labels, strict=True))
+    else:
+        groups = {n: _group_from_name(n) for n in diag["target"].astype(str)}
+    log = pd.read_csv(out / LOG, keep_default_na=False, dtype={"target_name": str})
+    weights = np.load(out / WEIGHTS, allow_pickle=False)
+    return weights, config["loss_history"], float(config["final_loss"]), log, groups
+
+
+def _group_from_name(name: str) -> str:
+    """`cd_3701/household_count/[snap>0]` → `household_count × district` (no target frame)."""
+    parts = name.split("/")
+    geo = {"nation": "national", "state": "state", "cd": "district"}.get(
+        parts[0].split("_")[0], parts[0])
+    return f"{parts[1] if len(parts) > 1 else name} × {geo}"
+
+
+def _weights_rule(weights: np.ndarray) -> RuleResult:
+    bad = int((~np.isfinite(weights)).sum())
+    neg = int((weights < 0).sum())
+    ok = bad == 0 and neg == 0
+    return RuleResult("weights_valid", ok, f"{bad} non-finite, {neg} negative of {len(weights)}")
+
+
+def _converged_rule(history: dict[str, list[float]], t: FitThresholds) -> RuleResult:
+    """Judged on the final phase: the L0 term vanishes at the polish switch by design."""
+    phase = "polish" if history.get("polish") else "l0"
+    losses = np.asarray(history.get(phase, []), dtype=float)
+    if len(losses) < 2:
+        return RuleResult("loss_converged", False, f"only {len(losses)} {phase} epochs logged")
+    start = losses[max(0, int(len(losses) * (1 - t.tail_fraction)) - 1)]
+    change = abs(losses[-1] - start) / max(abs(start), 1e-12)
+    ok = bool(np.isfinite(change) and (change < t.loss_tolerance
+                                        or abs(losses[-1] - start) < t.loss_floor))
+    return RuleResult("loss_converged", ok,
+                      f"{phase} loss {start:.6g} → {losses[-1]:.6g} over the last "
+                      f"{t.tail_fraction:.0%}: relative change {change:.3g} "
+                      f"(tolerance {t.loss_tolerance}, floor {t.loss_floor})")
+
+
+def _divergence_rule(log: pd.DataFrame, groups: dict[str, str], t: FitThresholds) -> RuleResult:
+    epochs = np.sort(log["epoch"].unique())
+    if len(epochs) < 2:
+        return RuleResult("no_group_diverging", True, "fewer than 2 log points: nothing to compare")
+    tail = epochs[epochs >= epochs[max(0, int(len(epochs) * (1 - t.tail_fraction)) - 1)]]
+    frame = log[log["epoch"].isin(tail)].assign(
+        group=log["target_name"].astype(str).map(groups).fillna("unknown"))
+    err = frame.groupby(["group", "epoch"])["rel_abs_error"].mean().unstack("epoch")
+    rise = err[tail[-1]] - err.min(axis=1)
+    failing = tuple(sorted(rise[rise > t.divergence_tolerance].index))
+    worst = f"worst {rise.idxmax()} +{rise.max():.4g}" if len(rise) else "no groups"
+    return RuleResult("no_group_diverging", not failing,
+                      f"mean |rel error| rise over epochs {tail[0]}–{tail[-1]}: {worst} "
+                      f"(tolerance {t.divergence_tolerance})", failing)
+
+
+def _production_rule(final_loss: float, production: str | Path | dict[str, Any] | None,
+                     t: FitThresholds) -> RuleResult:
+    if production is None:
+        return RuleResult("not_worse_than_production", True,
+                          "skipped: no production run config given")
+    if not isinstance(production, dict):
+        path = Path(production)
+        if not path.is_file():
+            raise InputError(path, None, "production run config not found",
+                             "pass the run_config.json of the current release")
+        production = json.loads(path.read_text())
+    if "final_loss" not in production:
+        raise InputError(None, "final_loss", "missing from the production run config",
+                         "pass a run_config.json written by `calibrate fit`")
+    ref = float(production["final_loss"])
+    limit = ref * (1 + t.production_tolerance)
+    ok = final_loss <= limit
+    return RuleResult("not_worse_than_production", ok,
+                      f"final loss {final_loss:.6g} vs production {ref:.6g} "
+                      f"(limit {limit:.6g})")

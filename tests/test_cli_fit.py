@@ -1,0 +1,75 @@
+"""`calibrate fit`: flags reach the fit, a summary is printed, bad input exits 1."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from pipeline.cli import main
+from pipeline.package import CalibrationPackage, save_package
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def package(tmp_path):
+    rng = np.random.default_rng(5)
+    n_t, n_c = 12, 120
+    X = sp.random(n_t, n_c, density=0.25, format="csr", random_state=rng, dtype=np.float32)
+    X.data[:] = rng.integers(1, 4, X.nnz)
+    targets = pd.DataFrame({
+        "target_id": np.arange(n_t), "target_name": [f"state_6/snap/{i}" for i in range(n_t)],
+        "variable": "snap", "geo_level": "state", "geographic_id": "6", "domain_variable": "",
+        "value": X @ rng.gamma(2.0, 40.0, n_c), "period": 2024, "holdout": 0,
+        "constraints": "[]",
+    })
+    pkg = CalibrationPackage(X=X, targets=targets, initial_weights=np.full(n_c, 80.0),
+                             cd_geoid=np.zeros(n_c), county_index=np.zeros(n_c, np.int32),
+                             counties=np.array([""]), metadata={"n_records": n_c, "n_clones": 1})
+    (tmp_path / "b.h5").write_bytes(b"x")
+    return save_package(pkg, tmp_path / "pkg", tmp_path / "b.h5")
+
+
+def test_fit_command_writes_outputs_with_given_flags(package, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["fit", "--package", str(package), "--out", str(out), "--preset", "national",
+               "--epochs", "30", "--polish-epochs", "20", "--lr", "0.1", "--seed", "3",
+               "--device", "cpu", "--log-freq", "10", "--checkpoint-every", "15"])
+    assert rc == 0
+    cfg = json.loads((out / "run_config.json").read_text())
+    assert cfg["params"] == {"lambda_l0": 1e-4, "beta": 0.35, "lambda_l2": 0.0,
+                             "learning_rate": 0.1, "epochs": 30, "seed": 3, "device": "cpu",
+                             "log_freq": 10, "checkpoint_every": 15, "polish_epochs": 20}
+    text = capsys.readouterr().out
+    assert f"{cfg['records_kept']:,} of 120 records kept" in text
+    assert "[PASS] weights_valid" in text
+    rc = main(["fit", "--package", str(package), "--out", str(tmp_path / "more"),
+               "--preset", "national", "--epochs", "40", "--polish-epochs", "20", "--lr", "0.1",
+               "--seed", "3", "--device", "cpu", "--resume-from", str(out / "checkpoint.pt")])
+    assert rc == 0
+    assert len(json.loads((tmp_path / "more" / "run_config.json").read_text())
+               ["loss_history"]["l0"]) == 40
+
+
+def test_bad_input_exits_1_with_the_fix(package, tmp_path, capsys):
+    assert main(["fit", "--package", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 1
+    assert "calibration package not found" in capsys.readouterr().err
+    ckpt_out = tmp_path / "o2"
+    assert main(["fit", "--package", str(package), "--out", str(ckpt_out), "--epochs", "5",
+                 "--polish-epochs", "1", "--device", "cpu"]) == 0
+    rc = main(["fit", "--package", str(package), "--out", str(tmp_path / "o3"), "--epochs", "9",
+               "--lambda-l0", "0.5", "--device", "cpu",
+               "--resume-from", str(ckpt_out / "checkpoint.pt")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "lambda_l0: checkpoint 1e-08, now 0.5" in err and "Fix:" in err
+    assert not (tmp_path / "o3" / "run_config.json").exists()

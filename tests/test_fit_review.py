@@ -1,0 +1,116 @@
+"""Gate 1 passes a good fit and names the rule (and groups) that fail on purpose-made cases."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.fit import FitParams, FitThresholds, fit_package, review_fit
+from pipeline.package import CalibrationPackage, save_package
+
+N_T, N_REC = 18, 200
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    import scipy.sparse as sp
+
+    tmp = tmp_path_factory.mktemp("review")
+    rng = np.random.default_rng(3)
+    X = sp.random(N_T, N_REC, density=0.2, format="csr", random_state=rng, dtype=np.float32)
+    X.data[:] = rng.integers(1, 4, X.nnz)
+    y = X @ rng.gamma(2.0, 50.0, N_REC)
+    levels = ["state", "district"]
+    targets = pd.DataFrame({
+        "target_id": np.arange(N_T), "target_name": [f"t{i}" for i in range(N_T)],
+        "variable": ["snap" if i < 9 else "age" for i in range(N_T)],
+        "geo_level": [levels[i % 2] for i in range(N_T)], "geographic_id": "US",
+        "domain_variable": "", "value": y, "period": 2024, "holdout": 0, "constraints": "[]",
+    })
+    pkg = CalibrationPackage(X=X, targets=targets, initial_weights=np.full(N_REC, 100.0),
+                             cd_geoid=np.zeros(N_REC), county_index=np.zeros(N_REC, np.int32),
+                             counties=np.array([""]),
+                             metadata={"n_records": N_REC, "n_clones": 1})
+    (tmp / "b.h5").write_bytes(b"x")
+    path = save_package(pkg, tmp / "pkg", tmp / "b.h5")
+    params = FitParams(lambda_l0=1e-6, epochs=150, polish_epochs=150, log_freq=10,
+                       device="cpu")
+    fit_package(path, None, tmp / "out", params)
+    return tmp / "out"
+
+
+def test_good_fit_passes_from_directory(fitted):
+    review = review_fit(fitted)
+    assert review.passed, review.rules
+    assert [r.name for r in review.rules] == ["weights_valid", "loss_converged",
+                                             "no_group_diverging", "not_worse_than_production"]
+    assert "skipped" in review.rule("not_worse_than_production").detail
+
+
+def test_production_comparison(fitted):
+    ours = json.loads((fitted / "run_config.json").read_text())["final_loss"]
+    assert review_fit(fitted, production_run_config={"final_loss": ours}).passed
+    worse = review_fit(fitted, production_run_config={"final_loss": ours / 2})
+    assert not worse.passed
+    assert [r.name for r in worse.rules if not r.passed] == ["not_worse_than_production"]
+
+
+def test_negative_or_nan_weights_fail(fitted, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(fitted, bad)
+    w = np.load(bad / "weights.npy")
+    w[0], w[1] = -1.0, np.nan
+    np.save(bad / "weights.npy", w)
+    rule = review_fit(bad).rule("weights_valid")
+    assert not rule.passed and rule.detail.startswith("1 non-finite, 1 negative")
+
+
+def test_unconverged_loss_fails(fitted, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(fitted, bad)
+    cfg = json.loads((bad / "run_config.json").read_text())
+    cfg["loss_history"]["polish"] = list(np.linspace(10.0, 5.0, 100))
+    (bad / "run_config.json").write_text(json.dumps(cfg))
+    review = review_fit(bad)
+    assert not review.passed
+    assert [r.name for r in review.rules if not r.passed] == ["loss_converged"]
+    assert review_fit(bad, FitThresholds(loss_tolerance=0.2)).passed
+
+
+def test_late_diverging_group_is_named(fitted, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(fitted, bad)
+    log = pd.read_csv(bad / "calibration_log.csv")
+    last = log["epoch"].max()
+    # snap × district targets are t1, t3, t5, t7: their error jumps at the last log point.
+    hit = (log["epoch"] == last) & log["target_name"].isin(["t1", "t3", "t5", "t7"])
+    log.loc[hit, "rel_abs_error"] += 0.05
+    log.to_csv(bad / "calibration_log.csv", index=False)
+    rule = review_fit(bad).rule("no_group_diverging")
+    assert not rule.passed
+    assert rule.failing_groups == ("snap × district",)
+    assert review_fit(bad, FitThresholds(divergence_tolerance=0.06)).passed
+
+
+def test_review_accepts_fit_result(fitted, tmp_path):
+    params = FitParams(lambda_l0=1e-6, epochs=150, polish_epochs=150, log_freq=10, device="cpu")
+    result = fit_package(fitted.parent / "pkg", None, tmp_path / "again", params)
+    review = review_fit(result)
+    assert review.passed
+    assert np.array_equal(result.weights, np.load(fitted / "weights.npy"))
