@@ -1,0 +1,109 @@
+"""Derive state takeup rates: administrative participants ÷ engine-computed eligibles.
+
+    python scripts/derive_takeup_rates.py [SOURCE] [--out pipeline/data/takeup_rates.csv]
+
+SOURCE is the policyengine-us-data wheel (fetch it with `pip download --no-deps
+--only-binary=:all: --python-version 3.12 policyengine-us-data==1.115.4`) or a directory
+holding its `calibration_targets` CSVs. For each state s:
+- snap_rate = clip(USDA SNAP households in s ÷ CPS-weighted households the engine finds
+  SNAP-eligible in s, 0.2, 1.0);
+- eitc_rate = clip(IRS EITC returns in s ÷ CPS-weighted tax units with an EITC entitlement
+  in s, 0.2, 1.0).
+Eligibility comes from `load_source_cps(draw_takeups=False)` (everyone takes up) and the
+engine, so the rates match the engine that applies them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.atomic import write_text
+from pipeline.engine import simulate
+from pipeline.errors import InputError
+from pipeline.sources.taxcalc_cps import load_source_cps
+from pipeline.takeup import RATES_PATH
+
+WHEEL_DIR = "policyengine_us_data/storage/calibration_targets"
+DEFAULT_SOURCE = Path("/tmp/peusd/policyengine_us_data-1.115.4-py3-none-any.whl")
+FLOOR, CAP = 0.2, 1.0
+
+
+def read_statistics(source: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(snap_state, eitc_state) frames, each with a `state_fips` column."""
+    frames = {}
+    for name in ("snap_state.csv", "eitc_state.csv"):
+        if source.suffix == ".whl":
+            with zipfile.ZipFile(source) as whl:
+                text = whl.read(f"{WHEEL_DIR}/{name}").decode()
+        else:
+            path = source / name
+            if not path.exists():
+                raise InputError(path, None, "file is missing",
+                                 "pass the wheel or its storage/calibration_targets directory")
+            text = path.read_text()
+        df = pd.read_csv(io.StringIO(text), comment="#")
+        if "GEO_ID" not in df.columns:
+            raise InputError(source, f"{name}:GEO_ID", "column is missing", "use v1.115.4")
+        df["state_fips"] = df["GEO_ID"].str[-2:].astype(int)
+        frames[name] = df
+    return frames["snap_state.csv"], frames["eitc_state.csv"]
+
+
+def derive(source: Path, year: int = 2024) -> pd.DataFrame:
+    snap_stats, eitc_stats = read_statistics(source)
+    md = load_source_cps(year, draw_takeups=False)
+    sim = simulate(md)
+    hh = md.household
+    weight = hh["household_weight"].to_numpy()
+    state = hh["state_fips"].to_numpy()
+    tu_pos = pd.Index(hh["household_id"]).get_indexer(sim.tax_unit["household_id"])
+    snap_eligible = pd.Series(weight * (sim.household["snap"].to_numpy() > 0)).groupby(
+        state).sum()
+    eitc_eligible = pd.Series(weight[tu_pos] * (sim.tax_unit["eitc"].to_numpy() > 0)).groupby(
+        state[tu_pos]).sum()
+    states = np.unique(state)
+    out = pd.DataFrame({"state_fips": states})
+    snap = snap_stats.set_index("state_fips")["Households"].reindex(states)
+    eitc = eitc_stats.set_index("state_fips")["Returns"].reindex(states)
+    if snap.isna().any() or eitc.isna().any():
+        raise InputError(source, "GEO_ID", "a CPS state has no statistic",
+                         "use a source with all 50 states and DC")
+    out["snap_households"] = snap.to_numpy()
+    out["snap_eligible_weighted"] = snap_eligible.reindex(states).to_numpy()
+    out["snap_rate"] = np.clip(out["snap_households"] / out["snap_eligible_weighted"],
+                               FLOOR, CAP)
+    out["eitc_returns"] = eitc.to_numpy()
+    out["eitc_eligible_weighted"] = eitc_eligible.reindex(states).to_numpy()
+    out["eitc_rate"] = np.clip(out["eitc_returns"] / out["eitc_eligible_weighted"], FLOOR, CAP)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", nargs="?", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--out", type=Path, default=RATES_PATH)
+    parser.add_argument("--year", type=int, default=2024)
+    args = parser.parse_args()
+    table = derive(args.source, args.year)
+    header = (
+        "# State takeup rates = clip(administrative count / engine-eligible CPS-weighted count,"
+        f" {FLOOR}, {CAP}).\n"
+        "# SNAP: USDA FNS FY2023 average monthly households by state (policyengine-us-data"
+        " 1.115.4 storage/calibration_targets/snap_state.csv).\n"
+        "# EITC: IRS SOI Historical Table 2, TY2022, returns with EIC (eitc_state.csv).\n"
+        f"# Eligible counts: Tax-Calculator CPS uprated to {args.year}, pipeline.engine,"
+        " everyone taking up.\n"
+        "# Regenerate: python scripts/derive_takeup_rates.py [WHEEL_OR_DIR]\n"
+    )
+    write_text(args.out, header + table.to_csv(index=False, float_format="%.6g"))
+    print(f"wrote {args.out}: {len(table)} states")
+
+
+if __name__ == "__main__":
+    main()
