@@ -19,6 +19,7 @@ class Profile:
     period: int
     seed: int
     households: int
+    top_agi_quantile: float  # households at or above it are kept whole by stratification
     states: tuple[str, ...] | None  # None = every state
     n_clones: int
     fit: dict[str, Any] = field(default_factory=dict)
@@ -28,7 +29,8 @@ class Profile:
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "period": self.period, "seed": self.seed,
-            "households": self.households, "states": list(self.states or []) or "all",
+            "households": self.households, "top_agi_quantile": self.top_agi_quantile,
+            "states": list(self.states or []) or "all",
             "n_clones": self.n_clones, "fit": self.fit, "gates": self.gates,
         }
 
@@ -56,6 +58,7 @@ def load_profile(name_or_path: str) -> Profile:
             period=int(raw["period"]),
             seed=int(raw["seed"]),
             households=int(raw["sample"]["households"]),
+            top_agi_quantile=float(raw["sample"].get("top_agi_quantile", 0.99)),
             states=None if states == "all" else tuple(str(s).upper() for s in states),
             n_clones=int(raw["package"]["n_clones"]),
             fit=dict(raw.get("fit") or {}),

@@ -11,7 +11,9 @@ Outputs per tax unit (Tax-Calculator names in brackets):
   IRS reports the child credit and the other-dependent credit on one 1040 line),
 - `is_tax_filer`: gross income (AGI, or self-employment income ≥ $400) at or above the
   standard deduction for the unit's filing status plus its aged add-ons (the filing
-  requirement), or any EITC or additional CTC (units file to claim refundable credits).
+  requirement), or any EITC or additional CTC (units file to claim refundable credits), or
+  negative AGI (units file to report, and carry forward, their losses: IRS SOI counts
+  millions of "no AGI" returns).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def compute_taxes(md: Microdata) -> TaxResults:
         (mars == 2) & (calc.array("age_spouse") >= 65)
     ).astype(int)
     threshold = standard + aged * calc.policy_param("STD_Aged")[mars - 1]
-    files = (agi >= threshold) | (calc.array("e00900") >= 400) | (eitc > 0) | (
+    files = (agi >= threshold) | (agi < 0) | (calc.array("e00900") >= 400) | (eitc > 0) | (
         calc.array("c11070") > 0
     )
     frame = pd.DataFrame({

@@ -52,6 +52,12 @@ class Row:
     file: str
 
 
+def _is_holdout(row: Row) -> bool:
+    """Held out of training: a whole validation file, or a negative total (the net AGI of
+    the below-$1 band), which the fit's relative loss (y − ŷ)/(y + 1) cannot use."""
+    return row.file in HOLDOUT_FILES or row.value < 0
+
+
 def _bounds(var: str, lower: float, upper: float) -> tuple[Constraint, ...]:
     """[lower, upper) as constraints; infinite ends impose nothing."""
     out: list[Constraint] = []
@@ -248,7 +254,7 @@ def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR) -
                     " source, notes, holdout) VALUES (?, ?, ?, 0, ?, 1, ?, ?, ?)",
                     (row.variable, int(src["period"]), sid, float(row.value),
                      f"{src['source']}: {src['table']}", f"snapshot {row.file}",
-                     int(row.file in HOLDOUT_FILES)),
+                     int(_is_holdout(row))),
                 )
             conn.commit()
         finally:
@@ -259,7 +265,7 @@ def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR) -
         "n_targets": len(rows),
         "n_strata": len(writer.ids),
         "by_geo_level": {k: int(v) for k, v in levels.value_counts().sort_index().items()},
-        "n_holdout": sum(r.file in HOLDOUT_FILES for r in rows),
+        "n_holdout": sum(_is_holdout(r) for r in rows),
         "by_file": {k: int(v) for k, v in
                     pd.Series([r.file for r in rows]).value_counts().sort_index().items()},
     }

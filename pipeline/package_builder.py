@@ -1,0 +1,84 @@
+"""Build the calibration package: clones × geography, takeup draws, X over all active targets."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.geography import STATE_ABBR, assign_geography, load_districts
+from pipeline.hashing import sha256_file
+from pipeline.matrix import build_matrix, initial_weights
+from pipeline.microdata import read_h5
+from pipeline.package import CalibrationPackage, save_package
+from pipeline.profiles import Profile
+from pipeline.targets.db import load_targets
+
+
+def profile_districts(profile: Profile) -> pd.DataFrame:
+    """The districts a profile covers: all of them, or those of its states."""
+    districts = load_districts()
+    if profile.states is None:
+        return districts
+    fips = _state_fips(profile.states)
+    return districts[districts["state_fips"].isin(fips)].reset_index(drop=True)
+
+
+def profile_targets(targets: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """Targets inside the profile's geography; national ones only for the whole country."""
+    if profile.states is None:
+        return targets.reset_index(drop=True)
+    fips = {str(f) for f in _state_fips(profile.states)}
+    state_of = targets["geographic_id"].where(
+        targets["geo_level"] != "district", targets["geographic_id"].str[:-2]
+    )
+    keep = (targets["geo_level"] != "national") & state_of.isin(fips)
+    return targets[keep].reset_index(drop=True)
+
+
+def _state_fips(abbreviations: tuple[str, ...]) -> list[int]:
+    by_abbr = {abbr: fips for fips, abbr in STATE_ABBR.items()}
+    unknown = sorted(set(abbreviations) - set(by_abbr))
+    if unknown:
+        raise ValueError(f"unknown state abbreviations {unknown}; known: {sorted(by_abbr)}")
+    return [by_abbr[a] for a in abbreviations]
+
+
+def build_package(
+    base_h5: str | Path, target_db: str | Path, out_dir: str | Path, profile: Profile
+) -> CalibrationPackage:
+    started = time.perf_counter()
+    md = read_h5(base_h5)
+    targets = profile_targets(load_targets(target_db), profile)
+    districts = profile_districts(profile)
+    n_records = len(md.household)
+    cd_geoid, county_index, counties = assign_geography(
+        n_records, profile.n_clones, profile.seed, districts=districts
+    )
+    X = build_matrix(md, targets, cd_geoid, profile.n_clones,
+                     districts["cd_geoid"].to_numpy(dtype=np.int64))
+    metadata = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "profile": profile.as_dict(),
+        "period": md.period,
+        "seed": profile.seed,
+        "n_records": n_records,
+        "n_clones": profile.n_clones,
+        "n_targets": len(targets),
+        "nnz": int(X.nnz),
+        "targets_by_level": targets["geo_level"].value_counts().to_dict(),
+        "inputs": {
+            "base_h5_sha256": sha256_file(base_h5),
+            "target_db_sha256": sha256_file(target_db),
+        },
+        "build_seconds": round(time.perf_counter() - started, 2),
+    }
+    pkg = CalibrationPackage(
+        X=X, targets=targets, initial_weights=initial_weights(targets, cd_geoid),
+        cd_geoid=cd_geoid, county_index=county_index, counties=counties, metadata=metadata,
+    )
+    save_package(pkg, out_dir, base_h5)
+    return pkg
