@@ -68,6 +68,18 @@ def test_taxcalc_sanity_2024():
     assert t["is_tax_filer"].tolist() == [True, True]
 
 
+def test_credits_do_not_depend_on_the_batch():
+    """A unit's EITC/CTC is the same alone or beside others (no batch-seeded claim draws)."""
+    md = _md()
+    together = compute_taxes(md).tax_unit.set_index("tax_unit_id")
+    for position in (0, 1):
+        alone = compute_taxes(md.take_households(np.array([position]))).tax_unit.iloc[0]
+        row = together.loc[alone["tax_unit_id"]]
+        assert alone["eitc_entitlement"] == row["eitc_entitlement"]
+        assert alone["ctc"] == row["ctc"]
+        assert alone["income_tax"] == row["income_tax"]
+
+
 def test_simulate_applies_takeup_and_snap():
     md = _md()
     taxes = compute_taxes(md)

@@ -40,6 +40,21 @@ class TaxResults:
     tax_unit: pd.DataFrame
 
 
+def _entitlement_policy(year: int) -> taxcalc.Policy:
+    """Current law with Tax-Calculator's credit-claiming approximation switched off.
+
+    Tax-Calculator 6.8 drops some EITC and ACTC claims using one uniform draw per record
+    from a generator seeded per batch, so a unit's credit would depend on its row position
+    and on which other units share the batch. We want entitlements (takeup is ours, drawn
+    per household and clone), identical whichever file or clone a unit is computed in;
+    a claim-probability scale of 9e99 means every eligible unit claims.
+    """
+    policy = taxcalc.Policy()
+    policy.implement_reform({"eitc_claim_prob_scale": {year: 9e99},
+                             "actc_claim_prob_scale": {year: 9e99}})
+    return policy
+
+
 def compute_taxes(md: Microdata) -> TaxResults:
     """Run Tax-Calculator on `md`'s tax units as they are (no further uprating)."""
     tu = md.tax_unit
@@ -51,7 +66,8 @@ def compute_taxes(md: Microdata) -> TaxResults:
     records = taxcalc.Records(data=pd.DataFrame(data), start_year=md.period, gfactors=None,
                               weights=None)
     with contextlib.redirect_stdout(io.StringIO()):
-        calc = taxcalc.Calculator(policy=taxcalc.Policy(), records=records, verbose=False)
+        calc = taxcalc.Calculator(policy=_entitlement_policy(md.period), records=records,
+                                  verbose=False)
         calc.calc_all()
     agi = calc.array("c00100")
     eitc = calc.array("eitc")

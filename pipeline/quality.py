@@ -1,0 +1,133 @@
+"""Gate 2: judge the validation results against the current release before publishing.
+
+Production leaves this to a person reading the validation CSV; here each rule is code and
+the review says which target or group broke which rule, so a blocked release explains
+itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import InputError
+
+REQUIRED = ("area_type", "area_id", "variable", "target_name", "sim_value", "rel_abs_error",
+            "sanity_check", "in_training")
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    target_regression: float = 0.05  # allowed increase of one target's rel_abs_error
+    group_regression: float = 0.01  # allowed increase of a (variable, area_type) mean
+    max_median_training_error: float = 0.10  # absolute rule, used when there is no baseline
+    top: int = 10
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class QualityReview:
+    passed: bool
+    rules: list[RuleResult]
+    worst_regressions: pd.DataFrame
+    holdout: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "rules": [asdict(r) for r in self.rules],
+            "worst_regressions": self.worst_regressions.to_dict(orient="records"),
+            "holdout": self.holdout,
+        }
+
+
+def review_quality(
+    validation: pd.DataFrame,
+    baseline: pd.DataFrame | None,
+    thresholds: QualityThresholds | None = None,
+) -> QualityReview:
+    """Pass only when nothing is non-finite, no sanity check failed and nothing regressed.
+
+    Targets are matched on `target_name`; targets new in this run cannot regress and
+    targets the baseline had but this run lacks are reported, not failed.
+    """
+    t = thresholds or QualityThresholds()
+    _require(validation, "validation results")
+    v = validation.assign(in_training=validation["in_training"].astype(bool))
+    rules = [_finite(v), _sanity(v)]
+    worst = pd.DataFrame(columns=["target_name", "variable", "area_type", "baseline_rel_abs_error",
+                                  "rel_abs_error", "increase"])
+    if baseline is None:
+        rules.append(_absolute(v, t))
+    else:
+        _require(baseline, "baseline validation results")
+        merged = v.merge(baseline[["target_name", "rel_abs_error"]].rename(
+            columns={"rel_abs_error": "baseline_rel_abs_error"}), on="target_name", how="inner")
+        merged["increase"] = merged["rel_abs_error"] - merged["baseline_rel_abs_error"]
+        worst = (merged.sort_values("increase", ascending=False, kind="stable")
+                 .head(t.top)[list(worst.columns)].reset_index(drop=True))
+        rules.append(_target_regression(merged, t))
+        rules.append(_group_regression(merged, t))
+        dropped = sorted(set(baseline["target_name"]) - set(v["target_name"]))
+        rules.append(RuleResult("coverage", True,
+                                f"{len(merged)} targets compared, {len(v) - len(merged)} new, "
+                                f"{len(dropped)} no longer validated {dropped[: t.top]}"))
+    held = v.loc[~v["in_training"], "rel_abs_error"].to_numpy(dtype=np.float64)
+    holdout = {"count": float(len(held))}
+    if len(held):
+        holdout.update(median_rel_abs_error=float(np.median(held)),
+                       mean_rel_abs_error=float(np.mean(held)),
+                       max_rel_abs_error=float(np.max(held)))
+    return QualityReview(all(r.passed for r in rules), rules, worst, holdout)
+
+
+def _require(df: pd.DataFrame, what: str) -> None:
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise InputError(None, missing[0], f"{what} lack columns {missing}",
+                         "pass the frame written by validate_h5s (validation_results.csv)")
+
+
+def _finite(v: pd.DataFrame) -> RuleResult:
+    bad = v.loc[~np.isfinite(v["sim_value"].to_numpy(dtype=np.float64)), "target_name"]
+    return RuleResult("finite", bad.empty, f"{len(bad)} non-finite sim values {list(bad[:10])}")
+
+
+def _sanity(v: pd.DataFrame) -> RuleResult:
+    failed = v.loc[v["sanity_check"] == "FAIL"]
+    areas = sorted(set(zip(failed["area_type"], failed["area_id"], strict=True)))
+    return RuleResult("sanity", failed.empty, f"{len(areas)} areas with a sanity FAIL {areas[:10]}")
+
+
+def _absolute(v: pd.DataFrame, t: QualityThresholds) -> RuleResult:
+    train = v.loc[v["in_training"], "rel_abs_error"].to_numpy(dtype=np.float64)
+    median = float(np.median(train)) if len(train) else 0.0
+    return RuleResult("absolute", median <= t.max_median_training_error,
+                      f"no baseline; median training rel_abs_error {median:.4g} "
+                      f"(limit {t.max_median_training_error:.4g}, {len(train)} targets)")
+
+
+def _target_regression(merged: pd.DataFrame, t: QualityThresholds) -> RuleResult:
+    bad = merged.loc[merged["increase"] > t.target_regression, "target_name"]
+    return RuleResult("target_regression", bad.empty,
+                      f"{len(bad)} targets worse by more than {t.target_regression:.4g} "
+                      f"{list(bad[: t.top])}")
+
+
+def _group_regression(merged: pd.DataFrame, t: QualityThresholds) -> RuleResult:
+    groups = merged.groupby(["variable", "area_type"])[["rel_abs_error", "baseline_rel_abs_error"]]
+    delta = groups.mean().eval("rel_abs_error - baseline_rel_abs_error")
+    bad = delta[delta > t.group_regression].sort_values(ascending=False)
+    listed = [f"{var}/{area}: +{d:.4g}" for (var, area), d in bad.items()][: t.top]
+    return RuleResult("group_regression", bad.empty,
+                      f"{len(bad)} of {len(delta)} groups worse by more than "
+                      f"{t.group_regression:.4g} {listed}")

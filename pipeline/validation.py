@@ -1,0 +1,206 @@
+"""Validation: recompute every target from the published H5 files, independently.
+
+This is the second of the two paths through the engine: it reads the files users get, runs
+`simulate` once per file (sharing only federal tax results between files whose tax units are
+identical, see `_shared_taxes`), and aggregates each target with its own pandas code (never the
+matrix builder's), so the X·w consistency check compares two genuinely separate answers.
+Geography comes from the file a target is evaluated on: national targets from
+`national.h5`, state targets from `states/<AB>.h5`, district targets from
+`districts/<geoid>.h5`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.atomic import atomic_path
+from pipeline.engine import VARIABLES, Simulation, TaxResults, compute_taxes, simulate
+from pipeline.errors import InputError
+from pipeline.geography import STATES
+from pipeline.microdata import Microdata, read_h5
+from pipeline.sanity import WARN, sanity_check_file, summarize
+from pipeline.stacking import district_file, load_manifest, state_file
+
+COLUMNS = ("area_type", "area_id", "display_name", "district", "variable", "target_name",
+           "period", "target_value", "sim_value", "error", "rel_error", "abs_error",
+           "rel_abs_error", "sanity_check", "sanity_reason", "in_training")
+_ABBR = {fips: abbr for fips, abbr, _ in STATES}
+_NAME = {fips: name for fips, _, name in STATES}
+_COMPARE = {"==": "eq", "!=": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
+_EMPTY = "no households in the published files"
+
+
+def validate_h5s(stacked_dir: str | Path, targets_df: pd.DataFrame, selected: np.ndarray
+                 ) -> pd.DataFrame:
+    """One row per target: the published files' total next to the target value.
+
+    Every target is validated; `in_training` marks the ones the fit used (held-out and
+    config-excluded targets are False). Relative errors divide by max(|target|, 1).
+    """
+    stacked_dir = Path(stacked_dir)
+    manifest = load_manifest(stacked_dir)
+    targets = targets_df.reset_index(drop=True)
+    selected = np.asarray(selected, dtype=bool)
+    if selected.shape != (len(targets),):
+        raise InputError(None, "selected", f"{selected.shape[0]} flags for {len(targets)} targets",
+                         "pass the selection made for this targets frame")
+    unknown = sorted(set(targets["variable"]) - set(VARIABLES))
+    if unknown:
+        raise InputError(None, "variable", f"the engine cannot compute {unknown}",
+                         f"use one of {sorted(VARIABLES)}")
+    areas = [_area(level, str(geo)) for level, geo in
+             zip(targets["geo_level"], targets["geographic_id"], strict=True)]
+    files = [_file_of(level, code, manifest) for level, code, _, _ in areas]
+    sim_value = np.zeros(len(targets))
+    sanity = np.full(len(targets), WARN, dtype=object)
+    reason = np.full(len(targets), _EMPTY, dtype=object)
+    groups = pd.Series(range(len(targets))).groupby(files, sort=True).indices
+    national = read_h5(stacked_dir / "national.h5")
+    national_taxes = compute_taxes(national)
+    for rel, rows in groups.items():
+        if not rel:
+            continue
+        md = national if rel == "national.h5" else read_h5(stacked_dir / rel)
+        sim = simulate(md, _shared_taxes(md, national, national_taxes))
+        sanity[rows], reason[rows] = summarize(sanity_check_file(md, sim))
+        tables = _EntityTables(md, sim)
+        for i in rows:
+            sim_value[i] = tables.total(targets.at[i, "variable"], targets.at[i, "constraints"])
+    target = targets["value"].to_numpy(dtype=np.float64)
+    error = sim_value - target
+    rel_error = error / np.maximum(np.abs(target), 1.0)
+    return pd.DataFrame({
+        "area_type": targets["geo_level"].to_numpy(),
+        "area_id": targets["geographic_id"].astype(str).to_numpy(),
+        "display_name": [a[2] for a in areas],
+        "district": [a[3] for a in areas],
+        "variable": targets["variable"].to_numpy(),
+        "target_name": targets["target_name"].to_numpy(),
+        "period": targets["period"].to_numpy(),
+        "target_value": target,
+        "sim_value": sim_value,
+        "error": error,
+        "rel_error": rel_error,
+        "abs_error": np.abs(error),
+        "rel_abs_error": np.abs(rel_error),
+        "sanity_check": sanity,
+        "sanity_reason": reason,
+        "in_training": selected,
+    }, columns=list(COLUMNS))
+
+
+def _shared_taxes(md: Microdata, national: Microdata, taxes: TaxResults) -> TaxResults | None:
+    """The national run's federal results for `md`'s tax units, if `md` holds them unchanged.
+
+    Federal taxes are a function of the tax-unit table alone, so a file whose tax units are
+    identical (ids, inputs, dtypes) to national rows gets those rows; any difference falls
+    back to running Tax-Calculator on the file. This saves Tax-Calculator's fixed set-up
+    cost (seconds) on each of ~490 files without trusting anything the file does not show.
+    """
+    pos = pd.Index(national.tax_unit["tax_unit_id"]).get_indexer(md.tax_unit["tax_unit_id"])
+    if (pos < 0).any():
+        return None
+    rows = national.tax_unit.iloc[pos].reset_index(drop=True)
+    if not rows.equals(md.tax_unit.reset_index(drop=True)):
+        return None
+    return TaxResults(taxes.period, taxes.tax_unit.iloc[pos].reset_index(drop=True))
+
+
+def write_validation_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+def _area(level: str, geo: str) -> tuple[str, int, str, str]:
+    """(level, numeric id, display name, district label) of one target's area."""
+    if level == "national":
+        return level, 0, "United States", ""
+    try:
+        code = int(geo)
+    except ValueError:
+        code = -1
+    fips = code if level == "state" else code // 100
+    if level not in ("state", "district") or fips not in _ABBR:
+        raise InputError(None, "geo_level/geographic_id", f"unknown area {level} {geo!r}",
+                         "use national/US, state/<FIPS> or district/<GEOID>")
+    if level == "state":
+        return level, code, _NAME[fips], ""
+    number = code % 100
+    label = f"{_ABBR[fips]}-{'AL' if number == 0 else f'{number:02d}'}"
+    return level, code, label, label
+
+
+def _file_of(level: str, code: int, manifest: dict) -> str:
+    """The published file holding an area, or "" for an area the manifest lists as empty."""
+    if level == "national":
+        rel = "national.h5"
+    elif level == "state":
+        rel = state_file(_ABBR[code])
+        if code in manifest["empty_states"]:
+            return ""
+    else:
+        rel = district_file(code)
+        if code in manifest["empty_districts"]:
+            return ""
+    if rel not in manifest["files"]:
+        raise InputError(rel, None, "no published file for this target's area",
+                         "restack with a package whose geography covers every target area")
+    return rel
+
+
+class _EntityTables:
+    """A file's simulated values by entity, with each entity's household weight."""
+
+    def __init__(self, md: Microdata, sim: Simulation):
+        hh_id = md.household["household_id"]
+        self.frames = {"household": sim.household, "tax_unit": sim.tax_unit,
+                       "person": sim.person}
+        self.household_id = {"household": hh_id, "tax_unit": md.tax_unit["household_id"],
+                             "person": md.person["household_id"]}
+        self.person_tax_unit = md.person["tax_unit_id"]
+        self.tax_unit_id = md.tax_unit["tax_unit_id"]
+        weight = pd.Series(md.household["household_weight"].to_numpy(np.float64),
+                           index=hh_id.to_numpy())
+        self.weight = {e: weight.reindex(ids.to_numpy()).to_numpy()
+                       for e, ids in self.household_id.items()}
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def values(self, variable: str, entity: str) -> np.ndarray:
+        """`variable` at `entity`: own values, or a larger entity's broadcast down."""
+        key = (variable, entity)
+        if key not in self._cache:
+            source = VARIABLES[variable]
+            own = self.frames[source][variable]
+            if source == entity:
+                out = own.to_numpy(dtype=np.float64)
+            elif source == "household":
+                by_id = pd.Series(own.to_numpy(np.float64), index=self.household_id[source])
+                out = by_id.reindex(self.household_id[entity].to_numpy()).to_numpy()
+            elif source == "tax_unit" and entity == "person":
+                by_id = pd.Series(own.to_numpy(np.float64), index=self.tax_unit_id.to_numpy())
+                out = by_id.reindex(self.person_tax_unit.to_numpy()).to_numpy()
+            else:
+                raise InputError(None, variable,
+                                 f"a {source} variable cannot constrain a {entity} target",
+                                 "constrain on a variable of the target's entity or a larger one")
+            self._cache[key] = out
+        return self._cache[key]
+
+    def total(self, variable: str, constraints: str) -> float:
+        entity = VARIABLES[variable]
+        mask = pd.Series(True, index=range(len(self.weight[entity])))
+        for var, op, threshold in json.loads(constraints):
+            if op not in _COMPARE:
+                raise InputError(None, "constraints", f"unknown operation {op!r}",
+                                 f"use one of {list(_COMPARE)}")
+            column = pd.Series(self.values(str(var), entity))
+            mask &= getattr(column, _COMPARE[op])(float(threshold))
+        values = self.values(variable, entity)
+        picked = mask.to_numpy()
+        return float(np.sum(values[picked] * self.weight[entity][picked]))

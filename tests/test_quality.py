@@ -1,0 +1,66 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.quality import QualityThresholds, review_quality
+
+
+def _frame(errors, *, training=None, sanity=None, sim=None):
+    n = len(errors)
+    return pd.DataFrame({
+        "area_type": ["state"] * (n - 1) + ["district"],
+        "area_id": [str(i) for i in range(n)],
+        "variable": ["snap"] * n,
+        "target_name": [f"t{i}" for i in range(n)],
+        "sim_value": sim if sim is not None else np.ones(n),
+        "rel_abs_error": errors,
+        "sanity_check": sanity or ["PASS"] * n,
+        "in_training": training if training is not None else [True] * n,
+    })
+
+
+def _rule(review, name):
+    return next(r for r in review.rules if r.rule == name)
+
+
+def test_no_baseline_uses_absolute_median_and_reports_holdout():
+    v = _frame([0.02, 0.04, 0.5, 0.9], training=[True, True, True, False])
+    review = review_quality(v, None)
+    assert review.passed
+    assert "median training rel_abs_error 0.04" in _rule(review, "absolute").detail
+    assert review.holdout == {"count": 1.0, "median_rel_abs_error": 0.9,
+                              "mean_rel_abs_error": 0.9, "max_rel_abs_error": 0.9}
+    strict = review_quality(v, None, QualityThresholds(max_median_training_error=0.03))
+    assert not strict.passed and not _rule(strict, "absolute").passed
+
+
+def test_target_and_group_regressions_block():
+    base = _frame([0.01, 0.01, 0.01, 0.01])
+    same = review_quality(_frame([0.012, 0.01, 0.01, 0.01]), base)
+    assert same.passed
+    worse = review_quality(_frame([0.2, 0.01, 0.01, 0.01]), base)
+    assert not worse.passed
+    assert not _rule(worse, "target_regression").passed
+    assert "['t0']" in _rule(worse, "target_regression").detail
+    assert worse.worst_regressions.loc[0, "target_name"] == "t0"
+    assert worse.worst_regressions.loc[0, "increase"] == pytest.approx(0.19)
+    # each target within 0.05 but the state group mean rises by 0.04 > 0.01
+    drift = review_quality(_frame([0.05, 0.05, 0.05, 0.01]), base)
+    assert _rule(drift, "target_regression").passed
+    assert not _rule(drift, "group_regression").passed
+    assert "snap/state: +0.04" in _rule(drift, "group_regression").detail
+
+
+def test_sanity_fail_and_nan_block_and_new_targets_do_not_regress():
+    base = _frame([0.01, 0.01, 0.01])
+    fail = review_quality(_frame([0.01] * 3, sanity=["PASS", "FAIL", "WARN"]), base)
+    assert not fail.passed and "('state', '1')" in _rule(fail, "sanity").detail
+    nan = review_quality(_frame([0.01] * 3, sim=[1.0, np.nan, 1.0]), base)
+    assert not _rule(nan, "finite").passed
+    grown = _frame([0.01, 0.01, 0.01, 0.9])
+    review = review_quality(grown, base)
+    assert review.passed
+    assert "3 targets compared, 1 new" in _rule(review, "coverage").detail
+    with pytest.raises(InputError, match="rel_abs_error"):
+        review_quality(grown.drop(columns="rel_abs_error"), None)

@@ -1,0 +1,149 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from pipeline import stacking
+from pipeline.errors import InputError
+from pipeline.microdata import Microdata, read_h5, write_h5
+from pipeline.package import CalibrationPackage, save_package
+from pipeline.stacking import load_manifest, stack_h5s
+from pipeline.takeup import draw_takeup
+
+# 3 base households x 3 clones; column = clone * 3 + record.
+CD = np.array([3701, 3702, 601, 3702, 3701, 602, 601, 3701, 3702], dtype=np.int32)
+COUNTY = np.array([1, 2, 0, 2, 1, 0, 0, 1, 2], dtype=np.int32)
+COUNTIES = np.array(["Los Angeles County", "Wake County", "Durham County"])
+
+
+def base_microdata() -> Microdata:
+    """A single parent with two children, a couple with an adult child, a retiree."""
+    household = pd.DataFrame({
+        "household_id": [10, 20, 30], "household_weight": [1.0, 1.0, 1.0],
+        "state_fips": [37, 37, 37], "congressional_district_geoid": [0, 0, 0],
+        "county": ["", "", ""], "takes_up_snap_if_eligible": [True, True, True],
+        "snap_reported": [3000.0, 0.0, 1500.0],
+    })
+    tax_unit = pd.DataFrame({
+        "tax_unit_id": [100, 200, 201, 300], "household_id": [10, 20, 20, 30],
+        "takes_up_eitc": [True, True, True, True],
+        "MARS": [4, 2, 1, 1], "XTOT": [3, 2, 1, 1], "EIC": [2, 0, 0, 0],
+        "nu18": [2, 0, 0, 0], "n24": [2, 0, 0, 0],
+        "age_head": [35, 40, 22, 70], "age_spouse": [0, 38, 0, 0],
+        "e00200": [30_000.0, 90_000.0, 12_000.0, 0.0],
+        "e00200p": [30_000.0, 60_000.0, 12_000.0, 0.0],
+        "e00200s": [0.0, 30_000.0, 0.0, 0.0],
+    })
+    person = pd.DataFrame({
+        "person_id": [1000, 1001, 1002, 2000, 2001, 2002, 3000],
+        "household_id": [10, 10, 10, 20, 20, 20, 30],
+        "tax_unit_id": [100, 100, 100, 200, 200, 201, 300],
+        "age": [35, 8, 5, 40, 38, 22, 70],
+        "is_tax_unit_head": [True, False, False, True, False, True, True],
+        "is_tax_unit_spouse": [False, False, False, False, True, False, False],
+        "is_tax_unit_dependent": [False, True, True, False, False, False, False],
+        "employment_income": [30_000.0, 0, 0, 60_000.0, 30_000.0, 12_000.0, 0],
+    })
+    return Microdata(2024, household, tax_unit, person)
+
+
+def make_package(tmp_path, X=None, targets=None) -> CalibrationPackage:
+    base = tmp_path / "base.h5"
+    write_h5(base_microdata(), base)
+    if targets is None:
+        targets = pd.DataFrame({c: [] for c in ("target_id", "target_name", "variable",
+                                                "geo_level", "geographic_id", "domain_variable",
+                                                "value", "period", "holdout", "constraints")})
+    X = sp.csr_matrix((len(targets), len(CD)), dtype=np.float32) if X is None else X
+    pkg = CalibrationPackage(X=X, targets=targets, initial_weights=np.ones(len(CD)),
+                             cd_geoid=CD, county_index=COUNTY, counties=COUNTIES,
+                             metadata={"n_records": 3, "n_clones": 3, "seed": 7})
+    save_package(pkg, tmp_path / "package", base)
+    return pkg
+
+
+W = np.array([2.5, 0.0, 1.25, 0.0, 4.0, 3.0, 0.0, 0.0, 1.0])
+
+
+def test_stacks_nonzero_columns_with_geography_ids_and_takeup(tmp_path):
+    pkg = make_package(tmp_path)
+    result = stack_h5s(pkg, W, tmp_path / "stacked")
+    assert result.n_households == 5 and result.weight_total == pytest.approx(11.75)
+    assert result.districts == [601, 602, 3701, 3702] and result.empty_districts == []
+    manifest = load_manifest(tmp_path / "stacked")
+    assert sorted(manifest["files"]) == [
+        "districts/3701.h5", "districts/3702.h5", "districts/601.h5", "districts/602.h5",
+        "national.h5", "states/CA.h5", "states/NC.h5"]
+    assert (manifest["households"], manifest["tax_units"], manifest["persons"]) == (5, 6, 9)
+
+    nat = read_h5(tmp_path / "stacked" / "national.h5")
+    hh = nat.household
+    # sorted by district, then column: cols 2 (601), 5 (602), 0 (3701), 4 (3701), 8 (3702);
+    # new id = clone * 10^digits(max base id) + base id
+    assert hh["household_id"].tolist() == [30, 130, 10, 120, 230]
+    assert hh["congressional_district_geoid"].tolist() == [601, 602, 3701, 3701, 3702]
+    assert hh["state_fips"].tolist() == [6, 6, 37, 37, 37]
+    assert hh["county"].tolist() == ["Los Angeles County", "Los Angeles County",
+                                     "Wake County", "Wake County", "Durham County"]
+    assert hh["household_weight"].tolist() == [1.25, 3.0, 2.5, 4.0, 1.0]
+    assert nat.tax_unit["tax_unit_id"].tolist() == [300, 1300, 100, 1200, 1201, 2300]
+    assert nat.person["person_id"].tolist()[:5] == [3000, 13000, 1000, 1001, 1002]
+    assert nat.person["tax_unit_id"].tolist()[-3:] == [1200, 1201, 2300]
+    assert nat.person["household_id"].tolist()[-3:] == [120, 120, 230]
+
+    # takeup: exactly what the matrix builder draws for the whole clone (base ids, clone, state)
+    base = base_microdata()
+    expect_snap, expect_eitc = [], []
+    for clone, record, tus in ((0, 2, [3]), (1, 2, [3]), (0, 0, [0]), (1, 1, [1, 2]),
+                               (2, 2, [3])):
+        state = CD[clone * 3:(clone + 1) * 3] // 100
+        snap, eitc = draw_takeup(base.household["household_id"].to_numpy(),
+                                 base.tax_unit["household_id"].to_numpy(), clone, state)
+        expect_snap.append(snap[record])
+        expect_eitc.extend(eitc[tus])
+    assert hh["takes_up_snap_if_eligible"].tolist() == expect_snap
+    assert nat.tax_unit["takes_up_eitc"].tolist() == expect_eitc
+
+    nc = read_h5(tmp_path / "stacked" / "states" / "NC.h5")
+    assert nc.household["household_id"].tolist() == [10, 120, 230]
+    d3701 = read_h5(tmp_path / "stacked" / "districts" / "3701.h5")
+    assert d3701.person["person_id"].tolist() == [1000, 1001, 1002, 12000, 12001, 12002]
+    assert manifest["files"]["districts/3701.h5"]["weight_total"] == 6.5
+
+
+def test_empty_districts_reported_and_output_is_deterministic(tmp_path):
+    pkg = make_package(tmp_path)
+    w = np.where(CD == 602, 0.0, W)
+    first = stack_h5s(pkg, w, tmp_path / "a")
+    second = stack_h5s(pkg, w, tmp_path / "b")
+    assert first.empty_districts == [602] and first.empty_states == []
+    assert not (tmp_path / "a" / "districts" / "602.h5").exists()
+    assert first.manifest == second.manifest
+
+
+def test_refuses_bad_weights_and_leaves_nothing(tmp_path, monkeypatch):
+    pkg = make_package(tmp_path)
+    out = tmp_path / "stacked"
+    for bad, match in ((W[:5], "columns"), (np.where(W == 4.0, np.nan, W), "NaN"),
+                       (np.where(W == 4.0, -1.0, W), "negative")):
+        with pytest.raises(InputError, match=match):
+            stack_h5s(pkg, bad, out)
+    assert not out.exists()
+
+    stack_h5s(pkg, W, out)
+    before = json.loads((out / "manifest.json").read_text())
+    calls = []
+
+    def crash(md, path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError("killed")
+        write_h5(md, path)
+
+    monkeypatch.setattr(stacking, "write_h5", crash)
+    with pytest.raises(OSError, match="killed"):
+        stack_h5s(pkg, W * 2, out)
+    assert json.loads((out / "manifest.json").read_text()) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []

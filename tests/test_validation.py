@@ -1,0 +1,121 @@
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from test_stacking import CD, W, base_microdata, make_package
+
+from pipeline.consistency import xw_consistency
+from pipeline.engine import compute_taxes, simulate
+from pipeline.errors import InputError
+from pipeline.stacking import stack_h5s
+from pipeline.takeup import draw_takeup
+from pipeline.validation import COLUMNS, validate_h5s, write_validation_csv
+
+# (name, variable, geo_level, geographic_id, constraints, value)
+TARGETS = [
+    ("nation/person_count/[age<18]", "person_count", "national", "US", [["age", "<", 18]], 6.0),
+    ("state_37/person_count/[age>=18]", "person_count", "state", "37", [["age", ">=", 18]], 20.0),
+    ("cd_3701/household_count/[snap>0]", "household_count", "district", "3701",
+     [["snap", ">", 0]], 1.0),
+    ("state_37/eitc", "eitc", "state", "37", [], 10_000.0),
+    ("nation/eitc", "eitc", "national", "US", [], 30_000.0),
+    ("state_6/household_count/[snap>0]", "household_count", "state", "6", [["snap", ">", 0]], 3.0),
+    ("cd_602/person_count", "person_count", "district", "602", [], 4.0),
+    ("cd_3702/snap", "snap", "district", "3702", [], 2_000.0),
+]
+SELECTED = np.array([True, True, True, True, True, False, True, True])
+
+
+def _targets() -> pd.DataFrame:
+    return pd.DataFrame({
+        "target_id": range(len(TARGETS)),
+        "target_name": [t[0] for t in TARGETS], "variable": [t[1] for t in TARGETS],
+        "geo_level": [t[2] for t in TARGETS], "geographic_id": [t[3] for t in TARGETS],
+        "domain_variable": [",".join(c[0] for c in t[4]) for t in TARGETS],
+        "value": [t[5] for t in TARGETS], "period": 2024, "holdout": [0] * 5 + [1] + [0, 0],
+        "constraints": [json.dumps(t[4]) for t in TARGETS],
+    })
+
+
+def _hand_matrix(targets: pd.DataFrame) -> sp.csr_matrix:
+    """X by direct per-record computation: each clone's records simulated in its districts."""
+    base = base_microdata()
+    taxes = compute_taxes(base)
+    X = np.zeros((len(targets), len(CD)))
+    for clone in range(3):
+        cd = CD[clone * 3:(clone + 1) * 3].astype(np.int64)
+        snap_up, eitc_up = draw_takeup(base.household["household_id"].to_numpy(),
+                                       base.tax_unit["household_id"].to_numpy(), clone, cd // 100)
+        household = base.household.assign(state_fips=cd // 100, congressional_district_geoid=cd,
+                                          takes_up_snap_if_eligible=snap_up)
+        md = replace(base, household=household,
+                     tax_unit=base.tax_unit.assign(takes_up_eitc=eitc_up))
+        sim = simulate(md, taxes)
+        for r in range(3):
+            hh_id = base.household["household_id"][r]
+            p = sim.person[sim.person["household_id"] == hh_id]
+            t = sim.tax_unit[sim.tax_unit["household_id"] == hh_id]
+            snap = sim.household["snap"][r]
+            values = [(p["age"] < 18).sum(), (p["age"] >= 18).sum(), float(snap > 0),
+                      t["eitc"].sum(), t["eitc"].sum(), float(snap > 0), len(p), snap]
+            for i, (level, geo) in enumerate(zip(targets["geo_level"], targets["geographic_id"],
+                                                 strict=True)):
+                inside = (level == "national" or (level == "state" and int(geo) == cd[r] // 100)
+                          or (level == "district" and int(geo) == cd[r]))
+                X[i, clone * 3 + r] = values[i] if inside else 0.0
+    return sp.csr_matrix(X.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("v")
+    targets = _targets()
+    pkg = make_package(tmp, X=_hand_matrix(targets), targets=targets)
+    w = np.where(CD == 3702, 0.0, W)  # district 3702 ends up empty
+    stack_h5s(pkg, w, tmp / "stacked")
+    return pkg, w, tmp, validate_h5s(tmp / "stacked", targets, SELECTED)
+
+
+def test_validation_frame_has_production_columns_and_known_totals(validated):
+    _, _, _, df = validated
+    assert tuple(df.columns) == COLUMNS
+    by = df.set_index("target_name")
+    # children live only in record 0, kept in column 0 (w 2.5)
+    assert by.at["nation/person_count/[age<18]", "sim_value"] == 2 * 2.5
+    # NC adults: col 0 (1 adult x 2.5), col 4 (3 adults x 4.0)
+    assert by.at["state_37/person_count/[age>=18]", "sim_value"] == 2.5 + 12.0
+    assert by.at["cd_602/person_count", "sim_value"] == 3.0  # col 5: the retiree, w 3.0
+    row = by.loc["state_37/person_count/[age>=18]"]
+    assert row["error"] == -5.5 and row["rel_abs_error"] == pytest.approx(5.5 / 20)
+    assert (row["area_type"], row["area_id"], row["display_name"], row["district"]) == (
+        "state", "37", "North Carolina", "")
+    d = by.loc["cd_3701/household_count/[snap>0]"]
+    assert (d["display_name"], d["district"], d["sanity_check"]) == ("NC-01", "NC-01", "PASS")
+    empty = by.loc["cd_3702/snap"]
+    assert empty["sim_value"] == 0.0 and empty["sanity_check"] == "WARN"
+    assert "no households" in empty["sanity_reason"]
+    assert df["in_training"].tolist() == SELECTED.tolist()
+
+
+def test_xw_equals_totals_from_published_files(validated):
+    pkg, w, _, df = validated
+    report = xw_consistency(pkg, w, df, SELECTED)
+    assert report.passed and report.missing == []
+    assert report.max_rel_deviation < 1e-6
+    # the check is not vacuous: the EITC totals are real dollars
+    assert df.set_index("target_name").at["nation/eitc", "sim_value"] > 1_000
+
+
+def test_write_csv_and_refuse_incomplete_directory(validated, tmp_path):
+    _, _, tmp, df = validated
+    path = write_validation_csv(df, tmp_path / "out" / "validation_results.csv")
+    back = pd.read_csv(path)
+    assert back["sim_value"].tolist() == df["sim_value"].tolist()
+    (tmp_path / "half").mkdir()
+    with pytest.raises(InputError, match="manifest"):
+        validate_h5s(tmp_path / "half", _targets(), SELECTED)
+    with pytest.raises(InputError, match="cannot compute"):
+        validate_h5s(tmp / "stacked", _targets().assign(variable="wealth"), SELECTED)
