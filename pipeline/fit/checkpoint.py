@@ -1,7 +1,8 @@
-"""Resumable state: parameters, Adam moments, RNG state, epoch, and what it was trained on.
+"""Resumable state: parameters, Adam moments, epoch, and what it was trained on.
 
 Production's checkpoints held weights only, so a resumed fit restarted Adam and drew other
-noise. Everything here is a tensor or plain value so `torch.load(weights_only=True)` (no
+noise. Here the gate noise is a function of (seed, epoch), so no generator state is needed.
+Everything here is a tensor or plain value so `torch.load(weights_only=True)` (no
 pickle code execution) reads it back.
 """
 
@@ -15,7 +16,7 @@ import torch
 from pipeline.atomic import atomic_path
 from pipeline.errors import InputError
 
-FORMAT = 1
+FORMAT = 2  # 2: counter-based gate noise, no generator state
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

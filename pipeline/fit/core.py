@@ -8,6 +8,7 @@ exactly the polished ones and every reported error is computed from them.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -21,12 +22,13 @@ import torch
 
 from pipeline.errors import InputError
 from pipeline.fit.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.fit.model import GatedWeights
-from pipeline.fit.operator import SparseOperator
+from pipeline.fit.engines import FusedEngine, TorchEngine
+from pipeline.fit.model import GatedWeights, initial_parameters
 from pipeline.fit.params import TRAJECTORY_FIELDS, FitParams
 from pipeline.hashing import sha256_array
 
 MIN_GATE = 1e-6  # floor for log(E[gate]) of a kept column when seeding the polish
+DIAG_BLOCK = 1 << 21  # non-zeros per float64 row block of the final products
 
 
 @dataclass
@@ -92,7 +94,7 @@ def check_inputs(
     bad = ~np.isfinite(y)
     if bad.any():
         raise InputError(source, "targets.value", f"NaN/inf for {_names(names, bad)}", fix)
-    neg = y < 0
+    neg = (y < 0) & selected  # unselected (e.g. held-out) targets may be negative
     if neg.any():
         raise InputError(source, "targets.value", f"negative target for {_names(names, neg)}",
                          "fix the target values or exclude those targets in the target config")
@@ -112,17 +114,41 @@ def _names(names: list[str], mask: np.ndarray, limit: int = 5) -> str:
     return shown + (f" and {len(idx) - limit} more" if len(idx) > limit else "")
 
 
+def _hash_arrays(*arrays: np.ndarray) -> str:
+    """sha256_array of each, joined: the same digests, without tobytes() copies of X."""
+    digests = []
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h = hashlib.sha256()
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(memoryview(a).cast("B"))
+        digests.append(h.hexdigest())
+    return "|".join(digests)
+
+
 def input_identity(
     X: sp.csr_matrix, y: np.ndarray, initial_weights: np.ndarray,  # noqa: N803
     selected: np.ndarray, params: FitParams,
 ) -> dict[str, Any]:
-    data_hash = "|".join(sha256_array(a) for a in (X.indptr, X.indices, X.data, y,
-                                                   initial_weights))
+    data_hash = _hash_arrays(X.indptr, X.indices, X.data, y, initial_weights)
     return {
         "package_hash": sha256_array(np.frombuffer(data_hash.encode(), dtype=np.uint8)),
         "selection_hash": sha256_array(selected.astype(bool)),
         **{k: getattr(params, k) for k in TRAJECTORY_FIELDS},
     }
+
+
+def _products(X: sp.csr_matrix, vectors: list[np.ndarray]) -> list[np.ndarray]:  # noqa: N803
+    """X·v in float64 for each v, equal to X.astype(float64) @ v, one row block at a time."""
+    out = [np.empty(X.shape[0]) for _ in vectors]
+    bounds = np.searchsorted(X.indptr, np.arange(0, X.nnz + DIAG_BLOCK, DIAG_BLOCK))
+    bounds = np.unique(np.concatenate([[0], np.minimum(bounds, X.shape[0]), [X.shape[0]]]))
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        block = X[a:b].astype(np.float64)
+        for o, v in zip(out, vectors, strict=True):
+            o[a:b] = block @ v
+    return out
 
 
 def fit(
@@ -151,7 +177,7 @@ def fit(
         raise InputError(source, "target_config", "no targets selected",
                          "include at least one target in the target config")
     identity = input_identity(X, y, initial_weights, sel, params)
-    trainer = _Trainer(X[sel], y[sel], initial_weights, params, device)
+    trainer = _Trainer(X, sel, y[sel], initial_weights, params, device)
     if resume_from is not None:
         trainer.restore(load_checkpoint(resume_from, identity, params.epochs, device))
     t0 = time.perf_counter()
@@ -160,17 +186,16 @@ def fit(
     l0_seconds = time.perf_counter() - t0
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, trainer.state(identity))
-    sampled_w = trainer.sampled_weights()
-    production_w = trainer.model.production_export().cpu().numpy().astype(np.float64)
+    sampled_w = trainer.engine.sampled_weights(params.epochs)
+    production_w = trainer.gates().production_export().cpu().numpy().astype(np.float64)
     weights = trainer.polish()
 
-    X64 = X.astype(np.float64)
-    estimates = X64 @ weights
+    estimates, production_est, sampled_est = _products(X, [weights, production_w, sampled_w])
     y_sel = y[sel]
     summaries = {
         "exported": error_summary(estimates[sel], y_sel),
-        "production_deterministic_export": error_summary(X64[sel] @ production_w, y_sel),
-        "sampled_gates": error_summary(X64[sel] @ sampled_w, y_sel),
+        "production_deterministic_export": error_summary(production_est[sel], y_sel),
+        "sampled_gates": error_summary(sampled_est[sel], y_sel),
     }
     ran = params.epochs - start
     return FitResult(
@@ -185,17 +210,17 @@ def fit(
 
 
 class _Trainer:
-    def __init__(self, X: sp.csr_matrix, y: np.ndarray, initial_weights: np.ndarray,  # noqa: N803
-                 params: FitParams, device: torch.device):
-        self.X = X
+    def __init__(self, X: sp.csr_matrix, sel: np.ndarray, y: np.ndarray,  # noqa: N803
+                 initial_weights: np.ndarray, params: FitParams, device: torch.device):
         self.params = params
-        self.device = device
-        self.op = SparseOperator(X, device)
-        self.y = torch.as_tensor(y, dtype=torch.float64, device=device)
-        self.generator = torch.Generator(device=device).manual_seed(params.seed)
-        self.model = GatedWeights(initial_weights, params.beta, self.generator)
-        self.optimizer = torch.optim.Adam([self.model.log_weight, self.model.log_alpha],
-                                          lr=params.learning_rate)
+        self.n_targets = int(sel.sum())
+        log_weight, log_alpha = initial_parameters(initial_weights, params.seed)
+        self.engine: TorchEngine | FusedEngine
+        X_sel = X if sel.all() else X[sel]  # noqa: N806
+        if device.type == "cpu":
+            self.engine = FusedEngine(X_sel, y, log_weight, log_alpha, params)
+        else:
+            self.engine = TorchEngine(X_sel, y, log_weight, log_alpha, params, device)
         self.epoch = 0
         self.losses: list[float] = []
         self.polish_losses: list[float] = []
@@ -203,93 +228,64 @@ class _Trainer:
         self.log_estimates: list[np.ndarray] = []
         self.log_losses: list[float] = []
 
-    def _data_loss(self, w: torch.Tensor, op: SparseOperator) -> tuple[torch.Tensor, torch.Tensor]:
-        yhat = op(w).double()
-        r = (self.y - yhat) / (self.y + 1.0)
-        return r.square().sum(), yhat
-
-    def _maybe_log(self, epoch: int, last: int, yhat: torch.Tensor, loss: float) -> None:
+    def _maybe_log(self, epoch: int, last: int, yhat: np.ndarray, loss: float) -> None:
         if epoch % self.params.log_freq == 0 or epoch == last:
             self.log_epochs.append(epoch)
-            self.log_estimates.append(yhat.detach().cpu().numpy())
+            self.log_estimates.append(yhat)
             self.log_losses.append(loss)
 
     def train_l0(self, epochs: int, identity: dict[str, Any], ckpt: str | Path | None) -> None:
         p = self.params
         last = epochs + p.polish_epochs
         while self.epoch < epochs:
-            data, yhat = self._data_loss(self.model.sampled(), self.op)
-            loss = data + p.lambda_l0 * self.model.l0_penalty()
-            if p.lambda_l2 > 0:
-                loss = loss + p.lambda_l2 * self.model.l2_penalty()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            value, yhat = self.engine.l0_step(self.epoch)
             self.epoch += 1
-            value = float(loss.detach())
             self.losses.append(value)
             self._maybe_log(self.epoch, last, yhat, value)
             if ckpt is not None and self.epoch % p.checkpoint_every == 0 and self.epoch < epochs:
                 save_checkpoint(ckpt, self.state(identity))
 
-    @torch.no_grad()
-    def sampled_weights(self) -> np.ndarray:
-        """One gate draw from a copy of the generator, so the checkpointed stream is untouched."""
-        gen = torch.Generator(device=self.device)
-        gen.set_state(self.generator.get_state())
-        self.model.gates.generator = gen
-        try:
-            return self.model.sampled().cpu().numpy().astype(np.float64)
-        finally:
-            self.model.gates.generator = self.generator
+    def gates(self) -> GatedWeights:
+        """The trained parameters in l0-python's Hard Concrete, on CPU, for the exports."""
+        log_weight, log_alpha = self.engine.parameters()
+        return GatedWeights(log_weight.cpu().clone(), log_alpha.cpu().clone(),
+                            self.params.beta, self.params.seed)
 
     def polish(self) -> np.ndarray:
         """Refit the kept columns with the gates fixed (1 kept, 0 dropped) and L0 off."""
         p = self.params
+        model = self.gates()
         with torch.no_grad():
-            keep = self.model.keep_mask()
-            gate = self.model.gates._deterministic_gates().clamp_min(MIN_GATE)
-            start = (self.model.log_weight + torch.log(gate))[keep]
-        kept_idx = keep.cpu().numpy().nonzero()[0]
-        op = SparseOperator(self.X[:, kept_idx], self.device)
-        log_w = torch.nn.Parameter(start.clone())
-        opt = torch.optim.Adam([log_w], lr=p.learning_rate)
+            keep = model.keep_mask()
+            gate = model.gates._deterministic_gates().clamp_min(MIN_GATE)
+            start = (model.log_weight + torch.log(gate))[keep]
+        kept_idx = keep.numpy().nonzero()[0]
         last = p.epochs + p.polish_epochs
-        for k in range(p.polish_epochs):
-            data, yhat = self._data_loss(torch.exp(log_w), op)
-            loss = data + p.lambda_l2 * torch.exp(log_w).square().sum() if p.lambda_l2 else data
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            value = float(loss.detach())
-            self.polish_losses.append(value)
-            self._maybe_log(p.epochs + k + 1, last, yhat, value)
-        weights = np.zeros(self.X.shape[1], dtype=np.float64)
-        weights[kept_idx] = torch.exp(log_w.detach()).cpu().numpy().astype(np.float64)
-        return weights
+
+        def on_epoch(k: int, loss: float, yhat: np.ndarray) -> None:
+            self.polish_losses.append(loss)
+            self._maybe_log(p.epochs + k + 1, last, yhat, loss)
+
+        return self.engine.polish(kept_idx, start, p.polish_epochs, on_epoch)
 
     def state(self, identity: dict[str, Any]) -> dict[str, Any]:
         n_logs = len(self.log_epochs)
+        log_weight, log_alpha = self.engine.parameters()
         return {
             "identity": identity,
             "epoch": self.epoch,
-            "log_weight": self.model.log_weight.detach().clone(),
-            "log_alpha": self.model.log_alpha.detach().clone(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng_state": self.generator.get_state(),
+            "log_weight": log_weight.clone(),
+            "log_alpha": log_alpha.clone(),
+            "optimizer": self.engine.optimizer_state(),
             "losses": torch.tensor(self.losses, dtype=torch.float64),
             "log_epochs": torch.tensor(self.log_epochs, dtype=torch.int64),
             "log_estimates": torch.from_numpy(np.array(self.log_estimates, dtype=np.float64))
-            if n_logs else torch.zeros((0, self.X.shape[0]), dtype=torch.float64),
+            if n_logs else torch.zeros((0, self.n_targets), dtype=torch.float64),
             "log_losses": torch.tensor(self.log_losses, dtype=torch.float64),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            self.model.log_weight.copy_(state["log_weight"])
-            self.model.log_alpha.copy_(state["log_alpha"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["rng_state"].cpu())
+        self.engine.load(state["log_weight"], state["log_alpha"], state["optimizer"])
         self.epoch = int(state["epoch"])
         self.losses = state["losses"].tolist()
         # Logs after the checkpoint's own L0 end (its final epoch, polish) are redone here.

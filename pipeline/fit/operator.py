@@ -4,7 +4,8 @@ torch's generic sparse backward builds a COO gradient and dominated l0-python's 
 Here X and a precomputed Xᵀ are both CSR with int32 indices, so each direction is one
 row-parallel CSR matvec (MKL on CPU, cuSPARSE on CUDA). Measured on the 2-core dev box
 (2,000 × 2M, 20M non-zeros): torch int32 CSR 19 ms forward / 8 ms backward against scipy's
-55 / 30 ms, and int64 indices cost 3×; so torch int32 CSR is the one path on every device.
+55 / 30 ms, and int64 indices cost 3×. This is the torch engine's operator (CUDA); CPU
+training uses fused.py, which beats it by reading Xᵀ once per epoch.
 Each output row is summed by one thread in a fixed order, so CPU results repeat bit for bit.
 """
 
@@ -19,12 +20,12 @@ import torch
 
 def _to_torch_csr(m: sp.csr_matrix, device: torch.device) -> torch.Tensor:
     m = sp.csr_matrix(m, dtype=np.float32)
-    m.sort_indices()
+    m.sort_indices()  # indices stay int32 and data float32 without a copy where they are
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR is beta" notices
         return torch.sparse_csr_tensor(
-            torch.from_numpy(m.indptr.astype(np.int32)),
-            torch.from_numpy(m.indices.astype(np.int32)),
+            torch.from_numpy(m.indptr.astype(np.int32, copy=False)),
+            torch.from_numpy(m.indices.astype(np.int32, copy=False)),
             torch.from_numpy(m.data),
             size=m.shape,
             device=device,

@@ -1,0 +1,65 @@
+"""The fused CPU epoch is the torch autograd model: same noise, same gradients, same Adam."""
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from pipeline.fit import fused
+from pipeline.fit.engines import FusedEngine, TorchEngine
+from pipeline.fit.model import gate_noise, initial_parameters
+from pipeline.fit.params import FitParams
+
+
+def _problem():
+    rng = np.random.default_rng(11)
+    X = sp.random(20, 400, density=0.15, format="csr", random_state=rng, dtype=np.float32)
+    X.data[:] = rng.integers(1, 5, X.nnz)
+    return X, X @ (rng.gamma(2.0, 60.0, 400) * (rng.random(400) < 0.5))
+
+
+def test_counter_noise_is_identical_in_numba_and_torch_and_uniform():
+    u = fused.uniform_noise(np.uint64(fused.noise_key(7, 3)), 200_000)
+    assert np.array_equal(u, gate_noise(7, 3, 200_000, torch.device("cpu")).numpy())
+    assert u.min() > 0 and u.max() < 1
+    assert abs(u.mean() - 0.5) < 0.003 and abs(u.var() * 12 - 1) < 0.01
+    assert not np.array_equal(u, fused.uniform_noise(np.uint64(fused.noise_key(7, 4)), 200_000))
+
+
+def test_fused_engine_follows_torch_autograd_and_adam():
+    torch.set_num_threads(1)
+    X, y = _problem()
+    p = FitParams(lambda_l0=1e-2, lambda_l2=1e-6, device="cpu", seed=7)
+    lw, la = initial_parameters(np.full(400, 100.0), 7)
+    fe = FusedEngine(X, y, lw.clone(), la.clone(), p)
+    te = TorchEngine(X, y, lw.clone(), la.clone(), p, torch.device("cpu"))
+    for epoch in range(25):
+        (loss_f, yhat_f), (loss_t, yhat_t) = fe.l0_step(epoch), te.l0_step(epoch)
+        assert abs(loss_f - loss_t) <= 1e-5 * loss_t
+        np.testing.assert_allclose(yhat_f, yhat_t, rtol=2e-5)
+    np.testing.assert_allclose(fe.lw, te.model.log_weight.detach().numpy(), atol=1e-4)
+    np.testing.assert_allclose(fe.la, te.model.log_alpha.detach().numpy(), atol=1e-2)
+    m_f, m_t = fe.optimizer_state()["state"][0], te.optimizer_state()["state"][0]
+    assert float(m_f["step"]) == float(m_t["step"]) == 25
+    np.testing.assert_allclose(m_f["exp_avg"], m_t["exp_avg"], rtol=1e-3, atol=1e-6)
+    kept = np.arange(0, 400, 3)
+    start = torch.from_numpy(fe.lw[kept].copy())
+    losses_f, losses_t = [], []
+    w_f = fe.polish(kept, start, 15, lambda k, loss, yhat: losses_f.append(loss))
+    w_t = te.polish(kept, start, 15, lambda k, loss, yhat: losses_t.append(loss))
+    np.testing.assert_allclose(losses_f, losses_t, rtol=1e-4)
+    np.testing.assert_allclose(w_f, w_t, rtol=1e-4)
+    assert (w_f[np.setdiff1d(np.arange(400), kept)] == 0).all()
+
+
+def test_fused_results_do_not_depend_on_thread_count():
+    X, y = _problem()
+    p = FitParams(lambda_l0=1e-4, device="cpu", seed=3)
+    runs = []
+    for threads in (1, 2):
+        fused.set_threads(threads)
+        lw, la = initial_parameters(np.full(400, 100.0), 3)
+        eng = FusedEngine(X, y, lw, la, p)
+        fused.set_threads(threads)
+        runs.append([eng.l0_step(e)[0] for e in range(10)] + [eng.lw.copy()])
+    fused.set_threads(1)
+    assert runs[0][:10] == runs[1][:10] and np.array_equal(runs[0][10], runs[1][10])
