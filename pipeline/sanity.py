@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipeline.engine import Simulation, simulate
 from pipeline.microdata import Microdata, read_h5
+from pipeline.published import iter_published
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 EMPLOYMENT_RANGE = (10_000.0, 200_000.0)  # weighted mean employment income per household
@@ -150,3 +151,13 @@ def _per_household(
     status = PASS if lo <= mean <= hi else WARN
     return SanityResult(check, status, f"weighted mean per household ${mean:,.0f} "
                                        f"(plausible ${lo:,.0f}-${hi:,.0f})")
+
+
+def sanity_check_dir(stacked_dir: str | Path) -> pd.DataFrame:
+    """Every check on every published file: one row per (file, check)."""
+    rows = [
+        {"file": rel, "check": r.check, "status": r.status, "reason": r.reason}
+        for rel, md, sim in iter_published(stacked_dir)
+        for r in sanity_check_file(md, sim)
+    ]
+    return pd.DataFrame(rows, columns=["file", "check", "status", "reason"])

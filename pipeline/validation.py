@@ -1,9 +1,9 @@
 """Validation: recompute every target from the published H5 files, independently.
 
 This is the second of the two paths through the engine: it reads the files users get, runs
-`simulate` once per file (sharing only federal tax results between files whose tax units are
-identical, see `_shared_taxes`), and aggregates each target with its own pandas code (never the
-matrix builder's), so the X·w consistency check compares two genuinely separate answers.
+`simulate` once per file (`pipeline.published`), and aggregates each target with its own
+pandas code (never the matrix builder's), so the X·w consistency check compares two
+genuinely separate answers.
 Geography comes from the file a target is evaluated on: national targets from
 `national.h5`, state targets from `states/<AB>.h5`, district targets from
 `districts/<geoid>.h5`.
@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import atomic_path
-from pipeline.engine import VARIABLES, Simulation, TaxResults, compute_taxes, simulate
+from pipeline.engine import VARIABLES, Simulation
 from pipeline.errors import InputError
 from pipeline.geography import STATES
-from pipeline.microdata import Microdata, read_h5
+from pipeline.microdata import Microdata
+from pipeline.published import iter_published
 from pipeline.sanity import WARN, sanity_check_file, summarize
 from pipeline.stacking import district_file, load_manifest, state_file
 
@@ -59,13 +60,8 @@ def validate_h5s(stacked_dir: str | Path, targets_df: pd.DataFrame, selected: np
     sanity = np.full(len(targets), WARN, dtype=object)
     reason = np.full(len(targets), _EMPTY, dtype=object)
     groups = pd.Series(range(len(targets))).groupby(files, sort=True).indices
-    national = read_h5(stacked_dir / "national.h5")
-    national_taxes = compute_taxes(national)
-    for rel, rows in groups.items():
-        if not rel:
-            continue
-        md = national if rel == "national.h5" else read_h5(stacked_dir / rel)
-        sim = simulate(md, _shared_taxes(md, national, national_taxes))
+    for rel, md, sim in iter_published(stacked_dir, [f for f in groups if f]):
+        rows = groups[rel]
         sanity[rows], reason[rows] = summarize(sanity_check_file(md, sim))
         tables = _EntityTables(md, sim)
         for i in rows:
@@ -91,23 +87,6 @@ def validate_h5s(stacked_dir: str | Path, targets_df: pd.DataFrame, selected: np
         "sanity_reason": reason,
         "in_training": selected,
     }, columns=list(COLUMNS))
-
-
-def _shared_taxes(md: Microdata, national: Microdata, taxes: TaxResults) -> TaxResults | None:
-    """The national run's federal results for `md`'s tax units, if `md` holds them unchanged.
-
-    Federal taxes are a function of the tax-unit table alone, so a file whose tax units are
-    identical (ids, inputs, dtypes) to national rows gets those rows; any difference falls
-    back to running Tax-Calculator on the file. This saves Tax-Calculator's fixed set-up
-    cost (seconds) on each of ~490 files without trusting anything the file does not show.
-    """
-    pos = pd.Index(national.tax_unit["tax_unit_id"]).get_indexer(md.tax_unit["tax_unit_id"])
-    if (pos < 0).any():
-        return None
-    rows = national.tax_unit.iloc[pos].reset_index(drop=True)
-    if not rows.equals(md.tax_unit.reset_index(drop=True)):
-        return None
-    return TaxResults(taxes.period, taxes.tax_unit.iloc[pos].reset_index(drop=True))
 
 
 def write_validation_csv(df: pd.DataFrame, path: str | Path) -> Path:

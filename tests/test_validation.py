@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 from test_stacking import CD, W, base_microdata, make_package
 
+from pipeline import takeup
 from pipeline.consistency import xw_consistency
 from pipeline.engine import compute_taxes, simulate
 from pipeline.errors import InputError
@@ -73,10 +74,15 @@ def _hand_matrix(targets: pd.DataFrame) -> sp.csr_matrix:
 def validated(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("v")
     targets = _targets()
-    pkg = make_package(tmp, X=_hand_matrix(targets), targets=targets)
-    w = np.where(CD == 3702, 0.0, W)  # district 3702 ends up empty
-    stack_h5s(pkg, w, tmp / "stacked")
-    return pkg, w, tmp, validate_h5s(tmp / "stacked", targets, SELECTED)
+    # Everyone eligible takes up, so EITC and SNAP dollars reach the files whatever the
+    # published state rates are: the totals below are then real money, not takeup luck.
+    rates = takeup.load_takeup_rates().assign(snap_rate=1.0, eitc_rate=1.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(takeup, "load_takeup_rates", lambda: rates)
+        pkg = make_package(tmp, X=_hand_matrix(targets), targets=targets)
+        w = np.where(CD == 3702, 0.0, W)  # district 3702 ends up empty
+        stack_h5s(pkg, w, tmp / "stacked")
+        return pkg, w, tmp, validate_h5s(tmp / "stacked", targets, SELECTED)
 
 
 def test_validation_frame_has_production_columns_and_known_totals(validated):
