@@ -1,0 +1,63 @@
+"""Jobs, the weekly rebuild, and the sensor that refits when the target config file changes."""
+
+from pathlib import Path
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    sensor,
+)
+
+from pipeline.hashing import sha256_file
+from resources import TargetDatabaseResource
+
+full_rebuild = define_asset_job(
+    "full_rebuild", selection=AssetSelection.all(),
+    description="Everything: microdata, targets, package, fit, outputs, gates, release.",
+)
+
+refit = define_asset_job(
+    "refit",
+    selection=AssetSelection.assets("target_config", "calibration_weights").downstream(),
+    description="The target config and everything after it; never rebuilds the package.",
+)
+
+weekly_rebuild = ScheduleDefinition(
+    name="weekly_rebuild", job=full_rebuild, cron_schedule="0 3 * * 1",
+    execution_timezone="UTC", default_status=DefaultScheduleStatus.RUNNING,
+)
+
+# Promotion is eager but waits for every upstream blocking check (eager alone would not).
+automation_sensor = AutomationConditionSensorDefinition(
+    "automation_sensor", target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+)
+
+
+@sensor(job=refit, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="Refits when the target config file's content changes.")
+def target_config_changed(
+    context: SensorEvaluationContext, targets_resource: TargetDatabaseResource
+):
+    path = Path(targets_resource.target_config)
+    if not path.exists():
+        return SkipReason(f"{path} does not exist")
+    current = sha256_file(path)
+    event = context.instance.get_latest_materialization_event(AssetKey("target_config"))
+    if event is None or event.asset_materialization is None:
+        return SkipReason("target_config was never materialized; run full_rebuild first")
+    entry = event.asset_materialization.metadata.get("config_sha256")
+    if entry is not None and entry.value == current:
+        return SkipReason("target config unchanged since its last materialization")
+    if context.cursor == current:
+        return SkipReason("a refit for this config was already requested")
+    context.update_cursor(current)
+    return RunRequest(run_key=current, tags={"target_config_sha256": current})

@@ -1,0 +1,67 @@
+"""Small helpers that turn pipeline results into Dagster metadata and check results."""
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, DataVersion, MetadataValue
+
+from pipeline.gates import record_verdict
+
+
+def data_version(sha256: str) -> DataVersion:
+    """Content hash as data version: a config-only rerun with equal output stays 'fresh'."""
+    return DataVersion(sha256[:16])
+
+
+def file_metadata(path: Path) -> dict[str, Any]:
+    return {"path": MetadataValue.path(str(path)), "bytes": path.stat().st_size}
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """GitHub-style Markdown table without the optional `tabulate` dependency."""
+    def cell(v: Any) -> str:
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
+
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def gate_result(
+    gates_dir: Path, gate: str, passed: bool, subject_sha256: str, summary: str,
+    details: dict[str, Any],
+) -> AssetCheckResult:
+    """Record the verdict for promotion, and report it to Dagster as a blocking result."""
+    record_verdict(gates_dir, gate, passed, subject_sha256, summary, details)
+    return AssetCheckResult(
+        passed=bool(passed),
+        severity=AssetCheckSeverity.ERROR,
+        description=summary,
+        metadata={"summary": summary, "details": MetadataValue.json(details)},
+    )
+
+
+def line_chart(xs: list[float], ys: list[float], title: str, width: int = 480,
+               height: int = 200) -> str:
+    """A log-scale line chart as an inline SVG image, plus the numbers it draws, in Markdown."""
+    if not xs:
+        return f"**{title}**: no points"
+    logs = np.log10(np.maximum(np.asarray(ys, dtype=float), 1e-300))
+    x = np.asarray(xs, dtype=float)
+    sx = (x - x.min()) / max(np.ptp(x), 1e-12) * (width - 20) + 10
+    sy = height - 10 - (logs - logs.min()) / max(np.ptp(logs), 1e-12) * (height - 20)
+    points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(sx, sy, strict=True))
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        f'<rect width="100%" height="100%" fill="white"/>'
+        f'<polyline fill="none" stroke="#4f43dd" stroke-width="2" points="{points}"/></svg>'
+    )
+    image = base64.b64encode(svg.encode()).decode()
+    step = max(1, len(xs) // 10)
+    rows = pd.DataFrame({"epoch": xs[::step], title: ys[::step]})
+    return (f"**{title}** (log scale, {ys[0]:.4g} → {ys[-1]:.4g})\n\n"
+            f"![{title}](data:image/svg+xml;base64,{image})\n\n{markdown_table(rows)}")
