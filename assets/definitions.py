@@ -45,23 +45,24 @@ CHECKS = [
 ]
 
 
-def resources(**overrides: object) -> dict[str, object]:
-    """Default resources (environment-configurable), with per-key overrides for tests."""
-    return {
+def make_definitions(**resource_overrides: object) -> Definitions:
+    """The whole project; tests override resources (storage root, profile, target config)."""
+    resources = {
         "storage": StorageResource(),
         "compute": ComputeResource(),
         "engine": EngineResource(),
         "targets_resource": TargetDatabaseResource(),
         "profile": ProfileResource(),
-        **overrides,
+        **resource_overrides,
     }
+    return Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=[full_rebuild, refit],
+        schedules=[weekly_rebuild],
+        sensors=[target_config_changed, automation_sensor],
+        resources=resources,
+    )
 
 
-defs = Definitions(
-    assets=ASSETS,
-    asset_checks=CHECKS,
-    jobs=[full_rebuild, refit],
-    schedules=[weekly_rebuild],
-    sensors=[target_config_changed, automation_sensor],
-    resources=resources(),
-)
+defs = make_definitions()

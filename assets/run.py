@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.release import current_release
 
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    result = defs.get_job_def(args.job).execute_in_process(
+    result = defs.resolve_job_def(args.job).execute_in_process(
         instance=instance, raise_on_error=False
     )
     storage_root = defs.resources["storage"].layout.root

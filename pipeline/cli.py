@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from pipeline.errors import InputError
+from pipeline.package_validation import DEFAULT_STRICT_RATIO
 
 
 def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -47,10 +49,77 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_package_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "validate-package", help="impossible and weak targets; exit 0 pass, 1 impossible, "
+        "2 strict-ratio failures")
+    p.add_argument("package", help="package directory (or a production pickle)")
+    p.add_argument("--target-config", help="judge only the targets this YAML selects")
+    p.add_argument("--strict", nargs="?", type=float, const=DEFAULT_STRICT_RATIO, default=None,
+                   metavar="RATIO", help=f"fail when row sum / target < RATIO "
+                   f"(default {DEFAULT_STRICT_RATIO:g})")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading a production pickle (runs code from the file)")
+    p.set_defaults(func=_run_validate_package)
+
+
+def _run_validate_package(args: argparse.Namespace) -> int:
+    from pipeline.package import load_package
+    from pipeline.package_validation import validate_package
+    from pipeline.targets.config import apply_target_config
+
+    pkg = load_package(args.package, trust_pickle=args.trust_pickle)
+    selected = (None if args.target_config is None
+                else apply_target_config(args.target_config, pkg.targets))
+    report = validate_package(pkg, selected, args.strict or DEFAULT_STRICT_RATIO)
+    print(report.summary())
+    return report.exit_code(strict=args.strict is not None)
+
+
+def _add_release_parsers(subparsers: argparse._SubParsersAction) -> None:
+    storage = os.environ.get("CALIBRATION_STORAGE_ROOT", "storage")
+    p = subparsers.add_parser("releases", help="list promoted releases with their metrics")
+    p.add_argument("--storage", default=storage, help="storage root (default %(default)s)")
+    p.set_defaults(func=_run_releases)
+    p = subparsers.add_parser("rollback", help="point CURRENT back to an earlier release")
+    p.add_argument("version", nargs="?", help="release to restore (default: the one before)")
+    p.add_argument("--storage", default=storage, help="storage root (default %(default)s)")
+    p.set_defaults(func=_run_rollback)
+
+
+def _run_releases(args: argparse.Namespace) -> int:
+    from pipeline.release import current_release, list_releases
+
+    current = current_release(args.storage)
+    releases = list_releases(args.storage)
+    if not releases:
+        print(f"no releases under {args.storage}")
+    for release in releases:
+        fit = release.manifest.get("fit", {})
+        err = fit.get("error_summary", {})
+        gates = release.manifest.get("gates", {})
+        passed = sum(g.get("passed", False) for g in gates.values())
+        mark = "*" if current and current.version == release.version else " "
+        print(f"{mark} {release.version}  mean rel error {err.get('mean', float('nan')):.4f}  "
+              f"max {err.get('max', float('nan')):.4f}  kept {fit.get('records_kept', '?')}  "
+              f"gates {passed}/{len(gates)} passed")
+    return 0
+
+
+def _run_rollback(args: argparse.Namespace) -> int:
+    from pipeline.release import rollback
+
+    release = rollback(args.storage, args.version)
+    print(f"CURRENT -> {release.version}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="calibrate", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_fit_parser(subparsers)
+    _add_package_parser(subparsers)
+    _add_release_parsers(subparsers)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

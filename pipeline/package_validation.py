@@ -53,7 +53,8 @@ def validate_package(
     selected: np.ndarray | None = None,
     strict_ratio: float = DEFAULT_STRICT_RATIO,
 ) -> PackageReport:
-    selected = np.ones(len(pkg.targets), dtype=bool) if selected is None else selected
+    if selected is None:  # what a fit would train on: every target but the held-out ones
+        selected = pkg.targets["holdout"].astype(int).to_numpy() == 0
     row_sum = np.asarray(pkg.X.sum(axis=1), dtype=np.float64).ravel()
     value = pkg.targets["value"].to_numpy(dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):

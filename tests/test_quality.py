@@ -64,3 +64,14 @@ def test_sanity_fail_and_nan_block_and_new_targets_do_not_regress():
     assert "3 targets compared, 1 new" in _rule(review, "coverage").detail
     with pytest.raises(InputError, match="rel_abs_error"):
         review_quality(grown.drop(columns="rel_abs_error"), None)
+
+
+def test_untrained_targets_may_drift_and_are_reported():
+    base = _frame([0.01, 0.01, 0.01, 0.01])
+    # t3 left training (a config edit or a holdout) and drifted far; t0..t2 held steady.
+    review = review_quality(_frame([0.01, 0.01, 0.01, 0.8],
+                                   training=[True, True, True, False]), base)
+    assert review.passed
+    assert review.worst_regressions.loc[0, "target_name"] == "t3"
+    assert not review.worst_regressions.loc[0, "in_training"]
+    assert review.worst_regressions.loc[0, "increase"] == pytest.approx(0.79)

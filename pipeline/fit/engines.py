@@ -34,6 +34,12 @@ def _adam_scalars(lr: float, step: int) -> tuple[float, float]:
     return lr / (1 - BETAS[0] ** step), math.sqrt(1 - BETAS[1] ** step)
 
 
+def polish_lr(lr: float, epoch: int, epochs: int) -> float:
+    """Linear decay to zero over the polish: the exported weights are a settled point, not
+    wherever full-size Adam steps left them oscillating near a (near-)zero loss."""
+    return lr * (1.0 - epoch / epochs)
+
+
 def adam_groups(lr: float) -> list[dict[str, Any]]:
     """torch.optim.Adam's param_groups for [log_weight, log_alpha], as its state_dict has them."""
     return torch.optim.Adam([torch.zeros(1), torch.zeros(1)], lr=lr).state_dict()["param_groups"]
@@ -96,6 +102,7 @@ class TorchEngine:
             loss = data + p.lambda_l2 * torch.exp(log_w).square().sum() if p.lambda_l2 else data
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            opt.param_groups[0]["lr"] = polish_lr(p.learning_rate, k, epochs)
             opt.step()
             on_epoch(k, float(loss.detach()), yhat.detach().cpu().numpy())
         weights = np.zeros(self.X.shape[1], dtype=np.float64)
@@ -203,16 +210,16 @@ class FusedEngine:
         sums = np.zeros((len(chunks) - 1, 2), np.float64)
         lr, lam2 = self.params.learning_rate, self.params.lambda_l2
 
-        def update(do_step: bool, step: int) -> None:
-            step_size, bc2 = _adam_scalars(lr, step)
+        def update(do_step: bool, step: int, step_lr: float) -> None:
+            step_size, bc2 = _adam_scalars(step_lr, step)
             fused.polish_update(chunks, g, log_w, m, v, w, do_step, np.float32(step_size),
                                 np.float32(bc2), self.hyper, sums)
 
-        update(False, 1)
+        update(False, 1, lr)
         for k in range(epochs):
             data, yhat = self._gradient(op, w, g)
             loss = float(data + lam2 * sums[:, 1].sum()) if lam2 else data
-            update(True, k + 1)
+            update(True, k + 1, polish_lr(lr, k, epochs))
             on_epoch(k, loss, yhat)
         self.drawn_for = None
         weights = np.zeros(self.n_cols, dtype=np.float64)

@@ -19,7 +19,9 @@ from pipeline.fit.outputs import DIAGNOSTICS, LOG, RUN_CONFIG, WEIGHTS
 class FitThresholds:
     tail_fraction: float = 0.2  # "the last part of training": this share of epochs / log points
     loss_tolerance: float = 0.05  # max relative loss change over the tail
-    loss_floor: float = 1e-6  # a loss change below this is noise, whatever its relative size
+    # A tail change below this per selected target (mean squared relative error; 1e-6 is
+    # 0.1% RMS) is noise, whatever its relative size: near-zero losses move by large ratios.
+    loss_floor: float = 1e-6
     divergence_tolerance: float = 0.01  # max rise of a group's mean |rel error| over the tail
     production_tolerance: float = 0.10  # final loss may exceed production's by this share
 
@@ -47,10 +49,10 @@ def review_fit(
     production_run_config: str | Path | dict[str, Any] | None = None,
 ) -> FitReview:
     t = thresholds or FitThresholds()
-    weights, history, final_loss, log, groups = _load(fit)
+    weights, history, final_loss, log, groups, n_selected = _load(fit)
     rules = (
         _weights_rule(weights),
-        _converged_rule(history, t),
+        _converged_rule(history, n_selected, t),
         _divergence_rule(log, groups, t),
         _production_rule(final_loss, production_run_config, t),
     )
@@ -67,7 +69,8 @@ def _load(fit: str | Path | FitResult):
             groups = dict(zip(names, labels, strict=True))
         else:
             groups = {n: _group_from_name(n) for n in names}
-        return fit.weights, history, fit.final_loss, fit.log, groups
+        return (fit.weights, history, fit.final_loss, fit.log, groups,
+                int(fit.selected.sum()))
     out = Path(fit)
     for name in (WEIGHTS, RUN_CONFIG, LOG, DIAGNOSTICS):
         if not (out / name).is_file():
@@ -82,7 +85,8 @@ def _load(fit: str | Path | FitResult):
         groups = {n: _group_from_name(n) for n in diag["target"].astype(str)}
     log = pd.read_csv(out / LOG, keep_default_na=False, dtype={"target_name": str})
     weights = np.load(out / WEIGHTS, allow_pickle=False)
-    return weights, config["loss_history"], float(config["final_loss"]), log, groups
+    return (weights, config["loss_history"], float(config["final_loss"]), log, groups,
+            int(config["n_selected"]))
 
 
 def _group_from_name(name: str) -> str:
@@ -100,7 +104,8 @@ def _weights_rule(weights: np.ndarray) -> RuleResult:
     return RuleResult("weights_valid", ok, f"{bad} non-finite, {neg} negative of {len(weights)}")
 
 
-def _converged_rule(history: dict[str, list[float]], t: FitThresholds) -> RuleResult:
+def _converged_rule(history: dict[str, list[float]], n_selected: int,
+                    t: FitThresholds) -> RuleResult:
     """Judged on the final phase: the L0 term vanishes at the polish switch by design."""
     phase = "polish" if history.get("polish") else "l0"
     losses = np.asarray(history.get(phase, []), dtype=float)
@@ -109,11 +114,12 @@ def _converged_rule(history: dict[str, list[float]], t: FitThresholds) -> RuleRe
     start = losses[max(0, int(len(losses) * (1 - t.tail_fraction)) - 1)]
     change = abs(losses[-1] - start) / max(abs(start), 1e-12)
     ok = bool(np.isfinite(change) and (change < t.loss_tolerance
-                                        or abs(losses[-1] - start) < t.loss_floor))
+                                        or abs(losses[-1] - start) < t.loss_floor * n_selected))
     return RuleResult("loss_converged", ok,
                       f"{phase} loss {start:.6g} → {losses[-1]:.6g} over the last "
                       f"{t.tail_fraction:.0%}: relative change {change:.3g} "
-                      f"(tolerance {t.loss_tolerance}, floor {t.loss_floor})")
+                      f"(tolerance {t.loss_tolerance}, "
+                      f"floor {t.loss_floor} x {n_selected} targets)")
 
 
 def _divergence_rule(log: pd.DataFrame, groups: dict[str, str], t: FitThresholds) -> RuleResult:
