@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 def release_summary(release) -> str:
     m = release.manifest
     fit = m.get("fit", {}).get("error_summary", {})
-    gates = ", ".join(f"{g}={'PASS' if v['passed'] else 'FAIL'}" for g, v in m["gates"].items())
-    return "\n".join([
+    lines = [
         f"Promoted release {release.version}",
         f"  path:  {release.path}",
         f"  files: {len(m['files'])}",
@@ -51,8 +50,11 @@ def release_summary(release) -> str:
         f"median {fit.get('median', float('nan')):.4f}, "
         f"max {fit.get('max', float('nan')):.4f}, "
         f"records kept {m.get('fit', {}).get('records_kept')}",
-        f"  gates: {gates}",
-    ])
+        "  gates:",
+    ]
+    lines += [f"    {'PASS' if v['passed'] else 'FAIL'} {gate}: {v['summary']}"
+              for gate, v in m["gates"].items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

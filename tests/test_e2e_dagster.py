@@ -11,7 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dagster import AssetKey, DagsterInstance, build_sensor_context
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    build_sensor_context,
+    evaluate_automation_conditions,
+)
 
 from assets.automation import target_config_changed
 from assets.definitions import make_definitions
@@ -113,6 +119,19 @@ def test_config_change_refits_without_rebuilding_the_package(world):
     again = target_config_changed(build_sensor_context(
         instance=world["instance"], resources=world["resources"], definitions=world["defs"]))
     assert "unchanged" in again.skip_message
+
+
+def test_automation_promotes_once_the_blocking_checks_passed(world):
+    job = world["defs"].resolve_implicit_global_asset_job_def()
+    built = job.execute_in_process(
+        instance=world["instance"], raise_on_error=False,
+        asset_selection=[AssetKey(k) for k in ("calibration_weights", "stacked_h5s",
+                                               "validation_results")])
+    assert built.success and all(_checks(built).values())
+    evaluation = evaluate_automation_conditions(
+        defs=world["defs"], instance=world["instance"],
+        asset_selection=AssetSelection.assets("promoted_release"))
+    assert evaluation.get_num_requested(AssetKey("promoted_release")) == 1
 
 
 def test_failing_fit_review_blocks_promotion(world):
