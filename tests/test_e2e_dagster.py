@@ -122,16 +122,20 @@ def test_config_change_refits_without_rebuilding_the_package(world):
 
 
 def test_automation_promotes_once_the_blocking_checks_passed(world):
+    def tick(cursor=None):
+        return evaluate_automation_conditions(
+            defs=world["defs"], instance=world["instance"],
+            asset_selection=AssetSelection.assets("promoted_release"), cursor=cursor)
+
+    idle = tick()  # nothing changed since the last release: nothing to promote
+    assert idle.get_num_requested(AssetKey("promoted_release")) == 0
     job = world["defs"].resolve_implicit_global_asset_job_def()
     built = job.execute_in_process(
         instance=world["instance"], raise_on_error=False,
         asset_selection=[AssetKey(k) for k in ("calibration_weights", "stacked_h5s",
                                                "validation_results")])
     assert built.success and all(_checks(built).values())
-    evaluation = evaluate_automation_conditions(
-        defs=world["defs"], instance=world["instance"],
-        asset_selection=AssetSelection.assets("promoted_release"))
-    assert evaluation.get_num_requested(AssetKey("promoted_release")) == 1
+    assert tick(idle.cursor).get_num_requested(AssetKey("promoted_release")) == 1
 
 
 def test_failing_fit_review_blocks_promotion(world):

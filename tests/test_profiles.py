@@ -6,7 +6,7 @@ from pipeline.profiles import load_profile
 
 def test_shipped_profiles():
     demo, prod, ci = (load_profile(n) for n in ("demo", "production", "ci"))
-    assert demo.states is None and demo.n_clones == 3 and demo.households == 12000
+    assert demo.states is None and demo.n_clones == 20 and demo.households == 12000
     assert prod.n_clones == 430
     assert ci.states == ("DE", "VT", "WY", "RI") and ci.n_clones == 2
 

@@ -25,16 +25,18 @@ def _config(tmp_path, text):
     return path
 
 
-def test_default_config_trains_on_all_but_holdout_and_state_population(targets):
+def test_default_config_trains_on_all_but_holdout_population_and_income_tax(targets):
     config = load_target_config(DEFAULT)
     assert config.include is None
-    assert config.exclude == (TargetRule("person_count", "state", ""),)
+    assert config.exclude == (TargetRule("person_count", "state", ""),
+                              TargetRule("income_tax", "national", None))
     selected = select_targets(targets, config)
-    assert selected.sum() == 10_760 - 224 - 51 == 10_485
+    assert selected.sum() == 10_760 - 276 - 51 - 1 == 10_432
     assert not selected[targets.holdout.to_numpy() == 1].any()
     dropped = targets[~selected & (targets.holdout == 0)]
-    assert set(dropped.target_name.str.split("/").str[1]) == {"person_count"}
-    assert dropped.domain_variable.eq("").all() and len(dropped) == 51
+    assert sorted(dropped.target_name.str.split("/").str[1].unique()) == [
+        "income_tax", "person_count"]
+    assert len(dropped) == 52
 
 
 def test_include_then_exclude(targets, tmp_path):
@@ -50,7 +52,8 @@ def test_domain_order_does_not_matter(targets, tmp_path):
     path = _config(tmp_path, "include:\n"
                              "  - {domain_variable: 'is_tax_filer, adjusted_gross_income'}\n")
     selected = select_targets(targets, load_target_config(path))
-    assert selected.sum() == 51 * 20 + 19 * 2  # state bands + national bands (no total)
+    # state bands + national bands (no total), less the 52 negative below-$1 AGI amounts
+    assert selected.sum() == 51 * 20 + 19 * 2 - 52
 
 
 def test_holdout_never_selected(targets, tmp_path):
@@ -90,4 +93,4 @@ def test_malformed_config_is_input_error(tmp_path, text, field):
 
 def test_empty_config_selects_everything_but_holdout(targets, tmp_path):
     config = load_target_config(_config(tmp_path, "# nothing\n"))
-    assert select_targets(targets, config).sum() == 10_760 - 224
+    assert select_targets(targets, config).sum() == 10_760 - 276

@@ -36,7 +36,7 @@ def test_summary_counts(built):
     _, summary, df = built
     assert summary["n_targets"] == len(df) == 10_760
     assert summary["by_geo_level"] == {"district": 8_284, "national": 283, "state": 2_193}
-    assert summary["n_holdout"] == 224
+    assert summary["n_holdout"] == 224 + 52  # EITC by AGI x children; negative AGI totals
     assert df["target_name"].is_unique
 
 
@@ -80,8 +80,12 @@ def test_periods_sources_and_holdout(built):
     assert list(periods[("state", "eitc", "eitc")]) == [2022]
     assert list(periods[("national", "income_tax", "is_tax_filer")]) == [2023]
     hold = df[df.holdout == 1]
-    assert len(hold) == 224
-    assert set(hold.domain_variable) == {"adjusted_gross_income,eitc,eitc_child_count"}
+    assert len(hold) == 276
+    assert set(hold.domain_variable) == {"adjusted_gross_income,eitc,eitc_child_count",
+                                         "adjusted_gross_income,is_tax_filer"}
+    negative = hold[hold.domain_variable == "adjusted_gross_income,is_tax_filer"]
+    assert len(negative) == 52 and (negative.value < 0).all()
+    assert (negative.variable == "adjusted_gross_income").all()
     with sqlite3.connect(path) as conn:
         sources = dict(conn.execute("SELECT variable, source FROM targets WHERE target_id=1"))
     assert "S0101" in sources["person_count"]
