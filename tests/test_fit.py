@@ -13,18 +13,11 @@ from pipeline.errors import InputError
 from pipeline.fit import FitParams, fit, fit_package
 from pipeline.package import CalibrationPackage, save_package
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 N_T, N_REC, N_CLONES = 24, 150, 2
 PARAMS = FitParams(lambda_l0=1e-4, epochs=60, polish_epochs=60, log_freq=20,
                    checkpoint_every=20, device="cpu", seed=7)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: thread barriers cost more than the work on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_problem(seed: int = 0):

@@ -5,22 +5,15 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from pipeline.fit import FitParams, FitThresholds, fit_package, review_fit
 from pipeline.package import CalibrationPackage, save_package
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 N_T, N_REC = 18, 200
 # 200 polish epochs: the tail of a 150-epoch polish is still settling for some seeds.
 PARAMS = FitParams(lambda_l0=1e-6, epochs=150, polish_epochs=200, log_freq=10, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
