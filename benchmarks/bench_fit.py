@@ -23,10 +23,10 @@ SIZES = {
 }
 TIMING_EPOCHS = {"demo 10K x 40K": 20, "large 2K x 2M": 8}
 L0_TIMING_EPOCHS = {"demo 10K x 40K": 5, "large 2K x 2M": 3}
-ACCURACY = ("demo 10K x 40K", 200, 100)
+ACCURACY = ("demo 10K x 40K", 200, 100)  # size, L0 epochs, polish epochs (national preset)
 # Both thread counts: on a shared 2-core box, OpenMP barriers of 2 threads stall whenever
 # another process holds a core, so 1 thread can win; on a quiet box 2 threads should.
-THREADS = (1, 2)  # size, L0 epochs, polish epochs (national preset)
+THREADS = (1, 2)
 
 
 def build(name: str) -> tuple[sp.csr_matrix, np.ndarray]:

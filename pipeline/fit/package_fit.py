@@ -11,7 +11,7 @@ from pipeline.fit.outputs import CHECKPOINT, write_outputs
 from pipeline.fit.params import FitParams
 from pipeline.hashing import sha256_file
 from pipeline.package import PACKAGE_VERSION, load_package
-from pipeline.targets.config import load_target_config, select_targets
+from pipeline.targets.config import apply_target_config
 
 
 def fit_package(
@@ -24,14 +24,12 @@ def fit_package(
     """Load, select targets (never holdout), fit, and write outputs to `out_dir`."""
     pkg = load_package(package_dir)
     targets = pkg.targets
-    if target_config_path is None:
-        selected = np.ones(len(targets), dtype=bool)
+    if target_config_path is None:  # every target but the held-out ones
+        selected = targets["holdout"].astype(int).to_numpy() == 0
         config_hash = None
     else:
-        selected = select_targets(targets, load_target_config(target_config_path),
-                                  target_config_path)
+        selected = apply_target_config(target_config_path, targets)
         config_hash = sha256_file(target_config_path)
-    selected &= ~targets["holdout"].astype(str).str.lower().isin(("1", "true")).to_numpy()
     values = targets["value"].to_numpy(dtype=np.float64)
     out = Path(out_dir)
     result = fit(
