@@ -15,7 +15,8 @@ from dagster import (
 
 from assets.inputs import calibration_package, target_config
 from assets.metadata import data_version, gate_result, line_chart, markdown_table
-from pipeline.fit import FitParams, fit_package, review_fit
+from pipeline.fit import FitParams, FitThresholds, fit_package, review_fit
+from pipeline.gates import thresholds_from
 from pipeline.hashing import sha256_file
 from pipeline.release import current_release
 from resources import ComputeResource, ProfileResource, StorageResource
@@ -88,11 +89,13 @@ def _worst(fit_dir, n: int = 15):
 @asset_check(asset=calibration_weights, blocking=True,
              description="Gate 1: finite weights, converged loss, no late divergence, "
                          "no worse than the production release.")
-def fit_review(storage: StorageResource) -> AssetCheckResult:
+def fit_review(storage: StorageResource, profile: ProfileResource) -> AssetCheckResult:
     layout = storage.layout
     release = current_release(layout.root)
     baseline = release.path / "run_config.json" if release else None
-    review = review_fit(layout.fit_dir, production_run_config=baseline)
+    prof = profile.load()
+    thresholds = thresholds_from(FitThresholds, prof.gates.get("fit", {}), prof.source, "fit")
+    review = review_fit(layout.fit_dir, thresholds, production_run_config=baseline)
     failed = [r for r in review.rules if not r.passed]
     summary = ("all fit rules passed" if not failed else
                "; ".join(f"{r.name}: {r.detail}" for r in failed))

@@ -18,11 +18,11 @@ from assets.fit import calibration_weights
 from assets.inputs import calibration_package, target_config
 from assets.metadata import data_version, gate_result, markdown_table
 from pipeline import consistency
-from pipeline.gates import require_all_passed
+from pipeline.gates import require_all_passed, thresholds_from
 from pipeline.hashing import sha256_dir, sha256_file
 from pipeline.layout import Layout
 from pipeline.package import load_package
-from pipeline.quality import review_quality
+from pipeline.quality import QualityThresholds, review_quality
 from pipeline.release import load_current_validation, promote
 from pipeline.sanity import FAIL, WARN, sanity_check_dir
 from pipeline.stacking import stack_h5s
@@ -136,11 +136,14 @@ def _median(values: pd.Series) -> float:
 
 @asset_check(asset=validation_results, blocking=True,
              description="Gate 2: no regression against the CURRENT release; no sanity FAIL.")
-def simulation_quality(storage: StorageResource) -> AssetCheckResult:
+def simulation_quality(storage: StorageResource, profile: ProfileResource) -> AssetCheckResult:
     layout = storage.layout
     df = pd.read_csv(layout.validation_csv)
     baseline = load_current_validation(layout.root)
-    review = review_quality(df, baseline)
+    prof = profile.load()
+    thresholds = thresholds_from(QualityThresholds, prof.gates.get("quality", {}), prof.source,
+                                 "quality")
+    review = review_quality(df, baseline, thresholds)
     failed = [r for r in review.rules if not r.passed]
     against = "the CURRENT release" if baseline is not None else "absolute tolerances"
     summary = (f"judged against {against}: " + ("all rules passed" if not failed else

@@ -8,21 +8,15 @@ no gate has seen, whether it is launched by a schedule, by automation or by hand
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.atomic import write_json
+from pipeline.errors import InputError
 
-BLOCKING_GATES = (
-    "target_db_integrity",
-    "package_validity",
-    "fit_review",
-    "structural_sanity",
-    "xw_consistency",
-    "simulation_quality",
-)
+T = TypeVar("T")
 
 
 class GateError(RuntimeError):
@@ -72,3 +66,13 @@ def require_all_passed(gates_dir: str | Path, subjects: dict[str, str]) -> list[
     if problems:
         raise GateError("promotion refused: " + "; ".join(problems))
     return verdicts
+
+
+def thresholds_from(cls: type[T], values: dict[str, Any], source: str, section: str) -> T:
+    """A gate's threshold dataclass from a profile section; an unknown key is an error."""
+    known = [f.name for f in fields(cls)]
+    for key in values:
+        if key not in known:
+            raise InputError(source, f"gates.{section}.{key}", "unknown threshold",
+                             f"use one of {known}")
+    return cls(**values)

@@ -2,7 +2,9 @@
 
 import pytest
 
-from pipeline.gates import GateError, record_verdict, require_all_passed
+from pipeline.errors import InputError
+from pipeline.fit import FitThresholds
+from pipeline.gates import GateError, record_verdict, require_all_passed, thresholds_from
 
 
 def test_all_passed_on_current_artifacts(tmp_path):
@@ -22,3 +24,11 @@ def test_promotion_refused(tmp_path, setup, message):
     setup(tmp_path)
     with pytest.raises(GateError, match=message):
         require_all_passed(tmp_path, {"fit_review": "aaa"})
+
+
+def test_thresholds_from_a_profile_section():
+    t = thresholds_from(FitThresholds, {"loss_tolerance": 0.2}, "p.yaml", "fit")
+    assert t.loss_tolerance == 0.2
+    assert t.divergence_tolerance == FitThresholds().divergence_tolerance
+    with pytest.raises(InputError, match="gates.fit.loss_tolerence.*loss_tolerance"):
+        thresholds_from(FitThresholds, {"loss_tolerence": 0.2}, "p.yaml", "fit")
