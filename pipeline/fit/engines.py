@@ -34,10 +34,17 @@ def _adam_scalars(lr: float, step: int) -> tuple[float, float]:
     return lr / (1 - BETAS[0] ** step), math.sqrt(1 - BETAS[1] ** step)
 
 
+POLISH_DECAY_START = 0.7  # share of the polish run at the full learning rate
+
+
 def polish_lr(lr: float, epoch: int, epochs: int) -> float:
-    """Linear decay to zero over the polish: the exported weights are a settled point, not
-    wherever full-size Adam steps left them oscillating near a (near-)zero loss."""
-    return lr * (1.0 - epoch / epochs)
+    """Full rate, then a linear decay to zero over the last 30% of the polish: the exported
+    weights are a settled point, not wherever full-size Adam steps left them oscillating
+    near a (near-)zero loss."""
+    start = POLISH_DECAY_START * epochs
+    if epoch < start:
+        return lr
+    return lr * (epochs - epoch) / (epochs - start)
 
 
 def adam_groups(lr: float) -> list[dict[str, Any]]:
