@@ -27,7 +27,11 @@ from pipeline.release import load_current_validation, promote
 from pipeline.sanity import FAIL, WARN, sanity_check_dir
 from pipeline.stacking import stack_h5s
 from pipeline.targets.config import apply_target_config
-from pipeline.validation import validate_h5s, write_validation_csv
+from pipeline.validation import (
+    read_validation_csv,
+    validate_h5s_cached,
+    write_validation_csv,
+)
 from resources import ProfileResource, StorageResource
 
 OUTPUTS = "outputs"
@@ -91,7 +95,8 @@ def xw_consistency(storage: StorageResource, profile: ProfileResource) -> AssetC
     layout = storage.layout
     pkg = load_package(layout.package_dir)
     selected = apply_target_config(layout.target_config, pkg.targets)
-    totals = validate_h5s(layout.stacked_dir, pkg.targets, selected)
+    totals = validate_h5s_cached(layout.stacked_dir, pkg.targets, selected,
+                                 layout.validation_cache)
     report = consistency.xw_consistency(pkg, _weights(layout), totals, selected,
                             tolerance=profile.load().gates.get("consistency_tolerance", 0.01))
     summary = (f"{report.n_targets} selected targets: max relative deviation "
@@ -109,7 +114,7 @@ def validation_results(storage: StorageResource) -> MaterializeResult:
     layout = storage.layout
     pkg = load_package(layout.package_dir)
     selected = apply_target_config(layout.target_config, pkg.targets)
-    df = validate_h5s(layout.stacked_dir, pkg.targets, selected)
+    df = validate_h5s_cached(layout.stacked_dir, pkg.targets, selected, layout.validation_cache)
     write_validation_csv(df, layout.validation_csv)
     trained, held = df[df["in_training"]], df[~df["in_training"]]
     worst = df.sort_values("rel_abs_error", ascending=False).head(15)
@@ -138,7 +143,7 @@ def _median(values: pd.Series) -> float:
              description="Gate 2: no regression against the CURRENT release; no sanity FAIL.")
 def simulation_quality(storage: StorageResource, profile: ProfileResource) -> AssetCheckResult:
     layout = storage.layout
-    df = pd.read_csv(layout.validation_csv)
+    df = read_validation_csv(layout.validation_csv)
     baseline = load_current_validation(layout.root)
     prof = profile.load()
     thresholds = thresholds_from(QualityThresholds, prof.gates.get("quality", {}), prof.source,

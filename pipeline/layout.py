@@ -43,6 +43,10 @@ class Layout:
         return self.root / "validation_results" / "validation_results.csv"
 
     @property
+    def validation_cache(self) -> Path:
+        return self.root / "validation_results" / "cache"
+
+    @property
     def gates_dir(self) -> Path:
         return self.root / "gates"
 

@@ -23,6 +23,7 @@ import pandas as pd
 from pipeline.atomic import TMP_PREFIX, atomic_dir, write_json
 from pipeline.errors import InputError
 from pipeline.hashing import sha256_file
+from pipeline.validation import read_validation_csv
 
 RELEASES = "releases"
 CURRENT = "CURRENT"
@@ -127,10 +128,7 @@ def load_current_validation(storage_root: str | Path) -> pd.DataFrame | None:
     current = current_release(storage_root)
     if current is None or not (current.path / VALIDATION).is_file():
         return None
-    df = pd.read_csv(current.path / VALIDATION,
-                     dtype={"area_id": str, "district": str, "target_name": str})
-    df[["area_id", "district"]] = df[["area_id", "district"]].fillna("")
-    return df
+    return read_validation_csv(current.path / VALIDATION)
 
 
 def _expand(files: dict[str, Path]) -> dict[str, Path]:

@@ -11,6 +11,7 @@ Geography comes from the file a target is evaluated on: national targets from
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -21,10 +22,11 @@ from pipeline.atomic import atomic_path
 from pipeline.engine import VARIABLES, Simulation
 from pipeline.errors import InputError
 from pipeline.geography import STATES
+from pipeline.hashing import sha256_file
 from pipeline.microdata import Microdata
 from pipeline.published import iter_published
 from pipeline.sanity import WARN, sanity_check_file, summarize
-from pipeline.stacking import district_file, load_manifest, state_file
+from pipeline.stacking import MANIFEST, district_file, load_manifest, state_file
 
 COLUMNS = ("area_type", "area_id", "display_name", "district", "variable", "target_name",
            "period", "target_value", "sim_value", "error", "rel_error", "abs_error",
@@ -87,6 +89,35 @@ def validate_h5s(stacked_dir: str | Path, targets_df: pd.DataFrame, selected: np
         "sanity_reason": reason,
         "in_training": selected,
     }, columns=list(COLUMNS))
+
+
+def validate_h5s_cached(stacked_dir: str | Path, targets_df: pd.DataFrame, selected: np.ndarray,
+                        cache_dir: str | Path) -> pd.DataFrame:
+    """`validate_h5s`, remembered for one (published files, targets, selection).
+
+    The X·w check and the validation asset read the same files with the same targets;
+    the second caller reads the first one's result instead of walking every file again.
+    Only the latest entry is kept.
+    """
+    key = hashlib.sha256(sha256_file(Path(stacked_dir) / MANIFEST).encode())
+    key.update(pd.util.hash_pandas_object(targets_df, index=False).to_numpy().tobytes())
+    key.update(np.asarray(selected, dtype=bool).tobytes())
+    path = Path(cache_dir) / f"{key.hexdigest()[:32]}.csv"
+    if not path.exists():
+        write_validation_csv(validate_h5s(stacked_dir, targets_df, selected), path)
+        for stale in Path(cache_dir).glob("*.csv"):
+            if stale != path:
+                stale.unlink()
+    return read_validation_csv(path)
+
+
+def read_validation_csv(path: str | Path) -> pd.DataFrame:
+    """Read what `write_validation_csv` wrote, with text columns kept as text."""
+    text = ("area_id", "district", "sanity_reason", "target_name")
+    df = pd.read_csv(path, dtype=dict.fromkeys(text, str))
+    present = [c for c in text if c in df.columns]
+    df[present] = df[present].fillna("")
+    return df
 
 
 def write_validation_csv(df: pd.DataFrame, path: str | Path) -> Path:

@@ -7,13 +7,13 @@ import pytest
 import scipy.sparse as sp
 from test_stacking import CD, W, base_microdata, make_package
 
-from pipeline import takeup
+from pipeline import takeup, validation
 from pipeline.consistency import xw_consistency
 from pipeline.engine import compute_taxes, simulate
 from pipeline.errors import InputError
 from pipeline.stacking import stack_h5s
 from pipeline.takeup import draw_takeup
-from pipeline.validation import COLUMNS, validate_h5s, write_validation_csv
+from pipeline.validation import COLUMNS, validate_h5s, validate_h5s_cached, write_validation_csv
 
 # (name, variable, geo_level, geographic_id, constraints, value)
 TARGETS = [
@@ -125,3 +125,18 @@ def test_write_csv_and_refuse_incomplete_directory(validated, tmp_path):
         validate_h5s(tmp_path / "half", _targets(), SELECTED)
     with pytest.raises(InputError, match="cannot compute"):
         validate_h5s(tmp / "stacked", _targets().assign(variable="wealth"), SELECTED)
+
+
+def test_cached_validation_reads_back_the_same_frame(validated, tmp_path, monkeypatch):
+    _, _, tmp, df = validated
+    cache = tmp_path / "cache"
+    first = validate_h5s_cached(tmp / "stacked", _targets(), SELECTED, cache)
+    pd.testing.assert_frame_equal(first, df)
+    # A second caller with the same files, targets and selection walks no file.
+    monkeypatch.setattr(validation, "validate_h5s", lambda *a: pytest.fail("walked again"))
+    pd.testing.assert_frame_equal(
+        validate_h5s_cached(tmp / "stacked", _targets(), SELECTED, cache), df)
+    # Another selection is another entry, and only the latest is kept.
+    monkeypatch.undo()
+    validate_h5s_cached(tmp / "stacked", _targets(), ~SELECTED, cache)
+    assert len(list(cache.glob("*.csv"))) == 1
