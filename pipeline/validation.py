@@ -22,11 +22,11 @@ from pipeline.atomic import atomic_path
 from pipeline.engine import VARIABLES, Simulation
 from pipeline.errors import InputError
 from pipeline.geography import STATES
-from pipeline.hashing import sha256_file
+from pipeline.hashing import sha256_dir
 from pipeline.microdata import Microdata
 from pipeline.published import iter_published
 from pipeline.sanity import WARN, sanity_check_file, summarize
-from pipeline.stacking import MANIFEST, district_file, load_manifest, state_file
+from pipeline.stacking import district_file, load_manifest, state_file
 
 COLUMNS = ("area_type", "area_id", "display_name", "district", "variable", "target_name",
            "period", "target_value", "sim_value", "error", "rel_error", "abs_error",
@@ -97,9 +97,10 @@ def validate_h5s_cached(stacked_dir: str | Path, targets_df: pd.DataFrame, selec
 
     The X·w check and the validation asset read the same files with the same targets;
     the second caller reads the first one's result instead of walking every file again.
-    Only the latest entry is kept.
+    The key hashes the files' bytes, not the manifest, so a file changed or damaged since
+    the first walk is walked (and refused) again. Only the latest entry is kept.
     """
-    key = hashlib.sha256(sha256_file(Path(stacked_dir) / MANIFEST).encode())
+    key = hashlib.sha256(sha256_dir(stacked_dir).encode())
     key.update(pd.util.hash_pandas_object(targets_df, index=False).to_numpy().tobytes())
     key.update(np.asarray(selected, dtype=bool).tobytes())
     path = Path(cache_dir) / f"{key.hexdigest()[:32]}.csv"

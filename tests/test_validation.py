@@ -1,4 +1,5 @@
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -140,3 +141,14 @@ def test_cached_validation_reads_back_the_same_frame(validated, tmp_path, monkey
     monkeypatch.undo()
     validate_h5s_cached(tmp / "stacked", _targets(), ~SELECTED, cache)
     assert len(list(cache.glob("*.csv"))) == 1
+
+
+def test_cache_does_not_hide_a_damaged_file(validated, tmp_path):
+    _, _, tmp, _ = validated
+    stacked = tmp_path / "stacked"
+    shutil.copytree(tmp / "stacked", stacked)
+    validate_h5s_cached(stacked, _targets(), SELECTED, tmp_path / "cache")
+    victim = stacked / "states" / "CA.h5"
+    victim.write_bytes(victim.read_bytes()[:100])
+    with pytest.raises(InputError, match="CA.h5"):
+        validate_h5s_cached(stacked, _targets(), SELECTED, tmp_path / "cache")
