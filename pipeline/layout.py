@@ -49,7 +49,3 @@ class Layout:
     @property
     def gates_dir(self) -> Path:
         return self.root / "gates"
-
-    @property
-    def releases_dir(self) -> Path:
-        return self.root / "releases"
