@@ -9,7 +9,7 @@ from dagster import (
     asset_check,
 )
 
-from assets.metadata import data_version, file_metadata, gate_result, markdown_table
+from assets.metadata import data_version, file_result, gate_result, markdown_table
 from pipeline.engine import VARIABLES
 from pipeline.hashing import sha256_dir, sha256_file
 from pipeline.microdata import read_h5, write_h5
@@ -50,10 +50,7 @@ def source_cps(storage: StorageResource, profile: ProfileResource) -> Materializ
     path = storage.layout.source_h5
     md = load_source_cps(profile.load().period)
     write_h5(md, path)
-    return MaterializeResult(
-        metadata={**_microdata_metadata(md), **file_metadata(path)},
-        data_version=data_version(sha256_file(path)),
-    )
+    return file_result(path, _microdata_metadata(md))
 
 
 @asset(group_name=INPUTS, code_version="1", deps=[source_cps],
@@ -63,10 +60,7 @@ def stratified_cps(storage: StorageResource, profile: ProfileResource) -> Materi
     md = stratify(read_h5(layout.source_h5), target_households=prof.households, seed=prof.seed,
                   top_agi_quantile=prof.top_agi_quantile)
     write_h5(md, layout.base_h5)
-    return MaterializeResult(
-        metadata={**_microdata_metadata(md), **file_metadata(layout.base_h5)},
-        data_version=data_version(sha256_file(layout.base_h5)),
-    )
+    return file_result(layout.base_h5, _microdata_metadata(md))
 
 
 @asset(group_name=INPUTS, code_version="1",
@@ -76,15 +70,11 @@ def target_db(storage: StorageResource) -> MaterializeResult:
     build_target_db(path)
     targets = load_targets(path)
     counts = targets.groupby(["geo_level", "variable"]).size().rename("targets").reset_index()
-    return MaterializeResult(
-        metadata={
-            "targets": len(targets),
-            "held_out": int(targets["holdout"].sum()),
-            "by_level_and_variable": MetadataValue.md(markdown_table(counts)),
-            **file_metadata(path),
-        },
-        data_version=data_version(sha256_file(path)),
-    )
+    return file_result(path, {
+        "targets": len(targets),
+        "held_out": int(targets["holdout"].sum()),
+        "by_level_and_variable": MetadataValue.md(markdown_table(counts)),
+    })
 
 
 @asset_check(asset=target_db, blocking=True, description="Schema, NaN, signs, nesting, engine.")

@@ -6,9 +6,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, DataVersion, MetadataValue
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+)
 
 from pipeline.gates import record_verdict
+from pipeline.hashing import sha256_file
 
 
 def data_version(sha256: str) -> DataVersion:
@@ -16,8 +23,14 @@ def data_version(sha256: str) -> DataVersion:
     return DataVersion(sha256[:16])
 
 
-def file_metadata(path: Path) -> dict[str, Any]:
-    return {"path": MetadataValue.path(str(path)), "bytes": path.stat().st_size}
+def file_result(path: Path, metadata: dict[str, Any]) -> MaterializeResult:
+    """A single-file asset's result: its path, size and sha256, which is also its version."""
+    sha = sha256_file(path)
+    return MaterializeResult(
+        metadata={**metadata, "path": MetadataValue.path(str(path)),
+                  "bytes": path.stat().st_size, "sha256": sha},
+        data_version=data_version(sha),
+    )
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:

@@ -16,7 +16,7 @@ from dagster import (
 
 from assets.fit import calibration_weights
 from assets.inputs import calibration_package, target_config
-from assets.metadata import data_version, gate_result, markdown_table
+from assets.metadata import data_version, file_result, gate_result, markdown_table
 from pipeline import consistency
 from pipeline.gates import require_all_passed, thresholds_from
 from pipeline.hashing import sha256_dir, sha256_file
@@ -120,19 +120,15 @@ def validation_results(storage: StorageResource) -> MaterializeResult:
     worst = df.sort_values("rel_abs_error", ascending=False).head(15)
     by_group = (df.groupby(["area_type", "variable", "in_training"])["rel_abs_error"]
                 .median().rename("median_rel_abs_error").reset_index())
-    return MaterializeResult(
-        metadata={
-            "rows": len(df),
-            "training_median_rel_abs_error": _median(trained["rel_abs_error"]),
-            "holdout_median_rel_abs_error": _median(held["rel_abs_error"]),
-            "sanity_fail_rows": int((df["sanity_check"] == "FAIL").sum()),
-            "by_group": MetadataValue.md(markdown_table(by_group)),
-            "worst_targets": MetadataValue.md(markdown_table(
-                worst[["target_name", "target_value", "sim_value", "rel_abs_error"]])),
-            "path": MetadataValue.path(str(layout.validation_csv)),
-        },
-        data_version=data_version(sha256_file(layout.validation_csv)),
-    )
+    return file_result(layout.validation_csv, {
+        "rows": len(df),
+        "training_median_rel_abs_error": _median(trained["rel_abs_error"]),
+        "holdout_median_rel_abs_error": _median(held["rel_abs_error"]),
+        "sanity_fail_rows": int((df["sanity_check"] == FAIL).sum()),
+        "by_group": MetadataValue.md(markdown_table(by_group)),
+        "worst_targets": MetadataValue.md(markdown_table(
+            worst[["target_name", "target_value", "sim_value", "rel_abs_error"]])),
+    })
 
 
 def _median(values: pd.Series) -> float:
