@@ -16,6 +16,7 @@ from dagster import (
     sensor,
 )
 
+from assets.inputs import package_validity
 from pipeline.hashing import sha256_file
 from resources import TargetDatabaseResource
 
@@ -26,7 +27,9 @@ full_rebuild = define_asset_job(
 
 refit = define_asset_job(
     "refit",
-    selection=AssetSelection.assets("target_config", "calibration_weights").downstream(),
+    # Package validity is re-judged under the new config; the package itself is not rebuilt.
+    selection=(AssetSelection.assets("target_config", "calibration_weights").downstream()
+               | AssetSelection.checks(package_validity)),
     description="The target config and everything after it; never rebuilds the package.",
 )
 
@@ -51,13 +54,17 @@ def target_config_changed(
     if not path.exists():
         return SkipReason(f"{path} does not exist")
     current = sha256_file(path)
-    event = context.instance.get_latest_materialization_event(AssetKey("target_config"))
-    if event is None or event.asset_materialization is None:
+    records = context.instance.fetch_materializations(AssetKey("target_config"), limit=1).records
+    if not records:
         return SkipReason("target_config was never materialized; run full_rebuild first")
-    entry = event.asset_materialization.metadata.get("config_sha256")
+    latest = records[0]
+    entry = latest.asset_materialization.metadata.get("config_sha256")
     if entry is not None and entry.value == current:
         return SkipReason("target config unchanged since its last materialization")
     if context.cursor == current:
         return SkipReason("a refit for this config was already requested")
     context.update_cursor(current)
-    return RunRequest(run_key=current, tags={"target_config_sha256": current})
+    # Keyed by content and by the latest target_config materialization, so that a config
+    # going A -> B -> A -> B refits every time (Dagster launches a run key only once).
+    return RunRequest(run_key=f"{current}-{latest.storage_id}",
+                      tags={"target_config_sha256": current})

@@ -11,9 +11,10 @@ from dagster import (
 
 from assets.metadata import data_version, file_result, gate_result, markdown_table
 from pipeline.engine import VARIABLES
-from pipeline.hashing import sha256_dir, sha256_file
+from pipeline.hashing import sha256_file, sha256_text
+from pipeline.layout import Layout
 from pipeline.microdata import read_h5, write_h5
-from pipeline.package import load_package
+from pipeline.package import load_package, package_content_sha
 from pipeline.package_builder import build_package
 from pipeline.package_validation import validate_package
 from pipeline.sources.taxcalc_cps import load_source_cps
@@ -130,21 +131,20 @@ def calibration_package(
             "engine": MetadataValue.json(engine.describe()),
             "path": MetadataValue.path(str(layout.package_dir)),
         },
-        data_version=data_version(sha256_dir(layout.package_dir)),
+        data_version=data_version(package_content_sha(layout.package_dir)),
     )
 
 
-@asset_check(asset=calibration_package, blocking=True,
-             description="No selected target is impossible; strict-ratio report.")
-def package_validity(
-    storage: StorageResource, targets_resource: TargetDatabaseResource
-) -> AssetCheckResult:
+@asset_check(asset=calibration_package, blocking=True, additional_deps=[target_config],
+             description="No target the current config selects is impossible; "
+                         "strict-ratio report.")
+def package_validity(storage: StorageResource) -> AssetCheckResult:
     layout = storage.layout
     pkg = load_package(layout.package_dir)
-    selected = apply_target_config(targets_resource.target_config, pkg.targets)
+    selected = apply_target_config(layout.target_config, pkg.targets, pkg.target_vocabulary)
     report = validate_package(pkg, selected)
     return gate_result(
-        layout.gates_dir, "package_validity", report.passed, sha256_dir(layout.package_dir),
+        layout.gates_dir, "package_validity", report.passed, package_selection_sha(layout),
         report.summary().splitlines()[0],
         {
             "impossible": report.impossible["target_name"].head(50).tolist(),
@@ -153,3 +153,7 @@ def package_validity(
         },
     )
 
+
+def package_selection_sha(layout: Layout) -> str:
+    """What package validity judges: this package under this target config."""
+    return sha256_text(package_content_sha(layout.package_dir) + sha256_file(layout.target_config))

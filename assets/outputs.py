@@ -15,11 +15,11 @@ from dagster import (
 )
 
 from assets.fit import calibration_weights
-from assets.inputs import calibration_package, target_config
+from assets.inputs import calibration_package, package_selection_sha, target_config
 from assets.metadata import data_version, file_result, gate_result, markdown_table
 from pipeline import consistency
 from pipeline.gates import require_all_passed, thresholds_from
-from pipeline.hashing import sha256_dir, sha256_file
+from pipeline.hashing import sha256_file
 from pipeline.layout import Layout
 from pipeline.package import load_package
 from pipeline.quality import QualityThresholds, review_quality
@@ -94,7 +94,7 @@ def structural_sanity(storage: StorageResource) -> AssetCheckResult:
 def xw_consistency(storage: StorageResource, profile: ProfileResource) -> AssetCheckResult:
     layout = storage.layout
     pkg = load_package(layout.package_dir)
-    selected = apply_target_config(layout.target_config, pkg.targets)
+    selected = apply_target_config(layout.target_config, pkg.targets, pkg.target_vocabulary)
     totals = validate_h5s_cached(layout.stacked_dir, pkg.targets, selected,
                                  layout.validation_cache)
     report = consistency.xw_consistency(pkg, _weights(layout), totals, selected,
@@ -113,7 +113,7 @@ def xw_consistency(storage: StorageResource, profile: ProfileResource) -> AssetC
 def validation_results(storage: StorageResource) -> MaterializeResult:
     layout = storage.layout
     pkg = load_package(layout.package_dir)
-    selected = apply_target_config(layout.target_config, pkg.targets)
+    selected = apply_target_config(layout.target_config, pkg.targets, pkg.target_vocabulary)
     df = validate_h5s_cached(layout.stacked_dir, pkg.targets, selected, layout.validation_cache)
     write_validation_csv(df, layout.validation_csv)
     trained, held = df[df["in_training"]], df[~df["in_training"]]
@@ -163,7 +163,7 @@ def promoted_release(context: AssetExecutionContext, storage: StorageResource) -
     layout = storage.layout
     verdicts = require_all_passed(layout.gates_dir, {
         "target_db_integrity": sha256_file(layout.target_db),
-        "package_validity": sha256_dir(layout.package_dir),
+        "package_validity": package_selection_sha(layout),
         "fit_review": sha256_file(layout.fit_dir / "weights.npy"),
         "structural_sanity": _stacked_sha(layout),
         "xw_consistency": _stacked_sha(layout),

@@ -11,7 +11,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m assets.run", description=__doc__)
-    parser.add_argument("--profile", default="demo", help="profiles/<name>.yaml or a YAML path")
+    parser.add_argument("--profile", default=os.environ.get("CALIBRATION_PROFILE", "demo"),
+                        help="profiles/<name>.yaml or a YAML path (default: "
+                             "$CALIBRATION_PROFILE, else demo)")
     parser.add_argument("--job", default="full_rebuild", choices=["full_rebuild", "refit"])
     args = parser.parse_args(argv)
     os.environ["CALIBRATION_PROFILE"] = args.profile

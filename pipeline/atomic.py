@@ -43,6 +43,8 @@ def atomic_dir(path: str | Path, *, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary directory next to `path`; move it onto `path` on success.
 
     With `replace=False` an existing `path` is an error (immutable outputs such as releases).
+    Replacing takes two renames, so for an instant `path` is absent (never half-written):
+    readers treat a missing directory as not built.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def _run_validate_package(args: argparse.Namespace) -> int:
 
     pkg = load_package(args.package, trust_pickle=args.trust_pickle)
     selected = (None if args.target_config is None
-                else apply_target_config(args.target_config, pkg.targets))
+                else apply_target_config(args.target_config, pkg.targets, pkg.target_vocabulary))
     report = validate_package(pkg, selected, args.strict or DEFAULT_STRICT_RATIO)
     print(report.summary())
     return report.exit_code(strict=args.strict is not None)

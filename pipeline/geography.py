@@ -39,6 +39,8 @@ STATES: tuple[tuple[int, str, str], ...] = (
     (55, "WI", "Wisconsin"), (56, "WY", "Wyoming"),
 )
 STATE_ABBR: dict[int, str] = {fips: abbr for fips, abbr, _ in STATES}
+STATE_NAME: dict[int, str] = {fips: name for fips, _, name in STATES}
+FIPS_BY_ABBR: dict[str, int] = {abbr: fips for fips, abbr, _ in STATES}
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:

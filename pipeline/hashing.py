@@ -28,12 +28,17 @@ def sha256_dir(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def sha256_array(arr: np.ndarray) -> str:
+    """Dtype, shape and bytes; hashed through a memoryview, so X is never copied."""
     arr = np.ascontiguousarray(arr)
     h = hashlib.sha256()
     h.update(str(arr.dtype).encode())
     h.update(str(arr.shape).encode())
-    h.update(arr.tobytes())
+    h.update(memoryview(arr.reshape(-1)).cast("B"))
     return h.hexdigest()
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from pipeline.engine import VARIABLES, TaxResults, compute_taxes, simulate
+from pipeline.engine import VARIABLES, compute_taxes, simulate
 from pipeline.errors import InputError
 from pipeline.microdata import Microdata
 from pipeline.takeup import draw_takeup
@@ -167,7 +167,6 @@ def build_matrix(
     cd_geoid: np.ndarray,
     n_clones: int,
     districts: np.ndarray,
-    taxes: TaxResults | None = None,
 ) -> sp.csr_matrix:
     """X[t, clone·n + record] = the record's contribution to target t in that clone."""
     n = len(md.household)
@@ -175,7 +174,7 @@ def build_matrix(
         raise ValueError(f"cd_geoid has {len(cd_geoid)} entries, expected {n * n_clones}")
     features, of_target = parse_features(targets)
     lookup = _RowLookup.of(targets, of_target, len(features), districts)
-    taxes = compute_taxes(md) if taxes is None else taxes
+    taxes = compute_taxes(md)  # state-invariant: once for every clone
     idx = _EntityIndex.of(md)
     rows, cols, vals = [], [], []
     for clone in range(n_clones):

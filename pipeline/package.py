@@ -6,8 +6,10 @@ taken only when the caller passes `trust_pickle=True`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import scipy.sparse as sp
 
 from pipeline.atomic import atomic_dir
 from pipeline.errors import InputError
+from pipeline.hashing import sha256_file
 
 PACKAGE_VERSION = 1
 FILES = ("X.npz", "targets.csv", "initial_weights.npy", "geography.npz", "metadata.json")
@@ -53,6 +56,11 @@ class CalibrationPackage:
     @property
     def n_clones(self) -> int:
         return int(self.metadata["n_clones"])
+
+    @property
+    def target_vocabulary(self) -> dict[str, list[str]] | None:
+        """The target DB's names, so a config is judged against the DB, not this subset."""
+        return self.metadata.get("target_vocabulary")
 
     @property
     def base_h5(self) -> Path:
@@ -97,11 +105,28 @@ def save_package(pkg: CalibrationPackage, path: str | Path, base_h5: str | Path)
             county_index=pkg.county_index.astype(np.int32),
             counties=np.asarray(pkg.counties, dtype=str),
         )
-        (tmp / "base.h5").write_bytes(Path(base_h5).read_bytes())
+        shutil.copyfile(base_h5, tmp / "base.h5")
         meta = dict(pkg.metadata, package_version=PACKAGE_VERSION)
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     pkg.path = path
     return path
+
+
+VOLATILE_METADATA = ("created_at", "build_seconds")
+
+
+def package_content_sha(path: str | Path) -> str:
+    """Hash of what a package holds, not when or how fast it was built: a rebuild from the
+    same inputs keeps its data version, so what follows it stays fresh."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for name in sorted(p.name for p in path.iterdir() if p.is_file()):
+        if name != "metadata.json":
+            h.update(f"{name}:{sha256_file(path / name)}".encode())
+    meta = json.loads((path / "metadata.json").read_text())
+    stable = {k: v for k, v in meta.items() if k not in VOLATILE_METADATA}
+    h.update(json.dumps(stable, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def load_package(path: str | Path, *, trust_pickle: bool = False) -> CalibrationPackage:

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.geography import STATE_ABBR, assign_geography, load_districts
+from pipeline.geography import FIPS_BY_ABBR, assign_geography, load_districts
 from pipeline.hashing import sha256_file
 from pipeline.matrix import build_matrix, initial_weights
 from pipeline.microdata import read_h5
 from pipeline.package import CalibrationPackage, save_package
 from pipeline.profiles import Profile
+from pipeline.targets.config import target_vocabulary
 from pipeline.targets.db import load_targets
 
 
@@ -40,11 +41,7 @@ def profile_targets(targets: pd.DataFrame, profile: Profile) -> pd.DataFrame:
 
 
 def _state_fips(abbreviations: tuple[str, ...]) -> list[int]:
-    by_abbr = {abbr: fips for fips, abbr in STATE_ABBR.items()}
-    unknown = sorted(set(abbreviations) - set(by_abbr))
-    if unknown:
-        raise ValueError(f"unknown state abbreviations {unknown}; known: {sorted(by_abbr)}")
-    return [by_abbr[a] for a in abbreviations]
+    return [FIPS_BY_ABBR[a] for a in abbreviations]  # load_profile checked the names
 
 
 def build_package(
@@ -52,7 +49,8 @@ def build_package(
 ) -> CalibrationPackage:
     started = time.perf_counter()
     md = read_h5(base_h5)
-    targets = profile_targets(load_targets(target_db), profile)
+    all_targets = load_targets(target_db)
+    targets = profile_targets(all_targets, profile)
     districts = profile_districts(profile)
     n_records = len(md.household)
     cd_geoid, county_index, counties = assign_geography(
@@ -70,6 +68,7 @@ def build_package(
         "n_targets": len(targets),
         "nnz": int(X.nnz),
         "targets_by_level": targets["geo_level"].value_counts().to_dict(),
+        "target_vocabulary": target_vocabulary(all_targets),
         "inputs": {
             "base_h5_sha256": sha256_file(base_h5),
             "target_db_sha256": sha256_file(target_db),

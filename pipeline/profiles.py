@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import InputError
+from pipeline.geography import FIPS_BY_ABBR
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"
 
@@ -68,6 +69,10 @@ def load_profile(name_or_path: str) -> Profile:
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(path, str(exc).strip("'"), "missing or malformed",
                          "compare with profiles/demo.yaml") from exc
+    unknown = sorted(set(profile.states or ()) - set(FIPS_BY_ABBR))
+    if unknown:
+        raise InputError(path, "geography.states", f"unknown state abbreviations {unknown}",
+                         f"use `all` or some of {sorted(FIPS_BY_ABBR)}")
     if profile.n_clones < 1 or profile.households < 1:
         raise InputError(path, "package.n_clones", "must be positive", "set a positive number")
     return profile

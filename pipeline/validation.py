@@ -21,7 +21,7 @@ import pandas as pd
 from pipeline.atomic import atomic_path
 from pipeline.engine import VARIABLES, Simulation
 from pipeline.errors import InputError
-from pipeline.geography import STATES
+from pipeline.geography import STATE_ABBR, STATE_NAME
 from pipeline.hashing import sha256_dir
 from pipeline.microdata import Microdata
 from pipeline.published import iter_published
@@ -31,8 +31,6 @@ from pipeline.stacking import district_file, load_manifest, state_file
 COLUMNS = ("area_type", "area_id", "display_name", "district", "variable", "target_name",
            "period", "target_value", "sim_value", "error", "rel_error", "abs_error",
            "rel_abs_error", "sanity_check", "sanity_reason", "in_training")
-_ABBR = {fips: abbr for fips, abbr, _ in STATES}
-_NAME = {fips: name for fips, _, name in STATES}
 _COMPARE = {"==": "eq", "!=": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
 _EMPTY = "no households in the published files"
 
@@ -137,13 +135,13 @@ def _area(level: str, geo: str) -> tuple[str, int, str, str]:
     except ValueError:
         code = -1
     fips = code if level == "state" else code // 100
-    if level not in ("state", "district") or fips not in _ABBR:
+    if level not in ("state", "district") or fips not in STATE_ABBR:
         raise InputError(None, "geo_level/geographic_id", f"unknown area {level} {geo!r}",
                          "use national/US, state/<FIPS> or district/<GEOID>")
     if level == "state":
-        return level, code, _NAME[fips], ""
+        return level, code, STATE_NAME[fips], ""
     number = code % 100
-    label = f"{_ABBR[fips]}-{'AL' if number == 0 else f'{number:02d}'}"
+    label = f"{STATE_ABBR[fips]}-{'AL' if number == 0 else f'{number:02d}'}"
     return level, code, label, label
 
 
@@ -152,7 +150,7 @@ def _file_of(level: str, code: int, manifest: dict) -> str:
     if level == "national":
         rel = "national.h5"
     elif level == "state":
-        rel = state_file(_ABBR[code])
+        rel = state_file(STATE_ABBR[code])
         if code in manifest["empty_states"]:
             return ""
     else:

@@ -51,11 +51,16 @@ def test_good_fit_passes_from_directory(fitted):
 
 
 def test_production_comparison(fitted):
-    ours = json.loads((fitted / "run_config.json").read_text())["final_loss"]
-    assert review_fit(fitted, production_run_config={"final_loss": ours}).passed
-    worse = review_fit(fitted, production_run_config={"final_loss": ours / 2})
+    run = json.loads((fitted / "run_config.json").read_text())
+    ours, n = run["final_loss"], run["n_selected"]
+    same = {"final_loss": ours, "n_selected": n}
+    assert review_fit(fitted, production_run_config=same).passed
+    worse = review_fit(fitted, production_run_config={"final_loss": ours / 2, "n_selected": n})
     assert not worse.passed
     assert [r.name for r in worse.rules if not r.passed] == ["not_worse_than_production"]
+    # Per trained target: production's loss over twice the targets is the same fit quality.
+    assert review_fit(fitted, production_run_config={"final_loss": 2 * ours,
+                                                     "n_selected": 2 * n}).passed
 
 
 def test_negative_or_nan_weights_fail(fitted, tmp_path):

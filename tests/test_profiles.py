@@ -18,3 +18,11 @@ def test_bad_profile_names_field(tmp_path):
         load_profile(str(path))
     with pytest.raises(InputError, match="profile not found"):
         load_profile("nope")
+
+
+def test_unknown_state_is_named(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("period: 2024\nseed: 0\nsample: {households: 10}\n"
+                    "geography: {states: [DE, XX]}\npackage: {n_clones: 2}\n")
+    with pytest.raises(InputError, match="geography.states.*XX"):
+        load_profile(str(path))

@@ -8,7 +8,6 @@ exactly the polished ones and every reported error is computed from them.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pipeline.fit.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.fit.engines import FusedEngine, TorchEngine
 from pipeline.fit.model import GatedWeights, initial_parameters
 from pipeline.fit.params import TRAJECTORY_FIELDS, FitParams
-from pipeline.hashing import sha256_array
+from pipeline.hashing import sha256_array, sha256_text
 
 MIN_GATE = 1e-6  # floor for log(E[gate]) of a kept column when seeding the polish
 DIAG_BLOCK = 1 << 21  # non-zeros per float64 row block of the final products
@@ -48,7 +47,6 @@ class FitResult:
     params: FitParams
     device: str
     epochs_per_second: float
-    out_dir: Path | None = None
     targets: pd.DataFrame | None = None
 
 
@@ -114,26 +112,14 @@ def _names(names: list[str], mask: np.ndarray, limit: int = 5) -> str:
     return shown + (f" and {len(idx) - limit} more" if len(idx) > limit else "")
 
 
-def _hash_arrays(*arrays: np.ndarray) -> str:
-    """sha256_array of each, joined: the same digests, without tobytes() copies of X."""
-    digests = []
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h = hashlib.sha256()
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        h.update(memoryview(a).cast("B"))
-        digests.append(h.hexdigest())
-    return "|".join(digests)
-
-
 def input_identity(
     X: sp.csr_matrix, y: np.ndarray, initial_weights: np.ndarray,  # noqa: N803
     selected: np.ndarray, params: FitParams,
 ) -> dict[str, Any]:
-    data_hash = _hash_arrays(X.indptr, X.indices, X.data, y, initial_weights)
+    data_hash = "|".join(sha256_array(a) for a in (X.indptr, X.indices, X.data, y,
+                                                     initial_weights))
     return {
-        "package_hash": sha256_array(np.frombuffer(data_hash.encode(), dtype=np.uint8)),
+        "package_hash": sha256_text(data_hash),
         "selection_hash": sha256_array(selected.astype(bool)),
         **{k: getattr(params, k) for k in TRAJECTORY_FIELDS},
     }

@@ -64,5 +64,4 @@ def write_outputs(result: FitResult, out_dir: str | Path, extra: dict[str, Any])
     with atomic_path(out / LOG) as tmp:
         result.log.to_csv(tmp, index=False)
     write_json(out / RUN_CONFIG, run_config(result, extra))  # last: its presence means done
-    result.out_dir = out
     return out

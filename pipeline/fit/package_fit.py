@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.fit.core import FitResult, fit
-from pipeline.fit.outputs import CHECKPOINT, write_outputs
+from pipeline.fit.outputs import CHECKPOINT, RUN_CONFIG, write_outputs
 from pipeline.fit.params import FitParams
 from pipeline.hashing import sha256_file
 from pipeline.package import PACKAGE_VERSION, load_package
@@ -28,10 +28,13 @@ def fit_package(
         selected = targets["holdout"].astype(int).to_numpy() == 0
         config_hash = None
     else:
-        selected = apply_target_config(target_config_path, targets)
+        selected = apply_target_config(target_config_path, targets, pkg.target_vocabulary)
         config_hash = sha256_file(target_config_path)
     values = targets["value"].to_numpy(dtype=np.float64)
     out = Path(out_dir)
+    # run_config.json is written last and marks a complete fit: remove the previous one
+    # first, so a fit that dies midway never leaves old files looking complete.
+    (out / RUN_CONFIG).unlink(missing_ok=True)
     result = fit(
         pkg.X, values, pkg.initial_weights, params, selected=selected,
         target_names=targets["target_name"].astype(str).tolist(),

@@ -54,7 +54,7 @@ def review_fit(
         _weights_rule(weights),
         _converged_rule(history, n_selected, t),
         _divergence_rule(log, groups, t),
-        _production_rule(final_loss, production_run_config, t),
+        _production_rule(final_loss, n_selected, production_run_config, t),
     )
     return FitReview(passed=all(r.passed for r in rules), rules=rules)
 
@@ -138,8 +138,11 @@ def _divergence_rule(log: pd.DataFrame, groups: dict[str, str], t: FitThresholds
                       f"(tolerance {t.divergence_tolerance})", failing)
 
 
-def _production_rule(final_loss: float, production: str | Path | dict[str, Any] | None,
+def _production_rule(final_loss: float, n_selected: int,
+                     production: str | Path | dict[str, Any] | None,
                      t: FitThresholds) -> RuleResult:
+    """Compared per trained target: a config that adds targets adds loss terms, and one
+    that drops targets would otherwise pass while fitting the rest worse."""
     if production is None:
         return RuleResult("not_worse_than_production", True,
                           "skipped: no production run config given")
@@ -149,12 +152,13 @@ def _production_rule(final_loss: float, production: str | Path | dict[str, Any] 
             raise InputError(path, None, "production run config not found",
                              "pass the run_config.json of the current release")
         production = json.loads(path.read_text())
-    if "final_loss" not in production:
-        raise InputError(None, "final_loss", "missing from the production run config",
-                         "pass a run_config.json written by `calibrate fit`")
-    ref = float(production["final_loss"])
+    for key in ("final_loss", "n_selected"):
+        if key not in production:
+            raise InputError(None, key, "missing from the production run config",
+                             "pass a run_config.json written by `calibrate fit`")
+    ours = final_loss / max(n_selected, 1)
+    ref = float(production["final_loss"]) / max(int(production["n_selected"]), 1)
     limit = ref * (1 + t.production_tolerance)
-    ok = final_loss <= limit
-    return RuleResult("not_worse_than_production", ok,
-                      f"final loss {final_loss:.6g} vs production {ref:.6g} "
+    return RuleResult("not_worse_than_production", ours <= limit,
+                      f"final loss per trained target {ours:.6g} vs production {ref:.6g} "
                       f"(limit {limit:.6g})")

@@ -19,7 +19,8 @@ Documented choices and imputations:
   ages come from the file's brackets, with the head and spouse removed from the brackets
   that count them (nu18, n1820, n21): under 6 (nu06), 6–12 (nu13 − nu06), 13–17
   (nu18 − nu13), 18–20 (n1820), 65–85 (elderly_dependents), 21–64 (the rest of n21). When
-  the brackets hold more people than the dependent count, the oldest are dropped; when
+  the brackets hold more people than the dependent count, the brackets are filled in the
+  order listed (21–64 last) and the rest dropped; when
   fewer (0.4% of units), the missing dependents are 21–64. The age within a bracket is
   uniform, drawn from a SplitMix64 stream keyed by (household_id, tax-unit ordinal, slot)
   (`pipeline.takeup.stream_seeds`), so it is the same in every process.

@@ -106,16 +106,27 @@ def load_target_config(path: str | Path) -> TargetConfig:
                         path=str(path))
 
 
-def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
-                   path: str | Path | None = None) -> np.ndarray:
-    """Boolean mask over `targets_df`: include first, then exclude; never a holdout target."""
-    path = path if path is not None else config.path
-    existing = {
+def target_vocabulary(targets_df: pd.DataFrame) -> dict[str, list[str]]:
+    """The names a rule may use: every variable, geo level and domain in `targets_df`."""
+    return {
         "variable": sorted(targets_df["variable"].astype(str).unique()),
         "geo_level": sorted(targets_df["geo_level"].astype(str).unique()),
         "domain_variable": sorted(
             targets_df["domain_variable"].fillna("").astype(str).map(_normalise_domain).unique()),
     }
+
+
+def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
+                   path: str | Path | None = None,
+                   vocabulary: dict[str, list[str]] | None = None) -> np.ndarray:
+    """Boolean mask over `targets_df`: include first, then exclude; never a holdout target.
+
+    Names are checked against `vocabulary` (the whole target DB's, which a package carries),
+    else against `targets_df`. Only against the whole DB must every rule match a target:
+    a package for a few states has no national targets for a national rule to match.
+    """
+    path = path if path is not None else config.path
+    existing = vocabulary or target_vocabulary(targets_df)
     rules = [("include", config.include or ()), ("exclude", config.exclude)]
     for section, section_rules in rules:
         for i, rule in enumerate(section_rules):
@@ -125,7 +136,7 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
                     raise InputError(path, f"{section}[{i}].{field}",
                                      f"{want!r} matches no target",
                                      f"use one of {existing[field]}")
-            if not rule.mask(targets_df).any():
+            if vocabulary is None and not rule.mask(targets_df).any():
                 raise InputError(path, f"{section}[{i}]", f"{rule} matches no target",
                                  "combine fields that occur together, or drop the rule")
     if config.include is None:
@@ -140,9 +151,10 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
     return selected
 
 
-def apply_target_config(path: str | Path, targets_df: pd.DataFrame) -> np.ndarray:
+def apply_target_config(path: str | Path, targets_df: pd.DataFrame,
+                        vocabulary: dict[str, list[str]] | None = None) -> np.ndarray:
     """Load the YAML at `path` and select from `targets_df` (errors name that file)."""
-    return select_targets(targets_df, load_target_config(path), Path(path))
+    return select_targets(targets_df, load_target_config(path), Path(path), vocabulary)
 
 
 def install_target_config(

@@ -6,6 +6,7 @@ Keeping production's tables and views lets their tooling read our DB; the additi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -133,7 +134,7 @@ def _domain_constraints(conn: sqlite3.Connection) -> dict[int, list[Constraint]]
 def load_targets(db_path: str | Path) -> pd.DataFrame:
     """Every active target with its name, geography, domain and non-geographic constraints."""
     try:
-        with _connect(db_path) as conn:
+        with contextlib.closing(_connect(db_path)) as conn:
             df = pd.read_sql_query(
                 "SELECT o.target_id, o.stratum_id, o.variable, o.period, o.value, o.geo_level, "
                 "o.geographic_id, o.domain_variable, t.holdout FROM target_overview o "
@@ -173,7 +174,7 @@ _REQUIRED = {
 def check_target_db(db_path: str | Path, engine_variables: Mapping[str, str]) -> list[str]:
     """Integrity problems that would make a fit meaningless; an empty list means sound."""
     try:
-        with _connect(db_path) as conn:
+        with contextlib.closing(_connect(db_path)) as conn:
             return _check(conn, engine_variables)
     except sqlite3.DatabaseError as exc:
         return [f"schema: database unreadable ({exc})"]

@@ -17,10 +17,10 @@ import pandas as pd
 
 from pipeline.atomic import atomic_path
 from pipeline.errors import InputError
-from pipeline.geography import SNAPSHOT_DIR, STATES, load_districts
+from pipeline.geography import SNAPSHOT_DIR, STATE_ABBR, load_districts
 from pipeline.targets.db import Constraint, create_schema, definition_hash, format_value
 
-STATE_FIPS = frozenset(fips for fips, _, _ in STATES)
+STATE_FIPS = frozenset(STATE_ABBR)
 FILER = ("is_tax_filer", "==", 1)
 SNAP = ("snap", ">", 0)
 EITC = ("eitc", ">", 0)
