@@ -5,7 +5,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.targets.config import TargetRule, load_target_config, select_targets
+from pipeline.targets.config import (
+    TargetRule,
+    load_target_config,
+    select_targets,
+    target_vocabulary,
+)
 from pipeline.targets.db import load_targets
 from pipeline.targets.etl import build_target_db
 
@@ -94,3 +99,18 @@ def test_malformed_config_is_input_error(tmp_path, text, field):
 def test_empty_config_selects_everything_but_holdout(targets, tmp_path):
     config = load_target_config(_config(tmp_path, "# nothing\n"))
     assert select_targets(targets, config).sum() == 10_760 - 276
+
+
+def test_package_subset_is_judged_against_the_db_names(targets, tmp_path):
+    """A state-only package has no national targets; the shipped national rule is a no-op
+    there, while a misspelt name is still an error that lists the DB's names."""
+    vocabulary = target_vocabulary(targets)
+    subset = targets[targets.geo_level == "state"].reset_index(drop=True)
+    config = load_target_config(DEFAULT)
+    selected = select_targets(subset, config, vocabulary=vocabulary)
+    population = (subset.variable == "person_count") & (subset.domain_variable == "")
+    assert not selected[population.to_numpy()].any()
+    assert selected.sum() == len(subset) - population.sum() - subset.holdout.sum()
+    typo = load_target_config(_config(tmp_path, "exclude:\n  - {variable: incme_tax}\n"))
+    with pytest.raises(InputError, match="incme_tax.*income_tax"):
+        select_targets(subset, typo, vocabulary=vocabulary)
