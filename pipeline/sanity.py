@@ -30,18 +30,18 @@ class SanityResult:
 
 
 def sanity_check_file(
-    md: Microdata | str | Path, simulation: Simulation | None = None
+    md: Microdata | str | Path, simulation: Simulation | None = None,
+    path: str | Path | None = None,
 ) -> list[SanityResult]:
     """Every check on one file; runs the engine for SNAP unless `simulation` is given.
 
-    SPM unit ids are checked in the file when given a path; in memory the SPM unit is the
-    household (as write_h5 defines it), covered by the household id check.
+    SPM unit ids are read from the file (`md` as a path, or `path` beside an in-memory
+    `md`): Microdata does not hold them, and in memory the SPM unit is the household.
     """
-    spm_ids = None
     if not isinstance(md, Microdata):
         path = Path(md)
         md = read_h5(path)
-        spm_ids = _spm_ids(path, md.period)
+    spm_ids = None if path is None else _spm_ids(Path(path), md.period)
     sim = simulate(md) if simulation is None else simulation
     weight = md.household["household_weight"].to_numpy(dtype=np.float64)
     return [
@@ -158,6 +158,6 @@ def sanity_check_dir(stacked_dir: str | Path) -> pd.DataFrame:
     rows = [
         {"file": rel, "check": r.check, "status": r.status, "reason": r.reason}
         for rel, md, sim in iter_published(stacked_dir)
-        for r in sanity_check_file(md, sim)
+        for r in sanity_check_file(md, sim, Path(stacked_dir) / rel)
     ]
     return pd.DataFrame(rows, columns=["file", "check", "status", "reason"])

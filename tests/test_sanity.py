@@ -60,3 +60,17 @@ def test_implausible_household_averages_warn(good):
     big_snap = replace(sim, household=sim.household.assign(snap=[40_000.0, 0.0, 0.0]))
     worst, reason = summarize(sanity_check_file(md, big_snap))
     assert worst == "WARN" and "snap_range: weighted mean per household $13,333" in reason
+
+
+def test_directory_gate_reads_spm_ids_from_every_file(tmp_path):
+    from test_stacking import W, make_package
+
+    from pipeline.sanity import sanity_check_dir
+    from pipeline.stacking import stack_h5s
+
+    stack_h5s(make_package(tmp_path), W, tmp_path / "stacked")
+    results = sanity_check_dir(tmp_path / "stacked")
+    unique = results[results["check"] == "unique_ids"]
+    assert len(unique) == len(list((tmp_path / "stacked").rglob("*.h5"))) == 7
+    assert unique["reason"].str.contains("spm_unit_id").all()
+    assert (results["status"] != "FAIL").all()
