@@ -17,7 +17,7 @@ from dagster import (
 )
 
 from assets.inputs import package_validity
-from pipeline.hashing import sha256_file
+from pipeline.core.hashing import sha256_file
 from resources import TargetDatabaseResource
 
 full_rebuild = define_asset_job(

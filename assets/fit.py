@@ -15,10 +15,10 @@ from dagster import (
 
 from assets.inputs import calibration_package, target_config
 from assets.metadata import data_version, gate_result, line_chart, markdown_table
+from pipeline.core.hashing import sha256_file
 from pipeline.fit import FitParams, FitThresholds, fit_package, review_fit
-from pipeline.gates import thresholds_from
-from pipeline.hashing import sha256_file
-from pipeline.release import current_release
+from pipeline.release.gates import thresholds_from
+from pipeline.release.releases import current_release
 from resources import ComputeResource, ProfileResource, StorageResource
 
 

@@ -10,15 +10,15 @@ from dagster import (
 )
 
 from assets.metadata import data_version, file_result, gate_result, markdown_table
+from pipeline.core.hashing import sha256_file, sha256_text
+from pipeline.core.layout import Layout
 from pipeline.engine import VARIABLES
-from pipeline.hashing import sha256_file, sha256_text
-from pipeline.layout import Layout
 from pipeline.microdata import read_h5, write_h5
-from pipeline.package import load_package, package_content_sha
-from pipeline.package_builder import build_package
-from pipeline.package_validation import validate_package
-from pipeline.sources.taxcalc_cps import load_source_cps
-from pipeline.stratify import stratify
+from pipeline.package.build import build_package
+from pipeline.package.store import load_package, package_content_sha
+from pipeline.package.validity import validate_package
+from pipeline.source.stratify import stratify
+from pipeline.source.taxcalc_cps import load_source_cps
 from pipeline.targets.config import apply_target_config, install_target_config
 from pipeline.targets.db import check_target_db, load_targets
 from pipeline.targets.etl import build_target_db

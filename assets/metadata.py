@@ -14,8 +14,8 @@ from dagster import (
     MetadataValue,
 )
 
-from pipeline.gates import record_verdict
-from pipeline.hashing import sha256_file
+from pipeline.core.hashing import sha256_file
+from pipeline.release.gates import record_verdict
 
 
 def data_version(sha256: str) -> DataVersion:

@@ -17,17 +17,17 @@ from dagster import (
 from assets.fit import calibration_weights
 from assets.inputs import calibration_package, package_selection_sha, target_config
 from assets.metadata import data_version, file_result, gate_result, markdown_table
-from pipeline import consistency
-from pipeline.gates import require_all_passed, thresholds_from
-from pipeline.hashing import sha256_file
-from pipeline.layout import Layout
-from pipeline.package import load_package
-from pipeline.quality import QualityThresholds, review_quality
-from pipeline.release import load_current_validation, promote
-from pipeline.sanity import FAIL, WARN, sanity_check_dir
-from pipeline.stacking import stack_h5s
+from pipeline.core.hashing import sha256_file
+from pipeline.core.layout import Layout
+from pipeline.package.store import load_package
+from pipeline.publish.stacking import stack_h5s
+from pipeline.release.gates import require_all_passed, thresholds_from
+from pipeline.release.releases import load_current_validation, promote
 from pipeline.targets.config import apply_target_config
-from pipeline.validation import (
+from pipeline.validate import consistency
+from pipeline.validate.quality import QualityThresholds, review_quality
+from pipeline.validate.sanity import FAIL, WARN, sanity_check_dir
+from pipeline.validate.totals import (
     read_validation_csv,
     validate_h5s_cached,
     write_validation_csv,

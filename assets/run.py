@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     from dagster import DagsterInstance
 
     from assets.definitions import defs
-    from pipeline.release import current_release
+    from pipeline.release.releases import current_release
 
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     result = defs.resolve_job_def(args.job).execute_in_process(

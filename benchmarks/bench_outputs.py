@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/bench_outputs.py [--nonzero 400000] [--out DIR]
 (prints a table and writes it to results/outputs.txt).
 
-The base is the real stratified CPS sample (pipeline.sources + pipeline.stratify) and the
+The base is the real stratified CPS sample (pipeline.sources + pipeline.source.stratify) and the
 geography the real population-weighted assignment; the weights are synthetic (a seeded random
 set of nonzero columns, lognormal values) and so are the target values: the benchmark times
 the output side, it does not judge a fit. Each phase runs in its own subprocess so its peak
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from pipeline.atomic import write_text
+from pipeline.core.atomic import write_text
 
 N_RECORDS, N_CLONES, SEED = 12_000, 430, 0
 RESULTS = Path(__file__).parent / "results" / "outputs.txt"
@@ -63,10 +63,10 @@ def _targets(districts: np.ndarray) -> pd.DataFrame:
 
 
 def prepare(work: Path, nonzero: int) -> dict:
-    from pipeline.geography import assign_geography
     from pipeline.microdata import write_h5
-    from pipeline.sources.taxcalc_cps import load_source_cps
-    from pipeline.stratify import stratify
+    from pipeline.package.geography import assign_geography
+    from pipeline.source.stratify import stratify
+    from pipeline.source.taxcalc_cps import load_source_cps
 
     t = time.perf_counter()
     base = stratify(load_source_cps(2024), N_RECORDS, seed=SEED)
@@ -88,7 +88,7 @@ def prepare(work: Path, nonzero: int) -> dict:
 
 
 def _package(work: Path):
-    from pipeline.package import CalibrationPackage
+    from pipeline.package.store import CalibrationPackage
 
     geo = np.load(work / "geography.npz")
     targets = pd.read_csv(work / "targets.csv", dtype={"geographic_id": str})
@@ -101,7 +101,7 @@ def _package(work: Path):
 
 
 def stack(work: Path) -> dict:
-    from pipeline.stacking import stack_h5s
+    from pipeline.publish.stacking import stack_h5s
 
     pkg, weights = _package(work), np.load(work / "weights.npy")
     t = time.perf_counter()
@@ -114,7 +114,7 @@ def stack(work: Path) -> dict:
 
 
 def validate(work: Path) -> dict:
-    from pipeline.validation import validate_h5s
+    from pipeline.validate.totals import validate_h5s
 
     targets = pd.read_csv(work / "targets.csv", dtype={"geographic_id": str})
     t = time.perf_counter()

@@ -14,12 +14,12 @@ import resource
 import time
 from pathlib import Path
 
-from pipeline.layout import Layout
+from pipeline.core.layout import Layout
+from pipeline.core.profiles import load_profile
 from pipeline.microdata import write_h5
-from pipeline.package_builder import build_package
-from pipeline.profiles import load_profile
-from pipeline.sources.taxcalc_cps import load_source_cps
-from pipeline.stratify import stratify
+from pipeline.package.build import build_package
+from pipeline.source.stratify import stratify
+from pipeline.source.taxcalc_cps import load_source_cps
 from pipeline.targets.etl import build_target_db
 
 

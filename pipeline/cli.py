@@ -7,8 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.errors import InputError
-from pipeline.package_validation import DEFAULT_STRICT_RATIO
+from pipeline.core.errors import InputError
+from pipeline.package.validity import DEFAULT_STRICT_RATIO
 
 
 def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -64,8 +64,8 @@ def _add_package_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_validate_package(args: argparse.Namespace) -> int:
-    from pipeline.package import load_package
-    from pipeline.package_validation import validate_package
+    from pipeline.package.store import load_package
+    from pipeline.package.validity import validate_package
     from pipeline.targets.config import apply_target_config
 
     pkg = load_package(args.package, trust_pickle=args.trust_pickle)
@@ -88,7 +88,7 @@ def _add_release_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_releases(args: argparse.Namespace) -> int:
-    from pipeline.release import current_release, list_releases
+    from pipeline.release.releases import current_release, list_releases
 
     current = current_release(args.storage)
     releases = list_releases(args.storage)
@@ -107,7 +107,7 @@ def _run_releases(args: argparse.Namespace) -> int:
 
 
 def _run_rollback(args: argparse.Namespace) -> int:
-    from pipeline.release import rollback
+    from pipeline.release.releases import rollback
 
     release = rollback(args.storage, args.version)
     print(f"CURRENT -> {release.version}")

@@ -5,11 +5,11 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from pipeline.layout import Layout
-from pipeline.profiles import Profile, load_profile
+from pipeline.core.layout import Layout
+from pipeline.core.profiles import Profile, load_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TARGET_CONFIG = REPO_ROOT / "config" / "targets.yaml"
+from pipeline.core.packaged import DEFAULT_TARGET_CONFIG  # noqa: E402
 
 
 class StorageResource(ConfigurableResource):

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import write_text
+from pipeline.core.atomic import write_text
+from pipeline.core.errors import InputError
 from pipeline.engine import simulate
-from pipeline.errors import InputError
-from pipeline.sources.taxcalc_cps import load_source_cps
-from pipeline.takeup import RATES_PATH
+from pipeline.engine.takeup import RATES_PATH
+from pipeline.source.taxcalc_cps import load_source_cps
 
 WHEEL_DIR = "policyengine_us_data/storage/calibration_targets"
 DEFAULT_SOURCE = Path("/tmp/peusd/policyengine_us_data-1.115.4-py3-none-any.whl")

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import atomic_path, write_text
-from pipeline.errors import InputError
-from pipeline.geography import STATES
-from pipeline.hashing import sha256_file
+from pipeline.core.atomic import atomic_path, write_text
+from pipeline.core.errors import InputError
+from pipeline.core.geo import STATES
+from pipeline.core.hashing import sha256_file
 
 PACKAGE = "policyengine-us-data"
 VERSION = "1.115.4"

@@ -6,7 +6,7 @@ import numpy as np
 from test_package import _package
 
 from pipeline.cli import main as calibrate
-from pipeline.package import save_package
+from pipeline.package.store import save_package
 
 
 def _saved(tmp_path, impossible: bool):

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from pipeline.cli import main
-from pipeline.package import CalibrationPackage, save_package
+from pipeline.package.store import CalibrationPackage, save_package
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

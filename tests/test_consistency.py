@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pipeline.consistency import xw_consistency
-from pipeline.errors import InputError
-from pipeline.package import CalibrationPackage
+from pipeline.core.errors import InputError
+from pipeline.package.store import CalibrationPackage
+from pipeline.validate.consistency import xw_consistency
 
 
 def _package():

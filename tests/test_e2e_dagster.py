@@ -7,7 +7,6 @@ that fails gate 1, a hand-launched promotion that is refused, a corrupted file, 
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,11 +21,11 @@ from dagster import (
 from assets.automation import target_config_changed
 from assets.definitions import make_definitions
 from pipeline.cli import main as calibrate
-from pipeline.release import current_release, list_releases
-from resources import ProfileResource, StorageResource, TargetDatabaseResource
 
 # The shipped config: its national rule must be harmless on a package of four states.
-DEFAULT_CONFIG = Path(__file__).parents[1] / "config" / "targets.yaml"
+from pipeline.core.packaged import DEFAULT_TARGET_CONFIG as DEFAULT_CONFIG  # noqa: E402
+from pipeline.release.releases import current_release, list_releases
+from resources import ProfileResource, StorageResource, TargetDatabaseResource
 
 
 @pytest.fixture(scope="module")

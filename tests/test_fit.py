@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.fit import FitParams, fit, fit_package
-from pipeline.package import CalibrationPackage, save_package
+from pipeline.package.store import CalibrationPackage, save_package
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

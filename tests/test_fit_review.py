@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.fit import FitParams, FitThresholds, fit_package, review_fit
-from pipeline.package import CalibrationPackage, save_package
+from pipeline.package.store import CalibrationPackage, save_package
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

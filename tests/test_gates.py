@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.fit import FitThresholds
-from pipeline.gates import GateError, record_verdict, require_all_passed, thresholds_from
+from pipeline.release.gates import GateError, record_verdict, require_all_passed, thresholds_from
 
 
 def test_all_passed_on_current_artifacts(tmp_path):

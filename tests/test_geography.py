@@ -4,13 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.geography import (
-    STATES,
-    assign_geography,
-    load_county_distributions,
-    load_districts,
-)
+from pipeline.core.errors import InputError
+from pipeline.core.geo import STATES, load_county_distributions, load_districts
+from pipeline.package.geography import assign_geography
 
 
 def test_states_are_50_plus_dc():

@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 from test_stacking import CD, base_microdata
 
-from pipeline import takeup
-from pipeline.engine import compute_taxes, simulate
-from pipeline.matrix import build_matrix, clone_microdata, initial_weights
+from pipeline.engine import compute_taxes, simulate, takeup
+from pipeline.package.matrix import build_matrix, clone_microdata, initial_weights
 
 DISTRICTS = np.array([601, 602, 3701, 3702])
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pipeline.errors import InputError
-from pipeline.package import CalibrationPackage, load_package, save_package
-from pipeline.package_validation import validate_package
+from pipeline.core.errors import InputError
+from pipeline.package.store import CalibrationPackage, load_package, save_package
+from pipeline.package.validity import validate_package
 
 
 def _package(n_records=3, n_clones=2) -> CalibrationPackage:

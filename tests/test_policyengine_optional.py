@@ -11,7 +11,7 @@ import pytest
 from test_stacking import W, make_package
 
 from pipeline.microdata import read_h5
-from pipeline.stacking import stack_h5s
+from pipeline.publish.stacking import stack_h5s
 
 policyengine_us = pytest.importorskip("policyengine_us")
 

@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.profiles import load_profile
+from pipeline.core.errors import InputError
+from pipeline.core.profiles import load_profile
 
 
 def test_shipped_profiles():

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.quality import QualityThresholds, review_quality
+from pipeline.core.errors import InputError
+from pipeline.validate.quality import QualityThresholds, review_quality
 
 
 def _frame(errors, *, training=None, sanity=None, sim=None):

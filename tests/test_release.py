@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from pipeline import release as rel
-from pipeline.errors import InputError
-from pipeline.hashing import sha256_file
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import sha256_file
+from pipeline.release import releases as rel
 
 T1 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 T2 = datetime(2025, 1, 3, 3, 4, 5, tzinfo=UTC)

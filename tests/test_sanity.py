@@ -6,7 +6,7 @@ from test_stacking import base_microdata
 
 from pipeline.engine import simulate
 from pipeline.microdata import write_h5
-from pipeline.sanity import sanity_check_file, summarize
+from pipeline.validate.sanity import sanity_check_file, summarize
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,8 @@ def test_implausible_household_averages_warn(good):
 def test_directory_gate_reads_spm_ids_from_every_file(tmp_path):
     from test_stacking import W, make_package
 
-    from pipeline.sanity import sanity_check_dir
-    from pipeline.stacking import stack_h5s
+    from pipeline.publish.stacking import stack_h5s
+    from pipeline.validate.sanity import sanity_check_dir
 
     stack_h5s(make_package(tmp_path), W, tmp_path / "stacked")
     results = sanity_check_dir(tmp_path / "stacked")

@@ -6,7 +6,7 @@ import pytest
 import taxcalc
 
 from pipeline.microdata import read_h5, write_h5
-from pipeline.sources.taxcalc_cps import CPS_PATH, load_source_cps
+from pipeline.source.taxcalc_cps import CPS_PATH, load_source_cps
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pipeline import stacking
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
+from pipeline.engine.takeup import draw_takeup
 from pipeline.microdata import Microdata, read_h5, write_h5
-from pipeline.package import CalibrationPackage, save_package
-from pipeline.stacking import load_manifest, stack_h5s
-from pipeline.takeup import draw_takeup
+from pipeline.package.store import CalibrationPackage, save_package
+from pipeline.publish import stacking
+from pipeline.publish.stacking import load_manifest, stack_h5s
 
 # 3 base households x 3 clones; column = clone * 3 + record.
 CD = np.array([3701, 3702, 601, 3702, 3701, 602, 601, 3701, 3702], dtype=np.int32)

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from pipeline.engine import compute_taxes
-from pipeline.sources.taxcalc_cps import load_source_cps
-from pipeline.stratify import household_agi, stratify
+from pipeline.source.stratify import household_agi, stratify
+from pipeline.source.taxcalc_cps import load_source_cps
 
 
 @pytest.fixture(scope="module")

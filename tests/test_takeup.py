@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.takeup import draw_takeup, load_takeup_rates, stream_seeds, stream_uniform
+from pipeline.core.errors import InputError
+from pipeline.engine.takeup import draw_takeup, load_takeup_rates, stream_seeds, stream_uniform
 
 RATES = load_takeup_rates()
 # A state whose SNAP rate is well inside (0, 1), so the rate test means something.
@@ -53,7 +53,7 @@ def test_draw_depends_on_household_not_row_order():
 
 def test_same_draws_in_another_process():
     code = (
-        "import numpy as np; from pipeline.takeup import draw_takeup;"
+        "import numpy as np; from pipeline.engine.takeup import draw_takeup;"
         "hh=np.arange(500, dtype=np.int64); s,e=draw_takeup(hh, np.repeat(hh,3), 5,"
         f" np.full(500, {STATE})); print(''.join('1' if x else '0' for x in np.r_[s,e]))"
     )

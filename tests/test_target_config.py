@@ -1,10 +1,10 @@
 """Target config: YAML parsing, include/exclude selection, loud errors, holdout protection."""
 
-from pathlib import Path
 
 import pytest
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
+from pipeline.core.packaged import DEFAULT_TARGET_CONFIG as DEFAULT  # noqa: E402
 from pipeline.targets.config import (
     TargetRule,
     load_target_config,
@@ -13,8 +13,6 @@ from pipeline.targets.config import (
 )
 from pipeline.targets.db import load_targets
 from pipeline.targets.etl import build_target_db
-
-DEFAULT = Path(__file__).resolve().parents[1] / "config" / "targets.yaml"
 
 
 @pytest.fixture(scope="module")

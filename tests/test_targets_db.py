@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.geography import SNAPSHOT_DIR
-from pipeline.hashing import sha256_file
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import sha256_file
+from pipeline.core.packaged import SNAPSHOT_DIR
 from pipeline.targets.db import check_target_db, load_targets
 from pipeline.targets.etl import build_target_db
 

@@ -8,13 +8,18 @@ import pytest
 import scipy.sparse as sp
 from test_stacking import CD, W, base_microdata, make_package
 
-from pipeline import takeup, validation
-from pipeline.consistency import xw_consistency
-from pipeline.engine import compute_taxes, simulate
-from pipeline.errors import InputError
-from pipeline.stacking import stack_h5s
-from pipeline.takeup import draw_takeup
-from pipeline.validation import COLUMNS, validate_h5s, validate_h5s_cached, write_validation_csv
+from pipeline.core.errors import InputError
+from pipeline.engine import compute_taxes, simulate, takeup
+from pipeline.engine.takeup import draw_takeup
+from pipeline.publish.stacking import stack_h5s
+from pipeline.validate import totals as validation
+from pipeline.validate.consistency import xw_consistency
+from pipeline.validate.totals import (
+    COLUMNS,
+    validate_h5s,
+    validate_h5s_cached,
+    write_validation_csv,
+)
 
 # (name, variable, geo_level, geographic_id, constraints, value)
 TARGETS = [

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from pipeline.atomic import atomic_path
-from pipeline.errors import InputError
+from pipeline.core.atomic import atomic_path
+from pipeline.core.errors import InputError
 
 FORMAT = 2  # 2: counter-based gate noise, no generator state
 

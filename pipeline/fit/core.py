@@ -19,12 +19,12 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import sha256_array, sha256_text
 from pipeline.fit.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.fit.engines import FusedEngine, TorchEngine
 from pipeline.fit.model import GatedWeights, initial_parameters
 from pipeline.fit.params import TRAJECTORY_FIELDS, FitParams
-from pipeline.hashing import sha256_array, sha256_text
 
 MIN_GATE = 1e-6  # floor for log(E[gate]) of a kept column when seeding the polish
 DIAG_BLOCK = 1 << 21  # non-zeros per float64 row block of the final products

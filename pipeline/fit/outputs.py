@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import atomic_path, write_json
+from pipeline.core.atomic import atomic_path, write_json
 from pipeline.fit.core import FitResult, rel_error
 
 WEIGHTS = "weights.npy"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.hashing import sha256_file
 from pipeline.fit.core import FitResult, fit
 from pipeline.fit.outputs import CHECKPOINT, RUN_CONFIG, write_outputs
 from pipeline.fit.params import FitParams
-from pipeline.hashing import sha256_file
-from pipeline.package import PACKAGE_VERSION, load_package
+from pipeline.package.store import PACKAGE_VERSION, load_package
 from pipeline.targets.config import apply_target_config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 
 PRESETS: dict[str, dict[str, float]] = {
     # Production's two regimes: keep millions of records, or ~50K of them.

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.fit.core import FitResult
 from pipeline.fit.outputs import DIAGNOSTICS, LOG, RUN_CONFIG, WEIGHTS
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipeline.atomic import write_text
-from pipeline.errors import InputError
+from pipeline.core.atomic import write_text
+from pipeline.core.errors import InputError
 
 RULE_FIELDS = ("variable", "geo_level", "domain_variable")
 GEO_LEVELS = ("national", "state", "district")

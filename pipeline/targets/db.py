@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 
 GEO_VARIABLES = ("state_fips", "congressional_district_geoid")
 OPERATIONS = ("==", "!=", ">", ">=", "<", "<=")  # also the order constraints print in

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import atomic_path
-from pipeline.errors import InputError
-from pipeline.geography import SNAPSHOT_DIR, STATE_ABBR, load_districts
+from pipeline.core.atomic import atomic_path
+from pipeline.core.errors import InputError
+from pipeline.core.geo import STATE_ABBR, load_districts
+from pipeline.core.packaged import SNAPSHOT_DIR
 from pipeline.targets.db import Constraint, create_schema, definition_hash, format_value
 
 STATE_FIPS = frozenset(STATE_ABBR)

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.atomic import write_json
-from pipeline.errors import InputError
+from pipeline.core.atomic import write_json
+from pipeline.core.errors import InputError
 
 T = TypeVar("T")
 

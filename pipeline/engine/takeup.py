@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import InputError
-from pipeline.hashing import stable_seed
-
-RATES_PATH = Path(__file__).parent / "data" / "takeup_rates.csv"
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import stable_seed
+from pipeline.core.packaged import TAKEUP_RATES
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -64,7 +63,7 @@ def stream_uniform(seeds: np.ndarray, k: np.ndarray | int = 0) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def load_takeup_rates(path: str | Path = RATES_PATH) -> pd.DataFrame:
+def load_takeup_rates(path: str | Path = TAKEUP_RATES) -> pd.DataFrame:
     """State takeup rates indexed by state FIPS (columns snap_rate, eitc_rate)."""
     path = Path(path)
     if not path.exists():
@@ -87,7 +86,7 @@ def _state_rates(state_fips: np.ndarray, column: str) -> np.ndarray:
     idx = table.index.get_indexer(np.asarray(state_fips, dtype=np.int64))
     if (idx < 0).any():
         bad = sorted(set(np.asarray(state_fips)[idx < 0].tolist()))
-        raise InputError(RATES_PATH, "state_fips", f"no takeup rate for state FIPS {bad[:5]}",
+        raise InputError(TAKEUP_RATES, "state_fips", f"no takeup rate for state FIPS {bad[:5]}",
                          "use a state FIPS listed in the rate file")
     return table[column].to_numpy()[idx]
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 
 REQUIRED = ("area_type", "area_id", "variable", "target_name", "sim_value", "rel_abs_error",
             "sanity_check", "in_training")

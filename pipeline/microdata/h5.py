@@ -1,4 +1,4 @@
-"""Household / tax-unit / person microdata and its PolicyEngine-layout HDF5 form.
+"""Microdata in PolicyEngine's HDF5 layout.
 
 The H5 layout is the one policyengine-us's Microsimulation loads: one group per variable,
 one dataset per period, the group's `entity` attribute naming its table. Column names must
@@ -11,38 +11,16 @@ dependent alone. These derived ids are written for PolicyEngine and not read bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import atomic_path
-from pipeline.errors import InputError
+from pipeline.core.atomic import atomic_path
+from pipeline.core.errors import InputError
+from pipeline.microdata.tables import ENTITIES, REQUIRED, Microdata
 
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "household": (
-        "household_id",
-        "household_weight",
-        "state_fips",
-        "congressional_district_geoid",
-        "county",
-        "takes_up_snap_if_eligible",
-    ),
-    "tax_unit": ("tax_unit_id", "household_id", "takes_up_eitc", "MARS", "XTOT"),
-    "person": (
-        "person_id",
-        "household_id",
-        "tax_unit_id",
-        "age",
-        "is_tax_unit_head",
-        "is_tax_unit_spouse",
-        "is_tax_unit_dependent",
-        "employment_income",
-    ),
-}
-ENTITIES = ("household", "tax_unit", "person")
 # (table, column) → H5 variable name, for the links whose column name repeats across tables.
 _RENAMES = {
     ("person", "household_id"): "person_household_id",
@@ -57,57 +35,6 @@ _DERIVED = {
     "person_family_id": "person",
     "person_marital_unit_id": "person",
 }
-
-
-@dataclass(frozen=True)
-class Microdata:
-    period: int
-    household: pd.DataFrame
-    tax_unit: pd.DataFrame
-    person: pd.DataFrame
-
-    def validate(self, file: str | Path | None = None) -> Microdata:
-        """Raise InputError unless required columns exist, ids are unique and rows are
-        grouped contiguously by household (then tax unit) in household order."""
-        for name in ENTITIES:
-            table = getattr(self, name)
-            for col in REQUIRED[name]:
-                if col not in table.columns:
-                    raise InputError(file, f"{name}.{col}", "required column is missing",
-                                     "rebuild the microdata with pipeline.sources")
-        for name, id_col in (("household", "household_id"), ("tax_unit", "tax_unit_id"),
-                             ("person", "person_id")):
-            if not getattr(self, name)[id_col].is_unique:
-                raise InputError(file, f"{name}.{id_col}", "ids are not unique",
-                                 "give every row its own id")
-        hh_pos = _positions(self.household["household_id"], self.tax_unit["household_id"])
-        tu_pos = _positions(self.tax_unit["tax_unit_id"], self.person["tax_unit_id"])
-        if (hh_pos < 0).any() or (tu_pos < 0).any():
-            raise InputError(file, "household_id/tax_unit_id", "a row links to a missing entity",
-                             "drop orphan tax units and persons")
-        if np.any(np.diff(hh_pos) < 0) or np.any(np.diff(tu_pos) < 0):
-            raise InputError(file, "household_id/tax_unit_id",
-                             "rows are not grouped contiguously in household order",
-                             "sort tax units by household and persons by tax unit")
-        person_hh = self.tax_unit["household_id"].to_numpy()[tu_pos]
-        if not np.array_equal(person_hh, self.person["household_id"].to_numpy()):
-            raise InputError(file, "person.household_id",
-                             "a person's household differs from their tax unit's",
-                             "take each person's household from their tax unit")
-        return self
-
-    def take_households(self, positions: np.ndarray) -> Microdata:
-        """The households at `positions` (ascending) with their tax units and persons."""
-        hh = self.household.iloc[np.asarray(positions)].reset_index(drop=True)
-        keep = pd.Index(hh["household_id"])
-        tu = self.tax_unit[keep.get_indexer(self.tax_unit["household_id"]) >= 0]
-        person = self.person[keep.get_indexer(self.person["household_id"]) >= 0]
-        return Microdata(self.period, hh, tu.reset_index(drop=True),
-                         person.reset_index(drop=True))
-
-
-def _positions(ids: pd.Series, links: pd.Series) -> np.ndarray:
-    return pd.Index(ids.to_numpy()).get_indexer(links.to_numpy())
 
 
 def _h5_values(series: pd.Series) -> np.ndarray:
@@ -208,7 +135,7 @@ def read_h5(path: str | Path) -> Microdata:
         for col in REQUIRED[entity]:
             if col not in cols:
                 raise InputError(path, col, f"required {entity} variable is missing",
-                                 "rebuild the file with pipeline.microdata.write_h5")
+                                 "rebuild the file with pipeline.microdata.tables.write_h5")
         names = [c for c in order[entity] if c in cols]
         names += sorted(c for c in cols if c not in names)
         frames[entity] = pd.DataFrame({c: cols[c] for c in names})

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.core.hashing import stable_seed
 from pipeline.engine import compute_taxes
-from pipeline.hashing import stable_seed
 from pipeline.microdata import Microdata
 
 AGI_BANDS = (0.0, 25_000.0, 50_000.0, 100_000.0, 200_000.0)

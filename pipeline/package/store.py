@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from pipeline.atomic import atomic_dir
-from pipeline.errors import InputError
-from pipeline.hashing import sha256_file
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import sha256_file
 
 PACKAGE_VERSION = 1
 FILES = ("X.npz", "targets.csv", "initial_weights.npy", "geography.npz", "metadata.json")

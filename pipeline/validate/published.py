@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline.engine import Simulation, TaxResults, compute_taxes, simulate
 from pipeline.microdata import Microdata, read_h5
-from pipeline.stacking import load_manifest
+from pipeline.publish.stacking import load_manifest
 
 
 def iter_published(

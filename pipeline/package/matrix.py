@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pipeline.core.errors import InputError
 from pipeline.engine import VARIABLES, compute_taxes, simulate
-from pipeline.errors import InputError
+from pipeline.engine.takeup import draw_takeup
 from pipeline.microdata import Microdata
-from pipeline.takeup import draw_takeup
 
 _OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "==": np.equal, "!=": np.not_equal, ">": np.greater,

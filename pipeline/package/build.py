@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.geography import FIPS_BY_ABBR, assign_geography, load_districts
-from pipeline.hashing import sha256_file
-from pipeline.matrix import build_matrix, initial_weights
+from pipeline.core.geo import FIPS_BY_ABBR, load_districts
+from pipeline.core.hashing import sha256_file
+from pipeline.core.profiles import Profile
 from pipeline.microdata import read_h5
-from pipeline.package import CalibrationPackage, save_package
-from pipeline.profiles import Profile
+from pipeline.package.geography import assign_geography
+from pipeline.package.matrix import build_matrix, initial_weights
+from pipeline.package.store import CalibrationPackage, save_package
 from pipeline.targets.config import target_vocabulary
 from pipeline.targets.db import load_targets
 

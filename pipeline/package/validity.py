@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.package import CalibrationPackage
+from pipeline.package.store import CalibrationPackage
 
 DEFAULT_STRICT_RATIO = 0.01
 

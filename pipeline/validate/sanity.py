@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipeline.engine import Simulation, simulate
 from pipeline.microdata import Microdata, read_h5
-from pipeline.published import iter_published
+from pipeline.validate.published import iter_published
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 EMPLOYMENT_RANGE = (10_000.0, 200_000.0)  # weighted mean employment income per household

@@ -23,9 +23,9 @@ Documented choices and imputations:
   order listed (21–64 last) and the rest dropped; when
   fewer (0.4% of units), the missing dependents are 21–64. The age within a bracket is
   uniform, drawn from a SplitMix64 stream keyed by (household_id, tax-unit ordinal, slot)
-  (`pipeline.takeup.stream_seeds`), so it is the same in every process.
+  (`pipeline.engine.takeup.stream_seeds`), so it is the same in every process.
 - `employment_income`: head `e00200p`, spouse `e00200s`, dependents 0.
-- takeup: clone 0's draws from `pipeline.takeup.draw_takeup` (see `draw_takeups`).
+- takeup: clone 0's draws from `pipeline.engine.takeup.draw_takeup` (see `draw_takeups`).
 - Tax-unit columns: every input column Tax-Calculator reads, except the ones that the
   engine sets itself (`RECID`, `FLPDYR`) or that live on the household (`s006` → household
   weight, `fips` → `state_fips`, `h_seq` and FLPDYR → `h_seq`, `source_year`).
@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 import taxcalc
 
+from pipeline.engine.takeup import draw_takeup, stream_seeds, stream_uniform
 from pipeline.microdata import Microdata
-from pipeline.takeup import draw_takeup, stream_seeds, stream_uniform
 
 CPS_PATH = os.path.join(os.path.dirname(taxcalc.__file__), "cps.csv.gz")
 _NOT_TAX_UNIT = ("RECID", "FLPDYR", "s006", "fips", "h_seq")

@@ -8,10 +8,9 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import InputError
-from pipeline.geography import FIPS_BY_ABBR
-
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"
+from pipeline.core.errors import InputError
+from pipeline.core.geo import FIPS_BY_ABBR
+from pipeline.core.packaged import PROFILE_DIR
 
 
 @dataclass(frozen=True)

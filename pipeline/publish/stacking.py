@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import atomic_dir, write_json
-from pipeline.errors import InputError
-from pipeline.geography import STATE_ABBR
-from pipeline.hashing import sha256_array, sha256_file
+from pipeline.core.atomic import atomic_dir, write_json
+from pipeline.core.errors import InputError
+from pipeline.core.geo import STATE_ABBR
+from pipeline.core.hashing import sha256_array, sha256_file
+from pipeline.engine.takeup import draw_takeup
 from pipeline.microdata import Microdata, read_h5, write_h5
-from pipeline.package import CalibrationPackage
-from pipeline.takeup import draw_takeup
+from pipeline.package.store import CalibrationPackage
 
 MANIFEST = "manifest.json"
 

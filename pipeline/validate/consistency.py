@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import InputError
-from pipeline.package import CalibrationPackage
+from pipeline.core.errors import InputError
+from pipeline.package.store import CalibrationPackage
 
 
 @dataclass(frozen=True)

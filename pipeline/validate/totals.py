@@ -1,7 +1,7 @@
 """Validation: recompute every target from the published H5 files, independently.
 
 This is the second of the two paths through the engine: it reads the files users get, runs
-`simulate` once per file (`pipeline.published`), and aggregates each target with its own
+`simulate` once per file (`pipeline.validate.published`), and aggregates each target with its own
 pandas code (never the matrix builder's), so the X·w consistency check compares two
 genuinely separate answers.
 Geography comes from the file a target is evaluated on: national targets from
@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import atomic_path
+from pipeline.core.atomic import atomic_path
+from pipeline.core.errors import InputError
+from pipeline.core.geo import STATE_ABBR, STATE_NAME
+from pipeline.core.hashing import sha256_dir
 from pipeline.engine import VARIABLES, Simulation
-from pipeline.errors import InputError
-from pipeline.geography import STATE_ABBR, STATE_NAME
-from pipeline.hashing import sha256_dir
 from pipeline.microdata import Microdata
-from pipeline.published import iter_published
-from pipeline.sanity import WARN, sanity_check_file, summarize
-from pipeline.stacking import district_file, load_manifest, state_file
+from pipeline.publish.stacking import district_file, load_manifest, state_file
+from pipeline.validate.published import iter_published
+from pipeline.validate.sanity import WARN, sanity_check_file, summarize
 
 COLUMNS = ("area_type", "area_id", "display_name", "district", "variable", "target_name",
            "period", "target_value", "sim_value", "error", "rel_error", "abs_error",

@@ -20,10 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.atomic import TMP_PREFIX, atomic_dir, write_json
-from pipeline.errors import InputError
-from pipeline.hashing import sha256_file
-from pipeline.validation import read_validation_csv
+from pipeline.core.atomic import TMP_PREFIX, atomic_dir, write_json
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import sha256_file
+from pipeline.validate.totals import read_validation_csv
 
 RELEASES = "releases"
 CURRENT = "CURRENT"
