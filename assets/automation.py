@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from dagster import (
+    AssetCheckKey,
     AssetKey,
     AssetSelection,
     AutomationConditionSensorDefinition,
@@ -16,9 +17,8 @@ from dagster import (
     sensor,
 )
 
-from assets.inputs import package_validity
 from pipeline.core.hashing import sha256_file
-from resources import TargetDatabaseResource
+from resources import TargetConfigResource
 
 full_rebuild = define_asset_job(
     "full_rebuild", selection=AssetSelection.all(),
@@ -29,7 +29,8 @@ refit = define_asset_job(
     "refit",
     # Package validity is re-judged under the new config; the package itself is not rebuilt.
     selection=(AssetSelection.assets("target_config", "calibration_weights").downstream()
-               | AssetSelection.checks(package_validity)),
+               | AssetSelection.checks(
+                   AssetCheckKey(AssetKey("calibration_package"), "package_validity"))),
     description="The target config and everything after it; never rebuilds the package.",
 )
 
@@ -48,9 +49,9 @@ automation_sensor = AutomationConditionSensorDefinition(
 @sensor(job=refit, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
         description="Refits when the target config file's content changes.")
 def target_config_changed(
-    context: SensorEvaluationContext, targets_resource: TargetDatabaseResource
+    context: SensorEvaluationContext, target_config_file: TargetConfigResource
 ):
-    path = Path(targets_resource.target_config)
+    path = Path(target_config_file.path)
     if not path.exists():
         return SkipReason(f"{path} does not exist")
     current = sha256_file(path)

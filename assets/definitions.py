@@ -1,6 +1,15 @@
-"""The Definitions object that `dagster dev`, the CLI runner and the tests load."""
+"""The Definitions that `dagster dev`, `make run` and the tests load.
 
-from dagster import Definitions
+`make_definitions` decides each resource's value when the code location loads: an explicit
+argument (tests, `python -m assets.run --profile`), else a `dg.EnvVar` that Dagster
+resolves when a run starts, else the default. The profile is read at load too, so the
+launchpad shows its fit values and a misspelt profile is refused before any run.
+"""
+
+import os
+from pathlib import Path
+
+from dagster import Definitions, EnvVar
 
 from assets.automation import (
     automation_sensor,
@@ -9,54 +18,52 @@ from assets.automation import (
     target_config_changed,
     weekly_rebuild,
 )
-from assets.fit import calibration_weights, fit_review
-from assets.inputs import (
-    calibration_package,
-    package_validity,
-    source_cps,
-    stratified_cps,
-    target_config,
-    target_db,
-    target_db_integrity,
-)
-from assets.outputs import (
-    promoted_release,
-    simulation_quality,
-    stacked_h5s,
-    structural_sanity,
-    validation_results,
-    xw_consistency,
-)
+from assets.fit import fit_assets, fit_review
+from assets.package import calibration_package, package_validity
+from assets.publish import stacked_h5s, structural_sanity, xw_consistency
+from assets.release import promoted_release
+from assets.source import source_cps, stratified_cps
+from assets.targets import target_config, target_db, target_db_integrity
+from assets.validate import simulation_quality, validation_results
+from pipeline.config import load_profile
+from pipeline.core.packaged import DEFAULT_TARGET_CONFIG
 from resources import (
+    DEFAULT_STORAGE_ROOT,
+    STORAGE_ENV,
     ComputeResource,
-    EngineResource,
     ProfileResource,
     StorageResource,
-    TargetDatabaseResource,
+    TargetConfigResource,
 )
 
-ASSETS = [
-    source_cps, stratified_cps, target_db, target_config, calibration_package,
-    calibration_weights, stacked_h5s, validation_results, promoted_release,
-]
-CHECKS = [
-    target_db_integrity, package_validity, fit_review, structural_sanity,
-    xw_consistency, simulation_quality,
-]
+CHECKS = [target_db_integrity, package_validity, fit_review, structural_sanity,
+          xw_consistency, simulation_quality]
 
 
-def make_definitions(**resource_overrides: object) -> Definitions:
-    """The whole project; tests override resources (storage root, profile, target config)."""
+def _setting(value: str | None, env: str, default: str) -> str | EnvVar:
+    if value is not None:
+        return value
+    return EnvVar(env) if os.environ.get(env) else default
+
+
+def make_definitions(
+    *, profile: str | None = None, storage_root: str | None = None,
+    target_config_path: str | None = None, device: str | None = None,
+) -> Definitions:
+    profile_name = profile or os.environ.get("CALIBRATION_PROFILE") or "demo"
+    loaded = load_profile(profile_name)
     resources = {
-        "storage": StorageResource(),
-        "compute": ComputeResource(),
-        "engine": EngineResource(),
-        "targets_resource": TargetDatabaseResource(),
-        "profile": ProfileResource(),
-        **resource_overrides,
+        "storage": StorageResource(root=_setting(
+            storage_root, STORAGE_ENV, str(Path(DEFAULT_STORAGE_ROOT).resolve()))),
+        "profile": ProfileResource(name=profile_name),
+        "compute": ComputeResource(device=_setting(device, "CALIBRATION_DEVICE", "auto")),
+        "target_config_file": TargetConfigResource(path=_setting(
+            target_config_path, "CALIBRATION_TARGET_CONFIG", str(DEFAULT_TARGET_CONFIG))),
     }
+    assets = [source_cps, stratified_cps, target_db, target_config, calibration_package,
+              *fit_assets(loaded), stacked_h5s, validation_results, promoted_release]
     return Definitions(
-        assets=ASSETS,
+        assets=assets,
         asset_checks=CHECKS,
         jobs=[full_rebuild, refit],
         schedules=[weekly_rebuild],

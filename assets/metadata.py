@@ -1,21 +1,26 @@
 """Small helpers that turn pipeline results into Dagster metadata and check results."""
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     DataVersion,
     MaterializeResult,
     MetadataValue,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
 )
 
 from pipeline.core.hashing import sha256_file
-from pipeline.release.gates import record_verdict
+from pipeline.core.report import GateReport
 
 
 def data_version(sha256: str) -> DataVersion:
@@ -33,6 +38,20 @@ def file_result(path: Path, metadata: dict[str, Any]) -> MaterializeResult:
     )
 
 
+def column_schema(schema: pa.DataFrameSchema) -> dict[str, Any]:
+    """A pandera contract as Dagster's column schema, so the UI's Columns tab shows it."""
+    columns = [
+        TableColumn(
+            name=name, type=str(col.dtype) if col.dtype is not None else "number or text",
+            constraints=TableColumnConstraints(
+                nullable=col.nullable, unique=col.unique,
+                other=[str(c.error or c.name) for c in col.checks]),
+        )
+        for name, col in schema.columns.items()
+    ]
+    return {"dagster/column_schema": TableSchema(columns=columns)}
+
+
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     """GitHub-style Markdown table without the optional `tabulate` dependency."""
     def cell(v: Any) -> str:
@@ -44,17 +63,19 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     return "\n".join([header, rule, *rows])
 
 
-def gate_result(
-    gates_dir: Path, gate: str, passed: bool, subject_sha256: str, summary: str,
-    details: dict[str, Any],
-) -> AssetCheckResult:
-    """Record the verdict for promotion, and report it to Dagster as a blocking result."""
-    record_verdict(gates_dir, gate, passed, subject_sha256, summary, details)
+def check_result(report: GateReport) -> AssetCheckResult:
+    """A gate's report as a blocking check result: numbers for the Plots tab, rules as a table."""
+    rules = pd.DataFrame([(r.name, "PASS" if r.passed else "FAIL", r.detail)
+                          for r in report.rules], columns=["rule", "result", "detail"])
     return AssetCheckResult(
-        passed=bool(passed),
+        passed=report.passed,
         severity=AssetCheckSeverity.ERROR,
-        description=summary,
-        metadata={"summary": summary, "details": MetadataValue.json(details)},
+        description=report.summary,
+        metadata={
+            **{k: float(v) for k, v in report.metrics.items()},
+            "rules": MetadataValue.md(markdown_table(rules)),
+            "details": MetadataValue.json(json.loads(json.dumps(report.details, default=str))),
+        },
     )
 
 

@@ -12,22 +12,23 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m assets.run", description=__doc__)
     parser.add_argument("--profile", default=os.environ.get("CALIBRATION_PROFILE", "demo"),
-                        help="profiles/<name>.yaml or a YAML path (default: "
+                        help="a shipped profile (demo, ci, production) or a YAML path (default: "
                              "$CALIBRATION_PROFILE, else demo)")
     parser.add_argument("--job", default="full_rebuild", choices=["full_rebuild", "refit"])
     args = parser.parse_args(argv)
-    os.environ["CALIBRATION_PROFILE"] = args.profile
 
     from dagster import DagsterInstance
 
-    from assets.definitions import defs
+    from assets.definitions import make_definitions
     from pipeline.release.releases import current_release
+    from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV
 
+    defs = make_definitions(profile=args.profile)
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     result = defs.resolve_job_def(args.job).execute_in_process(
         instance=instance, raise_on_error=False
     )
-    storage_root = defs.resources["storage"].layout.root
+    storage_root = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_ROOT
     failed_checks = [
         e.check_name for e in result.get_asset_check_evaluations() if not e.passed
     ]

@@ -14,8 +14,8 @@ import resource
 import time
 from pathlib import Path
 
+from pipeline.config import load_profile
 from pipeline.core.layout import Layout
-from pipeline.core.profiles import load_profile
 from pipeline.microdata import write_h5
 from pipeline.package.build import build_package
 from pipeline.source.stratify import stratify
@@ -32,7 +32,8 @@ def main() -> None:
     layout = Layout(Path(args.work))
     if not layout.base_h5.exists():
         md = load_source_cps(profile.period)
-        write_h5(stratify(md, profile.households, profile.seed, profile.top_agi_quantile),
+        write_h5(stratify(md, profile.sample.households, profile.seed,
+                          profile.sample.top_agi_quantile),
                  layout.base_h5)
     if not layout.target_db.exists():
         build_target_db(layout.target_db)

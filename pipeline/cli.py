@@ -12,30 +12,38 @@ from pipeline.package.validity import DEFAULT_STRICT_RATIO
 
 
 def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
+    from pipeline.fit.params import FitParams
+
     p = subparsers.add_parser("fit", help="fit L0 calibration weights to a package")
     p.add_argument("--package", required=True, help="calibration package directory")
     p.add_argument("--target-config", help="include/exclude YAML (default: every target)")
     p.add_argument("--out", default="fit_out", help="output directory")
-    p.add_argument("--preset", choices=("local", "national"), default="local")
+    p.add_argument("--profile", help="start from this profile's fit values (default: the "
+                   "FitParams defaults)")
     p.add_argument("--resume-from", help="checkpoint.pt to continue from")
-    for flag, kind in (("--epochs", int), ("--lambda-l0", float), ("--beta", float),
-                       ("--lambda-l2", float), ("--lr", float), ("--seed", int),
-                       ("--device", str), ("--log-freq", int), ("--checkpoint-every", int),
-                       ("--polish-epochs", int)):
-        p.add_argument(flag, type=kind, default=None)
+    _add_trust_pickle(p)
+    for name, info in FitParams.model_fields.items():  # one flag per hyperparameter
+        kind = info.annotation if info.annotation in (int, float) else str
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+                       help=info.description)
     p.set_defaults(func=_run_fit)
 
 
+def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading a production pickle (runs code from the file)")
+
+
 def _run_fit(args: argparse.Namespace) -> int:
+    from pipeline.config import load_profile
     from pipeline.fit import FitParams, fit_package, review_fit
 
-    overrides = {field: getattr(args, arg) for arg, field in (
-        ("epochs", "epochs"), ("lambda_l0", "lambda_l0"), ("beta", "beta"),
-        ("lambda_l2", "lambda_l2"), ("lr", "learning_rate"), ("seed", "seed"),
-        ("device", "device"), ("log_freq", "log_freq"), ("checkpoint_every", "checkpoint_every"),
-        ("polish_epochs", "polish_epochs")) if getattr(args, arg) is not None}
-    params = FitParams.preset(args.preset, **overrides)
-    result = fit_package(args.package, args.target_config, args.out, params, args.resume_from)
+    base = load_profile(args.profile).fit if args.profile else FitParams()
+    changes = {name: getattr(args, name) for name in FitParams.model_fields
+               if getattr(args, name) is not None}
+    params = base.with_(**changes)
+    result = fit_package(args.package, args.target_config, args.out, params, args.resume_from,
+                         trust_pickle=args.trust_pickle)
     err = result.error_summaries["exported"]
     review = review_fit(result)
     print(f"fit: {result.kept:,} of {len(result.weights):,} records kept; "
@@ -46,7 +54,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     for rule in review.rules:
         print(f"  [{'PASS' if rule.passed else 'FAIL'}] {rule.name}: {rule.detail}")
     print(f"wrote {args.out}")
-    return 0
+    return 0 if review.passed else 3
 
 
 def _add_package_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -58,19 +66,16 @@ def _add_package_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", nargs="?", type=float, const=DEFAULT_STRICT_RATIO, default=None,
                    metavar="RATIO", help=f"fail when row sum / target < RATIO "
                    f"(default {DEFAULT_STRICT_RATIO:g})")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow loading a production pickle (runs code from the file)")
+    _add_trust_pickle(p)
     p.set_defaults(func=_run_validate_package)
 
 
 def _run_validate_package(args: argparse.Namespace) -> int:
-    from pipeline.package.store import load_package
+    from pipeline.package.store import load_selection
     from pipeline.package.validity import validate_package
-    from pipeline.targets.config import apply_target_config
 
-    pkg = load_package(args.package, trust_pickle=args.trust_pickle)
-    selected = (None if args.target_config is None
-                else apply_target_config(args.target_config, pkg.targets, pkg.target_vocabulary))
+    pkg, selected = load_selection(args.package, args.target_config,
+                                   trust_pickle=args.trust_pickle)
     report = validate_package(pkg, selected, args.strict or DEFAULT_STRICT_RATIO)
     print(report.summary())
     return report.exit_code(strict=args.strict is not None)

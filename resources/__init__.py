@@ -1,56 +1,49 @@
-"""Dagster resources: where files live, which device fits, which engine simulates, which targets."""
+"""Dagster resources: where files live, which profile sizes the build, which device fits,
+which target config selects the targets.
 
-import os
+Each resource holds a value or a `dg.EnvVar`, which Dagster resolves when a run starts,
+never at import (`assets.definitions.make_definitions` chooses which).
+"""
+
 from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from pipeline.config import Profile, load_profile
 from pipeline.core.layout import Layout
-from pipeline.core.profiles import Profile, load_profile
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-from pipeline.core.packaged import DEFAULT_TARGET_CONFIG  # noqa: E402
+STORAGE_ENV = "CALIBRATION_STORAGE_ROOT"
+DEFAULT_STORAGE_ROOT = "storage"  # relative to the working directory
 
 
 class StorageResource(ConfigurableResource):
-    """Root of every artifact; `CALIBRATION_STORAGE_ROOT` overrides the default ./storage."""
+    """Root of every artifact (`CALIBRATION_STORAGE_ROOT`, default ./storage)."""
 
-    root: str = os.environ.get("CALIBRATION_STORAGE_ROOT", str(REPO_ROOT / "storage"))
+    root: str
 
     @property
     def layout(self) -> Layout:
-        return Layout(Path(self.root))
-
-
-class ComputeResource(ConfigurableResource):
-    """Device for the fit: `auto` takes CUDA when present, else the CPU."""
-
-    device: str = os.environ.get("CALIBRATION_DEVICE", "auto")
-
-
-class EngineResource(ConfigurableResource):
-    """Simulation engine: Tax-Calculator for federal tax plus the documented SNAP rules."""
-
-    backend: str = "taxcalc"
-
-    def describe(self) -> dict[str, str]:
-        if self.backend != "taxcalc":
-            raise ValueError(f"engine backend {self.backend!r} is not available; use 'taxcalc'")
-        import taxcalc
-
-        return {"engine": self.backend, "taxcalc_version": taxcalc.__version__}
-
-
-class TargetDatabaseResource(ConfigurableResource):
-    """The include/exclude YAML that decides which targets reach the optimizer."""
-
-    target_config: str = os.environ.get("CALIBRATION_TARGET_CONFIG", str(DEFAULT_TARGET_CONFIG))
+        return Layout(Path(self.root).resolve())
 
 
 class ProfileResource(ConfigurableResource):
-    """Which profile (profiles/<name>.yaml, or a YAML path) sizes the build."""
+    """Which profile sizes the build: a shipped name (demo, ci, production) or a YAML path
+    (`CALIBRATION_PROFILE`, default demo)."""
 
-    name: str = os.environ.get("CALIBRATION_PROFILE", "demo")
+    name: str
 
     def load(self) -> Profile:
         return load_profile(self.name)
+
+
+class ComputeResource(ConfigurableResource):
+    """Device for the fits (`CALIBRATION_DEVICE`): auto takes CUDA when present, else CPU."""
+
+    device: str
+
+
+class TargetConfigResource(ConfigurableResource):
+    """The include/exclude YAML a user edits to choose which targets reach the optimizer
+    (`CALIBRATION_TARGET_CONFIG`, default the one shipped in pipeline/config)."""
+
+    path: str

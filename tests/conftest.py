@@ -1,7 +1,14 @@
-"""Shared fixtures."""
+"""Shared fixtures: a thread pin for tiny fits, and the ci profile built once per session."""
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
+from dagster import DagsterInstance
+
+from pipeline.core.packaged import DEFAULT_TARGET_CONFIG
 
 
 @pytest.fixture
@@ -11,3 +18,60 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@dataclass
+class World:
+    """A storage root, a Dagster instance and a user-editable target config, together."""
+
+    dir: Path
+    instance: DagsterInstance
+
+    @property
+    def root(self) -> Path:
+        return self.dir / "storage"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "targets.yaml"
+
+    @property
+    def defs(self):
+        from assets.definitions import make_definitions
+
+        return make_definitions(profile="ci", storage_root=str(self.root),
+                                target_config_path=str(self.config), device="cpu")
+
+    def run(self, job: str, **kwargs):
+        return self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance, raise_on_error=False, **kwargs)
+
+    def materialize(self, *names: str, **kwargs):
+        from dagster import AssetKey
+
+        job = self.defs.resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(instance=self.instance, raise_on_error=False,
+                                      asset_selection=[AssetKey(n) for n in names], **kwargs)
+
+
+@pytest.fixture(scope="session")
+def built_world(tmp_path_factory):
+    """The ci profile's full rebuild, run once; tests that change it work on a copy."""
+    directory = tmp_path_factory.mktemp("ci_world")
+    shutil.copy(DEFAULT_TARGET_CONFIG, directory / "targets.yaml")
+    (directory / "dagster_home").mkdir()
+    instance = DagsterInstance.local_temp(tempdir=str(directory / "dagster_home"))
+    world = World(directory, instance)
+    world.result = world.run("full_rebuild")
+    yield world
+    instance.dispose()
+
+
+@pytest.fixture
+def world(built_world, tmp_path):
+    """A private copy of the built world (files and run history)."""
+    copy = tmp_path / "world"
+    shutil.copytree(built_world.dir, copy, symlinks=True)
+    instance = DagsterInstance.local_temp(tempdir=str(copy / "dagster_home"))
+    yield World(copy, instance)
+    instance.dispose()

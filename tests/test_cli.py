@@ -3,14 +3,14 @@
 import pickle
 
 import numpy as np
-from test_package import _package
+from factories import small_package
 
 from pipeline.cli import main as calibrate
 from pipeline.package.store import save_package
 
 
 def _saved(tmp_path, impossible: bool):
-    pkg = _package()
+    pkg = small_package()
     if not impossible:
         pkg.targets.loc[1, "value"] = 0.0  # an all-zero row is fine when the target is 0
     base = tmp_path / "base.h5"
@@ -34,7 +34,7 @@ def test_impossible_target_exits_1(tmp_path, capsys):
 
 
 def test_pickle_needs_the_trust_flag(tmp_path, capsys):
-    pkg = _package()
+    pkg = small_package()
     pkg.targets.loc[1, "value"] = 0.0
     path = tmp_path / "production.pkl"
     path.write_bytes(pickle.dumps({

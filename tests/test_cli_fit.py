@@ -35,18 +35,21 @@ def package(tmp_path):
 def test_fit_command_writes_outputs_with_given_flags(package, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["fit", "--package", str(package), "--out", str(out), "--preset", "national",
-               "--epochs", "30", "--polish-epochs", "20", "--lr", "0.1", "--seed", "3",
+               "--epochs", "30", "--polish-epochs", "200", "--learning-rate", "0.1", "--seed", "3",
                "--device", "cpu", "--log-freq", "10", "--checkpoint-every", "15"])
     assert rc == 0
     cfg = json.loads((out / "run_config.json").read_text())
-    assert cfg["params"] == {"lambda_l0": 1e-4, "beta": 0.35, "lambda_l2": 0.0,
-                             "learning_rate": 0.1, "epochs": 30, "seed": 3, "device": "cpu",
-                             "log_freq": 10, "checkpoint_every": 15, "polish_epochs": 20}
+    assert cfg["params"] == {"preset": "national", "lambda_l0": 1e-4, "beta": 0.35,
+                             "lambda_l2": 0.0, "learning_rate": 0.1, "epochs": 30, "seed": 3,
+                             "device": "cpu", "log_freq": 10, "checkpoint_every": 15,
+                             "polish_epochs": 200,
+                             "from_preset": ["beta", "lambda_l0", "lambda_l2"]}
     text = capsys.readouterr().out
     assert f"{cfg['records_kept']:,} of 120 records kept" in text
     assert "[PASS] weights_valid" in text
     rc = main(["fit", "--package", str(package), "--out", str(tmp_path / "more"),
-               "--preset", "national", "--epochs", "40", "--polish-epochs", "20", "--lr", "0.1",
+               "--preset", "national", "--epochs", "40", "--polish-epochs", "20",
+               "--learning-rate", "0.1",
                "--seed", "3", "--device", "cpu", "--resume-from", str(out / "checkpoint.pt")])
     assert rc == 0
     assert len(json.loads((tmp_path / "more" / "run_config.json").read_text())
@@ -57,8 +60,10 @@ def test_bad_input_exits_1_with_the_fix(package, tmp_path, capsys):
     assert main(["fit", "--package", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 1
     assert "calibration package not found" in capsys.readouterr().err
     ckpt_out = tmp_path / "o2"
+    # One polish epoch cannot show convergence: gate 1 fails, and the CLI says so (exit 3).
     assert main(["fit", "--package", str(package), "--out", str(ckpt_out), "--epochs", "5",
-                 "--polish-epochs", "1", "--device", "cpu"]) == 0
+                 "--polish-epochs", "1", "--device", "cpu"]) == 3
+    assert "[FAIL] loss_converged" in capsys.readouterr().out
     rc = main(["fit", "--package", str(package), "--out", str(tmp_path / "o3"), "--epochs", "9",
                "--lambda-l0", "0.5", "--device", "cpu",
                "--resume-from", str(ckpt_out / "checkpoint.pt")])

@@ -145,7 +145,7 @@ def test_bad_input_refused_before_training():
     assert fit(Xe.tocsr(), y, iw, PARAMS.with_(epochs=2, polish_epochs=1), selected=sel).kept
     with pytest.raises(InputError, match="initial_weights"):
         fit(X, y, iw[:-1], PARAMS)
-    with pytest.raises(InputError, match="unknown device 'tpu'"):
+    with pytest.raises(InputError, match="device.*'tpu'"):
         fit(X, y, iw, PARAMS.with_(device="tpu"))
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA requested"):

@@ -102,7 +102,7 @@ def test_late_diverging_group_is_named(fitted, tmp_path):
     log.to_csv(bad / "calibration_log.csv", index=False)
     rule = review_fit(bad).rule("no_group_diverging")
     assert not rule.passed
-    assert rule.failing_groups == ("snap × district",)
+    assert rule.failing == ("snap × district",)
     assert review_fit(bad, FitThresholds(divergence_tolerance=0.06)).passed
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_stacking import CD, base_microdata
+from factories import CD, base_microdata
 
 from pipeline.engine import compute_taxes, simulate, takeup
 from pipeline.package.matrix import build_matrix, clone_microdata, initial_weights

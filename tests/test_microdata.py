@@ -103,7 +103,7 @@ def test_validate_rejects_bad_grouping_and_ids():
         shuffled.validate()
     dup = md.person.copy()
     dup.loc[4, "person_id"] = 30000
-    with pytest.raises(InputError, match="not unique"):
+    with pytest.raises(InputError, match="person_id.*duplicated values"):
         Microdata(2024, md.household, md.tax_unit, dup).validate()
     with pytest.raises(InputError) as err:
         Microdata(2024, md.household.drop(columns="county"), md.tax_unit, md.person).validate()

@@ -1,52 +1,22 @@
 """The package format: round trip, refusal of partial or inconsistent packages, pickles."""
 
-import json
 import pickle
 
 import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
+from factories import small_package
 
 from pipeline.core.errors import InputError
-from pipeline.package.store import CalibrationPackage, load_package, save_package
+from pipeline.package.store import load_package, save_package
 from pipeline.package.validity import validate_package
-
-
-def _package(n_records=3, n_clones=2) -> CalibrationPackage:
-    n = n_records * n_clones
-    X = sp.csr_matrix(np.array([
-        [1, 0, 2, 0, 1, 0],
-        [0, 0, 0, 0, 0, 0],
-        [5, 5, 5, 5, 5, 5],
-    ], dtype=np.float32)[:, :n])
-    targets = pd.DataFrame({
-        "target_id": [1, 2, 3],
-        "target_name": ["nation/person_count/[age<5]", "state_10/snap/[snap>0]",
-                        "cd_1000/household_count"],
-        "variable": ["person_count", "snap", "household_count"],
-        "geo_level": ["national", "state", "district"],
-        "geographic_id": ["US", "10", "1000"],
-        "domain_variable": ["age", "snap", ""],
-        "value": [10.0, 7.0, 1e6],
-        "period": [2024, 2024, 2024],
-        "holdout": [0, 0, 0],
-        "constraints": [json.dumps([["age", "<", 5]]), json.dumps([["snap", ">", 0]]), "[]"],
-    })
-    return CalibrationPackage(
-        X=X, targets=targets, initial_weights=np.full(n, 100.0),
-        cd_geoid=np.full(n, 1000, dtype=np.int32), county_index=np.zeros(n, dtype=np.int32),
-        counties=np.array(["KENT_COUNTY_DE"]),
-        metadata={"n_records": n_records, "n_clones": n_clones, "seed": 0},
-    )
 
 
 def test_round_trip_is_exact(tmp_path):
     base = tmp_path / "base.h5"
     base.write_bytes(b"base")
-    save_package(_package(), tmp_path / "pkg", base)
+    save_package(small_package(), tmp_path / "pkg", base)
     loaded = load_package(tmp_path / "pkg")
-    assert (loaded.X != _package().X).nnz == 0
+    assert (loaded.X != small_package().X).nnz == 0
     assert loaded.X.dtype == np.float32
     assert loaded.targets["geographic_id"].tolist() == ["US", "10", "1000"]
     assert loaded.targets["domain_variable"].tolist() == ["age", "snap", ""]
@@ -60,21 +30,21 @@ def test_round_trip_is_exact(tmp_path):
 def test_partial_package_is_refused_with_the_missing_file(tmp_path):
     base = tmp_path / "base.h5"
     base.write_bytes(b"base")
-    save_package(_package(), tmp_path / "pkg", base)
+    save_package(small_package(), tmp_path / "pkg", base)
     (tmp_path / "pkg" / "X.npz").unlink()
     with pytest.raises(InputError, match="X.npz"):
         load_package(tmp_path / "pkg")
 
 
 def test_shape_mismatch_is_refused():
-    pkg = _package()
+    pkg = small_package()
     pkg.initial_weights = np.ones(5)
     with pytest.raises(InputError, match="initial_weights"):
         pkg.check_shapes()
 
 
 def test_pickle_needs_explicit_trust(tmp_path):
-    pkg = _package()
+    pkg = small_package()
     raw = {"X_sparse": pkg.X, "targets_df": pkg.targets.drop(columns=["target_name"]),
            "target_names": pkg.targets["target_name"].tolist(),
            "metadata": {"n_clones": 2}, "initial_weights": pkg.initial_weights,
@@ -90,7 +60,7 @@ def test_pickle_needs_explicit_trust(tmp_path):
 
 
 def test_validation_finds_impossible_and_strict_targets():
-    pkg = _package()
+    pkg = small_package()
     report = validate_package(pkg, strict_ratio=0.01)
     assert report.impossible["target_name"].tolist() == ["state_10/snap/[snap>0]"]
     assert report.exit_code(strict=False) == 1

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from test_stacking import W, make_package
+from factories import W, make_package
 
 from pipeline.microdata import read_h5
 from pipeline.publish.stacking import stack_h5s

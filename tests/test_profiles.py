@@ -1,28 +1,53 @@
+"""Profiles load into one typed model; every typo and impossible value is refused by key."""
+
 import pytest
 
+from pipeline.config import load_profile
 from pipeline.core.errors import InputError
-from pipeline.core.profiles import load_profile
 
 
-def test_shipped_profiles():
+def test_shipped_profiles_state_only_what_differs():
     demo, prod, ci = (load_profile(n) for n in ("demo", "production", "ci"))
-    assert demo.states is None and demo.n_clones == 20 and demo.households == 12000
-    assert prod.n_clones == 430
-    assert ci.states == ("DE", "VT", "WY", "RI") and ci.n_clones == 2
+    assert demo.states is None and demo.package.n_clones == 20
+    assert demo.sample.households == 12000 and demo.fit.epochs == 1000
+    assert demo.fit.lambda_l0 == 1e-8 and demo.fit.polish_epochs == 500
+    assert prod.package.n_clones == 430 and prod.fit.polish_epochs == 200
+    assert ci.states == ("DE", "VT", "WY", "RI") and ci.package.n_clones == 2
+    assert ci.gates.fit.loss_tolerance == 0.05 and ci.gates.consistency_tolerance == 0.01
 
 
-def test_bad_profile_names_field(tmp_path):
+@pytest.mark.parametrize("text, key, message", [
+    ("gate: {fit: {loss_tolerance: 0.2}}\n", "gate", "did you mean 'gates'"),
+    ("fit: {epoch: 10}\n", "fit.epoch", "did you mean 'epochs'"),
+    ("gates: {fit: {loss_tolerence: 0.2}}\n", "gates.fit.loss_tolerence",
+     "did you mean 'loss_tolerance'"),
+    ("sample: {households: -5}\n", "sample.households", "greater than or equal to 100"),
+    ("sample: {top_agi_quantile: 5}\n", "sample.top_agi_quantile", "less than 1"),
+    ("package: {n_clones: 0}\n", "package.n_clones", "greater than or equal to 1"),
+    ("fit: {epochs: 0}\n", "fit.epochs", "greater than or equal to 1"),
+    ("fit: {preset: regional}\n", "fit.preset", "'local' or 'national'"),
+    ("geography: {states: [DE, XX]}\n", "geography.states", "XX"),
+    ("- just a list\n", None, "top level is a list"),
+])
+def test_bad_profiles_are_refused_naming_the_key(tmp_path, text, key, message):
     path = tmp_path / "p.yaml"
-    path.write_text("name: x\nperiod: 2024\nseed: 0\ngeography: {states: all}\nsample: {}\n")
-    with pytest.raises(InputError, match="p.yaml.*households|households.*p.yaml"):
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
         load_profile(str(path))
-    with pytest.raises(InputError, match="profile not found"):
+    assert info.value.field == key and str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_profile_not_found_lists_the_shipped_ones():
+    with pytest.raises(InputError, match=r"profile not found.*\['ci', 'demo', 'production'\]"):
         load_profile("nope")
 
 
-def test_unknown_state_is_named(tmp_path):
+def test_a_preset_fills_only_what_the_profile_leaves_out(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text("period: 2024\nseed: 0\nsample: {households: 10}\n"
-                    "geography: {states: [DE, XX]}\npackage: {n_clones: 2}\n")
-    with pytest.raises(InputError, match="geography.states.*XX"):
-        load_profile(str(path))
+    path.write_text("fit: {preset: national, beta: 0.5}\n")
+    fit = load_profile(str(path)).fit
+    assert (fit.lambda_l0, fit.beta) == (1e-4, 0.5)
+    # Switching back replaces what the preset filled and keeps what the profile chose.
+    back = fit.with_(preset="local")
+    assert (back.lambda_l0, back.beta) == (1e-8, 0.5)

@@ -1,27 +1,13 @@
 import numpy as np
-import pandas as pd
 import pytest
+from factories import validation_frame as _frame
 
 from pipeline.core.errors import InputError
 from pipeline.validate.quality import QualityThresholds, review_quality
 
 
-def _frame(errors, *, training=None, sanity=None, sim=None):
-    n = len(errors)
-    return pd.DataFrame({
-        "area_type": ["state"] * (n - 1) + ["district"],
-        "area_id": [str(i) for i in range(n)],
-        "variable": ["snap"] * n,
-        "target_name": [f"t{i}" for i in range(n)],
-        "sim_value": sim if sim is not None else np.ones(n),
-        "rel_abs_error": errors,
-        "sanity_check": sanity or ["PASS"] * n,
-        "in_training": training if training is not None else [True] * n,
-    })
-
-
 def _rule(review, name):
-    return next(r for r in review.rules if r.rule == name)
+    return next(r for r in review.rules if r.name == name)
 
 
 def test_no_baseline_uses_absolute_median_and_reports_holdout():
@@ -29,7 +15,7 @@ def test_no_baseline_uses_absolute_median_and_reports_holdout():
     review = review_quality(v, None)
     assert review.passed
     assert "median training rel_abs_error 0.04" in _rule(review, "absolute").detail
-    assert review.holdout == {"count": 1.0, "median_rel_abs_error": 0.9,
+    assert review.details["holdout"] == {"count": 1.0, "median_rel_abs_error": 0.9,
                               "mean_rel_abs_error": 0.9, "max_rel_abs_error": 0.9}
     strict = review_quality(v, None, QualityThresholds(max_median_training_error=0.03))
     assert not strict.passed and not _rule(strict, "absolute").passed
@@ -43,8 +29,8 @@ def test_target_and_group_regressions_block():
     assert not worse.passed
     assert not _rule(worse, "target_regression").passed
     assert "['t0']" in _rule(worse, "target_regression").detail
-    assert worse.worst_regressions.loc[0, "target_name"] == "t0"
-    assert worse.worst_regressions.loc[0, "increase"] == pytest.approx(0.19)
+    assert worse.details["worst_regressions"][0]["target_name"] == "t0"
+    assert worse.details["worst_regressions"][0]["increase"] == pytest.approx(0.19)
     # each target within 0.05 but the state group mean rises by 0.04 > 0.01
     drift = review_quality(_frame([0.05, 0.05, 0.05, 0.01]), base)
     assert _rule(drift, "target_regression").passed
@@ -72,6 +58,6 @@ def test_untrained_targets_may_drift_and_are_reported():
     review = review_quality(_frame([0.01, 0.01, 0.01, 0.8],
                                    training=[True, True, True, False]), base)
     assert review.passed
-    assert review.worst_regressions.loc[0, "target_name"] == "t3"
-    assert not review.worst_regressions.loc[0, "in_training"]
-    assert review.worst_regressions.loc[0, "increase"] == pytest.approx(0.79)
+    assert review.details["worst_regressions"][0]["target_name"] == "t3"
+    assert not review.details["worst_regressions"][0]["in_training"]
+    assert review.details["worst_regressions"][0]["increase"] == pytest.approx(0.79)

@@ -2,8 +2,8 @@ import json
 import os
 from datetime import UTC, datetime
 
-import pandas as pd
 import pytest
+from factories import validation_frame
 
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
@@ -19,9 +19,8 @@ def _inputs(tmp_path, tag: str):
     (src / "stacked" / "states" / "NC.h5").write_bytes(f"nc-{tag}".encode())
     (src / "stacked" / "manifest.json").write_text("{}")
     (src / "weights.npy").write_bytes(f"w-{tag}".encode())
-    pd.DataFrame({"area_type": ["state"], "area_id": ["37"], "district": [""],
-                  "target_name": ["state_37/snap"], "rel_abs_error": [0.01 if tag == "a" else 0.2]}
-                 ).to_csv(src / "validation_results.csv", index=False)
+    validation_frame([0.01 if tag == "a" else 0.2]).to_csv(src / "validation_results.csv",
+                                                            index=False)
     return {"stacked": src / "stacked", "weights.npy": src / "weights.npy",
             "validation_results.csv": src / "validation_results.csv"}
 
@@ -43,7 +42,7 @@ def test_two_promotions_move_current_and_rollback(tmp_path):
     assert [r.version for r in rel.list_releases(root)] == [r1.version, r2.version]
     assert os.readlink(root / "releases" / "CURRENT") == r2.version
     assert rel.load_current_validation(root)["rel_abs_error"].tolist() == [0.2]
-    assert rel.load_current_validation(root)["area_id"].tolist() == ["37"]
+    assert rel.load_current_validation(root)["area_id"].tolist() == ["0"]  # text, not 0
 
     assert rel.rollback(root).version == r1.version
     assert rel.current_release(root).version == r1.version

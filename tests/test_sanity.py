@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from test_stacking import base_microdata
+from factories import base_microdata
 
 from pipeline.engine import simulate
 from pipeline.microdata import write_h5
@@ -63,7 +63,7 @@ def test_implausible_household_averages_warn(good):
 
 
 def test_directory_gate_reads_spm_ids_from_every_file(tmp_path):
-    from test_stacking import W, make_package
+    from factories import W, make_package
 
     from pipeline.publish.stacking import stack_h5s
     from pipeline.validate.sanity import sanity_check_dir

@@ -1,70 +1,14 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
+from factories import CD, W, base_microdata, make_package
 
 from pipeline.core.errors import InputError
 from pipeline.engine.takeup import draw_takeup
-from pipeline.microdata import Microdata, read_h5, write_h5
-from pipeline.package.store import CalibrationPackage, save_package
+from pipeline.microdata import read_h5, write_h5
 from pipeline.publish import stacking
 from pipeline.publish.stacking import load_manifest, stack_h5s
-
-# 3 base households x 3 clones; column = clone * 3 + record.
-CD = np.array([3701, 3702, 601, 3702, 3701, 602, 601, 3701, 3702], dtype=np.int32)
-COUNTY = np.array([1, 2, 0, 2, 1, 0, 0, 1, 2], dtype=np.int32)
-COUNTIES = np.array(["Los Angeles County", "Wake County", "Durham County"])
-
-
-def base_microdata() -> Microdata:
-    """A single parent with two children, a couple with an adult child, a retiree."""
-    household = pd.DataFrame({
-        "household_id": [10, 20, 30], "household_weight": [1.0, 1.0, 1.0],
-        "state_fips": [37, 37, 37], "congressional_district_geoid": [0, 0, 0],
-        "county": ["", "", ""], "takes_up_snap_if_eligible": [True, True, True],
-        "snap_reported": [3000.0, 0.0, 1500.0],
-    })
-    tax_unit = pd.DataFrame({
-        "tax_unit_id": [100, 200, 201, 300], "household_id": [10, 20, 20, 30],
-        "takes_up_eitc": [True, True, True, True],
-        "MARS": [4, 2, 1, 1], "XTOT": [3, 2, 1, 1], "EIC": [2, 0, 0, 0],
-        "nu18": [2, 0, 0, 0], "n24": [2, 0, 0, 0],
-        "age_head": [35, 40, 22, 70], "age_spouse": [0, 38, 0, 0],
-        "e00200": [30_000.0, 90_000.0, 12_000.0, 0.0],
-        "e00200p": [30_000.0, 60_000.0, 12_000.0, 0.0],
-        "e00200s": [0.0, 30_000.0, 0.0, 0.0],
-    })
-    person = pd.DataFrame({
-        "person_id": [1000, 1001, 1002, 2000, 2001, 2002, 3000],
-        "household_id": [10, 10, 10, 20, 20, 20, 30],
-        "tax_unit_id": [100, 100, 100, 200, 200, 201, 300],
-        "age": [35, 8, 5, 40, 38, 22, 70],
-        "is_tax_unit_head": [True, False, False, True, False, True, True],
-        "is_tax_unit_spouse": [False, False, False, False, True, False, False],
-        "is_tax_unit_dependent": [False, True, True, False, False, False, False],
-        "employment_income": [30_000.0, 0, 0, 60_000.0, 30_000.0, 12_000.0, 0],
-    })
-    return Microdata(2024, household, tax_unit, person)
-
-
-def make_package(tmp_path, X=None, targets=None) -> CalibrationPackage:
-    base = tmp_path / "base.h5"
-    write_h5(base_microdata(), base)
-    if targets is None:
-        targets = pd.DataFrame({c: [] for c in ("target_id", "target_name", "variable",
-                                                "geo_level", "geographic_id", "domain_variable",
-                                                "value", "period", "holdout", "constraints")})
-    X = sp.csr_matrix((len(targets), len(CD)), dtype=np.float32) if X is None else X
-    pkg = CalibrationPackage(X=X, targets=targets, initial_weights=np.ones(len(CD)),
-                             cd_geoid=CD, county_index=COUNTY, counties=COUNTIES,
-                             metadata={"n_records": 3, "n_clones": 3, "seed": 7})
-    save_package(pkg, tmp_path / "package", base)
-    return pkg
-
-
-W = np.array([2.5, 0.0, 1.25, 0.0, 4.0, 3.0, 0.0, 0.0, 1.0])
 
 
 def test_stacks_nonzero_columns_with_geography_ids_and_takeup(tmp_path):

@@ -169,6 +169,19 @@ def _edit(path, fn):
         df.index == 0, 9901, df["cd_geoid"]))),
     ("districts.csv", "cd_geoid", lambda df: df.__setitem__("cd_geoid", np.where(
         df.index == 0, 201, df["cd_geoid"]))),
+    # Each bad value is refused by the ETL itself, before any target is written.
+    ("agi_state.csv", "returns", lambda df: df.__setitem__("returns", np.where(
+        df.index == 4, np.inf, df["returns"]))),
+    ("soi_national.csv", "value", lambda df: df.__setitem__("value", np.where(
+        df["measure"] == "returns", -df["value"], df["value"]))),
+    ("agi_state.csv", "amount", lambda df: df.__setitem__("amount", np.where(
+        df.index == 5, -1e9, df["amount"]))),
+    ("soi_national.csv", "value", lambda df: df.__setitem__("value", np.where(
+        df["measure"] == "income_tax", -1.0, df["value"]))),
+    ("eitc_state.csv", "amount", lambda df: df.__setitem__("amount", np.where(
+        df.index == 2, "n/a", df["amount"].astype(str)))),
+    ("snap_district.csv", "cd_geoid", lambda df: df.__setitem__("cd_geoid", np.where(
+        df.index == 1, df["cd_geoid"].iloc[0], df["cd_geoid"]))),
 ])
 def test_bad_input_names_file_field_and_leaves_nothing(tmp_path, file, field, edit):
     snap = _snapshot_copy(tmp_path)

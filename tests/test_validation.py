@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from test_stacking import CD, W, base_microdata, make_package
+from factories import CD, W, base_microdata, make_package
 
 from pipeline.core.errors import InputError
 from pipeline.engine import compute_taxes, simulate, takeup

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from pipeline.core.errors import InputError
 from pipeline.core.packaged import SNAPSHOT_DIR
+from pipeline.core.tables import FINITE, NON_NEGATIVE, check_table
 
 DISTRICTS_FILE = "districts.csv"
 COUNTY_FILE = "county_cd_distributions.csv"
@@ -39,39 +41,40 @@ STATE_NAME: dict[int, str] = {fips: name for fips, _, name in STATES}
 FIPS_BY_ABBR: dict[str, int] = {abbr: fips for fips, abbr, _ in STATES}
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
-    if not path.exists():
-        raise InputError(path, None, "file not found",
-                         "run scripts/refresh_targets_snapshot.py to rebuild the snapshot")
-    df = pd.read_csv(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(path, missing[0], "column missing",
-                         f"the file needs columns {columns}; rerun the snapshot refresh")
-    return df
+SNAPSHOT_FIX = "run scripts/refresh_targets_snapshot.py to rebuild the snapshot"
+
+DISTRICTS = pa.DataFrameSchema({
+    "cd_geoid": pa.Column("int64", unique=True),
+    "state_fips": pa.Column("int64", pa.Check.isin([f for f, _, _ in STATES])),
+    "population": pa.Column(None, pa.Check.gt(0), nullable=False),
+}, checks=pa.Check(lambda df: df["cd_geoid"] // 100 == df["state_fips"],
+                   error="cd_geoid = state_fips * 100 + district", name="cd_geoid"),
+    name="districts")
+COUNTY_DISTRIBUTIONS = pa.DataFrameSchema({
+    "cd_geoid": pa.Column("int64"),
+    "county": pa.Column(str),
+    "probability": pa.Column(float, [FINITE, NON_NEGATIVE], nullable=False),
+}, unique=["cd_geoid", "county"], name="county_distributions")
+
+
+def read_snapshot(path: Path, schema: pa.DataFrameSchema, **read: object) -> pd.DataFrame:
+    """A snapshot CSV, checked against its schema (file, line and column named on error)."""
+    if not path.is_file():
+        raise InputError(path, None, "snapshot file missing", SNAPSHOT_FIX)
+    return check_table(schema, pd.read_csv(path, **read), path, SNAPSHOT_FIX, csv=True)
 
 
 def load_districts(snapshot_dir: str | Path = SNAPSHOT_DIR) -> pd.DataFrame:
     """DataFrame(cd_geoid, state_fips, population), sorted by cd_geoid."""
-    path = Path(snapshot_dir) / DISTRICTS_FILE
-    df = _read_csv(path, ["cd_geoid", "state_fips", "population"])
+    df = read_snapshot(Path(snapshot_dir) / DISTRICTS_FILE, DISTRICTS)
     df = df[["cd_geoid", "state_fips", "population"]].sort_values("cd_geoid")
-    if df["population"].isna().any() or (df["population"] <= 0).any():
-        raise InputError(path, "population", "missing or non-positive population",
-                         "every district needs its ACS S0101 total population")
-    if (df["cd_geoid"] // 100 != df["state_fips"]).any() or df["cd_geoid"].duplicated().any():
-        raise InputError(path, "cd_geoid", "GEOID outside its state or duplicated",
-                         "cd_geoid must be state_fips*100 + district, once per district")
     return df.reset_index(drop=True)
 
 
 def load_county_distributions(snapshot_dir: str | Path = SNAPSHOT_DIR) -> pd.DataFrame:
     """DataFrame(cd_geoid, county, probability): P(county | district), summing to 1."""
     path = Path(snapshot_dir) / COUNTY_FILE
-    df = _read_csv(path, ["cd_geoid", "county", "probability"])
-    if df["probability"].isna().any() or (df["probability"] < 0).any():
-        raise InputError(path, "probability", "missing or negative probability",
-                         "probabilities must be finite and >= 0")
+    df = read_snapshot(path, COUNTY_DISTRIBUTIONS)
     sums = df.groupby("cd_geoid")["probability"].sum()
     if not np.allclose(sums.to_numpy(), 1.0, atol=1e-6):
         bad = sums[~np.isclose(sums, 1.0, atol=1e-6)].index[:5].tolist()

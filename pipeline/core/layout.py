@@ -1,9 +1,24 @@
-"""Where each stage keeps its files under the storage root: one place, used by CLI and assets."""
+"""Where everything lives under the storage root, and the name of every file a stage writes.
+
+This is the one place file names are spelled; stages, checks, promotion and the CLI read
+them from here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+# The fit's directory (calibration_weights, or `calibrate fit --out`).
+WEIGHTS = "weights.npy"
+DIAGNOSTICS = "diagnostics.csv"
+CALIBRATION_LOG = "calibration_log.csv"
+RUN_CONFIG = "run_config.json"  # written last: its presence means the fit is complete
+CHECKPOINT = "checkpoint.pt"
+# Stacked files and releases.
+MANIFEST = "manifest.json"  # written last in a stacked directory and in a release
+VALIDATION_CSV = "validation_results.csv"
+LINEAGE = "lineage.json"  # which artifacts validation judged
 
 
 @dataclass(frozen=True)
@@ -35,17 +50,41 @@ class Layout:
         return self.root / "calibration_weights"
 
     @property
+    def weights(self) -> Path:
+        return self.fit_dir / WEIGHTS
+
+    @property
+    def run_config(self) -> Path:
+        return self.fit_dir / RUN_CONFIG
+
+    @property
     def stacked_dir(self) -> Path:
         return self.root / "stacked_h5s"
 
     @property
+    def stacked_manifest(self) -> Path:
+        return self.stacked_dir / MANIFEST
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "validation_results"
+
+    @property
     def validation_csv(self) -> Path:
-        return self.root / "validation_results" / "validation_results.csv"
+        return self.validation_dir / VALIDATION_CSV
+
+    @property
+    def validation_lineage(self) -> Path:
+        return self.validation_dir / LINEAGE
 
     @property
     def validation_cache(self) -> Path:
-        return self.root / "validation_results" / "cache"
+        return self.validation_dir / "cache"
 
     @property
     def gates_dir(self) -> Path:
         return self.root / "gates"
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.root / "releases"

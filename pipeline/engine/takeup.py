@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import stable_seed
 from pipeline.core.packaged import TAKEUP_RATES
+from pipeline.core.tables import check_table
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -62,22 +64,21 @@ def stream_uniform(seeds: np.ndarray, k: np.ndarray | int = 0) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+_RATE = pa.Column(float, [pa.Check.ge(0), pa.Check.le(1)], nullable=False)
+TAKEUP_RATE_TABLE = pa.DataFrameSchema({
+    "state_fips": pa.Column("int64", unique=True), "snap_rate": _RATE, "eitc_rate": _RATE,
+}, name="takeup_rates")
+
+
 @functools.lru_cache(maxsize=4)
 def load_takeup_rates(path: str | Path = TAKEUP_RATES) -> pd.DataFrame:
     """State takeup rates indexed by state FIPS (columns snap_rate, eitc_rate)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise InputError(path, None, "takeup rate file is missing",
                          "run scripts/derive_takeup_rates.py")
-    df = pd.read_csv(path, comment="#")
-    for col in ("state_fips", "snap_rate", "eitc_rate"):
-        if col not in df.columns:
-            raise InputError(path, col, "column is missing",
-                             "regenerate it with scripts/derive_takeup_rates.py")
-    rates = df[["snap_rate", "eitc_rate"]].to_numpy(dtype=float)
-    if not np.all((rates >= 0) & (rates <= 1)):
-        raise InputError(path, "snap_rate/eitc_rate", "rates must lie in [0, 1]",
-                         "regenerate it with scripts/derive_takeup_rates.py")
+    df = check_table(TAKEUP_RATE_TABLE, pd.read_csv(path, comment="#"), path,
+                     "regenerate it with scripts/derive_takeup_rates.py", csv=True)
     return df.set_index("state_fips")[["snap_rate", "eitc_rate"]]
 
 

@@ -3,7 +3,7 @@
 from pipeline.fit.core import FitResult, fit
 from pipeline.fit.package_fit import fit_package
 from pipeline.fit.params import FitParams
-from pipeline.fit.review import FitReview, FitThresholds, review_fit
+from pipeline.fit.review import FitThresholds, review_fit
 
-__all__ = ["FitParams", "FitResult", "FitReview", "FitThresholds", "fit", "fit_package",
+__all__ = ["FitParams", "FitResult", "FitThresholds", "fit", "fit_package",
            "review_fit"]

@@ -150,7 +150,6 @@ def fit(
     source: str | Path | None = None,
 ) -> FitResult:
     """Fit weights so X·w hits y on the selected rows; see the module docstring."""
-    params.validate()
     device = resolve_device(params.device)
     X = sp.csr_matrix(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.float64)

@@ -12,13 +12,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.layout import CALIBRATION_LOG, DIAGNOSTICS, RUN_CONFIG, WEIGHTS
 from pipeline.fit.core import FitResult, rel_error
-
-WEIGHTS = "weights.npy"
-DIAGNOSTICS = "diagnostics.csv"
-LOG = "calibration_log.csv"
-RUN_CONFIG = "run_config.json"
-CHECKPOINT = "checkpoint.pt"
 
 
 def diagnostics_frame(result: FitResult) -> pd.DataFrame:
@@ -61,7 +56,7 @@ def write_outputs(result: FitResult, out_dir: str | Path, extra: dict[str, Any])
         np.save(f, result.weights.astype(np.float64))
     with atomic_path(out / DIAGNOSTICS) as tmp:
         diagnostics_frame(result).to_csv(tmp, index=False)
-    with atomic_path(out / LOG) as tmp:
+    with atomic_path(out / CALIBRATION_LOG) as tmp:
         result.log.to_csv(tmp, index=False)
     write_json(out / RUN_CONFIG, run_config(result, extra))  # last: its presence means done
     return out

@@ -3,51 +3,39 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from pipeline.core.errors import InputError
+from pipeline.core.layout import CALIBRATION_LOG, DIAGNOSTICS, RUN_CONFIG, WEIGHTS
+from pipeline.core.report import GateReport, Rule
+from pipeline.core.settings import Settings
 from pipeline.fit.core import FitResult
-from pipeline.fit.outputs import DIAGNOSTICS, LOG, RUN_CONFIG, WEIGHTS
 
 
-@dataclass(frozen=True)
-class FitThresholds:
-    tail_fraction: float = 0.2  # "the last part of training": this share of epochs / log points
-    loss_tolerance: float = 0.05  # max relative loss change over the tail
-    # A tail change below this per selected target (mean squared relative error; 1e-6 is
-    # 0.1% RMS) is noise, whatever its relative size: near-zero losses move by large ratios.
-    loss_floor: float = 1e-6
-    divergence_tolerance: float = 0.01  # max rise of a group's mean |rel error| over the tail
-    production_tolerance: float = 0.10  # final loss may exceed production's by this share
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    name: str
-    passed: bool
-    detail: str
-    failing_groups: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class FitReview:
-    passed: bool
-    rules: tuple[RuleResult, ...] = field(default_factory=tuple)
-
-    def rule(self, name: str) -> RuleResult:
-        return next(r for r in self.rules if r.name == name)
+class FitThresholds(Settings):
+    tail_fraction: float = Field(0.2, gt=0, le=1, description='"the last part of training": '
+                                 "this share of epochs and log points")
+    loss_tolerance: float = Field(0.05, ge=0, description="max relative loss change over "
+                                  "the tail")
+    # 1e-6 per target is 0.1% RMS: near-zero losses move by large ratios, which is noise.
+    loss_floor: float = Field(1e-6, ge=0, description="a tail change below this per selected "
+                              "target (mean squared relative error) is noise")
+    divergence_tolerance: float = Field(0.01, ge=0, description="max rise of a target group's "
+                                        "mean |rel error| over the tail")
+    production_tolerance: float = Field(0.10, ge=0, description="final loss per target may "
+                                        "exceed the CURRENT release's by this share")
 
 
 def review_fit(
     fit: str | Path | FitResult,
     thresholds: FitThresholds | None = None,
     production_run_config: str | Path | dict[str, Any] | None = None,
-) -> FitReview:
+) -> GateReport:
     t = thresholds or FitThresholds()
     weights, history, final_loss, log, groups, n_selected = _load(fit)
     rules = (
@@ -56,7 +44,7 @@ def review_fit(
         _divergence_rule(log, groups, t),
         _production_rule(final_loss, n_selected, production_run_config, t),
     )
-    return FitReview(passed=all(r.passed for r in rules), rules=rules)
+    return GateReport.of(rules)
 
 
 def _load(fit: str | Path | FitResult):
@@ -72,7 +60,7 @@ def _load(fit: str | Path | FitResult):
         return (fit.weights, history, fit.final_loss, fit.log, groups,
                 int(fit.selected.sum()))
     out = Path(fit)
-    for name in (WEIGHTS, RUN_CONFIG, LOG, DIAGNOSTICS):
+    for name in (WEIGHTS, RUN_CONFIG, CALIBRATION_LOG, DIAGNOSTICS):
         if not (out / name).is_file():
             raise InputError(out / name, name, "missing from the fit directory",
                              "run `calibrate fit` to completion first")
@@ -83,7 +71,7 @@ def _load(fit: str | Path | FitResult):
         groups = dict(zip(diag["target"].astype(str), labels, strict=True))
     else:
         groups = {n: _group_from_name(n) for n in diag["target"].astype(str)}
-    log = pd.read_csv(out / LOG, keep_default_na=False, dtype={"target_name": str})
+    log = pd.read_csv(out / CALIBRATION_LOG, keep_default_na=False, dtype={"target_name": str})
     weights = np.load(out / WEIGHTS, allow_pickle=False)
     return (weights, config["loss_history"], float(config["final_loss"]), log, groups,
             int(config["n_selected"]))
@@ -97,35 +85,35 @@ def _group_from_name(name: str) -> str:
     return f"{parts[1] if len(parts) > 1 else name} × {geo}"
 
 
-def _weights_rule(weights: np.ndarray) -> RuleResult:
+def _weights_rule(weights: np.ndarray) -> Rule:
     bad = int((~np.isfinite(weights)).sum())
     neg = int((weights < 0).sum())
     ok = bad == 0 and neg == 0
-    return RuleResult("weights_valid", ok, f"{bad} non-finite, {neg} negative of {len(weights)}")
+    return Rule("weights_valid", ok, f"{bad} non-finite, {neg} negative of {len(weights)}")
 
 
 def _converged_rule(history: dict[str, list[float]], n_selected: int,
-                    t: FitThresholds) -> RuleResult:
+                    t: FitThresholds) -> Rule:
     """Judged on the final phase: the L0 term vanishes at the polish switch by design."""
     phase = "polish" if history.get("polish") else "l0"
     losses = np.asarray(history.get(phase, []), dtype=float)
     if len(losses) < 2:
-        return RuleResult("loss_converged", False, f"only {len(losses)} {phase} epochs logged")
+        return Rule("loss_converged", False, f"only {len(losses)} {phase} epochs logged")
     start = losses[max(0, int(len(losses) * (1 - t.tail_fraction)) - 1)]
     change = abs(losses[-1] - start) / max(abs(start), 1e-12)
     ok = bool(np.isfinite(change) and (change < t.loss_tolerance
                                         or abs(losses[-1] - start) < t.loss_floor * n_selected))
-    return RuleResult("loss_converged", ok,
+    return Rule("loss_converged", ok,
                       f"{phase} loss {start:.6g} → {losses[-1]:.6g} over the last "
                       f"{t.tail_fraction:.0%}: relative change {change:.3g} "
                       f"(tolerance {t.loss_tolerance}, "
                       f"floor {t.loss_floor} x {n_selected} targets)")
 
 
-def _divergence_rule(log: pd.DataFrame, groups: dict[str, str], t: FitThresholds) -> RuleResult:
+def _divergence_rule(log: pd.DataFrame, groups: dict[str, str], t: FitThresholds) -> Rule:
     epochs = np.sort(log["epoch"].unique())
     if len(epochs) < 2:
-        return RuleResult("no_group_diverging", True, "fewer than 2 log points: nothing to compare")
+        return Rule("no_group_diverging", True, "fewer than 2 log points: nothing to compare")
     tail = epochs[epochs >= epochs[max(0, int(len(epochs) * (1 - t.tail_fraction)) - 1)]]
     frame = log[log["epoch"].isin(tail)].assign(
         group=log["target_name"].astype(str).map(groups).fillna("unknown"))
@@ -133,18 +121,18 @@ def _divergence_rule(log: pd.DataFrame, groups: dict[str, str], t: FitThresholds
     rise = err[tail[-1]] - err.min(axis=1)
     failing = tuple(sorted(rise[rise > t.divergence_tolerance].index))
     worst = f"worst {rise.idxmax()} +{rise.max():.4g}" if len(rise) else "no groups"
-    return RuleResult("no_group_diverging", not failing,
+    return Rule("no_group_diverging", not failing,
                       f"mean |rel error| rise over epochs {tail[0]}–{tail[-1]}: {worst} "
                       f"(tolerance {t.divergence_tolerance})", failing)
 
 
 def _production_rule(final_loss: float, n_selected: int,
                      production: str | Path | dict[str, Any] | None,
-                     t: FitThresholds) -> RuleResult:
+                     t: FitThresholds) -> Rule:
     """Compared per trained target: a config that adds targets adds loss terms, and one
     that drops targets would otherwise pass while fitting the rest worse."""
     if production is None:
-        return RuleResult("not_worse_than_production", True,
+        return Rule("not_worse_than_production", True,
                           "skipped: no production run config given")
     if not isinstance(production, dict):
         path = Path(production)
@@ -159,6 +147,6 @@ def _production_rule(final_loss: float, n_selected: int,
     ours = final_loss / max(n_selected, 1)
     ref = float(production["final_loss"]) / max(int(production["n_selected"]), 1)
     limit = ref * (1 + t.production_tolerance)
-    return RuleResult("not_worse_than_production", ours <= limit,
+    return Rule("not_worse_than_production", ours <= limit,
                       f"final loss per trained target {ours:.6g} vs production {ref:.6g} "
                       f"(limit {limit:.6g})")

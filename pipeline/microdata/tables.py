@@ -12,31 +12,47 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from pipeline.core.errors import InputError
+from pipeline.core.tables import check_table
 
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "household": (
-        "household_id",
-        "household_weight",
-        "state_fips",
-        "congressional_district_geoid",
-        "county",
-        "takes_up_snap_if_eligible",
-    ),
-    "tax_unit": ("tax_unit_id", "household_id", "takes_up_eitc", "MARS", "XTOT"),
-    "person": (
-        "person_id",
-        "household_id",
-        "tax_unit_id",
-        "age",
-        "is_tax_unit_head",
-        "is_tax_unit_spouse",
-        "is_tax_unit_dependent",
-        "employment_income",
-    ),
+_ID = {"dtype": "int64"}
+_ANY = {"dtype": None}
+# The columns every stage needs (more may exist; every column is written to the H5). Values
+# a published file may get wrong (negative weights, NaN, non-boolean takeup) are the
+# structural sanity gate's to report, so they are not refused here.
+SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    "household": pa.DataFrameSchema({
+        "household_id": pa.Column(**_ID, unique=True),
+        "household_weight": pa.Column(**_ANY),
+        "state_fips": pa.Column(**_ID),
+        "congressional_district_geoid": pa.Column(**_ID),
+        "county": pa.Column(**_ANY),
+        "takes_up_snap_if_eligible": pa.Column(**_ANY),
+    }, name="household"),
+    "tax_unit": pa.DataFrameSchema({
+        "tax_unit_id": pa.Column(**_ID, unique=True),
+        "household_id": pa.Column(**_ID),
+        "takes_up_eitc": pa.Column(**_ANY),
+        "MARS": pa.Column(**_ANY),
+        "XTOT": pa.Column(**_ANY),
+    }, name="tax_unit"),
+    "person": pa.DataFrameSchema({
+        "person_id": pa.Column(**_ID, unique=True),
+        "household_id": pa.Column(**_ID),
+        "tax_unit_id": pa.Column(**_ID),
+        "age": pa.Column(**_ANY),
+        "is_tax_unit_head": pa.Column(**_ANY),
+        "is_tax_unit_spouse": pa.Column(**_ANY),
+        "is_tax_unit_dependent": pa.Column(**_ANY),
+        "employment_income": pa.Column(**_ANY),
+    }, name="person"),
 }
-ENTITIES = ("household", "tax_unit", "person")
+ENTITIES = tuple(SCHEMAS)
+REQUIRED: dict[str, tuple[str, ...]] = {e: tuple(s.columns) for e, s in SCHEMAS.items()}
+
+
 @dataclass(frozen=True)
 class Microdata:
     period: int
@@ -48,16 +64,8 @@ class Microdata:
         """Raise InputError unless required columns exist, ids are unique and rows are
         grouped contiguously by household (then tax unit) in household order."""
         for name in ENTITIES:
-            table = getattr(self, name)
-            for col in REQUIRED[name]:
-                if col not in table.columns:
-                    raise InputError(file, f"{name}.{col}", "required column is missing",
-                                     "rebuild the microdata with pipeline.sources")
-        for name, id_col in (("household", "household_id"), ("tax_unit", "tax_unit_id"),
-                             ("person", "person_id")):
-            if not getattr(self, name)[id_col].is_unique:
-                raise InputError(file, f"{name}.{id_col}", "ids are not unique",
-                                 "give every row its own id")
+            check_table(SCHEMAS[name], getattr(self, name), file,
+                        "rebuild the microdata with pipeline.source (every row its own id)")
         hh_pos = _positions(self.household["household_id"], self.tax_unit["household_id"])
         tu_pos = _positions(self.tax_unit["tax_unit_id"], self.person["tax_unit_id"])
         if (hh_pos < 0).any() or (tu_pos < 0).any():

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.config import Profile
 from pipeline.core.geo import FIPS_BY_ABBR, load_districts
 from pipeline.core.hashing import sha256_file
-from pipeline.core.profiles import Profile
+from pipeline.engine import engine_identity
 from pipeline.microdata import read_h5
 from pipeline.package.geography import assign_geography
 from pipeline.package.matrix import build_matrix, initial_weights
@@ -55,17 +56,18 @@ def build_package(
     districts = profile_districts(profile)
     n_records = len(md.household)
     cd_geoid, county_index, counties = assign_geography(
-        n_records, profile.n_clones, profile.seed, districts=districts
+        n_records, profile.package.n_clones, profile.seed, districts=districts
     )
-    X = build_matrix(md, targets, cd_geoid, profile.n_clones,
+    X = build_matrix(md, targets, cd_geoid, profile.package.n_clones,
                      districts["cd_geoid"].to_numpy(dtype=np.int64))
     metadata = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "profile": profile.as_dict(),
         "period": md.period,
+        "engine": engine_identity(),
         "seed": profile.seed,
         "n_records": n_records,
-        "n_clones": profile.n_clones,
+        "n_clones": profile.package.n_clones,
         "n_targets": len(targets),
         "nnz": int(X.nnz),
         "targets_by_level": targets["geo_level"].value_counts().to_dict(),
@@ -74,6 +76,7 @@ def build_package(
             "base_h5_sha256": sha256_file(base_h5),
             "target_db_sha256": sha256_file(target_db),
         },
+        "lineage": {"target_db": sha256_file(target_db)},
         "build_seconds": round(time.perf_counter() - started, 2),
     }
     pkg = CalibrationPackage(

@@ -21,21 +21,13 @@ import scipy.sparse as sp
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
+from pipeline.core.tables import check_table
+from pipeline.targets.config import apply_target_config
+from pipeline.targets.db import TARGETS
 
 PACKAGE_VERSION = 1
 FILES = ("X.npz", "targets.csv", "initial_weights.npy", "geography.npz", "metadata.json")
-TARGET_COLUMNS = (
-    "target_id",
-    "target_name",
-    "variable",
-    "geo_level",
-    "geographic_id",
-    "domain_variable",
-    "value",
-    "period",
-    "holdout",
-    "constraints",
-)
+TARGET_COLUMNS = tuple(TARGETS.columns)
 
 
 @dataclass
@@ -157,7 +149,19 @@ def load_package(path: str | Path, *, trust_pickle: bool = False) -> Calibration
         raise InputError(path, None, f"unreadable package ({exc})",
                          "rebuild the calibration package") from exc
     pkg.check_shapes(path)
+    check_table(TARGETS, pkg.targets, path / "targets.csv", "rebuild the calibration package")
     return pkg
+
+
+def load_selection(
+    package_dir: str | Path, target_config: str | Path | None, *, trust_pickle: bool = False
+) -> tuple[CalibrationPackage, np.ndarray]:
+    """The package and the targets a config trains on (every non-holdout one without a
+    config); the config is judged against the target DB's names the package carries."""
+    pkg = load_package(package_dir, trust_pickle=trust_pickle)
+    if target_config is None:
+        return pkg, pkg.targets["holdout"].astype(int).to_numpy() == 0
+    return pkg, apply_target_config(target_config, pkg.targets, pkg.target_vocabulary)
 
 
 def _load_production_pickle(path: Path, trust_pickle: bool) -> CalibrationPackage:

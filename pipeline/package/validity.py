@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.core.report import GateReport, Rule
 from pipeline.package.store import CalibrationPackage
 
 DEFAULT_STRICT_RATIO = 0.01
@@ -32,6 +33,22 @@ class PackageReport:
         if not self.impossible.empty:
             return 1
         return 2 if strict and not self.strict_failures.empty else 0
+
+    def gate_report(self) -> GateReport:
+        rule = Rule("no_impossible_target", self.passed,
+                    f"{len(self.impossible)} selected targets have no record that could count "
+                    "towards them (row sum 0, target not 0)",
+                    tuple(self.impossible["target_name"].head(50)))
+        weak = Rule("strict_ratio_report", True,
+                    f"{len(self.strict_failures)} of {self.n_selected} selected targets need "
+                    f"weights above 1/{self.strict_ratio:g} of the records' unit sum (row sum / "
+                    f"target < {self.strict_ratio:g}); reported, not blocking")
+        return GateReport.of(
+            [rule, weak],
+            {"selected_targets": float(self.n_selected), "impossible": float(len(self.impossible)),
+             "below_strict_ratio": float(len(self.strict_failures))},
+            {"worst_strict": self.strict_failures.head(10).to_dict("records")},
+        )
 
     def summary(self) -> str:
         lines = [

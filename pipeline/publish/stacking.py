@@ -21,11 +21,10 @@ from pipeline.core.atomic import atomic_dir, write_json
 from pipeline.core.errors import InputError
 from pipeline.core.geo import STATE_ABBR
 from pipeline.core.hashing import sha256_array, sha256_file
+from pipeline.core.layout import MANIFEST
 from pipeline.engine.takeup import draw_takeup
 from pipeline.microdata import Microdata, read_h5, write_h5
 from pipeline.package.store import CalibrationPackage
-
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,13 @@ def district_file(geoid: int) -> str:
     return f"districts/{int(geoid)}.h5"
 
 
-def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | Path) -> StackResult:
-    """Write `out_dir` with `national.h5`, one file per state and per non-empty district."""
+def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | Path,
+              lineage: dict[str, str] | None = None) -> StackResult:
+    """Write `out_dir` with `national.h5`, one file per state and per non-empty district.
+
+    `lineage` (the hashes of the package and weights file these came from) goes into the
+    manifest, so promotion can prove the files descend from the fit it releases.
+    """
     out_dir = Path(out_dir)
     weights = _check_weights(package, weights)
     base = read_h5(package.base_h5)
@@ -95,6 +99,7 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
             "package": {k: package.metadata.get(k) for k in ("n_records", "n_clones", "seed")},
             "empty_districts": empty_districts,
             "empty_states": empty_states,
+            "lineage": lineage or {},
         }
         write_json(tmp / MANIFEST, manifest)
     return StackResult(out_dir, manifest, len(cols), weight_total,

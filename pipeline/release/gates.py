@@ -1,78 +1,183 @@
-"""Gate verdicts on disk: promotion proceeds only on passed verdicts about the current artifacts.
+"""The gate table: every blocking check, defined once.
 
-Each blocking check records what it judged (the artifact's content hash) and whether it
-passed. Promotion re-reads every verdict, so a release cannot be cut from an artifact that
-no gate has seen, whether it is launched by a schedule, by automation or by hand.
+A gate names the asset it reviews, every artifact its verdict depends on, and the function
+that judges them. Dagster's checks are generated from this table and promotion loops over
+it. A verdict records the hash of every input it judged; promotion accepts it only while
+each of those hashes is still the one on disk, and only while every artifact descends from
+the others (`lineage`). So no release can be cut from an artifact no gate has seen, or from
+artifacts of two different runs, whether a schedule, automation or a person launches it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+import numpy as np
+
+from pipeline.config import Profile
 from pipeline.core.atomic import write_json
-from pipeline.core.errors import InputError
-
-T = TypeVar("T")
+from pipeline.core.layout import RUN_CONFIG, Layout
+from pipeline.core.report import GateReport, Rule
+from pipeline.engine import VARIABLES
+from pipeline.fit.review import review_fit
+from pipeline.package.store import load_selection
+from pipeline.package.validity import validate_package
+from pipeline.release.lineage import ARTIFACTS, artifact_hashes, lineage_problems
+from pipeline.release.releases import current_release, load_current_validation
+from pipeline.targets.db import check_target_db
+from pipeline.validate.consistency import xw_consistency
+from pipeline.validate.quality import review_quality
+from pipeline.validate.sanity import sanity_check_dir, sanity_report
+from pipeline.validate.totals import read_validation_csv, validate_h5s_cached
 
 
 class GateError(RuntimeError):
-    """Raised when promotion is asked for without every blocking gate passed."""
+    """Promotion was asked for without every blocking gate passed on the current artifacts."""
+
+
+@dataclass(frozen=True)
+class GateContext:
+    layout: Layout
+    profile: Profile
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    subject: str  # the asset the check is attached to
+    inputs: tuple[str, ...]  # every artifact (lineage.ARTIFACTS) the verdict depends on
+    description: str
+    judge: Callable[[GateContext], GateReport]
+
+    @property
+    def upstream_assets(self) -> tuple[str, ...]:
+        """Inputs other than the subject that are assets (for the check's dependencies)."""
+        return tuple(i for i in self.inputs if i != self.subject and i != "current_release")
+
+
+def _target_db_integrity(ctx: GateContext) -> GateReport:
+    problems = check_target_db(ctx.layout.target_db, VARIABLES)
+    rule = Rule("integrity", not problems, f"{len(problems)} integrity problems",
+                tuple(problems[:50]))
+    return GateReport.of([rule], {"problems": float(len(problems))}, summary=rule.detail)
+
+
+def _package_validity(ctx: GateContext) -> GateReport:
+    pkg, selected = load_selection(ctx.layout.package_dir, ctx.layout.target_config)
+    return validate_package(pkg, selected).gate_report()
+
+
+def _fit_review(ctx: GateContext) -> GateReport:
+    release = current_release(ctx.layout.root)
+    baseline = release.path / RUN_CONFIG if release else None
+    return review_fit(ctx.layout.fit_dir, ctx.profile.gates.fit, production_run_config=baseline)
+
+
+def _structural_sanity(ctx: GateContext) -> GateReport:
+    return sanity_report(sanity_check_dir(ctx.layout.stacked_dir))
+
+
+def _xw_consistency(ctx: GateContext) -> GateReport:
+    layout = ctx.layout
+    pkg, selected = load_selection(layout.package_dir, layout.target_config)
+    totals = validate_h5s_cached(layout.stacked_dir, pkg.targets, selected,
+                                 layout.validation_cache)
+    weights = np.load(layout.weights, allow_pickle=False)
+    return xw_consistency(pkg, weights, totals, selected,
+                          tolerance=ctx.profile.gates.consistency_tolerance).gate_report()
+
+
+def _simulation_quality(ctx: GateContext) -> GateReport:
+    baseline = load_current_validation(ctx.layout.root)
+    report = review_quality(read_validation_csv(ctx.layout.validation_csv), baseline,
+                            ctx.profile.gates.quality)
+    against = "the CURRENT release" if baseline is not None else "absolute tolerances"
+    return GateReport(report.passed, f"judged against {against}: {report.summary}",
+                      report.rules, report.metrics, report.details)
+
+
+GATES: tuple[Gate, ...] = (
+    Gate("target_db_integrity", "target_db", ("target_db",),
+         "Schema, NaN, signs, districts inside their states, every variable computable.",
+         _target_db_integrity),
+    Gate("package_validity", "calibration_package", ("calibration_package", "target_config"),
+         "No target the current config selects is impossible; strict-ratio report.",
+         _package_validity),
+    Gate("fit_review", "calibration_weights",
+         ("calibration_package", "target_config", "calibration_weights", "current_release"),
+         "Gate 1: finite weights, converged loss, no late divergence, no worse than CURRENT.",
+         _fit_review),
+    Gate("structural_sanity", "stacked_h5s", ("stacked_h5s",),
+         "Production's sanity list on every published file.", _structural_sanity),
+    Gate("xw_consistency", "stacked_h5s",
+         ("calibration_package", "target_config", "calibration_weights", "stacked_h5s"),
+         "X·w from the matrix equals the totals the engine computes from the H5 files.",
+         _xw_consistency),
+    Gate("simulation_quality", "validation_results",
+         ("target_config", "stacked_h5s", "validation_results", "current_release"),
+         "Gate 2: no regression against the CURRENT release; no sanity FAIL.",
+         _simulation_quality),
+)
+GATE_BY_NAME = {g.name: g for g in GATES}
 
 
 @dataclass(frozen=True)
 class Verdict:
     gate: str
     passed: bool
-    subject_sha256: str
     summary: str
-    details: dict[str, Any]
+    inputs: dict[str, str]  # artifact -> hash it had when judged
+    report: dict[str, Any]
     recorded_at: str
 
 
-def record_verdict(
-    gates_dir: str | Path, gate: str, passed: bool, subject_sha256: str, summary: str,
-    details: dict[str, Any] | None = None,
-) -> Verdict:
-    verdict = Verdict(gate, bool(passed), subject_sha256, summary, details or {},
+def run_gate(gate: Gate, ctx: GateContext) -> tuple[GateReport, Verdict]:
+    """Judge, and record the verdict with the hashes of everything judged.
+
+    Hashes are taken before judging: an input replaced meanwhile leaves a stale verdict
+    that promotion refuses, never a passed verdict about bytes nobody judged.
+    """
+    inputs = artifact_hashes(ctx.layout, gate.inputs)
+    report = gate.judge(ctx)
+    verdict = Verdict(gate.name, report.passed, report.summary, inputs, report.as_dict(),
                       datetime.now(UTC).isoformat(timespec="seconds"))
-    write_json(Path(gates_dir) / f"{gate}.json", asdict(verdict))
-    return verdict
+    write_json(ctx.layout.gates_dir / f"{gate.name}.json", asdict(verdict))
+    return report, verdict
 
 
 def read_verdict(gates_dir: str | Path, gate: str) -> Verdict | None:
     path = Path(gates_dir) / f"{gate}.json"
     if not path.exists():
         return None
-    return Verdict(**json.loads(path.read_text()))
+    raw = json.loads(path.read_text())
+    if set(raw) != {f for f in Verdict.__dataclass_fields__}:
+        return None  # written by an older version: judge again
+    return Verdict(**raw)
 
 
-def require_all_passed(gates_dir: str | Path, subjects: dict[str, str]) -> list[Verdict]:
-    """Every gate in `subjects` passed on exactly that artifact hash, else GateError."""
+def require_all_passed(layout: Layout) -> list[Verdict]:
+    """Every gate passed on exactly the artifacts on disk, all of one lineage; else GateError."""
+    current = artifact_hashes(layout, ARTIFACTS)
     problems, verdicts = [], []
-    for gate, subject in subjects.items():
-        verdict = read_verdict(gates_dir, gate)
+    for gate in GATES:
+        verdict = read_verdict(layout.gates_dir, gate.name)
         if verdict is None:
-            problems.append(f"{gate}: never ran")
-        elif not verdict.passed:
-            problems.append(f"{gate}: FAILED ({verdict.summary})")
-        elif verdict.subject_sha256 != subject:
-            problems.append(f"{gate}: judged an older artifact; re-run its check")
+            problems.append(f"{gate.name}: never ran")
+            continue
+        stale = sorted(k for k in gate.inputs if verdict.inputs.get(k) != current[k])
+        if not verdict.passed:
+            problems.append(f"{gate.name}: FAILED ({verdict.summary})")
+        elif stale:
+            problems.append(f"{gate.name}: judged other {', '.join(stale)} than the ones on "
+                            "disk; run its check again")
         else:
             verdicts.append(verdict)
+    problems += lineage_problems(layout, current)
     if problems:
         raise GateError("promotion refused: " + "; ".join(problems))
     return verdicts
-
-
-def thresholds_from(cls: type[T], values: dict[str, Any], source: str, section: str) -> T:
-    """A gate's threshold dataclass from a profile section; an unknown key is an error."""
-    known = [f.name for f in fields(cls)]
-    for key in values:
-        if key not in known:
-            raise InputError(source, f"gates.{section}.{key}", "unknown threshold",
-                             f"use one of {known}")
-    return cls(**values)

@@ -23,12 +23,10 @@ import pandas as pd
 from pipeline.core.atomic import TMP_PREFIX, atomic_dir, write_json
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
+from pipeline.core.layout import MANIFEST, VALIDATION_CSV, Layout
 from pipeline.validate.totals import read_validation_csv
 
-RELEASES = "releases"
 CURRENT = "CURRENT"
-MANIFEST = "manifest.json"
-VALIDATION = "validation_results.csv"
 _RESERVED = ("version", "created_at", "files")
 
 
@@ -51,7 +49,7 @@ def promote(
     The version is `<UTC YYYYmmddTHHMMSSZ>-<8 hex of the content hash>`; an existing
     version is never overwritten. `CURRENT` moves only after the directory is complete.
     """
-    releases = Path(storage_root) / RELEASES
+    releases = Layout(Path(storage_root)).releases_dir
     clash = sorted(set(_RESERVED) & set(manifest_extra))
     if clash:
         raise InputError(None, "manifest_extra", f"keys {clash} are reserved",
@@ -78,7 +76,7 @@ def promote(
 
 def list_releases(storage_root: str | Path) -> list[Release]:
     """Complete releases (those with a manifest), oldest first."""
-    releases = Path(storage_root) / RELEASES
+    releases = Layout(Path(storage_root)).releases_dir
     if not releases.is_dir():
         return []
     found = []
@@ -91,7 +89,7 @@ def list_releases(storage_root: str | Path) -> list[Release]:
 
 
 def current_release(storage_root: str | Path) -> Release | None:
-    link = Path(storage_root) / RELEASES / CURRENT
+    link = Layout(Path(storage_root)).releases_dir / CURRENT
     if not link.is_symlink():
         return None
     version = os.readlink(link)
@@ -109,26 +107,26 @@ def rollback(storage_root: str | Path, version: str | None = None) -> Release:
     if version is None:
         current = current_release(storage_root)
         if current is None or names.index(current.version) == 0:
-            raise InputError(Path(storage_root) / RELEASES, CURRENT,
+            raise InputError(Layout(Path(storage_root)).releases_dir, CURRENT,
                              "there is no earlier release to roll back to",
                              "pass an explicit version from list_releases")
         target = releases[names.index(current.version) - 1]
     elif version in names:
         target = releases[names.index(version)]
     else:
-        raise InputError(Path(storage_root) / RELEASES, "version",
+        raise InputError(Layout(Path(storage_root)).releases_dir, "version",
                          f"no complete release {version!r}; releases: {names}",
                          "pass one of the listed versions")
-    _point_current(Path(storage_root) / RELEASES, target.version)
+    _point_current(Layout(Path(storage_root)).releases_dir, target.version)
     return target
 
 
 def load_current_validation(storage_root: str | Path) -> pd.DataFrame | None:
     """The current release's validation results: gate 2's baseline (None before the first)."""
     current = current_release(storage_root)
-    if current is None or not (current.path / VALIDATION).is_file():
+    if current is None or not (current.path / VALIDATION_CSV).is_file():
         return None
-    return read_validation_csv(current.path / VALIDATION)
+    return read_validation_csv(current.path / VALIDATION_CSV)
 
 
 def _expand(files: dict[str, Path]) -> dict[str, Path]:

@@ -15,8 +15,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
+import pandera.pandas as pa
 
 from pipeline.core.errors import InputError
+from pipeline.core.tables import FINITE, check_table
 
 GEO_VARIABLES = ("state_fips", "congressional_district_geoid")
 OPERATIONS = ("==", "!=", ">", ">=", "<", "<=")  # also the order constraints print in
@@ -78,6 +80,20 @@ LEFT JOIN (
 """
 
 Constraint = tuple[str, str, float | int]
+
+# The targets frame every later stage reads (the package stores it as targets.csv).
+TARGETS = pa.DataFrameSchema({
+    "target_id": pa.Column("int64", unique=True),
+    "target_name": pa.Column(str, unique=True),
+    "variable": pa.Column(str),
+    "period": pa.Column("int64"),
+    "value": pa.Column(float, FINITE),
+    "geo_level": pa.Column(str, pa.Check.isin(list(GEO_PREFIX))),
+    "geographic_id": pa.Column(str),
+    "domain_variable": pa.Column(str),
+    "holdout": pa.Column("int64", pa.Check.isin([0, 1])),
+    "constraints": pa.Column(str),
+}, name="targets")
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
@@ -157,7 +173,7 @@ def load_targets(db_path: str | Path) -> pd.DataFrame:
     df["holdout"] = df["holdout"].astype(int)
     cols = ["target_id", "stratum_id", "target_name", "variable", "period", "value",
             "geo_level", "geographic_id", "domain_variable", "holdout", "constraints"]
-    return df[cols]
+    return check_table(TARGETS, df[cols], db_path, "rebuild it with the target_db asset")
 
 
 _REQUIRED = {

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import InputError
-from pipeline.core.geo import STATE_ABBR, load_districts
+from pipeline.core.geo import STATE_ABBR, load_districts, read_snapshot
 from pipeline.core.packaged import SNAPSHOT_DIR
+from pipeline.core.tables import FINITE, NON_NEGATIVE, NUMBER
 from pipeline.targets.db import Constraint, create_schema, definition_hash, format_value
 
 STATE_FIPS = frozenset(STATE_ABBR)
@@ -26,20 +28,60 @@ FILER = ("is_tax_filer", "==", 1)
 SNAP = ("snap", ">", 0)
 EITC = ("eitc", ">", 0)
 
-# file -> columns that must be present; counts must also be >= 0.
-FILES: dict[str, tuple[list[str], list[str]]] = {
-    "age_district.csv": (["cd_geoid", "age_lower", "age_upper", "value"], ["value"]),
-    "age_state.csv": (["state_fips", "age_lower", "age_upper", "value"], ["value"]),
-    "age_national.csv": (["age_lower", "age_upper", "value"], ["value"]),
-    "snap_district.csv": (["cd_geoid", "households"], ["households"]),
-    "snap_state.csv": (["state_fips", "households", "cost"], ["households", "cost"]),
-    "eitc_state.csv": (["state_fips", "returns", "amount"], ["returns", "amount"]),
-    "agi_state.csv": (["state_fips", "agi_lower", "agi_upper", "returns", "amount"],
-                      ["returns"]),
-    "population_state.csv": (["state_fips", "population"], ["population"]),
-    "soi_national.csv": (["measure", "agi_lower", "agi_upper", "value"], []),
-    "eitc_agi_children.csv": (["count_children", "agi_lower", "agi_upper", "returns",
-                               "amount"], ["returns", "amount"]),
+_COUNT = pa.Column(None, [FINITE, NON_NEGATIVE])  # counts and dollar totals
+_BOUND = pa.Column(None, NUMBER)  # band edges: -inf and inf mark open bands
+_STATE = pa.Column("int64", pa.Check.isin(sorted(STATE_FIPS)))
+
+
+def _schema(name: str, columns: dict[str, pa.Column], unique: list[str],
+            checks: list[pa.Check] | None = None) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(columns, unique=unique, checks=checks, name=name)
+
+
+def _negative_only_below_1(column: str, where: str = "") -> pa.Check:
+    """A net total may be negative only in the below-$1 AGI band (losses), nowhere else."""
+    def check(df: pd.DataFrame) -> pd.Series:
+        ok = (pd.to_numeric(df[column], errors="coerce") >= 0) | (
+            pd.to_numeric(df["agi_upper"], errors="coerce") <= 1)
+        return ok | (df["measure"] != where) if where else ok
+    return pa.Check(check, error=f"{column} negative outside the below-$1 AGI band",
+                    name=column)
+
+
+# file -> its contract; every numeric column is checked row by row.
+SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    "age_district.csv": _schema("age_district", {
+        "cd_geoid": pa.Column("int64"), "age_lower": _BOUND, "age_upper": _BOUND,
+        "value": _COUNT}, ["cd_geoid", "age_lower"]),
+    "age_state.csv": _schema("age_state", {
+        "state_fips": _STATE, "age_lower": _BOUND, "age_upper": _BOUND, "value": _COUNT},
+        ["state_fips", "age_lower"]),
+    "age_national.csv": _schema("age_national", {
+        "age_lower": _BOUND, "age_upper": _BOUND, "value": _COUNT}, ["age_lower"]),
+    "snap_district.csv": _schema("snap_district", {
+        "cd_geoid": pa.Column("int64"), "households": _COUNT}, ["cd_geoid"]),
+    "snap_state.csv": _schema("snap_state", {
+        "state_fips": _STATE, "households": _COUNT, "cost": _COUNT}, ["state_fips"]),
+    "eitc_state.csv": _schema("eitc_state", {
+        "state_fips": _STATE, "returns": _COUNT, "amount": _COUNT}, ["state_fips"]),
+    "agi_state.csv": _schema("agi_state", {
+        "state_fips": _STATE, "agi_lower": _BOUND, "agi_upper": _BOUND, "returns": _COUNT,
+        "amount": pa.Column(None, FINITE)}, ["state_fips", "agi_lower"],
+        [_negative_only_below_1("amount")]),
+    "population_state.csv": _schema("population_state", {
+        "state_fips": _STATE, "population": _COUNT}, ["state_fips"]),
+    "soi_national.csv": _schema("soi_national", {
+        "measure": pa.Column(str, pa.Check.isin(["returns", "agi", "income_tax"])),
+        "agi_lower": _BOUND, "agi_upper": _BOUND, "value": pa.Column(None, FINITE)},
+        ["measure", "agi_lower", "agi_upper"],
+        [_negative_only_below_1("value", "agi"),
+         pa.Check(lambda df: (df["measure"] == "agi")
+                  | (pd.to_numeric(df["value"], errors="coerce") >= 0),
+                  error="returns and income_tax are never negative", name="value")]),
+    "eitc_agi_children.csv": _schema("eitc_agi_children", {
+        "count_children": pa.Column("int64", pa.Check.isin([0, 1, 2, 3])),
+        "agi_lower": _BOUND, "agi_upper": _BOUND, "returns": _COUNT, "amount": _COUNT},
+        ["count_children", "agi_lower"]),
 }
 HOLDOUT_FILES = frozenset({"eitc_agi_children.csv"})
 
@@ -70,28 +112,10 @@ def _bounds(var: str, lower: float, upper: float) -> tuple[Constraint, ...]:
 
 
 def _read(snapshot: Path, name: str) -> pd.DataFrame:
-    path = snapshot / name
-    if not path.is_file():
-        raise InputError(path, None, "snapshot file missing",
-                         "run scripts/refresh_targets_snapshot.py to restore the snapshot")
-    columns, counts = FILES[name]
-    df = pd.read_csv(path)
-    for col in columns:
-        if col not in df.columns:
-            raise InputError(path, col, "column missing",
-                             f"the file needs columns {columns}; rerun the snapshot refresh")
-        if df[col].isna().any():
-            raise InputError(path, col, f"NaN in row {int(df[col].isna().idxmax()) + 2}",
-                             "fill the value from the source or drop the row")
-    for col in counts:
-        if (df[col] < 0).any():
-            raise InputError(path, col, f"negative count in row {int(df[col].lt(0).idxmax()) + 2}",
-                             "counts and amounts here are non-negative; check the source")
-    if "state_fips" in df and not df["state_fips"].isin(STATE_FIPS).all():
-        bad = sorted(set(df["state_fips"]) - STATE_FIPS)
-        raise InputError(path, "state_fips", f"unknown state FIPS {bad}",
-                         "keep only the 50 states and DC")
-    return df
+    """One snapshot file, checked row by row; numeric columns come back as float."""
+    df = read_snapshot(snapshot / name, SCHEMAS[name])
+    numeric = [c for c, col in SCHEMAS[name].columns.items() if col.dtype is None]
+    return df.assign(**{c: pd.to_numeric(df[c]).astype(float) for c in numeric})
 
 
 def _periods(snapshot: Path) -> pd.DataFrame:
@@ -100,7 +124,7 @@ def _periods(snapshot: Path) -> pd.DataFrame:
         raise InputError(path, None, "snapshot file missing",
                          "run scripts/refresh_targets_snapshot.py to restore the snapshot")
     src = pd.read_csv(path).set_index("file")
-    missing = sorted(set(FILES) - set(src.index))
+    missing = sorted(set(SCHEMAS) - set(src.index))
     if missing or src["period"].isna().any():
         raise InputError(path, "period", f"no period for {missing or 'some files'}",
                          "every snapshot file needs a row with its period and source")
@@ -129,7 +153,7 @@ def _rows(snapshot: Path) -> list[Row]:
         bad = sorted(set(districts["state_fips"]) - STATE_FIPS)
         raise InputError(snapshot / "districts.csv", "state_fips", f"unknown states {bad}",
                          "keep only districts of the 50 states and DC")
-    frames = {name: _read(snapshot, name) for name in FILES}
+    frames = {name: _read(snapshot, name) for name in SCHEMAS}
     for name in ("age_district.csv", "snap_district.csv"):
         _check_districts(snapshot, districts, frames[name], name)
 
@@ -160,7 +184,7 @@ def _rows(snapshot: Path) -> list[Row]:
         rows.append(Row(nat, "tax_unit_count", dom, n, "eitc_agi_children.csv"))
         rows.append(Row(nat, "eitc", dom, amount, "eitc_agi_children.csv"))
 
-    by_state = {name: frames[name].groupby("state_fips") for name in FILES
+    by_state = {name: frames[name].groupby("state_fips") for name in SCHEMAS
                 if name.endswith("_state.csv")}
     for fips in sorted(STATE_FIPS):
         geo = ("state", fips)

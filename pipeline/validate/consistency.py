@@ -7,12 +7,12 @@ the published H5s), so agreement proves the files hold what the optimizer fitted
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline.core.errors import InputError
+from pipeline.core.report import GateReport, Rule
 from pipeline.package.store import CalibrationPackage
 
 
@@ -26,13 +26,26 @@ class ConsistencyReport:
     worst: pd.DataFrame  # target_name, xw, h5_total, abs_deviation, rel_deviation
     missing: list[str]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed, "tolerance": self.tolerance, "n_targets": self.n_targets,
-            "max_rel_deviation": self.max_rel_deviation,
-            "mean_rel_deviation": self.mean_rel_deviation,
-            "worst": self.worst.to_dict(orient="records"), "missing": self.missing,
-        }
+    def gate_report(self) -> GateReport:
+        rules = [
+            Rule("within_tolerance", self.max_rel_deviation <= self.tolerance,
+                 f"{self.n_targets} selected targets: max relative deviation "
+                 f"{self.max_rel_deviation:.3g}, mean {self.mean_rel_deviation:.3g} "
+                 f"(tolerance {self.tolerance:g})",
+                 tuple(self.worst.loc[self.worst["rel_deviation"] > self.tolerance,
+                                      "target_name"])),
+            Rule("every_target_in_files", not self.missing,
+                 f"{len(self.missing)} selected targets missing from the files",
+                 tuple(self.missing[:50])),
+        ]
+        return GateReport.of(
+            rules,
+            {"max_rel_deviation": self.max_rel_deviation,
+             "mean_rel_deviation": self.mean_rel_deviation, "targets": float(self.n_targets),
+             "missing": float(len(self.missing))},
+            {"worst": self.worst.to_dict(orient="records")},
+            summary=rules[0].detail + f"; {len(self.missing)} missing from the files",
+        )
 
 
 def xw_consistency(

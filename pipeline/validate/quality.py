@@ -7,54 +7,36 @@ itself.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from pipeline.core.errors import InputError
+from pipeline.core.report import GateReport, Rule
+from pipeline.core.settings import Settings
+from pipeline.core.tables import check_table
+from pipeline.validate.totals import VALIDATION_RESULTS
 
-REQUIRED = ("area_type", "area_id", "variable", "target_name", "sim_value", "rel_abs_error",
-            "sanity_check", "in_training")
-
-
-@dataclass(frozen=True)
-class QualityThresholds:
-    target_regression: float = 0.05  # allowed increase of one target's rel_abs_error
-    group_regression: float = 0.01  # allowed increase of a (variable, area_type) mean
-    max_median_training_error: float = 0.10  # absolute rule, used when there is no baseline
-    top: int = 10
+# The columns of validation_results.csv this gate reads.
+REQUIRED = VALIDATION_RESULTS.select_columns(["area_type", "area_id", "variable", "target_name",
+                                              "sim_value", "rel_abs_error", "sanity_check",
+                                              "in_training"])
 
 
-@dataclass(frozen=True)
-class RuleResult:
-    rule: str
-    passed: bool
-    detail: str
-
-
-@dataclass(frozen=True)
-class QualityReview:
-    passed: bool
-    rules: list[RuleResult]
-    worst_regressions: pd.DataFrame
-    holdout: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "rules": [asdict(r) for r in self.rules],
-            "worst_regressions": self.worst_regressions.to_dict(orient="records"),
-            "holdout": self.holdout,
-        }
+class QualityThresholds(Settings):
+    target_regression: float = Field(0.05, ge=0, description="allowed rise of one trained "
+                                     "target's rel_abs_error against CURRENT")
+    group_regression: float = Field(0.01, ge=0, description="allowed rise of a (variable, "
+                                    "area_type) mean rel_abs_error against CURRENT")
+    max_median_training_error: float = Field(0.10, ge=0, description="with no release yet: "
+                                             "the median trained rel_abs_error allowed")
+    top: int = Field(10, ge=1, description="offenders listed per rule")
 
 
 def review_quality(
     validation: pd.DataFrame,
     baseline: pd.DataFrame | None,
     thresholds: QualityThresholds | None = None,
-) -> QualityReview:
+) -> GateReport:
     """Pass only when nothing is non-finite, no sanity check failed and nothing regressed.
 
     Targets are matched on `target_name`; targets new in this run cannot regress and
@@ -81,7 +63,7 @@ def review_quality(
         rules.append(_target_regression(trained, t))
         rules.append(_group_regression(trained, t))
         dropped = sorted(set(baseline["target_name"]) - set(v["target_name"]))
-        rules.append(RuleResult("coverage", True,
+        rules.append(Rule("coverage", True,
                                 f"{len(merged)} targets compared, {len(v) - len(merged)} new, "
                                 f"{len(dropped)} no longer validated {dropped[: t.top]}"))
     held = v.loc[~v["in_training"], "rel_abs_error"].to_numpy(dtype=np.float64)
@@ -90,47 +72,49 @@ def review_quality(
         holdout.update(median_rel_abs_error=float(np.median(held)),
                        mean_rel_abs_error=float(np.mean(held)),
                        max_rel_abs_error=float(np.max(held)))
-    return QualityReview(all(r.passed for r in rules), rules, worst, holdout)
+    trained = v.loc[v["in_training"], "rel_abs_error"].to_numpy(dtype=np.float64)
+    metrics = {"trained_median_rel_abs_error": float(np.median(trained)) if len(trained) else 0.0,
+               **{f"holdout_{k}": val for k, val in holdout.items()}}
+    return GateReport.of(rules, metrics, {"worst_regressions": worst.to_dict(orient="records"),
+                                          "holdout": holdout})
 
 
 def _require(df: pd.DataFrame, what: str) -> None:
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise InputError(None, missing[0], f"{what} lack columns {missing}",
-                         "pass the frame written by validate_h5s (validation_results.csv)")
+    check_table(REQUIRED, df, None,
+                f"pass as the {what} the frame validate_h5s writes (validation_results.csv)")
 
 
-def _finite(v: pd.DataFrame) -> RuleResult:
+def _finite(v: pd.DataFrame) -> Rule:
     bad = v.loc[~np.isfinite(v["sim_value"].to_numpy(dtype=np.float64)), "target_name"]
-    return RuleResult("finite", bad.empty, f"{len(bad)} non-finite sim values {list(bad[:10])}")
+    return Rule("finite", bad.empty, f"{len(bad)} non-finite sim values {list(bad[:10])}")
 
 
-def _sanity(v: pd.DataFrame) -> RuleResult:
+def _sanity(v: pd.DataFrame) -> Rule:
     failed = v.loc[v["sanity_check"] == "FAIL"]
     areas = sorted(set(zip(failed["area_type"], failed["area_id"], strict=True)))
-    return RuleResult("sanity", failed.empty, f"{len(areas)} areas with a sanity FAIL {areas[:10]}")
+    return Rule("sanity", failed.empty, f"{len(areas)} areas with a sanity FAIL {areas[:10]}")
 
 
-def _absolute(v: pd.DataFrame, t: QualityThresholds) -> RuleResult:
+def _absolute(v: pd.DataFrame, t: QualityThresholds) -> Rule:
     train = v.loc[v["in_training"], "rel_abs_error"].to_numpy(dtype=np.float64)
     median = float(np.median(train)) if len(train) else 0.0
-    return RuleResult("absolute", median <= t.max_median_training_error,
+    return Rule("absolute", median <= t.max_median_training_error,
                       f"no baseline; median training rel_abs_error {median:.4g} "
                       f"(limit {t.max_median_training_error:.4g}, {len(train)} targets)")
 
 
-def _target_regression(merged: pd.DataFrame, t: QualityThresholds) -> RuleResult:
+def _target_regression(merged: pd.DataFrame, t: QualityThresholds) -> Rule:
     bad = merged.loc[merged["increase"] > t.target_regression, "target_name"]
-    return RuleResult("target_regression", bad.empty,
+    return Rule("target_regression", bad.empty,
                       f"{len(bad)} targets worse by more than {t.target_regression:.4g} "
                       f"{list(bad[: t.top])}")
 
 
-def _group_regression(merged: pd.DataFrame, t: QualityThresholds) -> RuleResult:
+def _group_regression(merged: pd.DataFrame, t: QualityThresholds) -> Rule:
     groups = merged.groupby(["variable", "area_type"])[["rel_abs_error", "baseline_rel_abs_error"]]
     delta = groups.mean().eval("rel_abs_error - baseline_rel_abs_error")
     bad = delta[delta > t.group_regression].sort_values(ascending=False)
     listed = [f"{var}/{area}: +{d:.4g}" for (var, area), d in bad.items()][: t.top]
-    return RuleResult("group_regression", bad.empty,
+    return Rule("group_regression", bad.empty,
                       f"{len(bad)} of {len(delta)} groups worse by more than "
                       f"{t.group_regression:.4g} {listed}")

@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from pipeline.core.report import GateReport, Rule
 from pipeline.engine import Simulation, simulate
 from pipeline.microdata import Microdata, read_h5
 from pipeline.validate.published import iter_published
@@ -161,3 +162,20 @@ def sanity_check_dir(stacked_dir: str | Path) -> pd.DataFrame:
         for r in sanity_check_file(md, sim, Path(stacked_dir) / rel)
     ]
     return pd.DataFrame(rows, columns=["file", "check", "status", "reason"])
+
+
+def sanity_report(results: pd.DataFrame) -> GateReport:
+    """FAIL in any file fails the gate; WARN is listed for a person to look at."""
+    failures = results[results["status"] == FAIL]
+    warnings = results[results["status"] == WARN]
+    files = results["file"].nunique()
+    rule = Rule("no_fail", failures.empty,
+                f"{len(failures)} FAIL, {len(warnings)} WARN over {files} files",
+                tuple(f"{f}: {c}" for f, c in failures[["file", "check"]].head(50).values))
+    return GateReport.of(
+        [rule], {"files": float(files), "fail": float(len(failures)),
+                 "warn": float(len(warnings))},
+        {"failures": failures.head(20).to_dict("records"),
+         "warnings": warnings.head(20).to_dict("records")},
+        summary=rule.detail,
+    )

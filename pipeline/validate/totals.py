@@ -17,20 +17,31 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import InputError
 from pipeline.core.geo import STATE_ABBR, STATE_NAME
 from pipeline.core.hashing import sha256_dir
+from pipeline.core.tables import check_table
 from pipeline.engine import VARIABLES, Simulation
 from pipeline.microdata import Microdata
 from pipeline.publish.stacking import district_file, load_manifest, state_file
 from pipeline.validate.published import iter_published
-from pipeline.validate.sanity import WARN, sanity_check_file, summarize
+from pipeline.validate.sanity import FAIL, PASS, WARN, sanity_check_file, summarize
 
-COLUMNS = ("area_type", "area_id", "display_name", "district", "variable", "target_name",
-           "period", "target_value", "sim_value", "error", "rel_error", "abs_error",
-           "rel_abs_error", "sanity_check", "sanity_reason", "in_training")
+_TEXT, _NUMBER = pa.Column(str), pa.Column(float, nullable=True)  # NaN: gate 2 refuses it
+# Production's validation_results.csv columns, in order.
+VALIDATION_RESULTS = pa.DataFrameSchema({
+    "area_type": pa.Column(str, pa.Check.isin(["national", "state", "district"])),
+    "area_id": _TEXT, "display_name": _TEXT, "district": _TEXT, "variable": _TEXT,
+    "target_name": pa.Column(str, unique=True), "period": pa.Column("int64"),
+    "target_value": _NUMBER, "sim_value": _NUMBER, "error": _NUMBER, "rel_error": _NUMBER,
+    "abs_error": _NUMBER, "rel_abs_error": _NUMBER,
+    "sanity_check": pa.Column(str, pa.Check.isin([PASS, WARN, FAIL])),
+    "sanity_reason": _TEXT, "in_training": pa.Column(bool),
+}, name="validation_results")
+COLUMNS = tuple(VALIDATION_RESULTS.columns)
 _COMPARE = {"==": "eq", "!=": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
 _EMPTY = "no households in the published files"
 
@@ -116,7 +127,8 @@ def read_validation_csv(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=dict.fromkeys(text, str))
     present = [c for c in text if c in df.columns]
     df[present] = df[present].fillna("")
-    return df
+    return check_table(VALIDATION_RESULTS, df, path, "materialize validation_results again",
+                       csv=True)
 
 
 def write_validation_csv(df: pd.DataFrame, path: str | Path) -> Path:

@@ -1,0 +1,40 @@
+"""One report shape for every gate: rules that pass or fail, numbers, and what to show."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    passed: bool
+    detail: str
+    failing: tuple[str, ...] = ()  # the targets, groups or files that broke the rule
+
+
+@dataclass(frozen=True)
+class GateReport:
+    passed: bool
+    summary: str
+    rules: tuple[Rule, ...]
+    metrics: dict[str, float] = field(default_factory=dict)  # numbers the UI can plot
+    details: dict[str, Any] = field(default_factory=dict)  # tables and lists for people
+
+    @classmethod
+    def of(cls, rules: list[Rule] | tuple[Rule, ...], metrics: dict[str, float] | None = None,
+           details: dict[str, Any] | None = None, summary: str | None = None) -> GateReport:
+        """Passed when every rule passed; the summary names each failed rule."""
+        rules = tuple(rules)
+        failed = [r for r in rules if not r.passed]
+        default = ("all rules passed" if not failed
+                   else "; ".join(f"{r.name}: {r.detail}" for r in failed))
+        metrics = {"failed_rules": float(len(failed)), **(metrics or {})}
+        return cls(not failed, summary or default, rules, metrics, details or {})
+
+    def rule(self, name: str) -> Rule:
+        return next(r for r in self.rules if r.name == name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
