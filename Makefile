@@ -6,7 +6,7 @@ PROFILE ?= demo
 export DAGSTER_HOME := $(CURDIR)
 export CALIBRATION_STORAGE_ROOT ?= $(CURDIR)/storage
 
-.PHONY: setup run test lint bench ui clean
+.PHONY: setup run test test-fast lint bench ui clean
 
 # Idempotent: re-running only re-installs when pyproject.toml changed.
 setup: $(VENV)/.installed
@@ -25,6 +25,9 @@ run: setup
 test: setup
 	$(BIN)/ruff check pipeline assets resources tests benchmarks scripts
 	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check pipeline assets resources tests benchmarks scripts

@@ -40,14 +40,20 @@ class PackageReport:
                     "towards them (row sum 0, target not 0)",
                     tuple(self.impossible["target_name"].head(50)))
         weak = Rule("strict_ratio_report", True,
-                    f"{len(self.strict_failures)} of {self.n_selected} selected targets need "
-                    f"weights above 1/{self.strict_ratio:g} of the records' unit sum (row sum / "
-                    f"target < {self.strict_ratio:g}); reported, not blocking")
+                    f"{len(self.strict_failures)} selected targets have a row sum below "
+                    f"{self.strict_ratio:g} x the target: even every contributing record at "
+                    f"weight 1 reaches under {self.strict_ratio:.0%} of it, so they need "
+                    f"average weights above {1 / self.strict_ratio:g}. Normal for a package "
+                    "whose records stand for hundreds of households each; reported, not "
+                    "blocking (`calibrate validate-package --strict` fails on it)")
         return GateReport.of(
             [rule, weak],
             {"selected_targets": float(self.n_selected), "impossible": float(len(self.impossible)),
              "below_strict_ratio": float(len(self.strict_failures))},
             {"worst_strict": self.strict_failures.head(10).to_dict("records")},
+            summary=(f"{self.n_selected} of {self.n_targets} package targets selected; "
+                     f"{len(self.impossible)} impossible; {len(self.strict_failures)} need "
+                     f"average weights above {1 / self.strict_ratio:g} (reported only)"),
         )
 
     def summary(self) -> str:
