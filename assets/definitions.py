@@ -9,7 +9,7 @@ launchpad shows its fit values and a misspelt profile is refused before any run.
 import os
 from pathlib import Path
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, in_process_executor
 
 from assets.automation import (
     automation_sensor,
@@ -27,6 +27,8 @@ from assets.targets import target_config, target_db, target_db_integrity
 from assets.validate import simulation_quality, validation_results
 from pipeline.config import load_profile
 from pipeline.core.packaged import DEFAULT_TARGET_CONFIG
+from pipeline.core.parallel import LOCAL
+from pipeline.core.parallel import SETTING as DASK_SETTING
 from resources import (
     DEFAULT_STORAGE_ROOT,
     STORAGE_ENV,
@@ -49,6 +51,7 @@ def _setting(value: str | None, env: str, default: str) -> str | EnvVar:
 def make_definitions(
     *, profile: str | None = None, storage_root: str | None = None,
     target_config_path: str | None = None, device: str | None = None,
+    dask: str | None = None, workers: int | None = None,
 ) -> Definitions:
     profile_name = profile or os.environ.get("CALIBRATION_PROFILE") or "demo"
     loaded = load_profile(profile_name)
@@ -56,7 +59,11 @@ def make_definitions(
         "storage": StorageResource(root=_setting(
             storage_root, STORAGE_ENV, str(Path(DEFAULT_STORAGE_ROOT).resolve()))),
         "profile": ProfileResource(name=profile_name),
-        "compute": ComputeResource(device=_setting(device, "CALIBRATION_DEVICE", "auto")),
+        "compute": ComputeResource(
+            device=_setting(device, "CALIBRATION_DEVICE", "auto"),
+            dask=_setting(dask, DASK_SETTING, LOCAL),
+            workers=workers if workers is not None else int(
+                os.environ.get("CALIBRATION_DASK_WORKERS") or 0)),
         "target_config_file": TargetConfigResource(path=_setting(
             target_config_path, "CALIBRATION_TARGET_CONFIG", str(DEFAULT_TARGET_CONFIG))),
     }
@@ -64,6 +71,10 @@ def make_definitions(
               *fit_assets(loaded), stacked_h5s, validation_results, promoted_release]
     return Definitions(
         assets=assets,
+        # One process per run: its imports and Tax-Calculator's compiled code stay warm
+        # from step to step (a process per step paid them at every step). The parallel
+        # work inside steps goes to the Dask cluster of the compute resource.
+        executor=in_process_executor,
         asset_checks=CHECKS,
         jobs=[full_rebuild, refit],
         schedules=[weekly_rebuild],

@@ -4,7 +4,7 @@ from dagster import AssetCheckResult, AssetChecksDefinition, asset_check
 
 from assets.metadata import check_result
 from pipeline.release.gates import GATE_BY_NAME, GateContext, run_gate
-from resources import ProfileResource, StorageResource
+from resources import ComputeResource, ProfileResource, StorageResource
 
 
 def gate_check(name: str) -> AssetChecksDefinition:
@@ -13,8 +13,9 @@ def gate_check(name: str) -> AssetChecksDefinition:
 
     @asset_check(name=gate.name, asset=gate.subject, blocking=True,
                  description=gate.description, additional_deps=list(gate.upstream_assets))
-    def _check(storage: StorageResource, profile: ProfileResource) -> AssetCheckResult:
-        report, _ = run_gate(gate, GateContext(storage.layout, profile.load()))
+    def _check(storage: StorageResource, profile: ProfileResource,
+               compute: ComputeResource) -> AssetCheckResult:
+        report, _ = run_gate(gate, GateContext(storage.layout, profile.load(), compute.runner()))
         return check_result(report)
 
     return _check

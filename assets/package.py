@@ -9,16 +9,18 @@ from assets.targets import target_db
 from pipeline.package.build import build_package
 from pipeline.package.store import package_content_sha
 from pipeline.targets.db import TARGETS
-from resources import ProfileResource, StorageResource
+from resources import ComputeResource, ProfileResource, StorageResource
 
 
 @asset(group_name="package", code_version="1", deps=[stratified_cps, target_db],
        description="Clones x geography, takeup draws, sparse X over ALL active targets.")
 def calibration_package(
     context: AssetExecutionContext, storage: StorageResource, profile: ProfileResource,
+    compute: ComputeResource,
 ) -> MaterializeResult:
     layout = storage.layout
-    pkg = build_package(layout.base_h5, layout.target_db, layout.package_dir, profile.load())
+    pkg = build_package(layout.base_h5, layout.target_db, layout.package_dir, profile.load(),
+                        compute.runner())
     meta = pkg.metadata
     context.log.info(f"package: {pkg.X.shape[0]} targets x {pkg.X.shape[1]} columns")
     return MaterializeResult(

@@ -11,16 +11,16 @@ from pipeline.core.hashing import sha256_file
 from pipeline.package.store import load_package
 from pipeline.publish.stacking import stack_h5s
 from pipeline.release.lineage import parent_hashes
-from resources import StorageResource
+from resources import ComputeResource, StorageResource
 
 
-@asset(group_name="publish", code_version="1", deps=["calibration_weights", calibration_package],
+@asset(group_name="publish", code_version="2", deps=["calibration_weights", calibration_package],
        description="One H5 per state, per district and a national file; weight > 0 records.")
-def stacked_h5s(storage: StorageResource) -> MaterializeResult:
+def stacked_h5s(storage: StorageResource, compute: ComputeResource) -> MaterializeResult:
     layout = storage.layout
-    result = stack_h5s(load_package(layout.package_dir),
+    result = stack_h5s(load_package(layout.package_dir, matrix=False),
                        np.load(layout.weights, allow_pickle=False), layout.stacked_dir,
-                       lineage=parent_hashes(layout, "stacked_h5s"))
+                       lineage=parent_hashes(layout, "stacked_h5s"), runner=compute.runner())
     files = result.manifest["files"]
     per_state = pd.DataFrame(
         [(rel, f["households"], f["persons"], f["weight_total"])

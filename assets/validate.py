@@ -8,23 +8,24 @@ from assets.metadata import column_schema, file_result, markdown_table
 from assets.publish import stacked_h5s
 from assets.targets import target_config
 from pipeline.package.store import load_selection
+from pipeline.release.gates import published
 from pipeline.release.lineage import parent_hashes, write_lineage
 from pipeline.validate.sanity import FAIL
 from pipeline.validate.totals import (
     VALIDATION_RESULTS,
-    validate_h5s_cached,
+    validate_h5s,
     write_validation_csv,
 )
-from resources import StorageResource
+from resources import ComputeResource, StorageResource
 
 
 @asset(group_name="validate", code_version="1", deps=[stacked_h5s, target_config],
        description="Every target recomputed by the engine from the published H5 files.")
-def validation_results(storage: StorageResource) -> MaterializeResult:
+def validation_results(storage: StorageResource, compute: ComputeResource) -> MaterializeResult:
     layout = storage.layout
     lineage = parent_hashes(layout, "validation_results")
-    pkg, selected = load_selection(layout.package_dir, layout.target_config)
-    df = validate_h5s_cached(layout.stacked_dir, pkg.targets, selected, layout.validation_cache)
+    pkg, selected = load_selection(layout.package_dir, layout.target_config, matrix=False)
+    df = validate_h5s(published(layout, pkg, compute.runner()), pkg.targets, selected)
     write_validation_csv(df, layout.validation_csv)
     write_lineage(layout.validation_lineage, lineage)
     trained, held = df[df["in_training"]], df[~df["in_training"]]

@@ -7,10 +7,12 @@ never at import (`assets.definitions.make_definitions` chooses which).
 
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
 
 from pipeline.config import Profile, load_profile
 from pipeline.core.layout import Layout
+from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
 
 STORAGE_ENV = "CALIBRATION_STORAGE_ROOT"
 DEFAULT_STORAGE_ROOT = "storage"  # relative to the working directory
@@ -37,9 +39,28 @@ class ProfileResource(ConfigurableResource):
 
 
 class ComputeResource(ConfigurableResource):
-    """Device for the fits (`CALIBRATION_DEVICE`): auto takes CUDA when present, else CPU."""
+    """Where the work runs: the fits' device, and the Dask cluster for per-file work.
+
+    `device` (`CALIBRATION_DEVICE`): auto takes CUDA when present, else the CPU.
+    `dask` (`CALIBRATION_DASK`): `local` starts a LocalCluster of `workers` processes (0 =
+    one per core) the first time a step needs it and closes it when the run ends;
+    `inprocess` runs everything here; `tcp://host:8786` uses an existing cluster.
+    """
 
     device: str
+    dask: str = LOCAL
+    workers: int = 0
+    _runner: Runner | None = PrivateAttr(default=None)
+
+    def runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = make_runner(self.dask, self.workers)
+        return self._runner
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if isinstance(self._runner, DaskRunner):
+            self._runner.close()
+        self._runner = None
 
 
 class TargetConfigResource(ConfigurableResource):

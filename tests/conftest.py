@@ -26,6 +26,8 @@ class World:
 
     dir: Path
     instance: DagsterInstance
+    dask: str = "inprocess"
+    workers: int = 0
 
     @property
     def root(self) -> Path:
@@ -40,7 +42,8 @@ class World:
         from assets.definitions import make_definitions
 
         return make_definitions(profile="ci", storage_root=str(self.root),
-                                target_config_path=str(self.config), device="cpu")
+                                target_config_path=str(self.config), device="cpu",
+                                dask=self.dask, workers=self.workers)
 
     def run(self, job: str, **kwargs):
         return self.defs.resolve_job_def(job).execute_in_process(

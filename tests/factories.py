@@ -48,17 +48,20 @@ def base_microdata() -> Microdata:
     return Microdata(2024, household, tax_unit, person)
 
 
-def make_package(tmp_path, X=None, targets=None) -> CalibrationPackage:
+def make_package(tmp_path, X=None, targets=None, n_clones=3) -> CalibrationPackage:
+    """The 3 base households cloned `n_clones` times, cycling through CD's districts."""
     base = tmp_path / "base.h5"
     write_h5(base_microdata(), base)
     if targets is None:
         targets = pd.DataFrame({c: [] for c in ("target_id", "target_name", "variable",
                                                 "geo_level", "geographic_id", "domain_variable",
                                                 "value", "period", "holdout", "constraints")})
-    X = sp.csr_matrix((len(targets), len(CD)), dtype=np.float32) if X is None else X
-    pkg = CalibrationPackage(X=X, targets=targets, initial_weights=np.ones(len(CD)),
-                             cd_geoid=CD, county_index=COUNTY, counties=COUNTIES,
-                             metadata={"n_records": 3, "n_clones": 3, "seed": 7})
+    n = 3 * n_clones
+    X = sp.csr_matrix((len(targets), n), dtype=np.float32) if X is None else X
+    pkg = CalibrationPackage(X=X, targets=targets, initial_weights=np.ones(n),
+                             cd_geoid=np.resize(CD, n), county_index=np.resize(COUNTY, n),
+                             counties=COUNTIES,
+                             metadata={"n_records": 3, "n_clones": n_clones, "seed": 7})
     save_package(pkg, tmp_path / "package", base)
     return pkg
 

@@ -5,10 +5,18 @@ works on its own copy (`world`), so the tests run in any order.
 """
 
 import json
+import shutil
 
 import numpy as np
 import pytest
-from dagster import AssetKey, AssetSelection, build_sensor_context, evaluate_automation_conditions
+from conftest import World
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    build_sensor_context,
+    evaluate_automation_conditions,
+)
 
 from assets.automation import target_config_changed
 from pipeline.cli import main as calibrate
@@ -74,9 +82,9 @@ def test_config_change_refits_without_rebuilding_the_package(world):
     world.config.write_text(world.config.read_text()
                             + "  - {variable: household_count, geo_level: district}\n")
     resources = world.defs.resources
-    context = build_sensor_context(instance=world.instance, resources=resources,
-                                   definitions=world.defs)
-    request = target_config_changed(context)
+    with build_sensor_context(instance=world.instance, resources=resources,
+                              definitions=world.defs) as context:
+        request = target_config_changed(context)
     assert request.run_key.startswith(request.tags["target_config_sha256"])
     result = world.run("refit", tags=request.tags)
     assert result.success and _promoted(result)
@@ -90,9 +98,9 @@ def test_config_change_refits_without_rebuilding_the_package(world):
     assert run["n_selected"] == package["n_targets"] - 4 - 4 - 5
     assert current_release(world.root).version != previous
     # The sensor now sees the config it refitted on and asks for nothing more.
-    again = target_config_changed(build_sensor_context(
-        instance=world.instance, resources=resources, definitions=world.defs))
-    assert "unchanged" in again.skip_message
+    with build_sensor_context(instance=world.instance, resources=resources,
+                              definitions=world.defs) as context:
+        assert "unchanged" in target_config_changed(context).skip_message
 
 
 def test_automation_promotes_once_the_blocking_checks_passed(world):
@@ -157,3 +165,20 @@ def test_rollback_moves_current_back(world, capsys):
     for release in releases:  # every release directory is still complete
         weights = np.load(release.path / "weights.npy")
         assert np.isfinite(weights).all() and (weights >= 0).all()
+
+
+def test_a_two_worker_cluster_publishes_the_same_files(built_world, tmp_path):
+    """The whole ci rebuild on a 2-worker LocalCluster on loopback: the same release bytes."""
+    shutil.copy(built_world.config, tmp_path / "targets.yaml")
+    (tmp_path / "dagster_home").mkdir()
+    instance = DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster_home"))
+    cluster = World(tmp_path, instance, dask="local", workers=2)
+    try:
+        assert cluster.run("full_rebuild").success
+    finally:
+        instance.dispose()
+    ours = current_release(cluster.root).manifest["files"]
+    theirs = current_release(built_world.root).manifest["files"]
+    for files in (ours, theirs):  # the fit's record holds its paths and its speed
+        files.pop("run_config.json")
+    assert ours == theirs and len(ours) > 10

@@ -2,11 +2,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from factories import base_microdata
+from factories import W, base_microdata, make_package
 
 from pipeline.engine import simulate
-from pipeline.microdata import write_h5
+from pipeline.publish.stacking import stack_h5s
+from pipeline.validate.published import seed_cache
 from pipeline.validate.sanity import sanity_check_file, summarize
+from pipeline.validate.totals import walk_published
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +21,9 @@ def _status(results):
     return {r.check: r.status for r in results}
 
 
-def test_clean_file_passes_every_check(good, tmp_path):
+def test_clean_file_passes_every_check(good):
     md, sim = good
-    write_h5(md, tmp_path / "f.h5")
-    results = sanity_check_file(tmp_path / "f.h5")
+    results = sanity_check_file(md, sim, spm_ids=md.household["household_id"].to_numpy())
     assert _status(results) == {
         "weight_nonnegative": "PASS", "unique_ids": "PASS", "finite_values": "PASS",
         "entity_links": "PASS", "takeup_boolean": "PASS", "employment_income_range": "PASS",
@@ -63,13 +64,10 @@ def test_implausible_household_averages_warn(good):
 
 
 def test_directory_gate_reads_spm_ids_from_every_file(tmp_path):
-    from factories import W, make_package
-
-    from pipeline.publish.stacking import stack_h5s
-    from pipeline.validate.sanity import sanity_check_dir
-
-    stack_h5s(make_package(tmp_path), W, tmp_path / "stacked")
-    results = sanity_check_dir(tmp_path / "stacked")
+    pkg = make_package(tmp_path)
+    stack_h5s(pkg, W, tmp_path / "stacked")
+    results = walk_published(tmp_path / "stacked", pkg.targets,
+                             lambda: seed_cache(base_microdata())).walk.sanity
     unique = results[results["check"] == "unique_ids"]
     assert len(unique) == len(list((tmp_path / "stacked").rglob("*.h5"))) == 7
     assert unique["reason"].str.contains("spm_unit_id").all()

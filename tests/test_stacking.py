@@ -6,7 +6,7 @@ from factories import CD, W, base_microdata, make_package
 
 from pipeline.core.errors import InputError
 from pipeline.engine.takeup import draw_takeup
-from pipeline.microdata import read_h5, write_h5
+from pipeline.microdata import read_h5
 from pipeline.publish import stacking
 from pipeline.publish.stacking import load_manifest, stack_h5s
 
@@ -79,14 +79,15 @@ def test_refuses_bad_weights_and_leaves_nothing(tmp_path, monkeypatch):
     stack_h5s(pkg, W, out)
     before = json.loads((out / "manifest.json").read_text())
     calls = []
+    append = stacking.H5Writer.append
 
-    def crash(md, path):
-        calls.append(path)
+    def crash(writer, md):
+        calls.append(md)
         if len(calls) == 3:
             raise OSError("killed")
-        write_h5(md, path)
+        append(writer, md)
 
-    monkeypatch.setattr(stacking, "write_h5", crash)
+    monkeypatch.setattr(stacking.H5Writer, "append", crash)
     with pytest.raises(OSError, match="killed"):
         stack_h5s(pkg, W * 2, out)
     assert json.loads((out / "manifest.json").read_text()) == before

@@ -12,12 +12,13 @@ from pipeline.core.errors import InputError
 from pipeline.engine import compute_taxes, simulate, takeup
 from pipeline.engine.takeup import draw_takeup
 from pipeline.publish.stacking import stack_h5s
-from pipeline.validate import totals as validation
+from pipeline.validate import published
 from pipeline.validate.consistency import xw_consistency
+from pipeline.validate.published import seed_cache
 from pipeline.validate.totals import (
     COLUMNS,
     validate_h5s,
-    validate_h5s_cached,
+    walk_published,
     write_validation_csv,
 )
 
@@ -88,7 +89,13 @@ def validated(tmp_path_factory):
         pkg = make_package(tmp, X=_hand_matrix(targets), targets=targets)
         w = np.where(CD == 3702, 0.0, W)  # district 3702 ends up empty
         stack_h5s(pkg, w, tmp / "stacked")
-        return pkg, w, tmp, validate_h5s(tmp / "stacked", targets, SELECTED)
+        return pkg, w, tmp, _validate(tmp / "stacked", targets, SELECTED)
+
+
+def _validate(stacked, targets, selected, cache=None, runner=None):
+    published = walk_published(stacked, targets, lambda: seed_cache(base_microdata()), runner,
+                               cache)
+    return validate_h5s(published, targets, selected)
 
 
 def test_validation_frame_has_production_columns_and_known_totals(validated):
@@ -128,32 +135,33 @@ def test_write_csv_and_refuse_incomplete_directory(validated, tmp_path):
     assert back["sim_value"].tolist() == df["sim_value"].tolist()
     (tmp_path / "half").mkdir()
     with pytest.raises(InputError, match="manifest"):
-        validate_h5s(tmp_path / "half", _targets(), SELECTED)
+        _validate(tmp_path / "half", _targets(), SELECTED)
     with pytest.raises(InputError, match="cannot compute"):
-        validate_h5s(tmp / "stacked", _targets().assign(variable="wealth"), SELECTED)
+        _validate(tmp / "stacked", _targets().assign(variable="wealth"), SELECTED)
 
 
-def test_cached_validation_reads_back_the_same_frame(validated, tmp_path, monkeypatch):
+def test_cached_walk_reads_back_the_same_frame(validated, tmp_path, monkeypatch):
     _, _, tmp, df = validated
     cache = tmp_path / "cache"
-    first = validate_h5s_cached(tmp / "stacked", _targets(), SELECTED, cache)
+    first = _validate(tmp / "stacked", _targets(), SELECTED, cache)
     pd.testing.assert_frame_equal(first, df)
-    # A second caller with the same files, targets and selection walks no file.
-    monkeypatch.setattr(validation, "validate_h5s", lambda *a: pytest.fail("walked again"))
-    pd.testing.assert_frame_equal(
-        validate_h5s_cached(tmp / "stacked", _targets(), SELECTED, cache), df)
-    # Another selection is another entry, and only the latest is kept.
+    # A second caller with the same files and targets walks no file, whatever it selects.
+    monkeypatch.setattr(published, "walk", lambda *a: pytest.fail("walked again"))
+    pd.testing.assert_frame_equal(_validate(tmp / "stacked", _targets(), SELECTED, cache), df)
+    flipped = _validate(tmp / "stacked", _targets(), ~SELECTED, cache)
+    assert flipped["in_training"].tolist() == (~SELECTED).tolist()
+    # Other targets are another entry, and only the latest is kept.
     monkeypatch.undo()
-    validate_h5s_cached(tmp / "stacked", _targets(), ~SELECTED, cache)
-    assert len(list(cache.glob("*.csv"))) == 1
+    _validate(tmp / "stacked", _targets().iloc[:3], SELECTED[:3], cache)
+    assert len(list(cache.glob("walk-*.json"))) == 1
 
 
 def test_cache_does_not_hide_a_damaged_file(validated, tmp_path):
     _, _, tmp, _ = validated
     stacked = tmp_path / "stacked"
     shutil.copytree(tmp / "stacked", stacked)
-    validate_h5s_cached(stacked, _targets(), SELECTED, tmp_path / "cache")
+    _validate(stacked, _targets(), SELECTED, tmp_path / "cache")
     victim = stacked / "states" / "CA.h5"
     victim.write_bytes(victim.read_bytes()[:100])
-    with pytest.raises(InputError, match="CA.h5"):
-        validate_h5s_cached(stacked, _targets(), SELECTED, tmp_path / "cache")
+    with pytest.raises(InputError, match="CA.h5.*differs"):
+        _validate(stacked, _targets(), SELECTED, tmp_path / "cache")

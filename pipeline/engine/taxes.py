@@ -60,18 +60,27 @@ def _entitlement_policy(year: int) -> taxcalc.Policy:
     return policy
 
 
+def tax_inputs(tax_unit: pd.DataFrame) -> list[str]:
+    """The columns Tax-Calculator reads: a unit's results are a function of these alone."""
+    return [c for c in tax_unit.columns if c in _USABLE and c not in _SET_BY_ENGINE]
+
+
 def compute_taxes(md: Microdata) -> TaxResults:
     """Run Tax-Calculator on `md`'s tax units as they are (no further uprating)."""
-    tu = md.tax_unit
-    data = {c: tu[c].to_numpy() for c in tu.columns if c in _USABLE and c not in _SET_BY_ENGINE}
+    return tax_unit_taxes(md.tax_unit, md.period)
+
+
+def tax_unit_taxes(tu: pd.DataFrame, period: int) -> TaxResults:
+    """`compute_taxes` for a bare tax-unit table (no households or persons needed)."""
+    data = {c: tu[c].to_numpy() for c in tax_inputs(tu)}
     n = len(tu)
     data["RECID"] = np.arange(1, n + 1)
-    data["FLPDYR"] = np.full(n, md.period)
+    data["FLPDYR"] = np.full(n, period)
     data["s006"] = np.ones(n)
-    records = taxcalc.Records(data=pd.DataFrame(data), start_year=md.period, gfactors=None,
+    records = taxcalc.Records(data=pd.DataFrame(data), start_year=period, gfactors=None,
                               weights=None)
     with contextlib.redirect_stdout(io.StringIO()):
-        calc = taxcalc.Calculator(policy=_entitlement_policy(md.period), records=records,
+        calc = taxcalc.Calculator(policy=_entitlement_policy(period), records=records,
                                   verbose=False)
         calc.calc_all()
     agi = calc.array("c00100")
@@ -95,4 +104,4 @@ def compute_taxes(md: Microdata) -> TaxResults:
         "ctc": calc.array("ctc_total"),
         "is_tax_filer": files,
     })
-    return TaxResults(md.period, frame)
+    return TaxResults(period, frame)

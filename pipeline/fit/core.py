@@ -125,7 +125,7 @@ def input_identity(
     }
 
 
-def _products(X: sp.csr_matrix, vectors: list[np.ndarray]) -> list[np.ndarray]:  # noqa: N803
+def products_f64(X: sp.csr_matrix, vectors: list[np.ndarray]) -> list[np.ndarray]:  # noqa: N803
     """X·v in float64 for each v, equal to X.astype(float64) @ v, one row block at a time."""
     out = [np.empty(X.shape[0]) for _ in vectors]
     bounds = np.searchsorted(X.indptr, np.arange(0, X.nnz + DIAG_BLOCK, DIAG_BLOCK))
@@ -175,7 +175,7 @@ def fit(
     production_w = trainer.gates().production_export().cpu().numpy().astype(np.float64)
     weights = trainer.polish()
 
-    estimates, production_est, sampled_est = _products(X, [weights, production_w, sampled_w])
+    estimates, production_est, sampled_est = products_f64(X, [weights, production_w, sampled_w])
     y_sel = y[sel]
     summaries = {
         "exported": error_summary(estimates[sel], y_sel),

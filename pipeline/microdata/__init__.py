@@ -1,6 +1,7 @@
 """Household microdata: the three entity tables and their PolicyEngine-layout HDF5 form."""
 
-from pipeline.microdata.h5 import read_h5, write_h5
+from pipeline.microdata.h5 import H5Writer, RowBlock, blocks, read_h5, string_widths, write_h5
 from pipeline.microdata.tables import ENTITIES, REQUIRED, Microdata
 
-__all__ = ["ENTITIES", "REQUIRED", "Microdata", "read_h5", "write_h5"]
+__all__ = ["ENTITIES", "REQUIRED", "H5Writer", "Microdata", "RowBlock", "blocks", "read_h5",
+           "string_widths", "write_h5"]

@@ -11,6 +11,7 @@ dependent alone. These derived ids are written for PolicyEngine and not read bac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -37,12 +38,52 @@ _DERIVED = {
 }
 
 
-def _h5_values(series: pd.Series) -> np.ndarray:
-    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-        encoded = [str(v).encode("utf-8") for v in series]
-        width = max((len(v) for v in encoded), default=1) or 1
-        return np.array(encoded, dtype=f"S{width}")
-    return series.to_numpy()
+# Published files hold millions of rows: chunked, compressed datasets (gzip, which every
+# HDF5 reader has; shuffle groups bytes of equal significance first). See
+# benchmarks/results/outputs.txt for the size and time with and without.
+DATASET_OPTIONS = {"chunks": True, "compression": "gzip", "compression_opts": 1,
+                   "shuffle": True}
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """One block of whole households: rows [start, stop) of each table."""
+
+    households: tuple[int, int]
+    tax_units: tuple[int, int]
+    persons: tuple[int, int]
+
+
+def string_widths(md: Microdata, **later: np.ndarray) -> dict[str, int]:
+    """Byte widths of every text column, wide enough for the values `later` says a column
+    will hold in later blocks (e.g. `county=` every county name)."""
+    widths: dict[str, int] = {}
+    for entity in ENTITIES:
+        table = getattr(md, entity)
+        for col in table.columns:
+            if _is_text(table[col]):
+                extra = _max_bytes(later[col]) if col in later else 1
+                widths[col] = max(1, _max_bytes(table[col]), extra)
+    return widths
+
+
+def _is_text(series: pd.Series) -> bool:
+    return series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
+
+
+def _max_bytes(values: object) -> int:
+    return max((len(str(v).encode("utf-8")) for v in np.asarray(values).ravel()), default=1)
+
+
+def _h5_values(series: pd.Series, width: int | None) -> np.ndarray:
+    if not _is_text(series):
+        return series.to_numpy()
+    encoded = [str(v).encode("utf-8") for v in series]
+    longest = max((len(v) for v in encoded), default=1)
+    if width is None or longest > width:
+        raise ValueError(f"text column {series.name!r} holds {longest} bytes, over its width "
+                         f"{width}")
+    return np.array(encoded, dtype=f"S{width}")
 
 
 def _derived_ids(md: Microdata) -> dict[str, np.ndarray]:
@@ -66,37 +107,88 @@ def _derived_ids(md: Microdata) -> dict[str, np.ndarray]:
     }
 
 
+class H5Writer:
+    """Writes the PolicyEngine layout one block of households at a time (bounded memory).
+
+    Datasets are created on the first block and grow with each one; the file's columns,
+    dtypes and text widths are the first block's. Not atomic by itself: write to a
+    temporary path (`write_h5` does; stacking writes into a temporary directory).
+    """
+
+    def __init__(self, path: str | Path, period: int, widths: dict[str, int]):
+        self.file = h5py.File(path, "w")
+        self.period = str(period)
+        self.widths = widths
+        self.datasets: dict[str, h5py.Dataset] | None = None
+        self.offsets = [(0, 0, 0)]  # cumulative (households, tax units, persons) per block
+        self.file.attrs["period"] = period
+
+    def append(self, md: Microdata) -> None:
+        """Add households (already validated: `write_h5` and stacking check their blocks)."""
+        columns = self._columns(md)
+        if self.datasets is None:
+            self._create(md, columns)
+        else:
+            if list(columns) != list(self.datasets):
+                raise ValueError("a block's columns differ from the file's first block")
+            for name, (_, values) in columns.items():
+                dataset = self.datasets[name]
+                start = dataset.shape[0]
+                dataset.resize((start + len(values),))
+                dataset[start:] = values
+        hh, tu, person = self.offsets[-1]
+        self.offsets.append((hh + len(md.household), tu + len(md.tax_unit),
+                             person + len(md.person)))
+
+    def _columns(self, md: Microdata) -> dict[str, tuple[str, np.ndarray]]:
+        columns: dict[str, tuple[str, np.ndarray]] = {}
+        for entity in ENTITIES:
+            table = getattr(md, entity)
+            for col in table.columns:
+                name = _RENAMES.get((entity, col), col)
+                if name in columns or name in _DERIVED:
+                    raise InputError(None, f"{entity}.{col}",
+                                     f"column name {name!r} is used by another table",
+                                     "rename the column so each variable has one entity")
+                values = _h5_values(table[col], self.widths.get(col))
+                if name == "household_weight":
+                    values = values.astype(np.float32)
+                columns[name] = (entity, values)
+        for name, values in _derived_ids(md).items():
+            columns[name] = (_DERIVED[name], values)
+        return columns
+
+    def _create(self, md: Microdata, columns: dict[str, tuple[str, np.ndarray]]) -> None:
+        """The datasets, holding the first block (one h5py call per variable)."""
+        for entity in ENTITIES:
+            self.file.attrs[f"{entity}_columns"] = list(getattr(md, entity).columns)
+        self.datasets = {}
+        for name, (entity, values) in columns.items():
+            group = self.file.create_group(name)
+            group.attrs["entity"] = entity
+            self.datasets[name] = group.create_dataset(self.period, data=values,
+                                                       maxshape=(None,), **DATASET_OPTIONS)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> H5Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def write_h5(md: Microdata, path: str | Path) -> None:
     """Write `md` in the PolicyEngine layout, atomically."""
     md.validate()
-    period = str(md.period)
-    columns: dict[str, tuple[str, np.ndarray]] = {}
-    for entity in ENTITIES:
-        table = getattr(md, entity)
-        for col in table.columns:
-            name = _RENAMES.get((entity, col), col)
-            if name in columns or name in _DERIVED:
-                raise InputError(None, f"{entity}.{col}",
-                                 f"column name {name!r} is used by another table",
-                                 "rename the column so each variable has one entity")
-            values = _h5_values(table[col])
-            if name == "household_weight":
-                values = values.astype(np.float32)
-            columns[name] = (entity, values)
-    for name, values in _derived_ids(md).items():
-        columns[name] = (_DERIVED[name], values)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["period"] = md.period
-        for entity in ENTITIES:
-            f.attrs[f"{entity}_columns"] = list(getattr(md, entity).columns)
-        for name, (entity, values) in columns.items():
-            group = f.create_group(name)
-            group.attrs["entity"] = entity
-            group.create_dataset(period, data=values)
+    with atomic_path(path) as tmp, H5Writer(tmp, md.period, string_widths(md)) as writer:
+        writer.append(md)
 
 
-def read_h5(path: str | Path) -> Microdata:
-    """Read a file written by `write_h5`; InputError for a missing, corrupt or incomplete one."""
+def read_h5(path: str | Path, block: RowBlock | None = None) -> Microdata:
+    """Read a file written by `H5Writer` (the whole file, or one block of households);
+    InputError for a missing, corrupt or incomplete one."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "file does not exist", "materialize the stage that writes it")
@@ -120,7 +212,7 @@ def read_h5(path: str | Path) -> Microdata:
                 if str(period) not in group:
                     raise InputError(path, name, f"no dataset for period {period}",
                                      "write every variable for the file's period")
-                values = group[str(period)][()]
+                values = group[str(period)][_rows(block, entity)]
                 if values.dtype.kind == "S":
                     values = np.array([v.decode("utf-8") for v in values], dtype=object)
                 tables[entity][back.get(name, name)] = values
@@ -135,7 +227,7 @@ def read_h5(path: str | Path) -> Microdata:
         for col in REQUIRED[entity]:
             if col not in cols:
                 raise InputError(path, col, f"required {entity} variable is missing",
-                                 "rebuild the file with pipeline.microdata.tables.write_h5")
+                                 "rebuild the file with pipeline.microdata.write_h5")
         names = [c for c in order[entity] if c in cols]
         names += sorted(c for c in cols if c not in names)
         frames[entity] = pd.DataFrame({c: cols[c] for c in names})
@@ -144,3 +236,17 @@ def read_h5(path: str | Path) -> Microdata:
     )
     return Microdata(period, frames["household"], frames["tax_unit"],
                      frames["person"]).validate(path)
+
+
+def _rows(block: RowBlock | None, entity: str) -> slice:
+    if block is None:
+        return slice(None)
+    start, stop = {"household": block.households, "tax_unit": block.tax_units,
+                   "person": block.persons}[entity]
+    return slice(start, stop)
+
+
+def blocks(offsets: list[list[int]] | list[tuple[int, int, int]]) -> list[RowBlock]:
+    """The blocks between consecutive cumulative (households, tax units, persons) offsets."""
+    return [RowBlock((a[0], b[0]), (a[1], b[1]), (a[2], b[2]))
+            for a, b in zip(offsets[:-1], offsets[1:], strict=True)]

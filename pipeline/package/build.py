@@ -12,6 +12,7 @@ import pandas as pd
 from pipeline.config import Profile
 from pipeline.core.geo import FIPS_BY_ABBR, load_districts
 from pipeline.core.hashing import sha256_file
+from pipeline.core.parallel import Runner
 from pipeline.engine import engine_identity
 from pipeline.microdata import read_h5
 from pipeline.package.geography import assign_geography
@@ -47,7 +48,8 @@ def _state_fips(abbreviations: tuple[str, ...]) -> list[int]:
 
 
 def build_package(
-    base_h5: str | Path, target_db: str | Path, out_dir: str | Path, profile: Profile
+    base_h5: str | Path, target_db: str | Path, out_dir: str | Path, profile: Profile,
+    runner: Runner | None = None,
 ) -> CalibrationPackage:
     started = time.perf_counter()
     md = read_h5(base_h5)
@@ -59,7 +61,7 @@ def build_package(
         n_records, profile.package.n_clones, profile.seed, districts=districts
     )
     X = build_matrix(md, targets, cd_geoid, profile.package.n_clones,
-                     districts["cd_geoid"].to_numpy(dtype=np.int64))
+                     districts["cd_geoid"].to_numpy(dtype=np.int64), runner)
     metadata = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "profile": profile.as_dict(),

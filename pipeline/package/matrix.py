@@ -17,7 +17,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from pipeline.core.errors import InputError
-from pipeline.engine import VARIABLES, compute_taxes, simulate
+from pipeline.core.parallel import InProcess, Runner, batches
+from pipeline.engine import VARIABLES, TaxResults, compute_taxes, simulate
 from pipeline.engine.takeup import draw_takeup
 from pipeline.microdata import Microdata
 
@@ -161,27 +162,60 @@ def clone_microdata(md: Microdata, cd_geoid: np.ndarray, clone: int) -> Microdat
     return replace(md, household=household, tax_unit=tax_unit)
 
 
+CLONES_PER_TASK = 8  # a fixed cut of the clones into tasks, whatever the worker count
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every batch of clones needs: sent once to each worker."""
+
+    md: Microdata
+    taxes: TaxResults
+    features: list[Feature]
+    lookup: _RowLookup
+    idx: _EntityIndex
+    cd_geoid: np.ndarray
+
+
 def build_matrix(
     md: Microdata,
     targets: pd.DataFrame,
     cd_geoid: np.ndarray,
     n_clones: int,
     districts: np.ndarray,
+    runner: Runner | None = None,
 ) -> sp.csr_matrix:
-    """X[t, clone·n + record] = the record's contribution to target t in that clone."""
+    """X[t, clone·n + record] = the record's contribution to target t in that clone.
+
+    Batches of clones are independent tasks; their entries are concatenated in clone order,
+    so X is the same bits for any number of workers.
+    """
     n = len(md.household)
     if len(cd_geoid) != n * n_clones:
         raise ValueError(f"cd_geoid has {len(cd_geoid)} entries, expected {n * n_clones}")
     features, of_target = parse_features(targets)
-    lookup = _RowLookup.of(targets, of_target, len(features), districts)
-    taxes = compute_taxes(md)  # state-invariant: once for every clone
-    idx = _EntityIndex.of(md)
+    plan = _Plan(md, compute_taxes(md),  # state-invariant: once for every clone
+                 features, _RowLookup.of(targets, of_target, len(features), districts),
+                 _EntityIndex.of(md), np.asarray(cd_geoid))
+    parts = (runner or InProcess()).map(_clone_entries,
+                                        batches(range(n_clones), CLONES_PER_TASK), plan)
+    rows, cols, vals = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    del parts
+    X = sp.csr_matrix((vals, (rows, cols)), shape=(len(targets), n * n_clones),
+                      dtype=np.float32)
+    X.sum_duplicates()
+    return X
+
+
+def _clone_entries(clones: list[int], plan: _Plan) -> tuple[np.ndarray, ...]:
+    """(rows, cols, values) of X for a batch of clones, in clone order."""
+    md, n, lookup = plan.md, len(plan.md.household), plan.lookup
     rows, cols, vals = [], [], []
-    for clone in range(n_clones):
-        cd = cd_geoid[clone * n:(clone + 1) * n]
-        sim = simulate(clone_microdata(md, cd, clone), taxes)
+    for clone in clones:
+        cd = plan.cd_geoid[clone * n:(clone + 1) * n]
+        sim = simulate(clone_microdata(md, cd, clone), plan.taxes)
         tables = {"person": sim.person, "tax_unit": sim.tax_unit, "household": sim.household}
-        contrib = feature_contributions(tables, features, idx)
+        contrib = feature_contributions(tables, plan.features, plan.idx)
         f, r = np.nonzero(contrib)
         value = contrib[f, r].astype(np.float32)
         for row in (lookup.national[f], lookup.state[f, cd[r] // 100],
@@ -190,12 +224,9 @@ def build_matrix(
             rows.append(row[keep].astype(np.int32))
             cols.append((clone * n + r[keep]).astype(np.int64))
             vals.append(value[keep])
-    X = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(len(targets), n * n_clones), dtype=np.float32,
-    )
-    X.sum_duplicates()
-    return X
+    empty = [np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.float32)]
+    return tuple(np.concatenate(p) if p else e for p, e in zip((rows, cols, vals), empty,
+                                                                strict=True))
 
 
 def initial_weights(targets: pd.DataFrame, cd_geoid: np.ndarray) -> np.ndarray:

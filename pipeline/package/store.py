@@ -32,7 +32,7 @@ TARGET_COLUMNS = tuple(TARGETS.columns)
 
 @dataclass
 class CalibrationPackage:
-    X: sp.csr_matrix
+    X: sp.csr_matrix | None  # None when loaded without the matrix (stacking, the walk)
     targets: pd.DataFrame
     initial_weights: np.ndarray
     cd_geoid: np.ndarray
@@ -62,8 +62,8 @@ class CalibrationPackage:
 
     def check_shapes(self, source: str | Path | None = None) -> None:
         """Refuse a package whose parts disagree before anything trains on it."""
-        n_t, n_c = self.X.shape
         expected = self.n_records * self.n_clones
+        n_t, n_c = self.X.shape if self.X is not None else (len(self.targets), expected)
         checks = [
             ("X", n_c == expected, f"X has {n_c} columns, n_records*n_clones = {expected}"),
             ("targets", len(self.targets) == n_t, f"{len(self.targets)} targets, X has {n_t} rows"),
@@ -121,8 +121,12 @@ def package_content_sha(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def load_package(path: str | Path, *, trust_pickle: bool = False) -> CalibrationPackage:
-    """Load a package directory, or a production pickle when explicitly trusted."""
+def load_package(path: str | Path, *, trust_pickle: bool = False,
+                 matrix: bool = True) -> CalibrationPackage:
+    """Load a package directory, or a production pickle when explicitly trusted.
+
+    `matrix=False` skips X (the largest file by far) for the stages after the fit.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "calibration package not found",
@@ -134,7 +138,7 @@ def load_package(path: str | Path, *, trust_pickle: bool = False) -> Calibration
             raise InputError(path / name, name, "missing from the package directory",
                              "rebuild the calibration package (a partial copy is not a package)")
     try:
-        X = sp.load_npz(path / "X.npz").tocsr()
+        X = sp.load_npz(path / "X.npz").tocsr() if matrix else None
         geo = np.load(path / "geography.npz", allow_pickle=False)
         metadata = json.loads((path / "metadata.json").read_text())
         targets = pd.read_csv(path / "targets.csv", dtype={"geographic_id": str},
@@ -154,11 +158,12 @@ def load_package(path: str | Path, *, trust_pickle: bool = False) -> Calibration
 
 
 def load_selection(
-    package_dir: str | Path, target_config: str | Path | None, *, trust_pickle: bool = False
+    package_dir: str | Path, target_config: str | Path | None, *, trust_pickle: bool = False,
+    matrix: bool = True,
 ) -> tuple[CalibrationPackage, np.ndarray]:
     """The package and the targets a config trains on (every non-holdout one without a
     config); the config is judged against the target DB's names the package carries."""
-    pkg = load_package(package_dir, trust_pickle=trust_pickle)
+    pkg = load_package(package_dir, trust_pickle=trust_pickle, matrix=matrix)
     if target_config is None:
         return pkg, pkg.targets["holdout"].astype(int).to_numpy() == 0
     return pkg, apply_target_config(target_config, pkg.targets, pkg.target_vocabulary)

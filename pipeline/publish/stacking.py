@@ -2,13 +2,19 @@
 
 Every column with a positive weight becomes its own household: the base record's rows,
 moved to the column's district and county, with the takeup draws the matrix builder made
-for that clone, and the column's weight. Tables are built by fancy indexing on the base
-tables (no per-household Python), sorted by district so each state and district file is a
-contiguous slice. The directory appears in one rename with `manifest.json` written last.
+for that clone, and the column's weight. Households are ordered by district, so each state
+and district file is a contiguous run.
+
+Memory is bounded by a block of households, never by how many records the fit kept: a
+file job (the national file, or one state with its districts) builds `BLOCK_HOUSEHOLDS`
+households at a time from the small base tables and appends them to its files. Jobs are
+independent, so they run on the compute runner (one Dask task each); the directory appears
+in one rename, with `manifest.json` (every file's sha256 and row offsets) written last.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +28,13 @@ from pipeline.core.errors import InputError
 from pipeline.core.geo import STATE_ABBR
 from pipeline.core.hashing import sha256_array, sha256_file
 from pipeline.core.layout import MANIFEST
+from pipeline.core.parallel import InProcess, Runner
 from pipeline.engine.takeup import draw_takeup
-from pipeline.microdata import Microdata, read_h5, write_h5
+from pipeline.microdata import H5Writer, Microdata, read_h5, string_widths
 from pipeline.package.store import CalibrationPackage
+
+BLOCK_HOUSEHOLDS = 50_000
+NATIONAL = "national.h5"
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,28 @@ class StackResult:
     empty_states: list[int]
 
 
+@dataclass(frozen=True)
+class StackSource:
+    """What every file job shares: sent once to each worker."""
+
+    base_h5: Path
+    n_records: int
+    counties: np.ndarray
+    scales: dict[str, int]  # per id column: new id = clone * scale + base id
+    widths: dict[str, int]  # text column widths
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """Columns (ordered by district, then column) and the files they are cut into."""
+
+    cols: np.ndarray
+    cd: np.ndarray
+    county_index: np.ndarray
+    weights: np.ndarray
+    files: tuple[tuple[str, int, int], ...]  # (relative path, start, stop) into `cols`
+
+
 def state_file(abbr: str) -> str:
     return f"states/{abbr}.h5"
 
@@ -47,7 +79,8 @@ def district_file(geoid: int) -> str:
 
 
 def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | Path,
-              lineage: dict[str, str] | None = None) -> StackResult:
+              lineage: dict[str, str] | None = None, runner: Runner | None = None
+              ) -> StackResult:
     """Write `out_dir` with `national.h5`, one file per state and per non-empty district.
 
     `lineage` (the hashes of the package and weights file these came from) goes into the
@@ -55,17 +88,11 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
     """
     out_dir = Path(out_dir)
     weights = _check_weights(package, weights)
-    base = read_h5(package.base_h5)
-    n = package.n_records
-    if len(base.household) != n:
-        raise InputError(package.base_h5, "household_id",
-                         f"{len(base.household)} households, the package has n_records={n}",
-                         "rebuild the calibration package from this base file")
+    source = _source(package)
     cols = np.flatnonzero(weights > 0)
     cd = package.cd_geoid[cols].astype(np.int64)
     order = np.lexsort((cols, cd))
     cols, cd = cols[order], cd[order]
-    stacked = _stack(base, package, cols, cd, weights[cols])
 
     universe = np.unique(package.cd_geoid.astype(np.int64))
     states = np.unique(universe // 100)
@@ -73,26 +100,21 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
     if unknown:
         raise InputError(package.path, "cd_geoid", f"districts in unknown states {unknown[:5]}",
                          "assign every column a district GEOID (state FIPS * 100 + district)")
-    files: dict[str, dict[str, Any]] = {}
+    jobs = _jobs(cols, cd, package.county_index[cols], weights[cols])
     with atomic_dir(out_dir) as tmp:
-        files["national.h5"] = _write(stacked, 0, len(cd), tmp / "national.h5")
-        for key, name_of in ((cd // 100, lambda s: state_file(STATE_ABBR[s])),
-                             (cd, district_file)):
-            present = np.unique(key)
-            starts = np.searchsorted(key, present, side="left")
-            ends = np.searchsorted(key, present, side="right")
-            for k, a, b in zip(present.tolist(), starts, ends, strict=True):
-                files[name_of(k)] = _write(stacked, int(a), int(b), tmp / name_of(k))
+        done = (runner or InProcess()).map(run_file_job, jobs, source, str(tmp))
+        files = {rel: entry for entries in done for rel, entry in entries.items()}
+        files = {NATIONAL: files.pop(NATIONAL), **files}
         empty_districts = sorted(set(universe.tolist()) - set(np.unique(cd).tolist()))
         empty_states = sorted(set(states.tolist()) - set(np.unique(cd // 100).tolist()))
-        weight_total = float(np.sum(weights[cols].astype(np.float32), dtype=np.float64))
+        national = files[NATIONAL]
         manifest = {
-            "period": base.period,
+            "period": int(_base(source.base_h5).period),
             "files": files,
-            "households": len(stacked.md.household),
-            "tax_units": len(stacked.md.tax_unit),
-            "persons": len(stacked.md.person),
-            "weight_total": weight_total,
+            "households": national["households"],
+            "tax_units": national["tax_units"],
+            "persons": national["persons"],
+            "weight_total": national["weight_total"],
             "columns": len(weights),
             "nonzero_columns": len(cols),
             "weights_sha256": sha256_array(weights),
@@ -102,7 +124,7 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
             "lineage": lineage or {},
         }
         write_json(tmp / MANIFEST, manifest)
-    return StackResult(out_dir, manifest, len(cols), weight_total,
+    return StackResult(out_dir, manifest, len(cols), national["weight_total"],
                        sorted(np.unique(cd).tolist()), empty_districts, empty_states)
 
 
@@ -117,7 +139,7 @@ def load_manifest(stacked_dir: str | Path) -> dict[str, Any]:
 
 def _check_weights(package: CalibrationPackage, weights: np.ndarray) -> np.ndarray:
     weights = np.asarray(weights, dtype=np.float64)
-    n_cols = package.X.shape[1]
+    n_cols = package.n_records * package.n_clones
     if weights.shape != (n_cols,):
         raise InputError(None, "weights",
                          f"shape {weights.shape}, the package has {n_cols} columns",
@@ -129,16 +151,88 @@ def _check_weights(package: CalibrationPackage, weights: np.ndarray) -> np.ndarr
     return weights
 
 
-@dataclass(frozen=True)
-class _Stacked:
-    md: Microdata
-    tu_offsets: np.ndarray  # tax-unit row where household i starts (length n + 1)
-    person_offsets: np.ndarray
+def _source(package: CalibrationPackage) -> StackSource:
+    base = read_h5(package.base_h5)
+    if len(base.household) != package.n_records:
+        raise InputError(package.base_h5, "household_id",
+                         f"{len(base.household)} households, the package has "
+                         f"n_records={package.n_records}",
+                         "rebuild the calibration package from this base file")
+    counties = np.asarray(package.counties, dtype=object)
+    return StackSource(package.base_h5, package.n_records, counties,
+                       _id_scales(base, package.n_clones - 1),
+                       string_widths(base, county=counties))
 
 
-def _stack(base: Microdata, package: CalibrationPackage, cols: np.ndarray, cd: np.ndarray,
-           weights: np.ndarray) -> _Stacked:
-    n = package.n_records
+def _jobs(cols: np.ndarray, cd: np.ndarray, county: np.ndarray, w: np.ndarray
+          ) -> list[FileJob]:
+    """The national file, then one job per state holding its districts' files."""
+    jobs = [FileJob(cols, cd, county, w, ((NATIONAL, 0, len(cols)),))]
+    state = cd // 100
+    for fips in np.unique(state).tolist():
+        a, b = np.searchsorted(state, [fips, fips + 1])
+        sub = cd[a:b]
+        present = np.unique(sub)
+        starts = np.searchsorted(sub, present, side="left")
+        ends = np.searchsorted(sub, present, side="right")
+        files = ((state_file(STATE_ABBR[fips]), 0, b - a),
+                 *((district_file(g), int(s), int(e)) for g, s, e in
+                   zip(present.tolist(), starts, ends, strict=True)))
+        jobs.append(FileJob(cols[a:b], cd[a:b], county[a:b], w[a:b], files))
+    return jobs
+
+
+def run_file_job(job: FileJob, source: StackSource, out_dir: str) -> dict[str, dict[str, Any]]:
+    """Write a job's files block by block; return their manifest entries."""
+    base = _base(source.base_h5)
+    writers: dict[str, H5Writer] = {}
+    totals: dict[str, float] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(job.cols), BLOCK_HOUSEHOLDS):
+        stop = min(start + BLOCK_HOUSEHOLDS, len(job.cols))
+        block = _stacked(base, source, job, start, stop).validate()
+        for rel, a, b in job.files:
+            lo, hi = max(a, start), min(b, stop)
+            if lo >= hi:
+                continue
+            if rel not in writers:
+                path = Path(out_dir) / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                writers[rel] = H5Writer(path, base.period, source.widths)
+            part = _slice(block, lo - start, hi - start)
+            writers[rel].append(part)
+            w = part.household["household_weight"].to_numpy(np.float32)
+            totals[rel] = totals.get(rel, 0.0) + float(np.sum(w, dtype=np.float64))
+        for rel, _, b in job.files:  # close each file as soon as its rows are written
+            if rel in writers and b <= stop:
+                entries[rel] = _entry(writers.pop(rel), Path(out_dir) / rel, totals[rel])
+    return entries
+
+
+def _entry(writer: H5Writer, path: Path, weight_total: float) -> dict[str, Any]:
+    writer.close()
+    households, tax_units, persons = writer.offsets[-1]
+    return {"sha256": sha256_file(path), "households": households, "tax_units": tax_units,
+            "persons": persons, "weight_total": weight_total,
+            "row_offsets": [list(o) for o in writer.offsets]}
+
+
+@functools.lru_cache(maxsize=2)
+def _base_cached(path: str, mtime_ns: int, size: int) -> Microdata:
+    return read_h5(path)
+
+
+def _base(path: Path) -> Microdata:
+    """The base sample, read once per worker process (and again only if the file changed)."""
+    stat = Path(path).stat()
+    return _base_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def _stacked(base: Microdata, source: StackSource, job: FileJob, start: int, stop: int
+             ) -> Microdata:
+    """Households for job.cols[start:stop]: base rows with ids, geography, takeup, weight."""
+    n = source.n_records
+    cols, cd = job.cols[start:stop], job.cd[start:stop]
     clone, record = cols // n, cols % n
     hh_index = pd.Index(base.household["household_id"].to_numpy())
     tu_count = np.bincount(hh_index.get_indexer(base.tax_unit["household_id"]), minlength=n)
@@ -149,24 +243,31 @@ def _stack(base: Microdata, package: CalibrationPackage, cols: np.ndarray, cd: n
     household = base.household.iloc[record].reset_index(drop=True)
     tax_unit = base.tax_unit.iloc[tu_rows].reset_index(drop=True)
     person = base.person.iloc[p_rows].reset_index(drop=True)
-    base_hh_ids = household["household_id"].to_numpy(np.int64)
-    base_tu_hh_ids = tax_unit["household_id"].to_numpy(np.int64)
     state = cd // 100
-    snap, eitc = _takeup(base_hh_ids, base_tu_hh_ids, clone, tu_clone, state)
-
-    scales = _id_scales(base, int(clone.max(initial=0)))
+    snap, eitc = _takeup(household["household_id"].to_numpy(np.int64),
+                         tax_unit["household_id"].to_numpy(np.int64), clone, tu_clone, state)
     for table, clones in ((household, clone), (tax_unit, tu_clone), (person, p_clone)):
         for col in [c for c in table.columns if c.endswith("_id")]:
-            table[col] = clones * scales[col] + table[col].to_numpy(np.int64)
-    household["household_weight"] = weights
+            table[col] = clones * source.scales[col] + table[col].to_numpy(np.int64)
+    household["household_weight"] = job.weights[start:stop]
     household["state_fips"] = state
     household["congressional_district_geoid"] = cd
-    counties = np.asarray(package.counties, dtype=object)
-    household["county"] = counties[package.county_index[cols]]
+    household["county"] = source.counties[job.county_index[start:stop]]
     household["takes_up_snap_if_eligible"] = snap
     tax_unit["takes_up_eitc"] = eitc
-    md = Microdata(base.period, household, tax_unit, person)
-    return _Stacked(md, _offsets(tu_count[record]), _offsets(p_count[record]))
+    return Microdata(base.period, household, tax_unit, person)
+
+
+def _slice(md: Microdata, a: int, b: int) -> Microdata:
+    """Households a..b of a block with their tax units and persons (contiguous rows)."""
+    if a == 0 and b == len(md.household):
+        return md
+    keep = md.household["household_id"].iloc[a:b]
+    tu = md.tax_unit["household_id"].isin(keep).to_numpy()
+    person = md.person["household_id"].isin(keep).to_numpy()
+    return Microdata(md.period, md.household.iloc[a:b].reset_index(drop=True),
+                     md.tax_unit[tu].reset_index(drop=True),
+                     md.person[person].reset_index(drop=True))
 
 
 def _expand(record: np.ndarray, clone: np.ndarray, count: np.ndarray
@@ -174,13 +275,9 @@ def _expand(record: np.ndarray, clone: np.ndarray, count: np.ndarray
     """Base row positions of every member of each stacked household, and their clone."""
     start = np.concatenate([[0], np.cumsum(count)[:-1]])
     per = count[record]
-    offsets = _offsets(per)
+    offsets = np.concatenate([[0], np.cumsum(per, dtype=np.int64)])
     rows = np.repeat(start[record] - offsets[:-1], per) + np.arange(offsets[-1])
     return rows, np.repeat(clone, per)
-
-
-def _offsets(count: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(count, dtype=np.int64)])
 
 
 def _id_scales(base: Microdata, max_clone: int) -> dict[str, int]:
@@ -222,17 +319,3 @@ def _takeup(hh_ids: np.ndarray, tu_hh_ids: np.ndarray, clone: np.ndarray, tu_clo
         snap[hh_sel], eitc[tu_sel] = draw_takeup(hh_ids[hh_sel], tu_hh_ids[tu_sel], c,
                                                  state[hh_sel])
     return snap, eitc
-
-
-def _write(stacked: _Stacked, a: int, b: int, path: Path) -> dict[str, Any]:
-    md = stacked.md
-    tu_a, tu_b = stacked.tu_offsets[a], stacked.tu_offsets[b]
-    p_a, p_b = stacked.person_offsets[a], stacked.person_offsets[b]
-    part = Microdata(md.period, md.household.iloc[a:b].reset_index(drop=True),
-                     md.tax_unit.iloc[tu_a:tu_b].reset_index(drop=True),
-                     md.person.iloc[p_a:p_b].reset_index(drop=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_h5(part, path)
-    w = part.household["household_weight"].to_numpy(dtype=np.float32)
-    return {"sha256": sha256_file(path), "households": b - a, "tax_units": int(tu_b - tu_a),
-            "persons": int(p_b - p_a), "weight_total": float(np.sum(w, dtype=np.float64))}

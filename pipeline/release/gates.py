@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,18 +22,21 @@ import numpy as np
 from pipeline.config import Profile
 from pipeline.core.atomic import write_json
 from pipeline.core.layout import RUN_CONFIG, Layout
+from pipeline.core.parallel import InProcess, Runner
 from pipeline.core.report import GateReport, Rule
 from pipeline.engine import VARIABLES
 from pipeline.fit.review import review_fit
-from pipeline.package.store import load_selection
+from pipeline.microdata import read_h5
+from pipeline.package.store import CalibrationPackage, load_package, load_selection
 from pipeline.package.validity import validate_package
 from pipeline.release.lineage import ARTIFACTS, artifact_hashes, lineage_problems
 from pipeline.release.releases import current_release, load_current_validation
 from pipeline.targets.db import check_target_db
 from pipeline.validate.consistency import xw_consistency
+from pipeline.validate.published import seed_cache
 from pipeline.validate.quality import review_quality
-from pipeline.validate.sanity import sanity_check_dir, sanity_report
-from pipeline.validate.totals import read_validation_csv, validate_h5s_cached
+from pipeline.validate.sanity import sanity_report
+from pipeline.validate.totals import Published, read_validation_csv, validate_h5s, walk_published
 
 
 class GateError(RuntimeError):
@@ -44,6 +47,7 @@ class GateError(RuntimeError):
 class GateContext:
     layout: Layout
     profile: Profile
+    runner: Runner = field(default_factory=InProcess)  # where per-file work runs
 
 
 @dataclass(frozen=True)
@@ -78,15 +82,22 @@ def _fit_review(ctx: GateContext) -> GateReport:
     return review_fit(ctx.layout.fit_dir, ctx.profile.gates.fit, production_run_config=baseline)
 
 
+def published(layout: Layout, pkg: CalibrationPackage, runner: Runner) -> Published:
+    """The one (cached) walk over the published files, for the checks and validation."""
+    return walk_published(layout.stacked_dir, pkg.targets,
+                          lambda: seed_cache(read_h5(pkg.base_h5)), runner,
+                          layout.validation_cache)
+
+
 def _structural_sanity(ctx: GateContext) -> GateReport:
-    return sanity_report(sanity_check_dir(ctx.layout.stacked_dir))
+    pkg = load_package(ctx.layout.package_dir, matrix=False)
+    return sanity_report(published(ctx.layout, pkg, ctx.runner).walk.sanity)
 
 
 def _xw_consistency(ctx: GateContext) -> GateReport:
     layout = ctx.layout
     pkg, selected = load_selection(layout.package_dir, layout.target_config)
-    totals = validate_h5s_cached(layout.stacked_dir, pkg.targets, selected,
-                                 layout.validation_cache)
+    totals = validate_h5s(published(layout, pkg, ctx.runner), pkg.targets, selected)
     weights = np.load(layout.weights, allow_pickle=False)
     return xw_consistency(pkg, weights, totals, selected,
                           tolerance=ctx.profile.gates.consistency_tolerance).gate_report()

@@ -13,6 +13,7 @@ import pandas as pd
 
 from pipeline.core.errors import InputError
 from pipeline.core.report import GateReport, Rule
+from pipeline.fit.core import products_f64
 from pipeline.package.store import CalibrationPackage
 
 
@@ -75,7 +76,8 @@ def xw_consistency(
                              "pass the validation results frame")
     rows = np.flatnonzero(selected)
     w = weights.astype(np.float32).astype(np.float64)
-    xw = package.X[rows].astype(np.float64) @ w
+    [xw] = products_f64(package.X, [w])  # float64 one row block at a time: bounded memory
+    xw = xw[rows]
     names = package.targets["target_name"].to_numpy()[rows]
     totals = h5_totals.drop_duplicates("target_name").set_index("target_name")["sim_value"]
     h5 = totals.reindex(names).to_numpy(dtype=np.float64)

@@ -1,42 +1,140 @@
-"""Walk the published H5 files with the engine, sharing federal tax results between them.
+"""One walk over the published files serves every check that reads them.
 
-Validation and the structural sanity check both simulate what users get: every file is
-read back from disk. Federal taxes are a function of the tax-unit table alone, so they
-are computed once, on `national.h5`, and handed to a state or district file only when its
-tax units are identical (ids, inputs, dtypes) to national rows; any difference falls back
-to running Tax-Calculator on that file, which trusts nothing the file does not show.
+Each file is a task for the compute runner: its bytes are checked against the manifest's
+sha256, then it is read one block of whole households at a time (the manifest's row
+offsets), simulated, judged by the structural sanity list and summed into the targets
+that live in it. Memory is bounded by a block (plus the file's id columns for the
+uniqueness check), whatever the size of the release.
+
+Federal taxes come from a `TaxCache` keyed by each tax unit's input columns as read from
+the file; it is seeded with the base sample's units, so workers never compile
+Tax-Calculator for rows they have already seen, and compute any row they have not.
+
+The result is cached beside the validation results, keyed by the manifest and the targets;
+a cached walk is reused only after every file's bytes still match the manifest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import h5py
+import numpy as np
 import pandas as pd
 
-from pipeline.engine import Simulation, TaxResults, compute_taxes, simulate
-from pipeline.microdata import Microdata, read_h5
+from pipeline.core.atomic import atomic_path
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import sha256_file
+from pipeline.core.layout import MANIFEST
+from pipeline.core.parallel import InProcess, Runner
+from pipeline.engine import simulate
+from pipeline.engine.tax_cache import TaxCache
+from pipeline.microdata import Microdata, blocks, read_h5
 from pipeline.publish.stacking import load_manifest
+from pipeline.validate.aggregate import EntityTables
+from pipeline.validate.sanity import SANITY_COLUMNS, FileSanity
+
+_WORKER_CACHES: dict[int, TaxCache] = {}  # per process: warm across the tasks it runs
 
 
-def iter_published(
-    stacked_dir: str | Path, files: Iterable[str] | None = None
-) -> Iterator[tuple[str, Microdata, Simulation]]:
-    """(relative path, microdata, simulation) for `files` (default: every manifest file)."""
-    stacked_dir = Path(stacked_dir)
+@dataclass(frozen=True)
+class FileTask:
+    rel: str
+    entry: dict[str, Any]  # the manifest's entry: sha256 and row offsets
+    targets: pd.DataFrame  # variable, constraints of the targets evaluated on this file
+
+
+@dataclass(frozen=True)
+class Walk:
+    sanity: pd.DataFrame  # file, check, status, reason: one row per (file, check)
+    totals: dict[str, np.ndarray]  # file -> its targets' totals, in the task's row order
+
+
+def seed_cache(base: Microdata) -> TaxCache:
+    """A cache already holding every base-sample unit: the clones' inputs are theirs."""
+    cache = TaxCache(base.period)
+    cache.taxes(base.tax_unit)
+    return cache
+
+
+def walk(stacked_dir: str | Path, tasks: list[FileTask], seed: TaxCache,
+         runner: Runner | None = None) -> Walk:
+    done = (runner or InProcess()).map(walk_file, tasks, str(stacked_dir), seed)
+    sanity = pd.DataFrame([(task.rel, r.check, r.status, r.reason)
+                           for task, (results, _) in zip(tasks, done, strict=True)
+                           for r in results], columns=SANITY_COLUMNS)
+    return Walk(sanity, {task.rel: totals for task, (_, totals) in zip(tasks, done,
+                                                                        strict=True)})
+
+
+def walk_file(task: FileTask, stacked_dir: str, seed: TaxCache) -> tuple[list, np.ndarray]:
+    """(sanity results, target totals) for one file, block by block."""
+    path = Path(stacked_dir) / task.rel
+    verify_file(path, task.entry["sha256"])
+    cache = _WORKER_CACHES.setdefault(seed.period, seed)
+    sanity = FileSanity()
+    totals = np.zeros(len(task.targets))
+    for block in blocks(task.entry["row_offsets"]):
+        md = read_h5(path, block)
+        sim = simulate(md, cache.taxes(md.tax_unit))
+        sanity.add(md, sim, _spm_ids(path, md.period, block.households))
+        tables = EntityTables(md, sim)
+        totals += [tables.total(v, c) for v, c in
+                   zip(task.targets["variable"], task.targets["constraints"], strict=True)]
+    return sanity.results(), totals
+
+
+def verify_file(path: Path, sha256: str) -> None:
+    if not path.is_file():
+        raise InputError(path, None, "published file is missing", "materialize stacked_h5s again")
+    if sha256_file(path) != sha256:
+        raise InputError(path, "sha256", "file differs from the one stacking wrote (damaged or "
+                         "replaced since)", "materialize stacked_h5s again")
+
+
+def verify_files(stacked_dir: str | Path) -> dict[str, Any]:
+    """Every published file still has the bytes the manifest records; the manifest."""
     manifest = load_manifest(stacked_dir)
-    national = read_h5(stacked_dir / "national.h5")
-    national_taxes = compute_taxes(national)
-    for rel in sorted(manifest["files"] if files is None else files):
-        md = national if rel == "national.h5" else read_h5(stacked_dir / rel)
-        yield rel, md, simulate(md, _shared_taxes(md, national, national_taxes))
+    for rel, entry in manifest["files"].items():
+        verify_file(Path(stacked_dir) / rel, entry["sha256"])
+    return manifest
 
 
-def _shared_taxes(md: Microdata, national: Microdata, taxes: TaxResults) -> TaxResults | None:
-    pos = pd.Index(national.tax_unit["tax_unit_id"]).get_indexer(md.tax_unit["tax_unit_id"])
-    if (pos < 0).any():
-        return None
-    rows = national.tax_unit.iloc[pos].reset_index(drop=True)
-    if not rows.equals(md.tax_unit.reset_index(drop=True)):
-        return None
-    return TaxResults(taxes.period, taxes.tax_unit.iloc[pos].reset_index(drop=True))
+def _spm_ids(path: Path, period: int, rows: tuple[int, int]) -> np.ndarray | None:
+    """The SPM unit ids written beside the households (not read back into Microdata)."""
+    with h5py.File(path, "r") as f:
+        if "spm_unit_id" in f and str(period) in f["spm_unit_id"]:
+            return f["spm_unit_id"][str(period)][rows[0]:rows[1]]
+    return None
+
+
+def walk_cached(stacked_dir: str | Path, tasks: list[FileTask], seed_of: Any,
+                runner: Runner | None, cache_dir: str | Path) -> Walk:
+    """`walk`, remembered for one (manifest, targets); only the latest entry is kept.
+
+    `seed_of()` builds the tax cache only when a walk is needed.
+    """
+    key = hashlib.sha256((Path(stacked_dir) / MANIFEST).read_bytes())
+    for task in tasks:
+        key.update(task.rel.encode())
+        key.update(pd.util.hash_pandas_object(task.targets, index=False).to_numpy().tobytes())
+    path = Path(cache_dir) / f"walk-{key.hexdigest()[:32]}.json"
+    if path.exists():
+        verify_files(stacked_dir)
+        raw = json.loads(path.read_text())
+        return Walk(pd.DataFrame(raw["sanity"], columns=SANITY_COLUMNS),
+                    {rel: np.asarray(v, dtype=np.float64) for rel, v in raw["totals"].items()})
+    result = walk(stacked_dir, tasks, seed_of(), runner)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({
+            "sanity": result.sanity.to_dict("records"),
+            "totals": {rel: v.tolist() for rel, v in result.totals.items()},
+        }))
+    for stale in Path(cache_dir).glob("walk-*.json"):
+        if stale != path:
+            stale.unlink()
+    return result

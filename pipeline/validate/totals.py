@@ -1,9 +1,9 @@
 """Validation: recompute every target from the published H5 files, independently.
 
-This is the second of the two paths through the engine: it reads the files users get, runs
-`simulate` once per file (`pipeline.validate.published`), and aggregates each target with its own
-pandas code (never the matrix builder's), so the X·w consistency check compares two
-genuinely separate answers.
+This is the second of the two paths through the engine: it reads the files users get (one
+walk, `pipeline.validate.published`, shared with the structural sanity check), runs
+`simulate` on them, and aggregates each target with its own code (`aggregate.py`, never the
+matrix builder's), so the X·w consistency check compares two genuinely separate answers.
 Geography comes from the file a target is evaluated on: national targets from
 `national.h5`, state targets from `states/<AB>.h5`, district targets from
 `districts/<geoid>.h5`.
@@ -11,8 +11,8 @@ Geography comes from the file a target is evaluated on: national targets from
 
 from __future__ import annotations
 
-import hashlib
-import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +22,13 @@ import pandera.pandas as pa
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import InputError
 from pipeline.core.geo import STATE_ABBR, STATE_NAME
-from pipeline.core.hashing import sha256_dir
+from pipeline.core.parallel import Runner
 from pipeline.core.tables import check_table
-from pipeline.engine import VARIABLES, Simulation
-from pipeline.microdata import Microdata
+from pipeline.engine import VARIABLES
+from pipeline.engine.tax_cache import TaxCache
 from pipeline.publish.stacking import district_file, load_manifest, state_file
-from pipeline.validate.published import iter_published
-from pipeline.validate.sanity import FAIL, PASS, WARN, sanity_check_file, summarize
+from pipeline.validate.published import FileTask, Walk, walk, walk_cached
+from pipeline.validate.sanity import FAIL, PASS, WARN, SanityResult, summarize
 
 _TEXT, _NUMBER = pa.Column(str), pa.Column(float, nullable=True)  # NaN: gate 2 refuses it
 # Production's validation_results.csv columns, in order.
@@ -42,24 +42,34 @@ VALIDATION_RESULTS = pa.DataFrameSchema({
     "sanity_reason": _TEXT, "in_training": pa.Column(bool),
 }, name="validation_results")
 COLUMNS = tuple(VALIDATION_RESULTS.columns)
-_COMPARE = {"==": "eq", "!=": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
 _EMPTY = "no households in the published files"
 
 
-def validate_h5s(stacked_dir: str | Path, targets_df: pd.DataFrame, selected: np.ndarray
-                 ) -> pd.DataFrame:
-    """One row per target: the published files' total next to the target value.
+@dataclass(frozen=True)
+class Published:
+    """Every target placed on the published file that holds its area, and the walk."""
 
-    Every target is validated; `in_training` marks the ones the fit used (held-out and
-    config-excluded targets are False). Relative errors divide by max(|target|, 1).
-    """
+    areas: list[tuple[str, int, str, str]]  # (level, numeric id, display name, district)
+    files: list[str]  # per target: its file, or "" for an area left empty
+    walk: Walk
+
+    def sim_value(self) -> np.ndarray:
+        value = np.zeros(len(self.files))
+        seen: dict[str, int] = {}
+        for i, rel in enumerate(self.files):
+            if rel:
+                value[i] = self.walk.totals[rel][seen.get(rel, 0)]
+                seen[rel] = seen.get(rel, 0) + 1
+        return value
+
+
+def walk_published(stacked_dir: str | Path, targets_df: pd.DataFrame,
+                   seed_of: Callable[[], TaxCache], runner: Runner | None = None,
+                   cache_dir: str | Path | None = None) -> Published:
+    """Walk every published file once: sanity of each, totals of every target."""
     stacked_dir = Path(stacked_dir)
     manifest = load_manifest(stacked_dir)
     targets = targets_df.reset_index(drop=True)
-    selected = np.asarray(selected, dtype=bool)
-    if selected.shape != (len(targets),):
-        raise InputError(None, "selected", f"{selected.shape[0]} flags for {len(targets)} targets",
-                         "pass the selection made for this targets frame")
     unknown = sorted(set(targets["variable"]) - set(VARIABLES))
     if unknown:
         raise InputError(None, "variable", f"the engine cannot compute {unknown}",
@@ -67,16 +77,34 @@ def validate_h5s(stacked_dir: str | Path, targets_df: pd.DataFrame, selected: np
     areas = [_area(level, str(geo)) for level, geo in
              zip(targets["geo_level"], targets["geographic_id"], strict=True)]
     files = [_file_of(level, code, manifest) for level, code, _, _ in areas]
-    sim_value = np.zeros(len(targets))
-    sanity = np.full(len(targets), WARN, dtype=object)
-    reason = np.full(len(targets), _EMPTY, dtype=object)
-    groups = pd.Series(range(len(targets))).groupby(files, sort=True).indices
-    for rel, md, sim in iter_published(stacked_dir, [f for f in groups if f]):
-        rows = groups[rel]
-        sanity[rows], reason[rows] = summarize(sanity_check_file(md, sim))
-        tables = _EntityTables(md, sim)
-        for i in rows:
-            sim_value[i] = tables.total(targets.at[i, "variable"], targets.at[i, "constraints"])
+    placed = pd.Series(files)
+    tasks = [FileTask(rel, entry, targets.loc[placed == rel, ["variable", "constraints"]]
+                      .reset_index(drop=True))
+             for rel, entry in manifest["files"].items()]
+    found = (walk_cached(stacked_dir, tasks, seed_of, runner, cache_dir) if cache_dir
+             else walk(stacked_dir, tasks, seed_of(), runner))
+    return Published(areas, files, found)
+
+
+def validate_h5s(published: Published, targets_df: pd.DataFrame, selected: np.ndarray
+                 ) -> pd.DataFrame:
+    """One row per target: the published files' total next to the target value.
+
+    Every target is validated; `in_training` marks the ones the fit used (held-out and
+    config-excluded targets are False). Relative errors divide by max(|target|, 1).
+    """
+    targets = targets_df.reset_index(drop=True)
+    selected = np.asarray(selected, dtype=bool)
+    if selected.shape != (len(targets),):
+        raise InputError(None, "selected", f"{selected.shape[0]} flags for {len(targets)} targets",
+                         "pass the selection made for this targets frame")
+    by_file = {rel: summarize([SanityResult(c, st, r) for c, st, r in
+                               group[["check", "status", "reason"]].values])
+               for rel, group in published.walk.sanity.groupby("file")}
+    sanity = [by_file[f][0] if f else WARN for f in published.files]
+    reason = [by_file[f][1] if f else _EMPTY for f in published.files]
+    areas = published.areas
+    sim_value = published.sim_value()
     target = targets["value"].to_numpy(dtype=np.float64)
     error = sim_value - target
     rel_error = error / np.maximum(np.abs(target), 1.0)
@@ -98,27 +126,6 @@ def validate_h5s(stacked_dir: str | Path, targets_df: pd.DataFrame, selected: np
         "sanity_reason": reason,
         "in_training": selected,
     }, columns=list(COLUMNS))
-
-
-def validate_h5s_cached(stacked_dir: str | Path, targets_df: pd.DataFrame, selected: np.ndarray,
-                        cache_dir: str | Path) -> pd.DataFrame:
-    """`validate_h5s`, remembered for one (published files, targets, selection).
-
-    The X·w check and the validation asset read the same files with the same targets;
-    the second caller reads the first one's result instead of walking every file again.
-    The key hashes the files' bytes, not the manifest, so a file changed or damaged since
-    the first walk is walked (and refused) again. Only the latest entry is kept.
-    """
-    key = hashlib.sha256(sha256_dir(stacked_dir).encode())
-    key.update(pd.util.hash_pandas_object(targets_df, index=False).to_numpy().tobytes())
-    key.update(np.asarray(selected, dtype=bool).tobytes())
-    path = Path(cache_dir) / f"{key.hexdigest()[:32]}.csv"
-    if not path.exists():
-        write_validation_csv(validate_h5s(stacked_dir, targets_df, selected), path)
-        for stale in Path(cache_dir).glob("*.csv"):
-            if stale != path:
-                stale.unlink()
-    return read_validation_csv(path)
 
 
 def read_validation_csv(path: str | Path) -> pd.DataFrame:
@@ -173,55 +180,3 @@ def _file_of(level: str, code: int, manifest: dict) -> str:
         raise InputError(rel, None, "no published file for this target's area",
                          "restack with a package whose geography covers every target area")
     return rel
-
-
-class _EntityTables:
-    """A file's simulated values by entity, with each entity's household weight."""
-
-    def __init__(self, md: Microdata, sim: Simulation):
-        hh_id = md.household["household_id"]
-        self.frames = {"household": sim.household, "tax_unit": sim.tax_unit,
-                       "person": sim.person}
-        self.household_id = {"household": hh_id, "tax_unit": md.tax_unit["household_id"],
-                             "person": md.person["household_id"]}
-        self.person_tax_unit = md.person["tax_unit_id"]
-        self.tax_unit_id = md.tax_unit["tax_unit_id"]
-        weight = pd.Series(md.household["household_weight"].to_numpy(np.float64),
-                           index=hh_id.to_numpy())
-        self.weight = {e: weight.reindex(ids.to_numpy()).to_numpy()
-                       for e, ids in self.household_id.items()}
-        self._cache: dict[tuple[str, str], np.ndarray] = {}
-
-    def values(self, variable: str, entity: str) -> np.ndarray:
-        """`variable` at `entity`: own values, or a larger entity's broadcast down."""
-        key = (variable, entity)
-        if key not in self._cache:
-            source = VARIABLES[variable]
-            own = self.frames[source][variable]
-            if source == entity:
-                out = own.to_numpy(dtype=np.float64)
-            elif source == "household":
-                by_id = pd.Series(own.to_numpy(np.float64), index=self.household_id[source])
-                out = by_id.reindex(self.household_id[entity].to_numpy()).to_numpy()
-            elif source == "tax_unit" and entity == "person":
-                by_id = pd.Series(own.to_numpy(np.float64), index=self.tax_unit_id.to_numpy())
-                out = by_id.reindex(self.person_tax_unit.to_numpy()).to_numpy()
-            else:
-                raise InputError(None, variable,
-                                 f"a {source} variable cannot constrain a {entity} target",
-                                 "constrain on a variable of the target's entity or a larger one")
-            self._cache[key] = out
-        return self._cache[key]
-
-    def total(self, variable: str, constraints: str) -> float:
-        entity = VARIABLES[variable]
-        mask = pd.Series(True, index=range(len(self.weight[entity])))
-        for var, op, threshold in json.loads(constraints):
-            if op not in _COMPARE:
-                raise InputError(None, "constraints", f"unknown operation {op!r}",
-                                 f"use one of {list(_COMPARE)}")
-            column = pd.Series(self.values(str(var), entity))
-            mask &= getattr(column, _COMPARE[op])(float(threshold))
-        values = self.values(variable, entity)
-        picked = mask.to_numpy()
-        return float(np.sum(values[picked] * self.weight[entity][picked]))

@@ -1,0 +1,111 @@
+"""Where the naturally parallel work runs: in this process, or on a Dask cluster.
+
+Every stage hands independent tasks (one published file, one batch of clones, one fit of a
+sweep) to a `Runner` and gets the results back in submission order, so what it assembles
+from them is bit-identical for any number of workers. Dask (`dask.distributed`) schedules,
+retries a task whose worker died (up to `ALLOWED_FAILURES` times) and moves data; we never
+write a scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from pipeline.core.errors import InputError
+
+ALLOWED_FAILURES = 3  # a task is retried on another worker this often, then the run fails
+SETTING = "CALIBRATION_DASK"  # local | inprocess | tcp://host:8786
+LOCAL, IN_PROCESS = "local", "inprocess"
+
+
+class Runner(Protocol):
+    workers: int
+
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any) -> list[Any]:
+        """[fn(item, *shared) for item in items], in order; `shared` is sent once."""
+        ...
+
+
+class InProcess:
+    """Run tasks one after another here: tests, and machines without a cluster."""
+
+    workers = 1
+
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any) -> list[Any]:
+        return [fn(item, *shared) for item in items]
+
+
+class DaskRunner:
+    """Tasks on a `dask.distributed` cluster; results gathered in submission order."""
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    @property
+    def workers(self) -> int:
+        return max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any) -> list[Any]:
+        if not items:
+            return []
+        scattered = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
+        futures = self.client.map(fn, list(items), *[[s] * len(items) for s in scattered],
+                                  pure=False)
+        return self.client.gather(futures)
+
+    def close(self) -> None:
+        cluster = getattr(self.client, "cluster", None)
+        self.client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def local_workers() -> int:
+    """One single-threaded worker process per core: the work is numpy and HDF5 per file."""
+    return max(1, os.cpu_count() or 1)
+
+
+def connect(address: str | None = None, workers: int | None = None,
+            memory_limit: str = "auto") -> DaskRunner:
+    """A client of the cluster at `address`, or of a new LocalCluster of `workers` processes.
+
+    On SLURM or Kubernetes, start the cluster with dask-jobqueue or dask-kubernetes and pass
+    its scheduler address; every worker must see the storage root at the same path.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
+    if address:
+        try:
+            return DaskRunner(Client(address, timeout="10s"))
+        except (OSError, TimeoutError) as exc:
+            raise InputError(None, SETTING,
+                             f"no Dask scheduler answers at {address!r} ({exc})",
+                             "start the scheduler (`dask scheduler`) and its workers, fix the "
+                             "address, or unset it to use a local cluster") from None
+    cluster = LocalCluster(n_workers=workers or local_workers(), threads_per_worker=1,
+                           processes=True, memory_limit=memory_limit, dashboard_address=None)
+    return DaskRunner(Client(cluster))
+
+
+def make_runner(setting: str, workers: int = 0) -> Runner:
+    """`inprocess`, `local` (a LocalCluster of `workers` processes, 0 = one per core), or the
+    address of an existing scheduler."""
+    if setting == IN_PROCESS:
+        return InProcess()
+    if setting == LOCAL:
+        return connect(None, workers or None)
+    if "://" not in setting:
+        raise InputError(None, SETTING, f"{setting!r} is neither {LOCAL!r}, {IN_PROCESS!r} nor "
+                         "a scheduler address", "use local, inprocess or tcp://host:8786")
+    return connect(setting)
+
+
+def batches(items: Iterable[Any], size: int) -> list[list[Any]]:
+    """`items` in consecutive batches of `size`: a fixed cut, never one that depends on the
+    number of workers, so what is assembled from the batches is the same bits anyway."""
+    items = list(items)
+    return [items[i:i + size] for i in range(0, len(items), max(1, size))]

@@ -1,0 +1,56 @@
+"""The Dask runner: same bits as in-process, retries a dead worker's task, clear errors."""
+
+import os
+
+import numpy as np
+import pytest
+from factories import W, base_microdata, make_package
+
+from pipeline.core.errors import InputError
+from pipeline.core.parallel import SETTING, InProcess, connect, make_runner
+from pipeline.publish.stacking import stack_h5s
+from pipeline.validate.published import seed_cache
+from pipeline.validate.totals import walk_published
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    runner = connect(workers=2)
+    yield runner
+    runner.close()
+
+
+def _die_once(item: int, marker: str) -> int:
+    """Kill this worker process the first time any task runs; succeed when retried."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return item * item
+
+
+def test_two_workers_give_the_same_bits(cluster, tmp_path):
+    pkg = make_package(tmp_path, n_clones=3)
+    here = stack_h5s(pkg, W, tmp_path / "here", runner=InProcess())
+    there = stack_h5s(pkg, W, tmp_path / "there", runner=cluster)
+    assert cluster.workers == 2
+    assert here.manifest["files"] == there.manifest["files"]  # every file's sha256
+    seed = seed_cache(base_microdata())
+    walks = [walk_published(tmp_path / d, pkg.targets, lambda: seed, runner).walk
+             for d, runner in (("here", InProcess()), ("there", cluster))]
+    assert walks[0].sanity.equals(walks[1].sanity)
+    assert all(np.array_equal(walks[0].totals[f], walks[1].totals[f]) for f in walks[0].totals)
+
+
+def test_a_task_whose_worker_dies_is_retried(cluster, tmp_path):
+    assert cluster.map(_die_once, [1, 2, 3], str(tmp_path / "died")) == [1, 4, 9]
+    assert (tmp_path / "died").exists()
+
+
+def test_unreachable_scheduler_names_the_setting_and_fix():
+    with pytest.raises(InputError) as info:
+        connect("tcp://127.0.0.1:9")
+    assert info.value.field == SETTING and "dask scheduler" in info.value.fix
+    with pytest.raises(InputError, match="neither 'local'"):
+        make_runner("somewhere")
