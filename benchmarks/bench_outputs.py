@@ -1,13 +1,18 @@
-"""Stacking and validation at the production profile: 12K base households x 430 clones.
+"""The outputs stage at the size the production run produces, on 1 and 2 Dask workers.
 
-Run: .venv/bin/python benchmarks/bench_outputs.py [--nonzero 400000] [--out DIR]
-(prints a table and writes it to results/outputs.txt).
+Run: .venv/bin/python benchmarks/bench_outputs.py [--work DIR] [--kept 4793974]
+(prints a table and writes it to results/outputs.txt; ~30 min on the 2-core box).
 
-The base is the real stratified CPS sample (pipeline.sources + pipeline.source.stratify) and the
-geography the real population-weighted assignment; the weights are synthetic (a seeded random
-set of nonzero columns, lognormal values) and so are the target values: the benchmark times
-the output side, it does not judge a fit. Each phase runs in its own subprocess so its peak
-RSS (ru_maxrss) is its own.
+The package is the real production package (12,000 base households x 430 clones, every
+target of the DB; built under --work if missing, as bench_package.py does). The weights
+are synthetic, at the production fit's size: `--kept` columns (4,793,974 of 5,160,000 is
+what the production local fit kept) with the package's initial weights times a lognormal
+jitter, so the published files hold as many households as the real run's. The benchmark
+times the output side; it does not judge a fit.
+
+Each configuration runs in its own subprocess; a sampler adds up the resident memory of
+that process and every child (the Dask workers) every 0.2 s, so "peak GiB" is the whole
+process tree's, not only the parent's.
 """
 
 from __future__ import annotations
@@ -15,147 +20,158 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import shutil
 import subprocess
 import sys
-import tempfile
+import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
+import psutil
 
-from pipeline.core.atomic import write_text
-
-N_RECORDS, N_CLONES, SEED = 12_000, 430, 0
 RESULTS = Path(__file__).parent / "results" / "outputs.txt"
+CONFIGS = (  # name, Dask setting, workers, compression
+    ("in-process, gzip-1", "inprocess", 0, True),
+    ("in-process, uncompressed", "inprocess", 0, False),
+    ("Dask, 1 worker, gzip-1", "local", 1, True),
+    ("Dask, 2 workers, gzip-1", "local", 2, True),
+)
 
 
-def _targets(districts: np.ndarray) -> pd.DataFrame:
-    """A production-shaped target set: ages and SNAP by district, money by state, national."""
-    rows = []
-    per_district = [("person_count", [["age", "<", 18]]),
-                    ("person_count", [["age", ">=", 18], ["age", "<", 65]]),
-                    ("person_count", [["age", ">=", 65]]),
-                    ("household_count", [["snap", ">", 0]])]
-    per_state = [("eitc", []), ("snap", []), ("household_count", [["snap", ">", 0]]),
-                 ("tax_unit_count", [["adjusted_gross_income", ">=", 75_000]]),
-                 ("adjusted_gross_income", [["adjusted_gross_income", ">=", 75_000]])]
-    national = [("income_tax", []), ("ctc", []), ("eitc", [["eitc_child_count", ">=", 2]]),
-                ("person_count", []), ("tax_unit_count", [["is_tax_filer", "==", 1]])]
-    for level, areas, specs in (("district", [str(d) for d in districts], per_district),
-                                ("state", [str(s) for s in np.unique(districts // 100)],
-                                 per_state),
-                                ("national", ["US"], national)):
-        for area in areas:
-            for variable, constraints in specs:
-                rows.append({"target_name": f"{level}_{area}/{variable}/{constraints}",
-                             "variable": variable, "geo_level": level, "geographic_id": area,
-                             "value": 1.0e6, "period": 2024, "holdout": 0,
-                             "constraints": json.dumps(constraints)})
-    df = pd.DataFrame(rows)
-    df.insert(0, "target_id", np.arange(len(df)))
-    df["domain_variable"] = [",".join(sorted({c[0] for c in json.loads(x)}))
-                             for x in df["constraints"]]
-    return df
+class TreeSampler:
+    """Peak of the summed RSS of a process and all its descendants."""
+
+    def __init__(self, pid: int):
+        self.root = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                self.peak = max(self.peak, sum(_rss(p) for p in procs))
+            except psutil.NoSuchProcess:
+                pass
+            time.sleep(0.2)
+
+    def reset(self) -> int:
+        peak, self.peak = self.peak, 0
+        return peak
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
-def prepare(work: Path, nonzero: int) -> dict:
-    from pipeline.microdata import write_h5
-    from pipeline.package.geography import assign_geography
-    from pipeline.source.stratify import stratify
-    from pipeline.source.taxcalc_cps import load_source_cps
-
-    t = time.perf_counter()
-    base = stratify(load_source_cps(2024), N_RECORDS, seed=SEED)
-    if "h_seq" in base.household.columns and "h_seq" in base.tax_unit.columns:
-        # the source repeats h_seq at both levels; write_h5 wants one entity per variable
-        base = replace(base, tax_unit=base.tax_unit.drop(columns="h_seq"))
-    write_h5(base, work / "base.h5")
-    cd, county_index, counties = assign_geography(N_RECORDS, N_CLONES, SEED)
-    n_cols = N_RECORDS * N_CLONES
-    rng = np.random.default_rng(SEED)
-    weights = np.zeros(n_cols)
-    cols = rng.choice(n_cols, size=nonzero, replace=False)
-    weights[cols] = rng.lognormal(np.log(130e6 / nonzero), 1.0, size=nonzero)
-    np.save(work / "weights.npy", weights)
-    np.savez(work / "geography.npz", cd_geoid=cd, county_index=county_index, counties=counties)
-    _targets(np.unique(cd)).to_csv(work / "targets.csv", index=False)
-    return {"prepare_s": time.perf_counter() - t, "base_households": len(base.household),
-            "base_tax_units": len(base.tax_unit), "base_persons": len(base.person)}
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.NoSuchProcess:
+        return 0
 
 
-def _package(work: Path):
-    from pipeline.package.store import CalibrationPackage
-
-    geo = np.load(work / "geography.npz")
-    targets = pd.read_csv(work / "targets.csv", dtype={"geographic_id": str})
-    n_cols = N_RECORDS * N_CLONES
-    return CalibrationPackage(
-        X=sp.csr_matrix((len(targets), n_cols), dtype=np.float32), targets=targets,
-        initial_weights=np.ones(n_cols), cd_geoid=geo["cd_geoid"],
-        county_index=geo["county_index"], counties=geo["counties"],
-        metadata={"n_records": N_RECORDS, "n_clones": N_CLONES, "seed": SEED}, path=work)
+def ensure_package(work: Path) -> None:
+    """The production package under `work` (bench_package.py's build)."""
+    if not (work / "calibration_package" / "metadata.json").exists():
+        subprocess.run([sys.executable, str(Path(__file__).parent / "bench_package.py"),
+                        "--work", str(work)], check=True)
 
 
-def stack(work: Path) -> dict:
+def phase_child(work: Path, dask: str, workers: int, compressed: bool, kept: int) -> None:
+    """One configuration, phase by phase; prints a JSON line per phase."""
+    from pipeline.core.parallel import make_runner
+    from pipeline.microdata import h5, read_h5
+    from pipeline.package.store import load_package
     from pipeline.publish.stacking import stack_h5s
+    from pipeline.validate.consistency import xw_consistency
+    from pipeline.validate.published import seed_cache
+    from pipeline.validate.totals import validate_h5s, walk_published
 
-    pkg, weights = _package(work), np.load(work / "weights.npy")
-    t = time.perf_counter()
-    result = stack_h5s(pkg, weights, work / "stacked")
-    m = result.manifest
-    size = sum(p.stat().st_size for p in (work / "stacked").rglob("*.h5"))
-    return {"stack_s": time.perf_counter() - t, "households": m["households"],
-            "tax_units": m["tax_units"], "persons": m["persons"], "files": len(m["files"]),
-            "empty_districts": len(m["empty_districts"]), "h5_GiB": size / 2**30}
+    if not compressed:
+        h5.DATASET_OPTIONS = {"chunks": True}
+    runner = make_runner(dask, workers)
+    pkg = load_package(work / "calibration_package", matrix=False)
+    rng = np.random.default_rng(2026)
+    weights = np.zeros(pkg.n_records * pkg.n_clones)
+    keep = rng.choice(len(weights), size=kept, replace=False)
+    weights[keep] = pkg.initial_weights[keep] * rng.lognormal(0.0, 0.3, kept)
+    out = work / "stacked"
+    shutil.rmtree(out, ignore_errors=True)
+
+    def report(name: str, started: float, **extra: object) -> None:
+        print(json.dumps({"phase": name, "seconds": time.perf_counter() - started, **extra}),
+              flush=True)
+
+    started = time.perf_counter()
+    result = stack_h5s(pkg, weights, out, runner=runner)
+    size = sum((out / rel).stat().st_size for rel in result.manifest["files"])
+    report("stack", started, households=result.n_households, files=len(result.manifest["files"]),
+           gib=size / 2**30)
+    started = time.perf_counter()
+    published = walk_published(out, pkg.targets, lambda: seed_cache(read_h5(pkg.base_h5)),
+                               runner)
+    report("walk (sanity + totals)", started,
+           fail=int((published.walk.sanity["status"] == "FAIL").sum()))
+    started = time.perf_counter()
+    full = load_package(work / "calibration_package")
+    selected = full.targets["holdout"].to_numpy() == 0
+    check = xw_consistency(full, weights, validate_h5s(published, full.targets, selected),
+                           selected)
+    report("X·w check", started, max_rel_deviation=check.max_rel_deviation)
+    if hasattr(runner, "close"):
+        runner.close()
 
 
-def validate(work: Path) -> dict:
-    from pipeline.validate.totals import validate_h5s
-
-    targets = pd.read_csv(work / "targets.csv", dtype={"geographic_id": str})
-    t = time.perf_counter()
-    df = validate_h5s(work / "stacked", targets, np.ones(len(targets), dtype=bool))
-    return {"validate_s": time.perf_counter() - t, "targets": len(df),
-            "sanity": df.drop_duplicates(["area_type", "area_id"])["sanity_check"]
-            .value_counts().to_dict()}
-
-
-def _phase(name: str, work: Path, *extra: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--phase", name, "--out", str(work), *extra],
-                         check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def run_config(work: Path, name: str, dask: str, workers: int, compressed: bool,
+               kept: int) -> list[dict]:
+    cmd = [sys.executable, __file__, "--child", dask, str(workers), str(int(compressed)),
+           "--work", str(work), "--kept", str(kept)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    sampler = TreeSampler(proc.pid)
+    rows = []
+    for line in proc.stdout:
+        if line.startswith("{"):
+            row = json.loads(line)
+            row.update(config=name, peak_gib=sampler.reset() / 2**30)
+            rows.append(row)
+            print(row, flush=True)
+    sampler.stop()
+    if proc.wait() != 0:
+        raise SystemExit(f"{name} failed")
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--nonzero", type=int, default=400_000)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--phase", choices=("prepare", "stack", "validate"))
+    parser.add_argument("--work", default="/tmp/calibration-bench")
+    parser.add_argument("--kept", type=int, default=4_793_974)
+    parser.add_argument("--child", nargs=3)
     args = parser.parse_args()
-    if args.phase:
-        fn = {"prepare": lambda w: prepare(w, args.nonzero), "stack": stack,
-              "validate": validate}[args.phase]
-        result = fn(args.out)
-        result["peak_rss_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(result))
+    work = Path(args.work)
+    if args.child:
+        dask, workers, compressed = args.child
+        phase_child(work, dask, int(workers), compressed == "1", args.kept)
         return
-    work = args.out or Path(tempfile.mkdtemp(prefix="bench_outputs."))
-    work.mkdir(parents=True, exist_ok=True)
-    lines = [f"# bench_outputs.py, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs",
-             f"profile: {N_RECORDS} base households x {N_CLONES} clones = "
-             f"{N_RECORDS * N_CLONES:,} columns, {args.nonzero:,} nonzero weights"]
-    print("\n".join(lines))
-    for phase in ("prepare", "stack", "validate"):
-        extra = ("--nonzero", str(args.nonzero)) if phase == "prepare" else ()
-        r = _phase(phase, work, *extra)
-        lines.append(f"{phase:9s} " + "  ".join(
-            f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-        print(lines[-1])
-    write_text(RESULTS, "\n".join(lines) + "\n")
+    ensure_package(work)
+    load = os.getloadavg()[0]
+    rows = [r for config in CONFIGS for r in run_config(work, *config, args.kept)]
+    lines = [f"# bench_outputs.py, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, "
+             f"load average {load:.2f} at start",
+             f"production package: 12,000 households x 430 clones; {args.kept:,} columns kept "
+             "(the production local fit's count)",
+             f"{'configuration':<26} {'phase':<24} {'seconds':>8} {'peak GiB':>9}  notes"]
+    for r in rows:
+        notes = {k: v for k, v in r.items()
+                 if k not in ("config", "phase", "seconds", "peak_gib")}
+        lines.append(f"{r['config']:<26} {r['phase']:<24} {r['seconds']:>8.1f} "
+                     f"{r['peak_gib']:>9.2f}  {notes}")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.write_text(text)
 
 
 if __name__ == "__main__":

@@ -198,21 +198,15 @@ def read_h5(path: str | Path, block: RowBlock | None = None) -> Microdata:
         with h5py.File(path, "r") as f:
             period = int(f.attrs["period"]) if "period" in f.attrs else None
             order = {e: [str(c) for c in f.attrs.get(f"{e}_columns", [])] for e in ENTITIES}
-            for name in f:
-                if name in _DERIVED:
-                    continue
-                group = f[name]
-                entity = group.attrs.get("entity")
-                entity = entity.decode() if isinstance(entity, bytes) else entity
-                if entity not in tables:
-                    raise InputError(path, name, f"unknown entity {entity!r}",
-                                     f"set the group attribute 'entity' to one of {ENTITIES}")
+            for name, entity in _entities(f, order, path).items():
                 if period is None:
-                    period = int(next(iter(group.keys())))
-                if str(period) not in group:
+                    period = int(next(iter(f[name].keys())))
+                try:
+                    dataset = f[f"{name}/{period}"]
+                except KeyError:
                     raise InputError(path, name, f"no dataset for period {period}",
-                                     "write every variable for the file's period")
-                values = group[str(period)][_rows(block, entity)]
+                                     "write every variable for the file's period") from None
+                values = dataset[_rows(block, entity)]
                 if values.dtype.kind == "S":
                     values = np.array([v.decode("utf-8") for v in values], dtype=object)
                 tables[entity][back.get(name, name)] = values
@@ -236,6 +230,24 @@ def read_h5(path: str | Path, block: RowBlock | None = None) -> Microdata:
     )
     return Microdata(period, frames["household"], frames["tax_unit"],
                      frames["person"]).validate(path)
+
+
+def _entities(f: h5py.File, order: dict[str, list[str]], path: Path) -> dict[str, str]:
+    """Variable -> entity: from the file's column lists when it has them (one attribute
+    read instead of one per variable), else from each group's `entity` attribute."""
+    if all(order.values()):
+        return {_RENAMES.get((e, c), c): e for e, cols in order.items() for c in cols}
+    found = {}
+    for name in f:
+        if name in _DERIVED:
+            continue
+        entity = f[name].attrs.get("entity")
+        entity = entity.decode() if isinstance(entity, bytes) else entity
+        if entity not in ENTITIES:
+            raise InputError(path, name, f"unknown entity {entity!r}",
+                             f"set the group attribute 'entity' to one of {ENTITIES}")
+        found[name] = entity
+    return found
 
 
 def _rows(block: RowBlock | None, entity: str) -> slice:

@@ -7,6 +7,7 @@ check compares two independent answers.
 from __future__ import annotations
 
 import json
+import operator
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,8 @@ from pipeline.core.errors import InputError
 from pipeline.engine import VARIABLES, Simulation
 from pipeline.microdata import Microdata
 
-_COMPARE = {"==": "eq", "!=": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
+_COMPARE = {"==": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
+            "<": operator.lt, "<=": operator.le}
 
 
 class EntityTables:
@@ -58,13 +60,11 @@ class EntityTables:
 
     def total(self, variable: str, constraints: str) -> float:
         entity = VARIABLES[variable]
-        mask = pd.Series(True, index=range(len(self.weight[entity])))
+        mask = np.ones(len(self.weight[entity]), dtype=bool)
         for var, op, threshold in json.loads(constraints):
             if op not in _COMPARE:
                 raise InputError(None, "constraints", f"unknown operation {op!r}",
                                  f"use one of {list(_COMPARE)}")
-            column = pd.Series(self.values(str(var), entity))
-            mask &= getattr(column, _COMPARE[op])(float(threshold))
+            mask &= _COMPARE[op](self.values(str(var), entity), float(threshold))
         values = self.values(variable, entity)
-        picked = mask.to_numpy()
-        return float(np.sum(values[picked] * self.weight[entity][picked]))
+        return float(np.sum(values[mask] * self.weight[entity][mask]))
