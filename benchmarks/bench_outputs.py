@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from pipeline.core.atomic import write_text
+from pipeline.targets.db import with_provenance
 
 N_RECORDS, N_CLONES, SEED = 12_000, 430, 0
 RESULTS = Path(__file__).parent / "results" / "outputs.txt"
@@ -59,7 +60,7 @@ def _targets(districts: np.ndarray) -> pd.DataFrame:
     df.insert(0, "target_id", np.arange(len(df)))
     df["domain_variable"] = [",".join(sorted({c[0] for c in json.loads(x)}))
                              for x in df["constraints"]]
-    return df
+    return with_provenance(df)
 
 
 def prepare(work: Path, nonzero: int) -> dict:

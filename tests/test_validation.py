@@ -12,6 +12,7 @@ from pipeline.core.errors import InputError
 from pipeline.engine import compute_taxes, simulate, takeup
 from pipeline.engine.takeup import draw_takeup
 from pipeline.publish.stacking import stack_h5s
+from pipeline.targets.db import with_provenance
 from pipeline.validate import totals as validation
 from pipeline.validate.consistency import xw_consistency
 from pipeline.validate.totals import (
@@ -37,14 +38,14 @@ SELECTED = np.array([True, True, True, True, True, False, True, True])
 
 
 def _targets() -> pd.DataFrame:
-    return pd.DataFrame({
+    return with_provenance(pd.DataFrame({
         "target_id": range(len(TARGETS)),
         "target_name": [t[0] for t in TARGETS], "variable": [t[1] for t in TARGETS],
         "geo_level": [t[2] for t in TARGETS], "geographic_id": [t[3] for t in TARGETS],
         "domain_variable": [",".join(c[0] for c in t[4]) for t in TARGETS],
         "value": [t[5] for t in TARGETS], "period": 2024, "holdout": [0] * 5 + [1] + [0, 0],
         "constraints": [json.dumps(t[4]) for t in TARGETS],
-    })
+    }))
 
 
 def _hand_matrix(targets: pd.DataFrame) -> sp.csr_matrix:
