@@ -63,11 +63,19 @@ def test_known_values_round_trip(built):
     assert published["state_1/tax_unit_count/[adjusted_gross_income<1,is_tax_filer==1]"] == 32_590
     assert published["nation/tax_unit_count/[is_tax_filer==1]"] == 160_602_107  # TY2023
     # ... and uprated to 2024: returns by tax-unit growth 2022->2024 (214,875,995 /
-    # 209,663,831), amounts by that times CPI-U (ACPIU 2023 1.041353 x 2024 1.029525).
+    # 209,663,831), the credit by that times its parameters' indexing (ACPIU of the years
+    # before: 2022 1.079668 x 2023 1.041353).
     units = 214_875_995 / 209_663_831
     assert v["state_1/tax_unit_count/[eitc>0]"] == pytest.approx(440_510 * units)
-    assert v["state_1/eitc/[eitc>0]"] == pytest.approx(1_262_145_000 * units * 1.041353
-                                                       * 1.029525)
+    assert v["state_1/eitc/[eitc>0]"] == pytest.approx(1_262_145_000 * units * 1.079668
+                                                       * 1.041353)
+    # AGI bands move with AGI per return (ATXPY 2023 1.071685 x 2024 1.048148): Alabama's
+    # TY2022 $75K-$100K band is 2024's $84,246-$112,328 band.
+    band = "[adjusted_gross_income>=84246,adjusted_gross_income<112328,is_tax_filer==1]"
+    assert published[f"state_1/tax_unit_count/{band}"] == 193_220
+    assert v[f"state_1/tax_unit_count/{band}"] == pytest.approx(193_220 * units)
+    assert v[f"state_1/adjusted_gross_income/{band}"] == pytest.approx(
+        16_745_342_000 * units * 1.071685 * 1.048148)
     assert v["nation/tax_unit_count/[is_tax_filer==1]"] == pytest.approx(
         160_602_107 * 214_875_995 / 212_283_534)
     assert v["cd_1198/household_count/[snap>0]"] > 0 and v["cd_200/person_count/[age>=85]"] > 0
@@ -104,10 +112,13 @@ def test_periods_sources_and_holdout(built):
     assert (negative.variable == "adjusted_gross_income").all()
     with sqlite3.connect(path) as conn:
         sources = dict(conn.execute("SELECT variable, source FROM targets WHERE target_id=1"))
-        notes = conn.execute("SELECT notes FROM targets WHERE original_period = 2022 AND "
-                             "variable = 'eitc' LIMIT 1").fetchone()[0]
+        notes = dict(conn.execute("SELECT notes, 1 FROM targets WHERE original_period = 2022 "
+                                  "AND variable = 'eitc'"))
     assert "S0101" in sources["person_count"]
-    assert notes == "snapshot eitc_agi_children.csv; uprated 2022->2024 by tax_units x ACPIU"
+    assert set(notes) == {
+        "snapshot eitc_state.csv; uprated 2022->2024 by tax_units x ACPIU of the year before",
+        "snapshot eitc_agi_children.csv; uprated 2022->2024 by tax_units x ACPIU of the year "
+        "before; adjusted_gross_income band edges x ATXPY"}
 
 
 def test_constraints_json_and_definition_hash(built):
@@ -227,7 +238,7 @@ def test_uprating_to_another_year_and_its_factors(tmp_path):
     df = load_targets(tmp_path / "t.db").set_index("target_name")
     row = df.loc["state_1/eitc/[eitc>0]"]
     assert row["period"] == 2023 and row["original_period"] == 2022
-    assert row["uprating_factor"] == pytest.approx(212_283_534 / 209_663_831 * 1.041353)
+    assert row["uprating_factor"] == pytest.approx(212_283_534 / 209_663_831 * 1.079668)
     # ACS 2024 age bins go back to 2023 with the population's growth
     age = df.loc["cd_101/person_count/[age>=0,age<5]"]
     assert age["uprating_factor"] == pytest.approx(389_735_172 / 393_983_755)

@@ -92,9 +92,17 @@ def validated(tmp_path_factory):
         return pkg, w, tmp, validate_h5s(tmp / "stacked", targets, SELECTED)
 
 
+PRODUCTION = ("area_type", "area_id", "display_name", "district", "variable", "target_name",
+              "period", "target_value", "sim_value", "error", "rel_error", "abs_error",
+              "rel_abs_error", "sanity_check", "sanity_reason", "in_training")
+
+
 def test_validation_frame_has_production_columns_and_known_totals(validated):
     _, _, _, df = validated
-    assert tuple(df.columns) == COLUMNS
+    assert tuple(df.columns) == COLUMNS and COLUMNS[:len(PRODUCTION)] == PRODUCTION
+    assert COLUMNS[len(PRODUCTION):] == (
+        "holdout_group", "original_value", "original_period", "uprating_factor",
+        "reconcile_rule", "reconcile_factor", "error_rule", "error_floor", "score", "scope")
     by = df.set_index("target_name")
     # children live only in record 0, kept in column 0 (w 2.5)
     assert by.at["nation/person_count/[age<18]", "sim_value"] == 2 * 2.5
@@ -103,6 +111,11 @@ def test_validation_frame_has_production_columns_and_known_totals(validated):
     assert by.at["cd_602/person_count", "sim_value"] == 3.0  # col 5: the retiree, w 3.0
     row = by.loc["state_37/person_count/[age>=18]"]
     assert row["error"] == -5.5 and row["rel_abs_error"] == pytest.approx(5.5 / 20)
+    # one target in its table: scored relative to itself, in scope, published as is
+    assert (row["error_rule"], row["score"], row["scope"]) == ("relative", 5.5 / 20, "in_scope")
+    assert (row["original_value"], row["original_period"], row["uprating_factor"],
+            row["reconcile_rule"]) == (20.0, 2024, 1.0, "")
+    assert by.at["state_6/household_count/[snap>0]", "holdout_group"] == "holdout"
     assert (row["area_type"], row["area_id"], row["display_name"], row["district"]) == (
         "state", "37", "North Carolina", "")
     d = by.loc["cd_3701/household_count/[snap>0]"]

@@ -24,7 +24,7 @@ from pipeline.core.geo import STATE_ABBR, load_districts, read_snapshot
 from pipeline.core.packaged import SNAPSHOT_DIR
 from pipeline.core.tables import FINITE, NON_NEGATIVE, NUMBER
 from pipeline.targets.db import Constraint, create_schema, definition_hash, format_value
-from pipeline.targets.uprating import BASIS, Uprating, load_uprating
+from pipeline.targets.uprating import BASIS, DOLLAR_BANDS, Uprating, load_uprating
 
 STATE_FIPS = frozenset(STATE_ABBR)
 FILER = ("is_tax_filer", "==", 1)
@@ -278,14 +278,16 @@ def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR, *
     uprating = uprating or load_uprating()
     factors = {(r.variable, r.file): uprating.factor(
         r.variable, int(sources.at[r.file, "period"]), year, snapshot / r.file) for r in rows}
+    domains = [tuple((v, op, uprating.edge(v, x, int(sources.at[r.file, "period"]), year))
+                     for v, op, x in r.domain) for r in rows]
     with atomic_path(path) as tmp:
         tmp.unlink()  # sqlite wants to create the file itself
         conn = sqlite3.connect(tmp)
         try:
             create_schema(conn)
             writer = _Writer(conn)
-            for row in rows:
-                sid = writer.stratum(row.geo, row.domain)
+            for row, domain in zip(rows, domains, strict=True):
+                sid = writer.stratum(row.geo, domain)
                 src = sources.loc[row.file]
                 factor = factors[(row.variable, row.file)]
                 group = _holdout_group(row)
@@ -318,6 +320,7 @@ def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR, *
 def _notes(row: Row, period: int, year: int) -> str:
     if period == year:
         return f"snapshot {row.file}"
-    series, per_unit = BASIS[row.variable]
-    basis = series + (f" x {per_unit}" if per_unit else "")
-    return f"snapshot {row.file}; uprated {period}->{year} by {basis}"
+    basis = BASIS[row.variable]
+    edges = sorted({f"{v} band edges x {DOLLAR_BANDS[v]}" for v, _, _ in row.domain
+                    if v in DOLLAR_BANDS})
+    return "; ".join([f"snapshot {row.file}", f"uprated {period}->{year} by {basis}", *edges])

@@ -8,15 +8,21 @@ same sources, so both describe one year:
   returns (tax units) with tax units;
 - amounts grow with that count times Tax-Calculator's per-unit growth factor
   (`taxcalc/growfactors.csv`, one ratio to the year before per row): AGI and income tax with
-  ATXPY (AGI per return), the EITC and SNAP with ACPIU (CPI-U: both credits' parameters
-  are indexed to prices; Tax-Calculator holds its SNAP factor at 1 after 2016).
-A target already of the calibration year keeps factor 1. Band edges (AGI, age) stay as
-published: a cell that a law change empties or fills is flagged by validation
-(`pipeline.validate.scoring`), not moved.
+  ATXPY (AGI per return); the EITC and SNAP with their parameters' indexing, ACPIU lagged
+  one year (Tax-Calculator indexes year y+1's tax parameters by year y's ACPIU, and the
+  SNAP cost-of-living adjustment for a fiscal year uses the prices of the year before;
+  Tax-Calculator holds its own SNAP factor at 1 after 2016);
+- AGI band edges are nominal dollars and move with ATXPY too (rounded to the dollar):
+  incomes grew, so 2022's returns of AGI $75K–$100K are 2024's returns of $84K–$112K.
+  Left in place, a band would keep its count but need a mean above its top edge (a 2022
+  mean of $86.7K grown 12% is $97.4K), which no record can give.
+A target already of the calibration year keeps factor 1. Age bands stay. A cell that a law
+change empties or fills is flagged by validation (`pipeline.validate.scoring`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +36,29 @@ from pipeline.core.packaged import POPULATION_GROWTH
 from pipeline.core.tables import FINITE, check_table
 
 GROWFACTORS = Path(os.path.dirname(taxcalc.__file__)) / "growfactors.csv"
+DOLLAR_BANDS = {"adjusted_gross_income": "ATXPY"}  # band variable -> factor moving its edges
 
-# variable -> (count series in population_growth.csv, per-unit factor in growfactors.csv)
-BASIS: dict[str, tuple[str, str | None]] = {
-    "person_count": ("persons", None),
-    "household_count": ("persons", None),
-    "tax_unit_count": ("tax_units", None),
-    "adjusted_gross_income": ("tax_units", "ATXPY"),
-    "income_tax": ("tax_units", "ATXPY"),
-    "eitc": ("tax_units", "ACPIU"),
-    "snap": ("persons", "ACPIU"),
+
+
+@dataclass(frozen=True)
+class Basis:
+    count: str  # series in population_growth.csv
+    per_unit: str | None = None  # column of growfactors.csv
+    lagged: bool = False  # the year before's ratios (parameters indexed by last year's prices)
+
+    def __str__(self) -> str:
+        unit = f" x {self.per_unit}{' of the year before' if self.lagged else ''}"
+        return self.count + (unit if self.per_unit else "")
+
+
+BASIS: dict[str, Basis] = {
+    "person_count": Basis("persons"),
+    "household_count": Basis("persons"),
+    "tax_unit_count": Basis("tax_units"),
+    "adjusted_gross_income": Basis("tax_units", "ATXPY"),
+    "income_tax": Basis("tax_units", "ATXPY"),
+    "eitc": Basis("tax_units", "ACPIU", lagged=True),
+    "snap": Basis("persons", "ACPIU", lagged=True),
 }
 _POSITIVE = pa.Check(lambda s: pd.to_numeric(s, errors="coerce") > 0,
                      error="a positive factor (growth factors are never negative or zero)")
@@ -54,7 +73,8 @@ def _series_schema(name: str, columns: list[str]) -> pa.DataFrameSchema:
 
 POPULATION_SCHEMA = _series_schema("population_growth", ["persons", "tax_units"])
 GROWFACTOR_SCHEMA = _series_schema(
-    "growfactors", sorted({f for _, f in BASIS.values() if f is not None}))
+    "growfactors", sorted({b.per_unit for b in BASIS.values() if b.per_unit}
+                          | set(DOLLAR_BANDS.values())))
 
 
 @dataclass(frozen=True)
@@ -73,15 +93,27 @@ class Uprating:
                              "add it to BASIS in pipeline/targets/uprating.py")
         if period == year:
             return 1.0
-        series, per_unit = BASIS[variable]
-        counts = self._level(series, year) / self._level(series, period)
-        if per_unit is None:
+        basis = BASIS[variable]
+        counts = self._level(basis.count, year) / self._level(basis.count, period)
+        if basis.per_unit is None:
             return counts
+        return counts * self.growth(basis.per_unit, period, year, lagged=basis.lagged)
+
+    def growth(self, column: str, period: int, year: int, *, lagged: bool = False) -> float:
+        """Product of one growfactors.csv column's yearly ratios from `period` to `year`
+        (each ratio is to the year before; `lagged` takes every ratio one year earlier)."""
         lo, hi = sorted((period, year))
         growth = 1.0
-        for y in range(lo + 1, hi + 1):
-            growth *= self._row(self.growfactors, self.growfactors_file, y, per_unit)
-        return counts * (growth if year > period else 1.0 / growth)
+        for y in range(lo + 1 - lagged, hi + 1 - lagged):
+            growth *= self._row(self.growfactors, self.growfactors_file, y, column)
+        return growth if year >= period else 1.0 / growth
+
+    def edge(self, variable: str, value: float, period: int, year: int) -> float:
+        """A band edge on `variable` in `year`'s dollars (whole dollars; ±inf and edges of
+        bands that are not dollars stay)."""
+        if variable not in DOLLAR_BANDS or period == year or not math.isfinite(value):
+            return value
+        return float(round(value * self.growth(DOLLAR_BANDS[variable], period, year)))
 
     def _level(self, series: str, year: int) -> float:
         return self._row(self.population, self.population_file, year, series)
