@@ -5,12 +5,16 @@ Run after `make run` (any profile) on the release to judge, and on the one to co
     .venv/bin/python benchmarks/bench_quality.py --after storage --before /tmp/before/storage \
         --label demo [--out benchmarks/results/quality.txt] [--append]
 
-`--after`/`--before` take a storage root (its CURRENT release), a release directory or a
-validation_results.csv. Every error is the robust score of `pipeline.validate.scoring`
-(|ŷ − y| / |y|, or / 1% of the table's largest cell near zero), each release against its own
-targets: an older CSV without scores (a release cut before targets were uprated and
-reconciled) is scored from its own columns the same way, its `period` being the published
-year and 2024 the data's. Rows:
+For the production profile: `make run PROFILE=production` on a checkout of the baseline
+(with its own CALIBRATION_STORAGE_ROOT) and on this one, then the same command with
+`--label production --append`. `--after`/`--before` take a storage root (its CURRENT
+release), a release directory or a validation_results.csv.
+
+Every error is the robust score of `pipeline.validate.scoring` (|ŷ − y| / |y|, or / 1% of
+the table's largest cell near zero), each release against its own targets: an older CSV
+without scores (a release cut before targets were uprated and reconciled) is scored from
+its own columns the same way, its `period` being the published year and 2024 the data's.
+Rows:
 - trained: mean and median score per variable × geo level over the targets the fit used;
 - held-out: median and p90 per held-out group (in scope only); an older CSV names no
   groups, so its held-out rows are grouped as the target DB groups them (the EITC table by

@@ -8,7 +8,7 @@ and at least 1:
 - |y| ≥ floor: `score` = |ŷ − y| / |y| (rule `relative`);
 - |y| < floor: `score` = |ŷ − y| / floor (rule `absolute`: the miss in units of 1% of the
   table's largest cell).
-A target published as 0 for an earlier year than the data's, that the engine finds non-zero
+A target published as 0 for another year than the data's, that the engine finds non-zero
 under the data year's law, is `out_of_scope`: a zero cannot be uprated, and a cell a law
 change has filled is no failure of the data (e.g. EITC with one child and AGI ≥ $50K: none
 under TY2022 law, some under 2024 law). Gates skip out-of-scope targets.
