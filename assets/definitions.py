@@ -23,7 +23,7 @@ from assets.package import calibration_package, package_validity
 from assets.publish import stacked_h5s, structural_sanity, xw_consistency
 from assets.release import promoted_release
 from assets.source import source_cps, stratified_cps
-from assets.targets import target_config, target_db, target_db_integrity
+from assets.targets import target_config, target_db, target_db_integrity, target_hierarchy
 from assets.validate import simulation_quality, validation_results
 from pipeline.config import load_profile
 from pipeline.core.packaged import DEFAULT_TARGET_CONFIG
@@ -38,8 +38,8 @@ from resources import (
     TargetConfigResource,
 )
 
-CHECKS = [target_db_integrity, package_validity, fit_review, structural_sanity,
-          xw_consistency, simulation_quality]
+CHECKS = [target_db_integrity, target_hierarchy, package_validity, fit_review,
+          structural_sanity, xw_consistency, simulation_quality]
 
 
 def _setting(value: str | None, env: str, default: str) -> str | EnvVar:

@@ -63,13 +63,14 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     return "\n".join([header, rule, *rows])
 
 
-def check_result(report: GateReport) -> AssetCheckResult:
-    """A gate's report as a blocking check result: numbers for the Plots tab, rules as a table."""
+def check_result(report: GateReport, *, warn: bool = False) -> AssetCheckResult:
+    """A report as a check result (severity ERROR, or WARN for a warning check): numbers
+    for the Plots tab, rules as a table."""
     rules = pd.DataFrame([(r.name, "PASS" if r.passed else "FAIL", r.detail)
                           for r in report.rules], columns=["rule", "result", "detail"])
     return AssetCheckResult(
         passed=report.passed,
-        severity=AssetCheckSeverity.ERROR,
+        severity=AssetCheckSeverity.WARN if warn else AssetCheckSeverity.ERROR,
         description=report.summary,
         metadata={
             **{k: float(v) for k, v in report.metrics.items()},

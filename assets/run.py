@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", default="full_rebuild", choices=["full_rebuild", "refit"])
     args = parser.parse_args(argv)
 
-    from dagster import DagsterInstance
+    from dagster import AssetCheckSeverity, DagsterInstance
 
     from assets.definitions import make_definitions
     from pipeline.release.releases import current_release
@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         instance=instance, raise_on_error=False
     )
     storage_root = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_ROOT
-    failed_checks = [
-        e.check_name for e in result.get_asset_check_evaluations() if not e.passed
-    ]
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    failed_checks = [e.check_name for e in failed if e.severity == AssetCheckSeverity.ERROR]
+    warnings = [e.check_name for e in failed if e.severity == AssetCheckSeverity.WARN]
     release = current_release(storage_root)
     if not result.success or failed_checks:
         print(f"run {result.run_id} did not promote: failed checks {failed_checks or 'none'}; "
@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CURRENT release unchanged: {release.version if release else 'none'}")
         return 1
     print(release_summary(release))
+    if warnings:
+        print(f"  warnings (non-blocking checks): {', '.join(warnings)}")
     return 0
 
 
@@ -57,6 +59,8 @@ def release_summary(release) -> str:
     ]
     lines += [f"    {'PASS' if v['passed'] else 'FAIL'} {gate}: {v['summary']}"
               for gate, v in m["gates"].items()]
+    lines += [f"  held-out {group}: median score {h['median']:.4f}, p90 {h['p90']:.4f} "
+              f"over {h['count']:.0f} targets" for group, h in m.get("heldout", {}).items()]
     return "\n".join(lines)
 
 

@@ -1,29 +1,37 @@
-"""Targets stage: the target DB of real public statistics, and the user's target config."""
+"""Targets stage: the target DB of real public statistics, its consistency report (a
+warning check), and the user's target config."""
 
-from dagster import MaterializeResult, MetadataValue, asset
+import pandas as pd
+from dagster import AssetCheckResult, MaterializeResult, MetadataValue, asset, asset_check
 
 from assets.gates import gate_check
-from assets.metadata import column_schema, data_version, file_result, markdown_table
+from assets.metadata import check_result, column_schema, data_version, file_result, markdown_table
 from pipeline.core.hashing import sha256_file
 from pipeline.targets.config import install_target_config
 from pipeline.targets.db import TARGETS, load_targets
 from pipeline.targets.etl import build_target_db
-from resources import StorageResource, TargetConfigResource
+from pipeline.targets.hierarchy import gap_summary, hierarchy_gaps, hierarchy_report
+from resources import ProfileResource, StorageResource, TargetConfigResource
 
 GROUP = "targets"
 
 
-@asset(group_name=GROUP, code_version="1",
-       description="SQLite target DB of real public statistics (production schema).")
-def target_db(storage: StorageResource) -> MaterializeResult:
+@asset(group_name=GROUP, code_version="2",
+       description="SQLite target DB of real public statistics (production schema), uprated "
+                   "to the profile's year.")
+def target_db(storage: StorageResource, profile: ProfileResource) -> MaterializeResult:
     path = storage.layout.target_db
-    build_target_db(path)
+    summary = build_target_db(path, year=profile.load().period)
     targets = load_targets(path)
     counts = targets.groupby(["geo_level", "variable"]).size().rename("targets").reset_index()
+    gaps = hierarchy_gaps(targets)
     return file_result(path, {
         "targets": len(targets),
         "held_out": int(targets["holdout"].sum()),
         "by_level_and_variable": MetadataValue.md(markdown_table(counts)),
+        "uprating": MetadataValue.md(markdown_table(pd.DataFrame(summary["uprating"]))),
+        "hierarchy_gaps": MetadataValue.md(markdown_table(gap_summary(gaps))),
+        "largest_gaps": MetadataValue.md(markdown_table(gaps.head(15))),
         **column_schema(TARGETS),
     })
 
@@ -31,14 +39,26 @@ def target_db(storage: StorageResource) -> MaterializeResult:
 target_db_integrity = gate_check("target_db_integrity")
 
 
-@asset(group_name=GROUP, code_version="1", deps=[target_db],
-       description="Include/exclude YAML deciding which targets reach the optimizer.")
+@asset_check(asset=target_db, blocking=False,
+             description="Warning: a parent target (nation, state) differs from the sum of "
+                         "its children (states, districts) of the same statistic.")
+def target_hierarchy(storage: StorageResource, profile: ProfileResource) -> AssetCheckResult:
+    report = hierarchy_report(load_targets(storage.layout.target_db),
+                              profile.load().gates.hierarchy_tolerance)
+    return check_result(report, warn=True)
+
+
+@asset(group_name=GROUP, code_version="2", deps=[target_db],
+       description="Include/exclude/reconcile YAML deciding what reaches the optimizer.")
 def target_config(
     storage: StorageResource, target_config_file: TargetConfigResource
 ) -> MaterializeResult:
     layout = storage.layout
-    selection = install_target_config(target_config_file.path, layout.target_config,
-                                      load_targets(layout.target_db))
+    targets, selection = install_target_config(target_config_file.path, layout.target_config,
+                                               load_targets(layout.target_db))
+    changed = targets[targets["reconcile_rule"] != ""]
+    reconciled = changed.groupby("reconcile_rule")["reconcile_factor"].agg(
+        targets="size", min_factor="min", max_factor="max").reset_index()
     sha = sha256_file(layout.target_config)
     return MaterializeResult(
         metadata={
@@ -46,6 +66,9 @@ def target_config(
             "config_sha256": sha,
             "db_targets_selected": int(selection.sum()),
             "db_targets": len(selection),
+            "reconciled": MetadataValue.md(markdown_table(reconciled)),
+            "hierarchy_gaps_after": MetadataValue.md(markdown_table(
+                gap_summary(hierarchy_gaps(targets)))),
             "config": MetadataValue.md(f"```yaml\n{layout.target_config.read_text()}\n```"),
         },
         data_version=data_version(sha),

@@ -10,7 +10,9 @@ from assets.targets import target_config
 from pipeline.package.store import load_selection
 from pipeline.release.gates import published
 from pipeline.release.lineage import parent_hashes, write_lineage
+from pipeline.validate.quality import heldout_metrics
 from pipeline.validate.sanity import FAIL
+from pipeline.validate.scoring import ABSOLUTE, IN_SCOPE, OUT_OF_SCOPE
 from pipeline.validate.totals import (
     VALIDATION_RESULTS,
     validate_h5s,
@@ -19,8 +21,9 @@ from pipeline.validate.totals import (
 from resources import ComputeResource, StorageResource
 
 
-@asset(group_name="validate", code_version="1", deps=[stacked_h5s, target_config],
-       description="Every target recomputed by the engine from the published H5 files.")
+@asset(group_name="validate", code_version="2", deps=[stacked_h5s, target_config],
+       description="Every target recomputed by the engine from the published H5 files, "
+                   "scored relative (or absolute near zero), with its provenance.")
 def validation_results(storage: StorageResource, compute: ComputeResource) -> MaterializeResult:
     layout = storage.layout
     lineage = parent_hashes(layout, "validation_results")
@@ -28,18 +31,29 @@ def validation_results(storage: StorageResource, compute: ComputeResource) -> Ma
     df = validate_h5s(published(layout, pkg, compute.runner()), pkg.targets, selected)
     write_validation_csv(df, layout.validation_csv)
     write_lineage(layout.validation_lineage, lineage)
-    trained, held = df[df["in_training"]], df[~df["in_training"]]
-    worst = df.sort_values("rel_abs_error", ascending=False).head(15)
-    by_group = (df.groupby(["area_type", "variable", "in_training"])["rel_abs_error"]
-                .median().rename("median_rel_abs_error").reset_index())
+    scored = df[df["scope"] == IN_SCOPE]
+    trained = scored[scored["in_training"]]
+    heldout = pd.DataFrame(heldout_metrics(df)).T.rename_axis("holdout_group").reset_index()
+    worst = scored.sort_values("score", ascending=False).head(15)
+    by_group = (scored.groupby(["area_type", "variable", "in_training"])["score"]
+                .agg(["count", "mean", "median"]).reset_index())
+    columns = ["target_name", "target_value", "sim_value", "error_rule", "score",
+               "original_value", "original_period", "reconcile_rule"]
     return file_result(layout.validation_csv, {
         "rows": len(df),
-        "training_median_rel_abs_error": _median(trained["rel_abs_error"]),
-        "holdout_median_rel_abs_error": _median(held["rel_abs_error"]),
+        "training_median_score": _median(trained["score"]),
+        **{f"heldout_{r.holdout_group}_{k}": float(getattr(r, k))
+           for r in heldout.itertuples() for k in ("median", "p90")},
+        "absolute_rule_rows": int((df["error_rule"] == ABSOLUTE).sum()),
+        "out_of_scope_rows": int((df["scope"] == OUT_OF_SCOPE).sum()),
+        "uprated_rows": int((df["uprating_factor"] != 1).sum()),
+        "reconciled_rows": int((df["reconcile_rule"] != "").sum()),
         "sanity_fail_rows": int((df["sanity_check"] == FAIL).sum()),
+        "heldout": MetadataValue.md(markdown_table(heldout)),
         "by_group": MetadataValue.md(markdown_table(by_group)),
-        "worst_targets": MetadataValue.md(markdown_table(
-            worst[["target_name", "target_value", "sim_value", "rel_abs_error"]])),
+        "worst_targets": MetadataValue.md(markdown_table(worst[columns])),
+        "out_of_scope": MetadataValue.md(markdown_table(
+            df.loc[df["scope"] == OUT_OF_SCOPE, columns])),
         **column_schema(VALIDATION_RESULTS),
     })
 

@@ -105,9 +105,11 @@ def _run_releases(args: argparse.Namespace) -> int:
         gates = release.manifest.get("gates", {})
         passed = sum(g.get("passed", False) for g in gates.values())
         mark = "*" if current and current.version == release.version else " "
+        heldout = "".join(f"  held-out {g} median {h['median']:.4f} p90 {h['p90']:.4f}"
+                          for g, h in release.manifest.get("heldout", {}).items())
         print(f"{mark} {release.version}  mean rel error {err.get('mean', float('nan')):.4f}  "
               f"max {err.get('max', float('nan')):.4f}  kept {fit.get('records_kept', '?')}  "
-              f"gates {passed}/{len(gates)} passed")
+              f"gates {passed}/{len(gates)} passed{heldout}")
     return 0
 
 

@@ -10,6 +10,7 @@ from pipeline.core.layout import Layout
 from pipeline.microdata import Microdata, write_h5
 from pipeline.package.store import CalibrationPackage, save_package
 from pipeline.release.lineage import parent_hashes, write_lineage
+from pipeline.targets.db import with_provenance
 
 # 3 base households x 3 clones; column = clone * 3 + record.
 CD = np.array([3701, 3702, 601, 3702, 3701, 602, 601, 3701, 3702], dtype=np.int32)
@@ -53,9 +54,10 @@ def make_package(tmp_path, X=None, targets=None, n_clones=3) -> CalibrationPacka
     base = tmp_path / "base.h5"
     write_h5(base_microdata(), base)
     if targets is None:
-        targets = pd.DataFrame({c: [] for c in ("target_id", "target_name", "variable",
-                                                "geo_level", "geographic_id", "domain_variable",
-                                                "value", "period", "holdout", "constraints")})
+        targets = with_provenance(pd.DataFrame(
+            {c: [] for c in ("target_id", "target_name", "variable", "geo_level",
+                             "geographic_id", "domain_variable", "value", "period", "holdout",
+                             "constraints")}))
     n = 3 * n_clones
     X = sp.csr_matrix((len(targets), n), dtype=np.float32) if X is None else X
     pkg = CalibrationPackage(X=X, targets=targets, initial_weights=np.ones(n),
@@ -76,7 +78,7 @@ def small_package(n_records=3, n_clones=2) -> CalibrationPackage:
         [0, 0, 0, 0, 0, 0],
         [5, 5, 5, 5, 5, 5],
     ], dtype=np.float32)[:, :n])
-    targets = pd.DataFrame({
+    targets = with_provenance(pd.DataFrame({
         "target_id": [1, 2, 3],
         "target_name": ["nation/person_count/[age<5]", "state_10/snap/[snap>0]",
                         "cd_1000/household_count"],
@@ -88,7 +90,7 @@ def small_package(n_records=3, n_clones=2) -> CalibrationPackage:
         "period": [2024, 2024, 2024],
         "holdout": [0, 0, 0],
         "constraints": [json.dumps([["age", "<", 5]]), json.dumps([["snap", ">", 0]]), "[]"],
-    })
+    }))
     return CalibrationPackage(
         X=X, targets=targets, initial_weights=np.full(n, 100.0),
         cd_geoid=np.full(n, 1000, dtype=np.int32), county_index=np.zeros(n, dtype=np.int32),
@@ -122,8 +124,10 @@ def _with_lineage(path, lineage: dict) -> None:
     path.write_text(json.dumps({"lineage": lineage}))
 
 
-def validation_frame(errors, *, training=None, sanity=None, sim=None) -> pd.DataFrame:
-    """validation_results rows for targets t0..tn-1: states, then one district."""
+def validation_frame(errors, *, training=None, sanity=None, sim=None, holdout=None,
+                     scope=None) -> pd.DataFrame:
+    """validation_results rows for targets t0..tn-1: states, then one district; `errors`
+    is each row's score (and production's rel_abs_error)."""
     n = len(errors)
     errors = np.asarray(errors, dtype=float)
     sim = np.ones(n) if sim is None else np.asarray(sim, dtype=float)
@@ -144,5 +148,14 @@ def validation_frame(errors, *, training=None, sanity=None, sim=None) -> pd.Data
         "sanity_check": sanity or ["PASS"] * n,
         "sanity_reason": [""] * n,
         "in_training": training if training is not None else [True] * n,
+        "holdout_group": holdout or [""] * n,
+        "original_value": np.ones(n),
+        "original_period": [2024] * n,
+        "uprating_factor": np.ones(n),
+        "reconcile_rule": [""] * n,
+        "reconcile_factor": np.ones(n),
+        "error_rule": ["relative"] * n,
+        "error_floor": np.ones(n),
+        "score": errors,
+        "scope": scope or ["in_scope"] * n,
     })
-

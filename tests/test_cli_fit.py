@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from pipeline.cli import main
 from pipeline.package.store import CalibrationPackage, save_package
+from pipeline.targets.db import with_provenance
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -19,12 +20,12 @@ def package(tmp_path):
     n_t, n_c = 12, 120
     X = sp.random(n_t, n_c, density=0.25, format="csr", random_state=rng, dtype=np.float32)
     X.data[:] = rng.integers(1, 4, X.nnz)
-    targets = pd.DataFrame({
+    targets = with_provenance(pd.DataFrame({
         "target_id": np.arange(n_t), "target_name": [f"state_6/snap/{i}" for i in range(n_t)],
         "variable": "snap", "geo_level": "state", "geographic_id": "6", "domain_variable": "",
         "value": X @ rng.gamma(2.0, 40.0, n_c), "period": 2024, "holdout": 0,
         "constraints": "[]",
-    })
+    }))
     pkg = CalibrationPackage(X=X, targets=targets, initial_weights=np.full(n_c, 80.0),
                              cd_geoid=np.zeros(n_c), county_index=np.zeros(n_c, np.int32),
                              counties=np.array([""]), metadata={"n_records": n_c, "n_clones": 1})

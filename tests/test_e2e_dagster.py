@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import World
 from dagster import (
+    AssetCheckSeverity,
     AssetKey,
     AssetSelection,
     DagsterInstance,
@@ -21,6 +22,7 @@ from dagster import (
 from assets.automation import target_config_changed
 from pipeline.cli import main as calibrate
 from pipeline.release.releases import current_release, list_releases
+from pipeline.validate.totals import read_validation_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -49,7 +51,16 @@ def _promoted(result):
 def test_full_rebuild_promotes_behind_passed_gates(built_world):
     result = built_world.result
     assert result.success
-    assert _checks(result) == dict.fromkeys(GATES, True)
+    # Every gate passed; the hierarchy warning (USDA vs ACS SNAP counts) fails, and blocks
+    # nothing.
+    assert _checks(result) == {**dict.fromkeys(GATES, True), "target_hierarchy": False}
+    [warning] = [e for e in result.get_asset_check_evaluations()
+                 if e.check_name == "target_hierarchy"]
+    assert warning.severity == AssetCheckSeverity.WARN
+    worst = warning.metadata["details"].value["largest_gaps"][0]
+    assert (worst["parent_id"], worst["variable"], worst["child_level"]) == (
+        "32", "household_count", "district")  # Nevada's ACS districts: 54% of USDA's count
+    assert "differ from the sum of their children by more than 5%" in warning.description
     release = current_release(built_world.root)
     assert release is not None and set(release.manifest["gates"]) == GATES
     assert all(g["passed"] for g in release.manifest["gates"].values())
@@ -75,12 +86,35 @@ def test_full_rebuild_promotes_behind_passed_gates(built_world):
     assert verdict["report"]["metrics"]["targets"] > 200
 
 
+def test_release_validates_uprated_reconciled_targets_with_provenance(built_world):
+    release = current_release(built_world.root)
+    v = read_validation_csv(release.path / "validation_results.csv").set_index("target_name")
+    # Delaware's one district: ACS 41,214 SNAP households, scaled to the state's USDA count
+    de = v.loc["cd_1000/household_count/[snap>0]"]
+    assert de["original_value"] == 41_214 and de["original_period"] == 2024
+    assert de["reconcile_rule"] == "snap_households_to_usda_states"
+    assert de["target_value"] == pytest.approx(v.at["state_10/household_count/[snap>0]",
+                                                    "target_value"])
+    # Rhode Island's TY2022 EITC, uprated to 2024
+    eitc = v.loc["state_44/eitc/[eitc>0]"]
+    assert (eitc["period"], eitc["original_period"]) == (2024, 2022)
+    assert eitc["target_value"] == pytest.approx(eitc["original_value"]
+                                                 * eitc["uprating_factor"])
+    assert eitc["uprating_factor"] == pytest.approx(1.1523, abs=1e-4)
+    assert set(v["holdout_group"]) == {"", "negative_total"}  # no national targets in ci
+    assert release.manifest["heldout"]["negative_total"]["count"] == 4
+    metadata = _metadata(built_world.result, "target_db")
+    assert "household_count | snap | state vs districts | 51" in metadata["hierarchy_gaps"]
+    assert "snap_households_to_usda_states | 436 |" in _metadata(
+        built_world.result, "target_config")["reconciled"]
+
+
 def test_config_change_refits_without_rebuilding_the_package(world):
     before_package = _materializations(world, "calibration_package")
     before_weights = _materializations(world, "calibration_weights")
     previous = current_release(world.root).version
-    world.config.write_text(world.config.read_text()
-                            + "  - {variable: household_count, geo_level: district}\n")
+    world.config.write_text(world.config.read_text().replace(
+        "exclude:\n", "exclude:\n  - {variable: household_count, geo_level: district}\n", 1))
     resources = world.defs.resources
     with build_sensor_context(instance=world.instance, resources=resources,
                               definitions=world.defs) as context:

@@ -12,6 +12,7 @@ import torch
 from pipeline.core.errors import InputError
 from pipeline.fit import FitParams, fit, fit_package
 from pipeline.package.store import CalibrationPackage, save_package
+from pipeline.targets.db import with_provenance
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,14 +35,14 @@ def make_package(tmp_path: Path, holdout=(), y_override=None) -> Path:
     if y_override is not None:
         y = y_override
     levels = ["national", "state", "district"]
-    targets = pd.DataFrame({
+    targets = with_provenance(pd.DataFrame({
         "target_id": np.arange(N_T), "target_name": [f"t{i}" for i in range(N_T)],
         "variable": ["person_count" if i % 2 else "snap" for i in range(N_T)],
         "geo_level": [levels[i % 3] for i in range(N_T)],
         "geographic_id": ["US"] * N_T, "domain_variable": [""] * N_T, "value": y,
         "period": 2024, "holdout": [int(i in holdout) for i in range(N_T)],
         "constraints": ["[]"] * N_T,
-    })
+    }))
     n_c = X.shape[1]
     pkg = CalibrationPackage(
         X=X, targets=targets, initial_weights=iw, cd_geoid=np.full(n_c, 3701),

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.fit import FitParams, FitThresholds, fit_package, review_fit
 from pipeline.package.store import CalibrationPackage, save_package
+from pipeline.targets.db import with_provenance
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -26,12 +27,12 @@ def fitted(tmp_path_factory):
     X.data[:] = rng.integers(1, 4, X.nnz)
     y = X @ rng.gamma(2.0, 50.0, N_REC)
     levels = ["state", "district"]
-    targets = pd.DataFrame({
+    targets = with_provenance(pd.DataFrame({
         "target_id": np.arange(N_T), "target_name": [f"t{i}" for i in range(N_T)],
         "variable": ["snap" if i < 9 else "age" for i in range(N_T)],
         "geo_level": [levels[i % 2] for i in range(N_T)], "geographic_id": "US",
         "domain_variable": "", "value": y, "period": 2024, "holdout": 0, "constraints": "[]",
-    })
+    }))
     pkg = CalibrationPackage(X=X, targets=targets, initial_weights=np.full(N_REC, 100.0),
                              cd_geoid=np.zeros(N_REC), county_index=np.zeros(N_REC, np.int32),
                              counties=np.array([""]),

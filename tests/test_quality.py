@@ -3,20 +3,26 @@ import pytest
 from factories import validation_frame as _frame
 
 from pipeline.core.errors import InputError
-from pipeline.validate.quality import QualityThresholds, review_quality
+from pipeline.validate.quality import QualityThresholds, heldout_metrics, review_quality
+
+EITC = "eitc_agi_children"
 
 
 def _rule(review, name):
     return next(r for r in review.rules if r.name == name)
 
 
-def test_no_baseline_uses_absolute_median_and_reports_holdout():
-    v = _frame([0.02, 0.04, 0.5, 0.9], training=[True, True, True, False])
+def test_no_baseline_uses_absolute_median_and_reports_heldout_median_and_p90():
+    v = _frame([0.02, 0.04, 0.5, 0.9, 0.1, 0.3], training=[True, True, True, False, False, False],
+               holdout=["", "", "", EITC, EITC, "split"])
     review = review_quality(v, None)
     assert review.passed
-    assert "median training rel_abs_error 0.04" in _rule(review, "absolute").detail
-    assert review.details["holdout"] == {"count": 1.0, "median_rel_abs_error": 0.9,
-                              "mean_rel_abs_error": 0.9, "max_rel_abs_error": 0.9}
+    assert "median training score 0.04" in _rule(review, "absolute").detail
+    eitc = review.details["heldout"][EITC]
+    assert eitc["count"] == 2 and eitc["median"] == pytest.approx(0.5)
+    assert eitc["p90"] == pytest.approx(0.1 + 0.9 * 0.8)
+    assert review.details["heldout"]["split"] == {"count": 1.0, "median": 0.3, "p90": 0.3}
+    assert review.metrics["heldout_eitc_agi_children_median"] == pytest.approx(0.5)
     strict = review_quality(v, None, QualityThresholds(max_median_training_error=0.03))
     assert not strict.passed and not _rule(strict, "absolute").passed
 
@@ -27,8 +33,7 @@ def test_target_and_group_regressions_block():
     assert same.passed
     worse = review_quality(_frame([0.2, 0.01, 0.01, 0.01]), base)
     assert not worse.passed
-    assert not _rule(worse, "target_regression").passed
-    assert "['t0']" in _rule(worse, "target_regression").detail
+    assert _rule(worse, "target_regression").failing == ("t0",)
     assert worse.details["worst_regressions"][0]["target_name"] == "t0"
     assert worse.details["worst_regressions"][0]["increase"] == pytest.approx(0.19)
     # each target within 0.05 but the state group mean rises by 0.04 > 0.01
@@ -48,16 +53,58 @@ def test_sanity_fail_and_nan_block_and_new_targets_do_not_regress():
     review = review_quality(grown, base)
     assert review.passed
     assert "3 targets compared, 1 new" in _rule(review, "coverage").detail
-    with pytest.raises(InputError, match="rel_abs_error"):
-        review_quality(grown.drop(columns="rel_abs_error"), None)
+    with pytest.raises(InputError, match="score"):
+        review_quality(grown.drop(columns="score"), None)
 
 
 def test_untrained_targets_may_drift_and_are_reported():
     base = _frame([0.01, 0.01, 0.01, 0.01])
-    # t3 left training (a config edit or a holdout) and drifted far; t0..t2 held steady.
+    # t3 left training (a config edit) and drifted far; t0..t2 held steady.
     review = review_quality(_frame([0.01, 0.01, 0.01, 0.8],
                                    training=[True, True, True, False]), base)
     assert review.passed
     assert review.details["worst_regressions"][0]["target_name"] == "t3"
     assert not review.details["worst_regressions"][0]["in_training"]
     assert review.details["worst_regressions"][0]["increase"] == pytest.approx(0.79)
+
+
+def test_out_of_scope_targets_are_reported_not_judged():
+    base = _frame([0.01, 0.01, 0.01])
+    # t1: zero under the statistic's year's law, non-zero under the data year's: out of scope
+    v = _frame([0.01, 4e7, 0.01], scope=["in_scope", "out_of_scope", "in_scope"])
+    review = review_quality(v, base)
+    assert review.passed
+    assert review.metrics["out_of_scope_targets"] == 1.0
+    assert "2 targets compared" in _rule(review, "coverage").detail
+    assert review_quality(v, None).passed
+
+
+def test_heldout_group_regression_against_current_blocks():
+    training = [True, True, False, False, False, False]
+    holdout = ["", "", EITC, EITC, EITC, EITC]
+    base = _frame([0.01, 0.01, 0.2, 0.3, 0.4, 0.5], training=training, holdout=holdout)
+    slightly = _frame([0.01, 0.01, 0.21, 0.31, 0.41, 0.51], training=training, holdout=holdout)
+    assert review_quality(slightly, base).passed
+    worse = _frame([0.01, 0.01, 0.2, 0.3, 0.5, 0.6], training=training, holdout=holdout)
+    review = review_quality(worse, base)  # median 0.35 -> 0.4
+    assert not review.passed
+    assert _rule(review, "heldout_regression").failing[0] == f"{EITC} median: +0.05"
+    assert review.details["heldout"][EITC]["baseline_median"] == pytest.approx(0.35)
+    loose = QualityThresholds(heldout_regression=0.1)
+    assert review_quality(worse, base, loose).passed
+
+
+def test_legacy_baseline_without_score_is_judged_by_rel_abs_error():
+    base = _frame([0.01, 0.01, 0.01, 0.01]).drop(
+        columns=["holdout_group", "original_value", "original_period", "uprating_factor",
+                 "reconcile_rule", "reconcile_factor", "error_rule", "error_floor", "score",
+                 "scope"])
+    assert review_quality(_frame([0.012, 0.01, 0.01, 0.01]), base).passed
+    assert not review_quality(_frame([0.2, 0.01, 0.01, 0.01]), base).passed
+
+
+def test_heldout_metrics_ignore_trained_and_out_of_scope_rows():
+    v = _frame([0.1, 0.2, 0.3, 9.0], training=[True, False, False, False],
+               holdout=["", EITC, EITC, EITC], scope=["in_scope"] * 3 + ["out_of_scope"])
+    assert heldout_metrics(v) == {EITC: {"count": 2.0, "median": pytest.approx(0.25),
+                                         "p90": pytest.approx(0.29)}}

@@ -1,4 +1,5 @@
-"""Target config: YAML parsing, include/exclude selection, loud errors, holdout protection."""
+"""Target config: YAML parsing, include/exclude selection, reconciliation, loud errors,
+holdout protection."""
 
 
 import pytest
@@ -7,6 +8,8 @@ from pipeline.core.errors import InputError
 from pipeline.core.packaged import DEFAULT_TARGET_CONFIG as DEFAULT  # noqa: E402
 from pipeline.targets.config import (
     TargetRule,
+    apply_target_config,
+    configure_targets,
     load_target_config,
     select_targets,
     target_vocabulary,
@@ -112,3 +115,96 @@ def test_package_subset_is_judged_against_the_db_names(targets, tmp_path):
     typo = load_target_config(_config(tmp_path, "exclude:\n  - {variable: incme_tax}\n"))
     with pytest.raises(InputError, match="incme_tax.*income_tax"):
         select_targets(subset, typo, vocabulary=vocabulary)
+
+
+SNAP_DISTRICTS = "{variable: household_count, domain_variable: snap, level: district, parent: state"
+
+
+def test_default_config_scales_acs_snap_districts_to_usda_states(targets):
+    configured, selected = apply_target_config(DEFAULT, targets)
+    assert selected.sum() == 10_432  # reconciling changes values, not the selection
+    changed = configured[configured.reconcile_rule != ""]
+    assert set(changed.reconcile_rule) == {"snap_households_to_usda_states"}
+    assert len(changed) == 436 and set(changed.geo_level) == {"district"}
+    state = configured[(configured.geo_level == "state")
+                       & (configured.variable == "household_count")].set_index("geographic_id")
+    sums = changed.groupby(changed.geographic_id.astype(int) // 100)["value"].sum()
+    for fips, total in sums.items():
+        assert total == pytest.approx(state.at[str(fips), "value"], rel=1e-12)
+    # Delaware's one district takes the state's (uprated USDA) count; Nevada's four keep
+    # their ACS shares.
+    de = changed.set_index("geographic_id").loc["1000"]
+    assert de["original_value"] == 41_214
+    assert de["value"] == pytest.approx(state.at["10", "value"], rel=1e-15)
+    assert de["reconcile_factor"] == pytest.approx(state.at["10", "value"] / 41_214)
+    nv = changed[changed.geographic_id.str.startswith("32")].set_index("geographic_id")
+    assert nv.loc["3201", "value"] / nv.loc["3202", "value"] == pytest.approx(45_419 / 25_626)
+    assert (nv["value"] == nv["original_value"] * nv["uprating_factor"]
+            * nv["reconcile_factor"]).all()
+    untouched = configured[configured.reconcile_rule == ""]
+    assert (untouched.value == targets.loc[untouched.index, "value"]).all()
+    assert (untouched.reconcile_factor == 1).all()
+
+
+def test_drop_takes_a_level_out_of_training_and_says_why(targets, tmp_path):
+    path = _config(tmp_path, f"reconcile:\n  - {SNAP_DISTRICTS}, method: drop}}\n")
+    configured, selected = apply_target_config(path, targets)
+    snap = (targets.variable == "household_count") & (targets.geo_level == "district")
+    assert not selected[snap.to_numpy()].any()
+    assert selected.sum() == 10_760 - 276 - 436
+    assert set(configured.loc[snap, "reconcile_rule"]) == {
+        "drop district household_count[snap] for state"}
+    assert (configured.value == targets.value).all()
+
+
+def test_rules_apply_in_order(targets, tmp_path):
+    """Scaled to the states, then dropped: the last rule that changed a target is recorded."""
+    path = _config(tmp_path, f"reconcile:\n  - {SNAP_DISTRICTS}, method: scale, name: a}}\n"
+                             f"  - {SNAP_DISTRICTS}, method: drop, name: b}}\n")
+    configured, selected = apply_target_config(path, targets)
+    snap = (configured.variable == "household_count") & (configured.geo_level == "district")
+    assert set(configured.loc[snap, "reconcile_rule"]) == {"b"}
+    assert (configured.loc[snap, "reconcile_factor"] != 1).all()
+
+
+@pytest.mark.parametrize(("rule", "field", "problem"), [
+    ("{variable: snap_households, domain_variable: snap, level: district, parent: state, "
+     "method: scale}", "reconcile[0].variable", "no target has variable 'snap_households'"),
+    ("{variable: household_count, domain_variable: snap, level: district, parent: national, "
+     "method: scale}", "reconcile[0].parent", "no national targets of household_count[snap]"),
+    ("{variable: household_count, domain_variable: age, level: district, parent: state, "
+     "method: scale}", "reconcile[0].variable", "with domain 'age'"),
+    ("{variable: household_count, domain_variable: snap, level: state, parent: district, "
+     "method: scale}", "reconcile[0].parent", "district is not above state"),
+    ("{variable: household_count, domain_variable: snap, level: county, parent: state, "
+     "method: scale}", "reconcile[0].level", "unknown geo level 'county'"),
+    ("{variable: household_count, domain_variable: snap, level: district, parent: state, "
+     "method: average}", "reconcile[0].method", "unknown method 'average'"),
+    ("{variable: household_count, domain_variable: snap, level: district, method: drop}",
+     "reconcile[0].parent", "missing"),
+    ("{variable: household_count, domain_variable: snap, level: district, parent: state, "
+     "method: drop, weight: 2}", "reconcile[0].weight", "unknown rule key"),
+])
+def test_bad_reconcile_rule_names_rule_and_fix(targets, tmp_path, rule, field, problem):
+    path = _config(tmp_path, f"reconcile:\n  - {rule}\n")
+    with pytest.raises(InputError) as err:
+        apply_target_config(path, targets)
+    assert err.value.file == str(path) and err.value.field == field
+    assert problem in err.value.problem and err.value.fix
+
+
+def test_unknown_level_fix_lists_where_the_statistic_exists(targets, tmp_path):
+    path = _config(tmp_path, "reconcile:\n  - {variable: household_count, domain_variable: "
+                             "snap, level: district, parent: national, method: scale}\n")
+    with pytest.raises(InputError, match=r"where they exist: \['district', 'state'\]"):
+        apply_target_config(path, targets)
+
+
+def test_reconcile_in_a_package_subset_uses_the_db_names(targets):
+    """A state-only package has no SNAP districts: the shipped rule changes nothing there."""
+    vocabulary = target_vocabulary(targets)
+    subset = targets[targets.geo_level == "state"].reset_index(drop=True)
+    configured, _ = configure_targets(subset, load_target_config(DEFAULT),
+                                      vocabulary=vocabulary)
+    assert (configured.reconcile_rule == "").all()
+    assert (configured.value == subset.value).all()

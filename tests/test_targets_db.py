@@ -56,11 +56,28 @@ def test_known_values_round_trip(built):
     assert df[df.target_name.str.startswith("cd_101/person_count/")]["value"].sum() == 760_389
     assert v["cd_101/person_count/[age>=0,age<5]"] == 39_908
     assert v["cd_101/household_count/[snap>0]"] == 34_742
-    # IRS SOI TY2022 Alabama EITC: 440,510 returns, $1,262,145,000.
-    assert v["state_1/tax_unit_count/[eitc>0]"] == 440_510
-    assert v["state_1/eitc/[eitc>0]"] == 1_262_145_000
-    assert v["state_1/tax_unit_count/[adjusted_gross_income<1,is_tax_filer==1]"] == 32_590
-    assert v["nation/tax_unit_count/[is_tax_filer==1]"] == 160_602_107  # SOI TY2023 returns
+    # IRS SOI TY2022 Alabama EITC: 440,510 returns, $1,262,145,000 (as published).
+    published = df.set_index("target_name")["original_value"]
+    assert published["state_1/tax_unit_count/[eitc>0]"] == 440_510
+    assert published["state_1/eitc/[eitc>0]"] == 1_262_145_000
+    assert published["state_1/tax_unit_count/[adjusted_gross_income<1,is_tax_filer==1]"] == 32_590
+    assert published["nation/tax_unit_count/[is_tax_filer==1]"] == 160_602_107  # TY2023
+    # ... and uprated to 2024: returns by tax-unit growth 2022->2024 (214,875,995 /
+    # 209,663,831), the credit by that times its parameters' indexing (ACPIU of the years
+    # before: 2022 1.079668 x 2023 1.041353).
+    units = 214_875_995 / 209_663_831
+    assert v["state_1/tax_unit_count/[eitc>0]"] == pytest.approx(440_510 * units)
+    assert v["state_1/eitc/[eitc>0]"] == pytest.approx(1_262_145_000 * units * 1.079668
+                                                       * 1.041353)
+    # AGI bands move with AGI per return (ATXPY 2023 1.071685 x 2024 1.048148): Alabama's
+    # TY2022 $75K-$100K band is 2024's $84,246-$112,328 band.
+    band = "[adjusted_gross_income>=84246,adjusted_gross_income<112328,is_tax_filer==1]"
+    assert published[f"state_1/tax_unit_count/{band}"] == 193_220
+    assert v[f"state_1/tax_unit_count/{band}"] == pytest.approx(193_220 * units)
+    assert v[f"state_1/adjusted_gross_income/{band}"] == pytest.approx(
+        16_745_342_000 * units * 1.071685 * 1.048148)
+    assert v["nation/tax_unit_count/[is_tax_filer==1]"] == pytest.approx(
+        160_602_107 * 214_875_995 / 212_283_534)
     assert v["cd_1198/household_count/[snap>0]"] > 0 and v["cd_200/person_count/[age>=85]"] > 0
 
 
@@ -74,21 +91,34 @@ def test_national_age_total_is_s0101_total(built):
 
 def test_periods_sources_and_holdout(built):
     path, _, df = built
-    periods = df.groupby(["geo_level", "variable", "domain_variable"])["period"].unique()
+    assert set(df["period"]) == {2024}  # every value is uprated to the calibration year
+    periods = df.groupby(["geo_level", "variable", "domain_variable"])["original_period"].unique()
     assert list(periods[("district", "person_count", "age")]) == [2024]
     assert list(periods[("state", "snap", "snap")]) == [2023]
     assert list(periods[("state", "eitc", "eitc")]) == [2022]
     assert list(periods[("national", "income_tax", "is_tax_filer")]) == [2023]
+    same_year = df[df["original_period"] == 2024]
+    assert (same_year["uprating_factor"] == 1).all()
+    assert (same_year["value"] == same_year["original_value"]).all()
     hold = df[df.holdout == 1]
     assert len(hold) == 276
     assert set(hold.domain_variable) == {"adjusted_gross_income,eitc,eitc_child_count",
                                          "adjusted_gross_income,is_tax_filer"}
-    negative = hold[hold.domain_variable == "adjusted_gross_income,is_tax_filer"]
+    assert hold.holdout_group.value_counts().to_dict() == {"eitc_agi_children": 224,
+                                                           "negative_total": 52}
+    assert (df.loc[df.holdout == 0, "holdout_group"] == "").all()
+    negative = hold[hold.holdout_group == "negative_total"]
     assert len(negative) == 52 and (negative.value < 0).all()
     assert (negative.variable == "adjusted_gross_income").all()
     with sqlite3.connect(path) as conn:
         sources = dict(conn.execute("SELECT variable, source FROM targets WHERE target_id=1"))
+        notes = dict(conn.execute("SELECT notes, 1 FROM targets WHERE original_period = 2022 "
+                                  "AND variable = 'eitc'"))
     assert "S0101" in sources["person_count"]
+    assert set(notes) == {
+        "snapshot eitc_state.csv; uprated 2022->2024 by tax_units x ACPIU of the year before",
+        "snapshot eitc_agi_children.csv; uprated 2022->2024 by tax_units x ACPIU of the year "
+        "before; adjusted_gross_income band edges x ATXPY"}
 
 
 def test_constraints_json_and_definition_hash(built):
@@ -136,8 +166,10 @@ def test_check_passes_clean_db_and_catches_corruption(built, tmp_path):
         conn.execute("UPDATE stratum_constraints SET value = '3799' "
                      "WHERE constraint_variable = 'congressional_district_geoid' "
                      "AND value = '101'")
+        conn.execute("UPDATE targets SET value = value * 2 WHERE target_id = 3")
     problems = check_target_db(bad, ENGINE)
     assert "target 1: value is NaN or infinite" in problems
+    assert "target 3: value is not original_value x uprating_factor" in problems
     assert "target 2: negative count -5.0" in problems
     assert sum("district 3799 is not inside state 1" in p for p in problems) >= 1
 
@@ -199,3 +231,47 @@ def test_missing_source_file(tmp_path):
     with pytest.raises(InputError, match="eitc_state.csv"):
         build_target_db(tmp_path / "targets.db", snap)
     assert not (tmp_path / "targets.db").exists()
+
+
+def test_uprating_to_another_year_and_its_factors(tmp_path):
+    build_target_db(tmp_path / "t.db", year=2023)
+    df = load_targets(tmp_path / "t.db").set_index("target_name")
+    row = df.loc["state_1/eitc/[eitc>0]"]
+    assert row["period"] == 2023 and row["original_period"] == 2022
+    assert row["uprating_factor"] == pytest.approx(212_283_534 / 209_663_831 * 1.079668)
+    # ACS 2024 age bins go back to 2023 with the population's growth
+    age = df.loc["cd_101/person_count/[age>=0,age<5]"]
+    assert age["uprating_factor"] == pytest.approx(389_735_172 / 393_983_755)
+    assert age["value"] == pytest.approx(39_908 * 389_735_172 / 393_983_755)
+
+
+def _growth_copy(tmp_path, name, edit):
+    from pipeline.core.packaged import POPULATION_GROWTH
+    from pipeline.targets.uprating import GROWFACTORS
+
+    source = {"population": POPULATION_GROWTH, "growfactors": GROWFACTORS}[name]
+    path = tmp_path / source.name
+    lines = source.read_text().splitlines()
+    path.write_text("\n".join(edit(lines)) + "\n")
+    return {"population": POPULATION_GROWTH, "growfactors": GROWFACTORS, name: path}, path
+
+
+@pytest.mark.parametrize(("name", "edit", "field", "problem"), [
+    ("growfactors", lambda lines: [ln for ln in lines if not ln.startswith("2023,")],
+     "year", "no row for 2023"),
+    ("population", lambda lines: [ln for ln in lines if not ln.startswith("2022,")],
+     "year", "no row for 2022"),
+    ("growfactors", lambda lines: [ln.replace("2024,1.048148", "2024,-1.048148")
+                                   for ln in lines], "ATXPY", "positive factor"),
+    ("population", lambda lines: [ln.replace("2022,385453928", "2022,-385453928")
+                                  for ln in lines], "persons", "positive factor"),
+])
+def test_bad_growth_factors_name_file_year_and_fix(tmp_path, name, edit, field, problem):
+    from pipeline.targets.uprating import load_uprating
+
+    files, path = _growth_copy(tmp_path, name, edit)
+    with pytest.raises(InputError) as err:
+        build_target_db(tmp_path / "out" / "t.db", uprating=load_uprating(**files))
+    assert err.value.file == str(path) and err.value.field == field
+    assert problem in err.value.problem and err.value.fix
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ from pipeline.core.errors import InputError
 from pipeline.engine import compute_taxes, simulate, takeup
 from pipeline.engine.takeup import draw_takeup
 from pipeline.publish.stacking import stack_h5s
+from pipeline.targets.db import with_provenance
 from pipeline.validate import published
 from pipeline.validate.consistency import xw_consistency
 from pipeline.validate.published import seed_cache
@@ -38,14 +39,14 @@ SELECTED = np.array([True, True, True, True, True, False, True, True])
 
 
 def _targets() -> pd.DataFrame:
-    return pd.DataFrame({
+    return with_provenance(pd.DataFrame({
         "target_id": range(len(TARGETS)),
         "target_name": [t[0] for t in TARGETS], "variable": [t[1] for t in TARGETS],
         "geo_level": [t[2] for t in TARGETS], "geographic_id": [t[3] for t in TARGETS],
         "domain_variable": [",".join(c[0] for c in t[4]) for t in TARGETS],
         "value": [t[5] for t in TARGETS], "period": 2024, "holdout": [0] * 5 + [1] + [0, 0],
         "constraints": [json.dumps(t[4]) for t in TARGETS],
-    })
+    }))
 
 
 def _hand_matrix(targets: pd.DataFrame) -> sp.csr_matrix:
@@ -98,9 +99,17 @@ def _validate(stacked, targets, selected, cache=None, runner=None):
     return validate_h5s(published, targets, selected)
 
 
+PRODUCTION = ("area_type", "area_id", "display_name", "district", "variable", "target_name",
+              "period", "target_value", "sim_value", "error", "rel_error", "abs_error",
+              "rel_abs_error", "sanity_check", "sanity_reason", "in_training")
+
+
 def test_validation_frame_has_production_columns_and_known_totals(validated):
     _, _, _, df = validated
-    assert tuple(df.columns) == COLUMNS
+    assert tuple(df.columns) == COLUMNS and COLUMNS[:len(PRODUCTION)] == PRODUCTION
+    assert COLUMNS[len(PRODUCTION):] == (
+        "holdout_group", "original_value", "original_period", "uprating_factor",
+        "reconcile_rule", "reconcile_factor", "error_rule", "error_floor", "score", "scope")
     by = df.set_index("target_name")
     # children live only in record 0, kept in column 0 (w 2.5)
     assert by.at["nation/person_count/[age<18]", "sim_value"] == 2 * 2.5
@@ -109,6 +118,11 @@ def test_validation_frame_has_production_columns_and_known_totals(validated):
     assert by.at["cd_602/person_count", "sim_value"] == 3.0  # col 5: the retiree, w 3.0
     row = by.loc["state_37/person_count/[age>=18]"]
     assert row["error"] == -5.5 and row["rel_abs_error"] == pytest.approx(5.5 / 20)
+    # one target in its table: scored relative to itself, in scope, published as is
+    assert (row["error_rule"], row["score"], row["scope"]) == ("relative", 5.5 / 20, "in_scope")
+    assert (row["original_value"], row["original_period"], row["uprating_factor"],
+            row["reconcile_rule"]) == (20.0, 2024, 1.0, "")
+    assert by.at["state_6/household_count/[snap>0]", "holdout_group"] == "holdout"
     assert (row["area_type"], row["area_id"], row["display_name"], row["district"]) == (
         "state", "37", "North Carolina", "")
     d = by.loc["cd_3701/household_count/[snap>0]"]

@@ -56,6 +56,8 @@ class PackageSettings(Settings):
 class GateSettings(Settings):
     consistency_tolerance: float = Field(0.01, gt=0, description="X·w against the totals "
                                          "computed from the published files")
+    hierarchy_tolerance: float = Field(0.05, gt=0, description="warning when a parent target "
+                                       "and the sum of its children differ by more")
     fit: FitThresholds = FitThresholds()
     quality: QualityThresholds = QualityThresholds()
 

@@ -23,7 +23,7 @@ from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
 from pipeline.core.tables import check_table
 from pipeline.targets.config import apply_target_config
-from pipeline.targets.db import TARGETS
+from pipeline.targets.db import TARGETS, with_provenance
 
 PACKAGE_VERSION = 1
 FILES = ("X.npz", "targets.csv", "initial_weights.npy", "geography.npz", "metadata.json")
@@ -161,12 +161,20 @@ def load_selection(
     package_dir: str | Path, target_config: str | Path | None, *, trust_pickle: bool = False,
     matrix: bool = True,
 ) -> tuple[CalibrationPackage, np.ndarray]:
-    """The package and the targets a config trains on (every non-holdout one without a
-    config); the config is judged against the target DB's names the package carries."""
+    """The package as a config sees it, and the targets the config trains on.
+
+    `pkg.targets` comes back with the config's reconciled `value`s (`reconcile_rule` and
+    `reconcile_factor` say which rule changed a target, and by how much): the fit, the
+    package gate, validation and gate 2 all read the values from here. Without a config,
+    every non-holdout target is selected and nothing is reconciled. The config is judged
+    against the target DB's names the package carries.
+    """
     pkg = load_package(package_dir, trust_pickle=trust_pickle, matrix=matrix)
     if target_config is None:
         return pkg, pkg.targets["holdout"].astype(int).to_numpy() == 0
-    return pkg, apply_target_config(target_config, pkg.targets, pkg.target_vocabulary)
+    pkg.targets, selected = apply_target_config(target_config, pkg.targets,
+                                                pkg.target_vocabulary)
+    return pkg, selected
 
 
 def _load_production_pickle(path: Path, trust_pickle: bool) -> CalibrationPackage:
@@ -188,6 +196,7 @@ def _load_production_pickle(path: Path, trust_pickle: bool) -> CalibrationPackag
                              ("period", 0), ("domain_variable", "")):
             if col not in targets.columns:
                 targets[col] = np.arange(len(targets)) if default is None else default
+        targets = with_provenance(targets)
         cd = np.asarray(raw.get("cd_geoid", np.zeros(n_cols)), dtype=np.int32)
         iw = raw.get("initial_weights")
         initial = np.full(n_cols, 100.0) if iw is None else np.asarray(iw, dtype=np.float64)

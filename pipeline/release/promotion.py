@@ -30,6 +30,7 @@ def release_files(layout: Layout) -> dict[str, Path]:
 
 def promote_release(layout: Layout) -> Release:
     verdicts = require_all_passed(layout)
+    quality = next(v for v in verdicts if v.gate == "simulation_quality").report
     run = json.loads(layout.run_config.read_text())
     package_meta = json.loads((layout.package_dir / "metadata.json").read_text())
     lineage = artifact_hashes(layout, ARTIFACTS)
@@ -42,4 +43,6 @@ def promote_release(layout: Layout) -> Release:
                 "records_kept": run["records_kept"]},
         "gates": {v.gate: {"passed": v.passed, "summary": v.summary, "inputs": v.inputs}
                   for v in verdicts},
+        # Generalization: each held-out group's median and p90 score (gate 2 judged them).
+        "heldout": quality["details"]["heldout"],
     })

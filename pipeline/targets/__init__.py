@@ -1,5 +1,6 @@
-"""Target statistics: the SQLite target DB (db), its builder (etl) and the fit-time
-include/exclude selection (config)."""
+"""Target statistics: the SQLite target DB (db), its builder (etl) with uprating to the
+calibration year (uprating), the level-consistency report (hierarchy), and the fit-time
+include/exclude selection (config) with its reconciliation rules (reconcile)."""
 
 from pipeline.targets.config import TargetConfig, TargetRule, load_target_config, select_targets
 from pipeline.targets.db import check_target_db, load_targets

@@ -1,4 +1,5 @@
-"""Target config: the include/exclude YAML that decides which DB targets reach the optimizer.
+"""Target config: the YAML that decides which DB targets reach the optimizer, and how
+conflicting levels are reconciled (`reconcile:`, see `pipeline.targets.reconcile`).
 
 Production silently matches nothing when a rule names an unknown variable; here a rule
 that matches no target is an error that lists what exists, so a typo cannot quietly
@@ -16,10 +17,12 @@ import yaml
 
 from pipeline.core.atomic import write_text
 from pipeline.core.errors import InputError
+from pipeline.targets.db import normalise_domain
+from pipeline.targets.reconcile import ReconcileRule, parse_rule, reconcile, target_groups
 
 RULE_FIELDS = ("variable", "geo_level", "domain_variable")
 GEO_LEVELS = ("national", "state", "district")
-SECTIONS = ("include", "exclude")
+SECTIONS = ("include", "exclude", "reconcile")
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class TargetRule:
             if want is not None:
                 have = targets[field].fillna("").astype(str)
                 if field == "domain_variable":
-                    have = have.map(_normalise_domain)
+                    have = have.map(normalise_domain)
                 out &= (have == want).to_numpy()
         return out
 
@@ -47,11 +50,7 @@ class TargetConfig:
     include: tuple[TargetRule, ...] | None  # None: every target
     exclude: tuple[TargetRule, ...] = ()
     path: str | None = None
-
-
-def _normalise_domain(text: str) -> str:
-    """Domain lists compare as sets: 'is_tax_filer,adjusted_gross_income' == sorted form."""
-    return ",".join(sorted(p.strip() for p in text.split(",") if p.strip()))
+    reconcile: tuple[ReconcileRule, ...] = ()
 
 
 def _rule(raw: object, path: Path, where: str) -> TargetRule:
@@ -68,7 +67,7 @@ def _rule(raw: object, path: Path, where: str) -> TargetRule:
         if not isinstance(value, str):
             raise InputError(path, f"{where}.{key}", f"value {value!r} is not a string",
                              f"quote it, e.g. {key}: \"...\"")
-        values[key] = _normalise_domain(value) if key == "domain_variable" else value
+        values[key] = normalise_domain(value) if key == "domain_variable" else value
     if values.get("geo_level", GEO_LEVELS[0]) not in GEO_LEVELS:
         raise InputError(path, f"{where}.geo_level", f"unknown geo level {values['geo_level']!r}",
                          f"use one of {list(GEO_LEVELS)}")
@@ -76,7 +75,7 @@ def _rule(raw: object, path: Path, where: str) -> TargetRule:
 
 
 def load_target_config(path: str | Path) -> TargetConfig:
-    """Parse and validate the YAML; an empty file includes every target."""
+    """Parse and validate the YAML; an empty file includes every target, reconciles none."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "target config not found",
@@ -92,7 +91,7 @@ def load_target_config(path: str | Path) -> TargetConfig:
     unknown = sorted(set(map(str, doc)) - set(SECTIONS))
     if unknown:
         raise InputError(path, unknown[0], "unknown key", f"use only {list(SECTIONS)}")
-    sections: dict[str, tuple[TargetRule, ...] | None] = {}
+    sections: dict[str, tuple | None] = {}
     for section in SECTIONS:
         raw = doc.get(section)
         if raw is None:
@@ -101,24 +100,27 @@ def load_target_config(path: str | Path) -> TargetConfig:
         if not isinstance(raw, list):
             raise InputError(path, section, f"is a {type(raw).__name__}",
                              "give a list of rules, one '- {variable: ...}' per line")
-        sections[section] = tuple(_rule(r, path, f"{section}[{i}]") for i, r in enumerate(raw))
+        parse = parse_rule if section == "reconcile" else _rule
+        sections[section] = tuple(parse(r, path, f"{section}[{i}]") for i, r in enumerate(raw))
     return TargetConfig(include=sections["include"], exclude=sections["exclude"] or (),
-                        path=str(path))
+                        path=str(path), reconcile=sections["reconcile"] or ())
 
 
-def target_vocabulary(targets_df: pd.DataFrame) -> dict[str, list[str]]:
-    """The names a rule may use: every variable, geo level and domain in `targets_df`."""
+def target_vocabulary(targets_df: pd.DataFrame) -> dict[str, list]:
+    """The names a rule may use: every variable, geo level and domain in `targets_df`, and
+    every (variable, domain, geo level) a reconcile rule may name."""
     return {
         "variable": sorted(targets_df["variable"].astype(str).unique()),
         "geo_level": sorted(targets_df["geo_level"].astype(str).unique()),
         "domain_variable": sorted(
-            targets_df["domain_variable"].fillna("").astype(str).map(_normalise_domain).unique()),
+            targets_df["domain_variable"].fillna("").astype(str).map(normalise_domain).unique()),
+        "groups": target_groups(targets_df),
     }
 
 
 def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
                    path: str | Path | None = None,
-                   vocabulary: dict[str, list[str]] | None = None) -> np.ndarray:
+                   vocabulary: dict[str, list] | None = None) -> np.ndarray:
     """Boolean mask over `targets_df`: include first, then exclude; never a holdout target.
 
     Names are checked against `vocabulary` (the whole target DB's, which a package carries),
@@ -151,19 +153,31 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
     return selected
 
 
+def configure_targets(targets_df: pd.DataFrame, config: TargetConfig,
+                      path: str | Path | None = None,
+                      vocabulary: dict[str, list] | None = None) -> tuple[pd.DataFrame,
+                                                                           np.ndarray]:
+    """The targets as the fit sees them (values reconciled) and the selection."""
+    path = path if path is not None else config.path
+    selected = select_targets(targets_df, config, path, vocabulary)
+    groups = (vocabulary or target_vocabulary(targets_df))["groups"]
+    return reconcile(targets_df, selected, config.reconcile, groups, path)
+
+
 def apply_target_config(path: str | Path, targets_df: pd.DataFrame,
-                        vocabulary: dict[str, list[str]] | None = None) -> np.ndarray:
-    """Load the YAML at `path` and select from `targets_df` (errors name that file)."""
-    return select_targets(targets_df, load_target_config(path), Path(path), vocabulary)
+                        vocabulary: dict[str, list] | None = None) -> tuple[pd.DataFrame,
+                                                                            np.ndarray]:
+    """Load the YAML at `path`, then select and reconcile (errors name that file)."""
+    return configure_targets(targets_df, load_target_config(path), Path(path), vocabulary)
 
 
 def install_target_config(
     source: str | Path, destination: str | Path, targets_df: pd.DataFrame
-) -> np.ndarray:
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Validate a user's YAML against the targets, then publish a copy for the fit to use.
 
     The copy makes a run immune to edits of the user's file while it is in flight.
     """
-    selected = apply_target_config(source, targets_df)
+    configured = apply_target_config(source, targets_df)
     write_text(destination, Path(source).read_text())
-    return selected
+    return configured

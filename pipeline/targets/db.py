@@ -1,7 +1,9 @@
-"""The target database: production's SQLite schema plus `targets.holdout`.
+"""The target database: production's SQLite schema plus additive `targets` columns.
 
-Keeping production's tables and views lets their tooling read our DB; the additive
-`holdout` column marks targets used only to validate, never to train.
+Keeping production's tables and views lets their tooling read our DB. The added columns:
+`holdout` / `holdout_group` mark targets used only to validate, never to train, and name
+the held-out group each belongs to; `original_value`, `original_period` and
+`uprating_factor` record the published statistic behind a `value` uprated to `period`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -52,6 +55,10 @@ CREATE TABLE targets (
     source TEXT,
     notes TEXT,
     holdout INTEGER NOT NULL DEFAULT 0,
+    holdout_group TEXT NOT NULL DEFAULT '',
+    original_value REAL,
+    original_period INTEGER,
+    uprating_factor REAL NOT NULL DEFAULT 1,
     UNIQUE (variable, period, stratum_id, reform_id)
 );
 CREATE VIEW stratum_domain AS
@@ -81,7 +88,11 @@ LEFT JOIN (
 
 Constraint = tuple[str, str, float | int]
 
+_POSITIVE = pa.Check(lambda s: s > 0, error="positive")
 # The targets frame every later stage reads (the package stores it as targets.csv).
+# value = original_value × uprating_factor × reconcile_factor: the published statistic,
+# carried to the calibration year (`period`), then reconciled by the target config
+# (`reconcile_rule` names the rule; "" and 1 until a config applies one).
 TARGETS = pa.DataFrameSchema({
     "target_id": pa.Column("int64", unique=True),
     "target_name": pa.Column(str, unique=True),
@@ -92,12 +103,36 @@ TARGETS = pa.DataFrameSchema({
     "geographic_id": pa.Column(str),
     "domain_variable": pa.Column(str),
     "holdout": pa.Column("int64", pa.Check.isin([0, 1])),
+    "holdout_group": pa.Column(str),
     "constraints": pa.Column(str),
-}, name="targets")
+    "original_value": pa.Column(float, FINITE),
+    "original_period": pa.Column("int64"),
+    "uprating_factor": pa.Column(float, [FINITE, _POSITIVE]),
+    "reconcile_rule": pa.Column(str),
+    "reconcile_factor": pa.Column(float, [FINITE, pa.Check.ge(0)]),
+}, checks=[pa.Check(lambda df: (df["holdout"] == 1) == (df["holdout_group"] != ""),
+                    error="holdout is 1 exactly when holdout_group is named",
+                    name="holdout_group")], name="targets")
+
+
+def with_provenance(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with whichever provenance columns it lacks, as for a statistic published for its
+    own period and not reconciled; a held-out row's group is `holdout`. For frames made
+    outside the target DB: a production package, a benchmark's synthetic targets."""
+    held = df["holdout"].astype(int).to_numpy() == 1
+    defaults = {"holdout_group": np.where(held, "holdout", ""), "original_value": df["value"],
+                "original_period": df["period"], "uprating_factor": 1.0, "reconcile_rule": "",
+                "reconcile_factor": 1.0}
+    return df.assign(**{k: v for k, v in defaults.items() if k not in df.columns})
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
+
+
+def normalise_domain(text: str) -> str:
+    """Domain lists compare as sets: 'is_tax_filer,adjusted_gross_income' == sorted form."""
+    return ",".join(sorted(p.strip() for p in text.split(",") if p.strip()))
 
 
 def format_value(value: float | int | str) -> str:
@@ -153,7 +188,8 @@ def load_targets(db_path: str | Path) -> pd.DataFrame:
         with contextlib.closing(_connect(db_path)) as conn:
             df = pd.read_sql_query(
                 "SELECT o.target_id, o.stratum_id, o.variable, o.period, o.value, o.geo_level, "
-                "o.geographic_id, o.domain_variable, t.holdout FROM target_overview o "
+                "o.geographic_id, o.domain_variable, t.holdout, t.holdout_group, "
+                "t.original_value, t.original_period, t.uprating_factor FROM target_overview o "
                 "JOIN targets t USING (target_id) WHERE o.active = 1 ORDER BY o.target_id",
                 conn,
             )
@@ -171,8 +207,12 @@ def load_targets(db_path: str | Path) -> pd.DataFrame:
     ]
     df["constraints"] = [json.dumps([list(c) for c in cs]) for cs in cons]
     df["holdout"] = df["holdout"].astype(int)
+    df["original_period"] = df["original_period"].astype("int64")
+    df["reconcile_rule"], df["reconcile_factor"] = "", 1.0
     cols = ["target_id", "stratum_id", "target_name", "variable", "period", "value",
-            "geo_level", "geographic_id", "domain_variable", "holdout", "constraints"]
+            "geo_level", "geographic_id", "domain_variable", "holdout", "holdout_group",
+            "constraints", "original_value", "original_period", "uprating_factor",
+            "reconcile_rule", "reconcile_factor"]
     return check_table(TARGETS, df[cols], db_path, "rebuild it with the target_db asset")
 
 
@@ -180,7 +220,8 @@ _REQUIRED = {
     "strata": {"stratum_id", "definition_hash", "parent_stratum_id", "notes"},
     "stratum_constraints": {"stratum_id", "constraint_variable", "operation", "value", "notes"},
     "targets": {"target_id", "variable", "period", "stratum_id", "reform_id", "value", "active",
-                "tolerance", "source", "notes", "holdout"},
+                "tolerance", "source", "notes", "holdout", "holdout_group", "original_value",
+                "original_period", "uprating_factor"},
     "target_overview": {"target_id", "stratum_id", "variable", "reform_id", "value", "period",
                         "active", "geo_level", "geographic_id", "domain_variable"},
     "stratum_domain": {"stratum_id", "domain_variable"},
@@ -218,6 +259,12 @@ def _check(conn: sqlite3.Connection, engine_variables: Mapping[str, str]) -> lis
                  for t, v in zip(neg["target_id"], neg["value"], strict=True)]
     unknown = sorted(set(targets["variable"]) - set(engine_variables))
     problems += [f"target variable {v!r} unknown to the engine" for v in unknown]
+    uprated = pd.read_sql_query(
+        "SELECT target_id, value, original_value, uprating_factor FROM targets", conn)
+    drift = ~np.isclose(uprated["value"], uprated["original_value"] * uprated["uprating_factor"],
+                        rtol=1e-9, atol=0)
+    problems += [f"target {t}: value is not original_value x uprating_factor"
+                 for t in uprated.loc[drift, "target_id"]]
 
     cons = pd.read_sql_query("SELECT * FROM stratum_constraints", conn)
     unknown = sorted(set(cons["constraint_variable"]) - set(engine_variables))

@@ -3,6 +3,8 @@
 Every statistic becomes a target on a stratum: geographic constraints (`state_fips`,
 `congressional_district_geoid`) plus a domain (age band, snap>0, AGI band, ...).
 Strata nest district -> state -> nation so production's hierarchy queries work.
+Each value is uprated to the calibration year (`pipeline.targets.uprating`); the published
+value, its year and the factor are stored beside it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pipeline.core.geo import STATE_ABBR, load_districts, read_snapshot
 from pipeline.core.packaged import SNAPSHOT_DIR
 from pipeline.core.tables import FINITE, NON_NEGATIVE, NUMBER
 from pipeline.targets.db import Constraint, create_schema, definition_hash, format_value
+from pipeline.targets.uprating import BASIS, DOLLAR_BANDS, Uprating, load_uprating
 
 STATE_FIPS = frozenset(STATE_ABBR)
 FILER = ("is_tax_filer", "==", 1)
@@ -83,7 +86,9 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         "agi_lower": _BOUND, "agi_upper": _BOUND, "returns": _COUNT, "amount": _COUNT},
         ["count_children", "agi_lower"]),
 }
+# Held-out groups: a whole validation file (named after it), and negative totals.
 HOLDOUT_FILES = frozenset({"eitc_agi_children.csv"})
+NEGATIVE_TOTAL = "negative_total"
 
 
 @dataclass(frozen=True)
@@ -95,10 +100,13 @@ class Row:
     file: str
 
 
-def _is_holdout(row: Row) -> bool:
-    """Held out of training: a whole validation file, or a negative total (the net AGI of
-    the below-$1 band), which the fit's relative loss (y − ŷ)/(y + 1) cannot use."""
-    return row.file in HOLDOUT_FILES or row.value < 0
+def _holdout_group(row: Row) -> str:
+    """Held out of training ("" when trained on): a whole validation file, or a negative
+    total (the net AGI of the below-$1 band), which the fit's relative loss (y − ŷ)/(y + 1)
+    cannot use."""
+    if row.file in HOLDOUT_FILES:
+        return Path(row.file).stem
+    return NEGATIVE_TOTAL if row.value < 0 else ""
 
 
 def _bounds(var: str, lower: float, upper: float) -> tuple[Constraint, ...]:
@@ -260,26 +268,36 @@ class _Writer:
         return sid
 
 
-def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR) -> dict:
-    """Write the target DB atomically; return counts by geo level, holdout and source."""
+def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR, *,
+                    year: int = 2024, uprating: Uprating | None = None) -> dict:
+    """Write the target DB atomically, every value uprated to `year`; return counts by geo
+    level, holdout and source, and the factors used."""
     snapshot = Path(snapshot_dir)
     sources = _periods(snapshot)
     rows = _rows(snapshot)
+    uprating = uprating or load_uprating()
+    factors = {(r.variable, r.file): uprating.factor(
+        r.variable, int(sources.at[r.file, "period"]), year, snapshot / r.file) for r in rows}
+    domains = [tuple((v, op, uprating.edge(v, x, int(sources.at[r.file, "period"]), year))
+                     for v, op, x in r.domain) for r in rows]
     with atomic_path(path) as tmp:
         tmp.unlink()  # sqlite wants to create the file itself
         conn = sqlite3.connect(tmp)
         try:
             create_schema(conn)
             writer = _Writer(conn)
-            for row in rows:
-                sid = writer.stratum(row.geo, row.domain)
+            for row, domain in zip(rows, domains, strict=True):
+                sid = writer.stratum(row.geo, domain)
                 src = sources.loc[row.file]
+                factor = factors[(row.variable, row.file)]
+                group = _holdout_group(row)
                 conn.execute(
                     "INSERT INTO targets (variable, period, stratum_id, reform_id, value, active,"
-                    " source, notes, holdout) VALUES (?, ?, ?, 0, ?, 1, ?, ?, ?)",
-                    (row.variable, int(src["period"]), sid, float(row.value),
-                     f"{src['source']}: {src['table']}", f"snapshot {row.file}",
-                     int(_is_holdout(row))),
+                    " source, notes, holdout, holdout_group, original_value, original_period,"
+                    " uprating_factor) VALUES (?, ?, ?, 0, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                    (row.variable, year, sid, float(row.value) * factor,
+                     f"{src['source']}: {src['table']}", _notes(row, int(src["period"]), year),
+                     int(group != ""), group, float(row.value), int(src["period"]), factor),
                 )
             conn.commit()
         finally:
@@ -290,7 +308,19 @@ def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR) -
         "n_targets": len(rows),
         "n_strata": len(writer.ids),
         "by_geo_level": {k: int(v) for k, v in levels.value_counts().sort_index().items()},
-        "n_holdout": sum(_is_holdout(r) for r in rows),
+        "n_holdout": sum(_holdout_group(r) != "" for r in rows),
         "by_file": {k: int(v) for k, v in
                     pd.Series([r.file for r in rows]).value_counts().sort_index().items()},
+        "uprating": [{"file": f, "variable": v, "period": int(sources.at[f, "period"]),
+                      "factor": factors[(v, f)]}
+                     for v, f in sorted(factors, key=lambda k: k[::-1])],
     }
+
+
+def _notes(row: Row, period: int, year: int) -> str:
+    if period == year:
+        return f"snapshot {row.file}"
+    basis = BASIS[row.variable]
+    edges = sorted({f"{v} band edges x {DOLLAR_BANDS[v]}" for v, _, _ in row.domain
+                    if v in DOLLAR_BANDS})
+    return "; ".join([f"snapshot {row.file}", f"uprated {period}->{year} by {basis}", *edges])

@@ -9,27 +9,53 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 from pydantic import Field
 
 from pipeline.core.report import GateReport, Rule
 from pipeline.core.settings import Settings
 from pipeline.core.tables import check_table
+from pipeline.validate.scoring import ABSOLUTE, IN_SCOPE, OUT_OF_SCOPE
 from pipeline.validate.totals import VALIDATION_RESULTS
 
-# The columns of validation_results.csv this gate reads.
-REQUIRED = VALIDATION_RESULTS.select_columns(["area_type", "area_id", "variable", "target_name",
-                                              "sim_value", "rel_abs_error", "sanity_check",
-                                              "in_training"])
+# The columns of validation_results.csv this gate reads; the baseline (CURRENT) may be an
+# older CSV without a score, judged by production's rel_abs_error instead.
+REQUIRED = VALIDATION_RESULTS.select_columns(
+    ["area_type", "area_id", "variable", "target_name", "sim_value", "rel_abs_error",
+     "sanity_check", "in_training", "holdout_group", "error_rule", "score", "scope"]
+).update_columns({c: {"required": True}
+                  for c in ("holdout_group", "error_rule", "score", "scope")})
+BASELINE = VALIDATION_RESULTS.select_columns(["target_name", "rel_abs_error", "score"])
 
 
 class QualityThresholds(Settings):
     target_regression: float = Field(0.05, ge=0, description="allowed rise of one trained "
-                                     "target's rel_abs_error against CURRENT")
+                                     "target's score against CURRENT")
     group_regression: float = Field(0.01, ge=0, description="allowed rise of a (variable, "
-                                    "area_type) mean rel_abs_error against CURRENT")
+                                    "area_type) mean score against CURRENT")
+    heldout_regression: float = Field(0.02, ge=0, description="allowed rise of a held-out "
+                                      "group's median or p90 score against CURRENT, over the "
+                                      "targets both runs validated")
     max_median_training_error: float = Field(0.10, ge=0, description="with no release yet: "
-                                             "the median trained rel_abs_error allowed")
+                                             "the median trained score allowed")
     top: int = Field(10, ge=1, description="offenders listed per rule")
+
+
+def heldout_metrics(validation: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per held-out group (`holdout_group`): count, median and p90 of the in-scope scores.
+
+    Median and p90, not the mean: one cell far off would swamp a mean. Any group a
+    validation CSV names is measured the same way, e.g. a random validation split next to
+    the EITC-by-AGI-and-children table.
+    """
+    v = validation[(validation["holdout_group"] != "") & (validation["scope"] == IN_SCOPE)]
+    return {group: _stats(rows["score"]) for group, rows in v.groupby("holdout_group")}
+
+
+def _stats(score: pd.Series) -> dict[str, float]:
+    x = score.to_numpy(dtype=np.float64)
+    return {"count": float(len(x)), "median": float(np.median(x)),
+            "p90": float(np.quantile(x, 0.9))}
 
 
 def review_quality(
@@ -39,48 +65,53 @@ def review_quality(
 ) -> GateReport:
     """Pass only when nothing is non-finite, no sanity check failed and nothing regressed.
 
-    Targets are matched on `target_name`; targets new in this run cannot regress and
-    targets the baseline had but this run lacks are reported, not failed. Regressions gate
-    only the targets this run trained on: a held-out target, or one a config edit took out
-    of training, is expected to drift and is reported in `worst_regressions` instead.
+    Errors are the robust `score` (`pipeline.validate.scoring`); out-of-scope targets are
+    reported, never judged. Targets are matched on `target_name`; targets new in this run
+    cannot regress and targets the baseline had but this run lacks are reported, not
+    failed. Per-target and per-group regressions gate only the targets this run trained
+    on (a target a config edit took out of training is expected to drift and is listed in
+    `worst_regressions`); each held-out group's median and p90 gate generalization.
     """
     t = thresholds or QualityThresholds()
-    _require(validation, "validation results")
+    _require(validation, REQUIRED, "validation results")
     v = validation.assign(in_training=validation["in_training"].astype(bool))
+    scored = v[v["scope"] == IN_SCOPE]
     rules = [_finite(v), _sanity(v)]
     worst = pd.DataFrame(columns=["target_name", "variable", "area_type", "in_training",
-                                  "baseline_rel_abs_error", "rel_abs_error", "increase"])
+                                  "baseline_score", "score", "increase"])
+    heldout = heldout_metrics(v)
     if baseline is None:
-        rules.append(_absolute(v, t))
+        rules.append(_absolute(scored, t))
     else:
-        _require(baseline, "baseline validation results")
-        merged = v.merge(baseline[["target_name", "rel_abs_error"]].rename(
-            columns={"rel_abs_error": "baseline_rel_abs_error"}), on="target_name", how="inner")
-        merged["increase"] = merged["rel_abs_error"] - merged["baseline_rel_abs_error"]
+        _require(baseline, BASELINE, "baseline validation results")
+        base = baseline.assign(baseline_score=baseline["score"] if "score" in baseline
+                               else baseline["rel_abs_error"])[["target_name", "baseline_score"]]
+        merged = scored.merge(base, on="target_name", how="inner")
+        merged["increase"] = merged["score"] - merged["baseline_score"]
         worst = (merged.sort_values("increase", ascending=False, kind="stable")
                  .head(t.top)[list(worst.columns)].reset_index(drop=True))
         trained = merged[merged["in_training"]]
         rules.append(_target_regression(trained, t))
         rules.append(_group_regression(trained, t))
+        rules.append(_heldout_regression(merged, heldout, t))
         dropped = sorted(set(baseline["target_name"]) - set(v["target_name"]))
         rules.append(Rule("coverage", True,
-                                f"{len(merged)} targets compared, {len(v) - len(merged)} new, "
-                                f"{len(dropped)} no longer validated {dropped[: t.top]}"))
-    held = v.loc[~v["in_training"], "rel_abs_error"].to_numpy(dtype=np.float64)
-    holdout = {"count": float(len(held))}
-    if len(held):
-        holdout.update(median_rel_abs_error=float(np.median(held)),
-                       mean_rel_abs_error=float(np.mean(held)),
-                       max_rel_abs_error=float(np.max(held)))
-    trained = v.loc[v["in_training"], "rel_abs_error"].to_numpy(dtype=np.float64)
-    metrics = {"trained_median_rel_abs_error": float(np.median(trained)) if len(trained) else 0.0,
-               **{f"holdout_{k}": val for k, val in holdout.items()}}
+                          f"{len(merged)} targets compared, {len(scored) - len(merged)} new "
+                          f"or out of scope, {len(dropped)} no longer validated "
+                          f"{dropped[: t.top]}"))
+    trained = scored.loc[scored["in_training"], "score"].to_numpy(dtype=np.float64)
+    metrics = {
+        "trained_median_score": float(np.median(trained)) if len(trained) else 0.0,
+        "absolute_rule_targets": float((v["error_rule"] == ABSOLUTE).sum()),
+        "out_of_scope_targets": float((v["scope"] == OUT_OF_SCOPE).sum()),
+        **{f"heldout_{g}_{k}": val for g, stats in heldout.items() for k, val in stats.items()},
+    }
     return GateReport.of(rules, metrics, {"worst_regressions": worst.to_dict(orient="records"),
-                                          "holdout": holdout})
+                                          "heldout": heldout})
 
 
-def _require(df: pd.DataFrame, what: str) -> None:
-    check_table(REQUIRED, df, None,
+def _require(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str) -> None:
+    check_table(schema, df, None,
                 f"pass as the {what} the frame validate_h5s writes (validation_results.csv)")
 
 
@@ -96,25 +127,42 @@ def _sanity(v: pd.DataFrame) -> Rule:
 
 
 def _absolute(v: pd.DataFrame, t: QualityThresholds) -> Rule:
-    train = v.loc[v["in_training"], "rel_abs_error"].to_numpy(dtype=np.float64)
+    train = v.loc[v["in_training"], "score"].to_numpy(dtype=np.float64)
     median = float(np.median(train)) if len(train) else 0.0
     return Rule("absolute", median <= t.max_median_training_error,
-                      f"no baseline; median training rel_abs_error {median:.4g} "
-                      f"(limit {t.max_median_training_error:.4g}, {len(train)} targets)")
+                f"no baseline; median training score {median:.4g} "
+                f"(limit {t.max_median_training_error:.4g}, {len(train)} targets)")
 
 
 def _target_regression(merged: pd.DataFrame, t: QualityThresholds) -> Rule:
     bad = merged.loc[merged["increase"] > t.target_regression, "target_name"]
     return Rule("target_regression", bad.empty,
-                      f"{len(bad)} targets worse by more than {t.target_regression:.4g} "
-                      f"{list(bad[: t.top])}")
+                f"{len(bad)} targets worse by more than {t.target_regression:.4g} "
+                f"{list(bad[: t.top])}", tuple(bad[: t.top]))
 
 
 def _group_regression(merged: pd.DataFrame, t: QualityThresholds) -> Rule:
-    groups = merged.groupby(["variable", "area_type"])[["rel_abs_error", "baseline_rel_abs_error"]]
-    delta = groups.mean().eval("rel_abs_error - baseline_rel_abs_error")
+    groups = merged.groupby(["variable", "area_type"])[["score", "baseline_score"]]
+    delta = groups.mean().eval("score - baseline_score")
     bad = delta[delta > t.group_regression].sort_values(ascending=False)
     listed = [f"{var}/{area}: +{d:.4g}" for (var, area), d in bad.items()][: t.top]
     return Rule("group_regression", bad.empty,
-                      f"{len(bad)} of {len(delta)} groups worse by more than "
-                      f"{t.group_regression:.4g} {listed}")
+                f"{len(bad)} of {len(delta)} groups worse by more than "
+                f"{t.group_regression:.4g} {listed}", tuple(listed))
+
+
+def _heldout_regression(merged: pd.DataFrame, heldout: dict[str, dict[str, float]],
+                        t: QualityThresholds) -> Rule:
+    """Each held-out group's median and p90 against the baseline's over the same targets."""
+    lines, failing = [], []
+    for group, rows in merged[merged["holdout_group"] != ""].groupby("holdout_group"):
+        now, before = _stats(rows["score"]), _stats(rows["baseline_score"])
+        heldout[group].update(baseline_median=before["median"], baseline_p90=before["p90"])
+        for stat in ("median", "p90"):
+            rise = now[stat] - before[stat]
+            lines.append(f"{group} {stat} {before[stat]:.4g} -> {now[stat]:.4g}")
+            if rise > t.heldout_regression:
+                failing.append(f"{group} {stat}: +{rise:.4g}")
+    return Rule("heldout_regression", not failing,
+                f"held-out scores against CURRENT (tolerance {t.heldout_regression:.4g}): "
+                + ("; ".join(lines) or "no held-out target in both runs"), tuple(failing))

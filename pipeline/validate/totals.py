@@ -27,11 +27,28 @@ from pipeline.core.tables import check_table
 from pipeline.engine import VARIABLES
 from pipeline.engine.tax_cache import TaxCache
 from pipeline.publish.stacking import district_file, load_manifest, state_file
+from pipeline.targets.db import TARGETS
 from pipeline.validate.published import FileTask, Walk, walk, walk_cached
 from pipeline.validate.sanity import FAIL, PASS, WARN, SanityResult, summarize
+from pipeline.validate.scoring import (
+    ABSOLUTE,
+    IN_SCOPE,
+    OUT_OF_SCOPE,
+    RELATIVE,
+    score_errors,
+)
 
 _TEXT, _NUMBER = pa.Column(str), pa.Column(float, nullable=True)  # NaN: gate 2 refuses it
-# Production's validation_results.csv columns, in order.
+
+
+def _added(dtype: object, checks: pa.Check | None = None) -> pa.Column:
+    """A column after production's: always written, optional when reading an older CSV."""
+    return pa.Column(dtype, checks, required=False)
+
+
+# Production's validation_results.csv columns, in order; then ours: the target's held-out
+# group and provenance (published value and year, uprating, reconciliation), and its robust
+# score (`pipeline.validate.scoring`).
 VALIDATION_RESULTS = pa.DataFrameSchema({
     "area_type": pa.Column(str, pa.Check.isin(["national", "state", "district"])),
     "area_id": _TEXT, "display_name": _TEXT, "district": _TEXT, "variable": _TEXT,
@@ -40,8 +57,16 @@ VALIDATION_RESULTS = pa.DataFrameSchema({
     "abs_error": _NUMBER, "rel_abs_error": _NUMBER,
     "sanity_check": pa.Column(str, pa.Check.isin([PASS, WARN, FAIL])),
     "sanity_reason": _TEXT, "in_training": pa.Column(bool),
+    "holdout_group": _added(str), "original_value": _added(float),
+    "original_period": _added("int64"), "uprating_factor": _added(float),
+    "reconcile_rule": _added(str), "reconcile_factor": _added(float),
+    "error_rule": _added(str, pa.Check.isin([RELATIVE, ABSOLUTE])),
+    "error_floor": _added(float), "score": pa.Column(float, nullable=True, required=False),
+    "scope": _added(str, pa.Check.isin([IN_SCOPE, OUT_OF_SCOPE])),
 }, name="validation_results")
 COLUMNS = tuple(VALIDATION_RESULTS.columns)
+_PROVENANCE = ("holdout_group", "original_value", "original_period", "uprating_factor",
+               "reconcile_rule", "reconcile_factor")
 _EMPTY = "no households in the published files"
 
 
@@ -91,9 +116,11 @@ def validate_h5s(published: Published, targets_df: pd.DataFrame, selected: np.nd
     """One row per target: the published files' total next to the target value.
 
     Every target is validated; `in_training` marks the ones the fit used (held-out and
-    config-excluded targets are False). Relative errors divide by max(|target|, 1).
+    config-excluded targets are False). Production's relative errors divide by
+    max(|target|, 1); `score` is the robust error the gates judge.
     """
-    targets = targets_df.reset_index(drop=True)
+    targets = check_table(TARGETS, targets_df.reset_index(drop=True), None,
+                          "pass the targets frame load_selection returns")
     selected = np.asarray(selected, dtype=bool)
     if selected.shape != (len(targets),):
         raise InputError(None, "selected", f"{selected.shape[0]} flags for {len(targets)} targets",
@@ -108,7 +135,7 @@ def validate_h5s(published: Published, targets_df: pd.DataFrame, selected: np.nd
     target = targets["value"].to_numpy(dtype=np.float64)
     error = sim_value - target
     rel_error = error / np.maximum(np.abs(target), 1.0)
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "area_type": targets["geo_level"].to_numpy(),
         "area_id": targets["geographic_id"].astype(str).to_numpy(),
         "display_name": [a[2] for a in areas],
@@ -125,12 +152,17 @@ def validate_h5s(published: Published, targets_df: pd.DataFrame, selected: np.nd
         "sanity_check": sanity,
         "sanity_reason": reason,
         "in_training": selected,
-    }, columns=list(COLUMNS))
+        **{c: targets[c].to_numpy() for c in _PROVENANCE},
+    })
+    scores = score_errors(frame, targets["original_value"].to_numpy(),
+                          targets["original_period"].to_numpy(), targets["period"].to_numpy())
+    return pd.concat([frame, scores], axis=1)[list(COLUMNS)]
 
 
 def read_validation_csv(path: str | Path) -> pd.DataFrame:
     """Read what `write_validation_csv` wrote, with text columns kept as text."""
-    text = ("area_id", "district", "sanity_reason", "target_name")
+    text = ("area_id", "district", "sanity_reason", "target_name", "holdout_group",
+            "reconcile_rule")
     df = pd.read_csv(path, dtype=dict.fromkeys(text, str))
     present = [c for c in text if c in df.columns]
     df[present] = df[present].fillna("")

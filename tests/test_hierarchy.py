@@ -1,0 +1,64 @@
+"""Hierarchical consistency of the target DB: national vs states vs districts."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipeline.targets.db import load_targets, with_provenance
+from pipeline.targets.etl import build_target_db
+from pipeline.targets.hierarchy import gap_summary, hierarchy_gaps, hierarchy_report
+
+PERSONS = 393_983_755 / 389_735_172  # Tax-Calculator's population growth 2023 -> 2024
+
+
+@pytest.fixture(scope="module")
+def targets(tmp_path_factory):
+    path = tmp_path_factory.mktemp("db") / "targets.db"
+    build_target_db(path)
+    return load_targets(path)
+
+
+def _frame(rows):
+    """(level, geographic_id, value) rows of one statistic: person_count with age < 18."""
+    return with_provenance(pd.DataFrame({
+        "target_id": range(len(rows)), "target_name": [f"t{i}" for i in range(len(rows))],
+        "variable": "person_count", "geo_level": [r[0] for r in rows],
+        "geographic_id": [r[1] for r in rows], "domain_variable": "age",
+        "value": [float(r[2]) for r in rows], "period": 2024, "holdout": 0,
+        "constraints": json.dumps([["age", "<", 18]])}))
+
+
+def test_gaps_compare_each_parent_with_the_sum_of_its_children():
+    t = _frame([("national", "US", 100), ("state", "10", 30), ("state", "44", 60),
+                ("district", "1000", 30), ("district", "4401", 40), ("district", "4402", 26)])
+    gaps = hierarchy_gaps(t).set_index(["parent_level", "child_level", "parent_id"])
+    assert gaps.loc[("national", "state", "US"), "children_sum"] == 90
+    assert gaps.loc[("national", "state", "US"), "gap"] == pytest.approx(-0.10)
+    assert gaps.loc[("national", "district", "US"), "gap"] == pytest.approx(-0.04)
+    assert gaps.loc[("state", "district", "44"), "gap"] == pytest.approx(6 / 60)
+    assert gaps.loc[("state", "district", "44"), "n_children"] == 2
+    assert gaps.loc[("state", "district", "10"), "gap"] == 0
+    assert gaps.loc[("state", "district", "44"), "domain"] == "[age<18]"
+    report = hierarchy_report(t, tolerance=0.05)
+    assert not report.passed and report.metrics["over_tolerance"] == 2
+    assert report.rules[0].failing[0] == "US person_count[age<18] vs states: -10.0%"
+    assert hierarchy_report(t, tolerance=0.11).passed
+
+
+def test_real_db_snap_states_disagree_with_their_districts(targets):
+    gaps = hierarchy_gaps(targets)
+    snap = gaps[(gaps.variable == "household_count") & (gaps.parent_level == "state")]
+    de = snap.set_index("parent_id").loc["10"]
+    # Delaware: USDA FY2023 59,192 households (uprated to 2024) against ACS 2024's 41,214.
+    assert de["parent_value"] == pytest.approx(59_192.25 * PERSONS)
+    assert de["children_sum"] == 41_214 and de["n_children"] == 1
+    worst = snap.iloc[0]  # Nevada: four districts sum to 54% of the state's count
+    assert worst["parent_id"] == "32" and worst["children_sum"] == 45_419 + 25_626 + 31_178 + 44_602
+    assert worst["gap"] == pytest.approx(146_825 / (269_676 * PERSONS) - 1)
+    summary = gap_summary(gaps).set_index(["variable", "domain_variable", "levels"])
+    # ACS age bins add up exactly at every level; SNAP is the largest conflict.
+    assert summary.loc[("person_count", "age", "state vs districts"), "max_abs_gap"] == 0
+    assert summary.loc[("person_count", "age", "national vs states"), "comparisons"] == 18
+    assert summary.index[0] == ("household_count", "snap", "state vs districts")
+    assert summary.iloc[0]["comparisons"] == 51 and summary.iloc[0]["worst"] == "32 [snap>0]"
