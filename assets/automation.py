@@ -27,11 +27,13 @@ full_rebuild = define_asset_job(
 
 refit = define_asset_job(
     "refit",
-    # Package validity is re-judged under the new config; the package itself is not rebuilt.
-    selection=(AssetSelection.assets("target_config", "calibration_weights").downstream()
+    # Package validity is re-judged under the new configs; the package is not rebuilt.
+    selection=(AssetSelection.assets("target_config", "national_target_config",
+                                     "calibration_weights", "national_weights").downstream()
                | AssetSelection.checks(
                    AssetCheckKey(AssetKey("calibration_package"), "package_validity"))),
-    description="The target config and everything after it; never rebuilds the package.",
+    description="Both target configs, both fits and everything after them; never rebuilds "
+                "the package.",
 )
 
 weekly_rebuild = ScheduleDefinition(
@@ -47,25 +49,33 @@ automation_sensor = AutomationConditionSensorDefinition(
 
 
 @sensor(job=refit, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
-        description="Refits when the target config file's content changes.")
+        description="Refits when either target config file's content changes.")
 def target_config_changed(
     context: SensorEvaluationContext, target_config_file: TargetConfigResource
 ):
-    path = Path(target_config_file.path)
-    if not path.exists():
-        return SkipReason(f"{path} does not exist")
-    current = sha256_file(path)
-    records = context.instance.fetch_materializations(AssetKey("target_config"), limit=1).records
-    if not records:
-        return SkipReason("target_config was never materialized; run full_rebuild first")
-    latest = records[0]
-    entry = latest.asset_materialization.metadata.get("config_sha256")
-    if entry is not None and entry.value == current:
-        return SkipReason("target config unchanged since its last materialization")
-    if context.cursor == current:
-        return SkipReason("a refit for this config was already requested")
-    context.update_cursor(current)
-    # Keyed by content and by the latest target_config materialization, so that a config
-    # going A -> B -> A -> B refits every time (Dagster launches a run key only once).
-    return RunRequest(run_key=f"{current}-{latest.storage_id}",
-                      tags={"target_config_sha256": current})
+    watched = {"target_config": Path(target_config_file.path),
+               "national_target_config": Path(target_config_file.national_path)}
+    missing = [str(p) for p in watched.values() if not p.exists()]
+    if missing:
+        return SkipReason(f"{', '.join(missing)} does not exist")
+    current = {asset: sha256_file(path) for asset, path in watched.items()}
+    latest = {}
+    for asset in watched:
+        records = context.instance.fetch_materializations(AssetKey(asset), limit=1).records
+        if not records:
+            return SkipReason(f"{asset} was never materialized; run full_rebuild first")
+        latest[asset] = records[0]
+    changed = [asset for asset, record in latest.items()
+               if getattr(record.asset_materialization.metadata.get("config_sha256"), "value",
+                          None) != current[asset]]
+    if not changed:
+        return SkipReason("target configs unchanged since their last materialization")
+    both = "-".join(current[a] for a in watched)
+    if context.cursor == both:
+        return SkipReason("a refit for these configs was already requested")
+    context.update_cursor(both)
+    # Keyed by content and by the latest config materializations, so that a config going
+    # A -> B -> A -> B refits every time (Dagster launches a run key only once).
+    stamp = "-".join(str(latest[a].storage_id) for a in watched)
+    return RunRequest(run_key=f"{both}-{stamp}",
+                      tags={f"{a}_sha256": current[a] for a in changed})

@@ -18,15 +18,21 @@ from assets.automation import (
     target_config_changed,
     weekly_rebuild,
 )
-from assets.fit import fit_assets, fit_review
+from assets.fit import fit_assets, fit_review, national_fit_review
 from assets.package import calibration_package, package_validity
 from assets.publish import stacked_h5s, structural_sanity, xw_consistency
 from assets.release import promoted_release
 from assets.source import source_cps, stratified_cps
-from assets.targets import target_config, target_db, target_db_integrity, target_hierarchy
+from assets.targets import (
+    national_target_config,
+    target_config,
+    target_db,
+    target_db_integrity,
+    target_hierarchy,
+)
 from assets.validate import simulation_quality, validation_results
 from pipeline.config import load_profile
-from pipeline.core.packaged import DEFAULT_TARGET_CONFIG
+from pipeline.core.packaged import DEFAULT_NATIONAL_TARGET_CONFIG, DEFAULT_TARGET_CONFIG
 from pipeline.core.parallel import LOCAL
 from pipeline.core.parallel import SETTING as DASK_SETTING
 from resources import (
@@ -39,7 +45,7 @@ from resources import (
 )
 
 CHECKS = [target_db_integrity, target_hierarchy, package_validity, fit_review,
-          structural_sanity, xw_consistency, simulation_quality]
+          national_fit_review, structural_sanity, xw_consistency, simulation_quality]
 
 
 def _setting(value: str | None, env: str, default: str) -> str | EnvVar:
@@ -50,8 +56,8 @@ def _setting(value: str | None, env: str, default: str) -> str | EnvVar:
 
 def make_definitions(
     *, profile: str | None = None, storage_root: str | None = None,
-    target_config_path: str | None = None, device: str | None = None,
-    dask: str | None = None, workers: int | None = None,
+    target_config_path: str | None = None, national_target_config_path: str | None = None,
+    device: str | None = None, dask: str | None = None, workers: int | None = None,
 ) -> Definitions:
     profile_name = profile or os.environ.get("CALIBRATION_PROFILE") or "demo"
     loaded = load_profile(profile_name)
@@ -64,11 +70,16 @@ def make_definitions(
             dask=_setting(dask, DASK_SETTING, LOCAL),
             workers=workers if workers is not None else int(
                 os.environ.get("CALIBRATION_DASK_WORKERS") or 0)),
-        "target_config_file": TargetConfigResource(path=_setting(
-            target_config_path, "CALIBRATION_TARGET_CONFIG", str(DEFAULT_TARGET_CONFIG))),
+        "target_config_file": TargetConfigResource(
+            path=_setting(target_config_path, "CALIBRATION_TARGET_CONFIG",
+                          str(DEFAULT_TARGET_CONFIG)),
+            national_path=_setting(national_target_config_path,
+                                   "CALIBRATION_NATIONAL_TARGET_CONFIG",
+                                   str(DEFAULT_NATIONAL_TARGET_CONFIG))),
     }
-    assets = [source_cps, stratified_cps, target_db, target_config, calibration_package,
-              *fit_assets(loaded), stacked_h5s, validation_results, promoted_release]
+    assets = [source_cps, stratified_cps, target_db, target_config, national_target_config,
+              calibration_package, *fit_assets(loaded), stacked_h5s, validation_results,
+              promoted_release]
     return Definitions(
         assets=assets,
         # One process per run: its imports and Tax-Calculator's compiled code stay warm

@@ -1,80 +1,120 @@
-"""Fit stage: the L0 fit asset, its launchpad config, and gate 1 (the fit review)."""
+"""Fit stage: the local-area and national L0 fits, their launchpad configs, and gate 1 for
+each (the fit review)."""
+
+from pathlib import Path
 
 import pydantic
 from dagster import AssetExecutionContext, AssetsDefinition, Config, MaterializeResult, asset
 from dagster import MetadataValue as MV
 
 from assets.gates import gate_check
-from assets.metadata import data_version, line_chart, markdown_table
+from assets.metadata import data_version, line_chart, markdown_table, svg_image
 from assets.package import calibration_package
-from assets.targets import target_config
+from assets.targets import national_target_config, target_config
 from pipeline.config import Profile
 from pipeline.core.hashing import sha256_file
 from pipeline.fit import FitParams, FitResult, fit_package
+from pipeline.fit.frontier import frontier_svg
 from pipeline.fit.outputs import diagnostics_frame
 from resources import ComputeResource, ProfileResource, StorageResource
 
 LAUNCHPAD_EXCLUDED = ("device",)  # the compute resource chooses the device
 
 
-def fit_config_class(defaults: FitParams) -> type[Config]:
+def fit_config_class(defaults: FitParams, name: str) -> type[Config]:
     """The launchpad config: every FitParams field, shown with the profile's value."""
     fields = {
-        name: (info.annotation, pydantic.Field(getattr(defaults, name),
-                                               description=info.description))
-        for name, info in FitParams.model_fields.items() if name not in LAUNCHPAD_EXCLUDED
+        field: (info.annotation, pydantic.Field(getattr(defaults, field),
+                                                description=info.description))
+        for field, info in type(defaults).model_fields.items()
+        if field not in LAUNCHPAD_EXCLUDED
     }
     return pydantic.create_model(
-        "FitConfig", __base__=Config, __doc__="Fit hyperparameters; the defaults are the "
+        name, __base__=Config, __doc__="Fit hyperparameters; the defaults are the "
         "profile's. A value left at its default follows the profile (and a changed preset).",
         **fields)
 
 
-def launch_params(config: Config, shown: FitParams, profile: Profile, device: str) -> FitParams:
-    """The profile's fit with what the user changed in the launchpad."""
+def launch_params(config: Config, shown: FitParams, device: str) -> FitParams:
+    """The profile's fit (`shown`) with what the user changed in the launchpad."""
     changed = {k: v for k, v in config.model_dump().items() if v != getattr(shown, k)}
-    return profile.fit.with_(**changed, device=device)
+    return shown.with_(**changed, device=device)
 
 
 def fit_assets(loaded: Profile) -> list[AssetsDefinition]:
-    """calibration_weights, with the launchpad showing the loaded profile's fit values."""
-    fit_config = fit_config_class(loaded.fit)
+    """calibration_weights and national_weights, the launchpad showing the loaded profile's
+    `fit` and `national_fit` values."""
+    local_config = fit_config_class(loaded.fit, "FitConfig")
+    national_config = fit_config_class(loaded.national_fit, "NationalFitConfig")
 
-    @asset(group_name="fit", code_version="1", deps=[calibration_package, target_config],
-           pool="gpu", description="L0-regularized weights; diagnostics computed from the "
-           "exported weights.")
+    @asset(group_name="fit", code_version="2", deps=[calibration_package, target_config],
+           pool="gpu", description="The local-area L0 fit (state and district files); "
+           "diagnostics computed from the exported weights.")
     def calibration_weights(
-        context: AssetExecutionContext, config: fit_config, storage: StorageResource,
+        context: AssetExecutionContext, config: local_config, storage: StorageResource,
         profile: ProfileResource, compute: ComputeResource,
     ) -> MaterializeResult:
         layout = storage.layout
-        params = launch_params(config, loaded.fit, profile.load(), compute.device)
+        params = launch_params(config, profile.load().fit, compute.device)
         result = fit_package(layout.package_dir, layout.target_config, layout.fit_dir, params)
         context.log.info(f"fit done: {result.error_summaries['exported']}")
-        return MaterializeResult(metadata=fit_metadata(result, layout.fit_dir),
+        return MaterializeResult(metadata=fit_metadata(result, layout.fit_dir, "local fit"),
                                  data_version=data_version(sha256_file(layout.weights)))
 
-    return [calibration_weights]
+    @asset(group_name="fit", code_version="1", deps=[calibration_package,
+                                                     national_target_config],
+           pool="gpu", description="The national L0 fit under a record budget (national.h5); "
+           "national and state targets.")
+    def national_weights(
+        context: AssetExecutionContext, config: national_config, storage: StorageResource,
+        profile: ProfileResource, compute: ComputeResource,
+    ) -> MaterializeResult:
+        layout = storage.layout
+        params = launch_params(config, profile.load().national_fit, compute.device)
+        result = fit_package(layout.package_dir, layout.national_target_config,
+                             layout.national_fit_dir, params,
+                             config_artifact="national_target_config")
+        context.log.info(f"national fit done: {result.kept:,} records kept, "
+                         f"{result.error_summaries['exported']}")
+        return MaterializeResult(
+            metadata=fit_metadata(result, layout.national_fit_dir, "national fit"),
+            data_version=data_version(sha256_file(layout.national_weights)))
+
+    return [calibration_weights, national_weights]
 
 
-def fit_metadata(result: FitResult, fit_dir) -> dict:
+def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
     summary = result.error_summaries["exported"]
+    split = result.error_summaries["validation_split"]
     history = result.loss_history
     losses = history["l0"] + history["polish"]
     trained = diagnostics_frame(result)
     trained = trained[trained["selected"]]
+    frontier = result.frontier
+    budget = result.budget
     return {
         "final_loss": result.final_loss,
         "mean_rel_error": summary["mean"],
         "median_rel_error": summary["median"],
         "p90_rel_error": summary["p90"],
         "max_rel_error": summary["max"],
+        "split_mean_rel_error": split["mean"],
+        "split_median_rel_error": split["median"],
+        "split_targets": split["count"],
         "records_kept": result.kept,
+        "record_budget": MV.int(budget["records"]) if budget["records"] else MV.null(),
+        "open_gates_at_l0_end": budget["open_at_end"],
         "columns": len(result.weights),
         "package_targets_trained": int(result.selected.sum()),
         "device": result.device,
         "epochs_per_second": result.epochs_per_second,
         "hyperparameters": MV.json(result.params.to_dict()),
+        "frontier": MV.md(svg_image(frontier_svg(
+            frontier, result.kept, summary["mean"], split["mean"],
+            f"{label}: records kept vs error"),
+            f"{label} frontier") + "\n\n" + markdown_table(frontier[
+                ["records_kept", "training_error", "split_error", "records", "lambda_l0",
+                 "temperature_schedule", "hybrid_share"]])),
         "loss_curve": MV.md(line_chart(
             list(range(1, len(losses) + 1)), losses,
             f"loss by epoch (L0 phase, then {len(history['polish'])} polish)")),
@@ -85,3 +125,4 @@ def fit_metadata(result: FitResult, fit_dir) -> dict:
 
 
 fit_review = gate_check("fit_review")
+national_fit_review = gate_check("national_fit_review")

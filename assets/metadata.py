@@ -80,6 +80,12 @@ def check_result(report: GateReport, *, warn: bool = False) -> AssetCheckResult:
     )
 
 
+def svg_image(svg: str, title: str) -> str:
+    """An SVG as a Markdown image the UI renders inline."""
+    image = base64.b64encode(svg.encode()).decode()
+    return f"![{title}](data:image/svg+xml;base64,{image})"
+
+
 def line_chart(xs: list[float], ys: list[float], title: str, width: int = 480,
                height: int = 200) -> str:
     """A log-scale line chart as an inline SVG image, plus the numbers it draws, in Markdown."""
@@ -95,8 +101,7 @@ def line_chart(xs: list[float], ys: list[float], title: str, width: int = 480,
         f'<rect width="100%" height="100%" fill="white"/>'
         f'<polyline fill="none" stroke="#4f43dd" stroke-width="2" points="{points}"/></svg>'
     )
-    image = base64.b64encode(svg.encode()).decode()
     step = max(1, len(xs) // 10)
     rows = pd.DataFrame({"epoch": xs[::step], title: ys[::step]})
     return (f"**{title}** (log scale, {ys[0]:.4g} → {ys[-1]:.4g})\n\n"
-            f"![{title}](data:image/svg+xml;base64,{image})\n\n{markdown_table(rows)}")
+            f"{svg_image(svg, title)}\n\n{markdown_table(rows)}")

@@ -1,4 +1,5 @@
-"""Publish stage: stacked H5 files per state, per district and national, and their checks."""
+"""Publish stage: stacked H5 files per state and district (the local fit) and national.h5
+(the national fit), and their checks."""
 
 import numpy as np
 import pandas as pd
@@ -14,13 +15,16 @@ from pipeline.release.lineage import parent_hashes
 from resources import ComputeResource, StorageResource
 
 
-@asset(group_name="publish", code_version="2", deps=["calibration_weights", calibration_package],
-       description="One H5 per state, per district and a national file; weight > 0 records.")
+@asset(group_name="publish", code_version="3",
+       deps=["calibration_weights", "national_weights", calibration_package],
+       description="One H5 per state and per district (the local fit) and national.h5 (the "
+                   "national fit); weight > 0 records.")
 def stacked_h5s(storage: StorageResource, compute: ComputeResource) -> MaterializeResult:
     layout = storage.layout
     result = stack_h5s(load_package(layout.package_dir, matrix=False),
                        np.load(layout.weights, allow_pickle=False), layout.stacked_dir,
-                       lineage=parent_hashes(layout, "stacked_h5s"), runner=compute.runner())
+                       lineage=parent_hashes(layout, "stacked_h5s"), runner=compute.runner(),
+                       national_weights=np.load(layout.national_weights, allow_pickle=False))
     files = result.manifest["files"]
     per_state = pd.DataFrame(
         [(rel, f["households"], f["persons"], f["weight_total"])
@@ -32,6 +36,8 @@ def stacked_h5s(storage: StorageResource, compute: ComputeResource) -> Materiali
             "households": result.n_households,
             "persons": int(result.manifest["persons"]),
             "weighted_households": result.weight_total,
+            "national_households": int(result.manifest["national"]["households"]),
+            "national_weighted_households": float(result.manifest["national"]["weight_total"]),
             "state_files": len(per_state),
             "district_files": sum(rel.startswith("districts/") for rel in files),
             "empty_districts": MetadataValue.json(result.empty_districts),

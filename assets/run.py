@@ -46,15 +46,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def release_summary(release) -> str:
     m = release.manifest
-    fit = m.get("fit", {}).get("error_summary", {})
     lines = [
         f"Promoted release {release.version}",
         f"  path:  {release.path}",
         f"  files: {len(m['files'])}",
-        f"  fit:   mean rel error {fit.get('mean', float('nan')):.4f}, "
-        f"median {fit.get('median', float('nan')):.4f}, "
-        f"max {fit.get('max', float('nan')):.4f}, "
-        f"records kept {m.get('fit', {}).get('records_kept')}",
+        *(_fit_line(label, m[key]) for label, key in (("local fit", "fit"),
+                                                      ("national fit", "national_fit"))
+          if key in m),
         "  gates:",
     ]
     lines += [f"    {'PASS' if v['passed'] else 'FAIL'} {gate}: {v['summary']}"
@@ -62,6 +60,16 @@ def release_summary(release) -> str:
     lines += [f"  held-out {group}: median score {h['median']:.4f}, p90 {h['p90']:.4f} "
               f"over {h['count']:.0f} targets" for group, h in m.get("heldout", {}).items()]
     return "\n".join(lines)
+
+
+def _fit_line(label: str, fit: dict) -> str:
+    err, split = fit["error_summary"], fit.get("validation_split") or {}
+    budget = fit["hyperparameters"].get("records")
+    return (f"  {label}: {fit['records_kept']:,} records kept"
+            f"{f' (budget {budget:,})' if budget else ''}; trained mean rel error "
+            f"{err['mean']:.4f}, median {err['median']:.4f}, max {err['max']:.4f}; "
+            f"validation split mean {split.get('mean', float('nan')):.4f} "
+            f"over {split.get('count', 0)} targets")
 
 
 if __name__ == "__main__":

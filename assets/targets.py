@@ -1,6 +1,8 @@
 """Targets stage: the target DB of real public statistics, its consistency report (a
 warning check), and the user's target config."""
 
+from pathlib import Path
+
 import pandas as pd
 from dagster import AssetCheckResult, MaterializeResult, MetadataValue, asset, asset_check
 
@@ -21,13 +23,16 @@ GROUP = "targets"
                    "to the profile's year.")
 def target_db(storage: StorageResource, profile: ProfileResource) -> MaterializeResult:
     path = storage.layout.target_db
-    summary = build_target_db(path, year=profile.load().period)
+    loaded = profile.load()
+    summary = build_target_db(path, year=loaded.period, split_share=loaded.validation_split.share,
+                              split_seed=loaded.validation_split.seed)
     targets = load_targets(path)
     counts = targets.groupby(["geo_level", "variable"]).size().rename("targets").reset_index()
     gaps = hierarchy_gaps(targets)
     return file_result(path, {
         "targets": len(targets),
         "held_out": int(targets["holdout"].sum()),
+        "held_out_by_group": MetadataValue.json(summary["by_holdout_group"]),
         "by_level_and_variable": MetadataValue.md(markdown_table(counts)),
         "uprating": MetadataValue.md(markdown_table(pd.DataFrame(summary["uprating"]))),
         "hierarchy_gaps": MetadataValue.md(markdown_table(gap_summary(gaps))),
@@ -48,28 +53,43 @@ def target_hierarchy(storage: StorageResource, profile: ProfileResource) -> Asse
     return check_result(report, warn=True)
 
 
-@asset(group_name=GROUP, code_version="2", deps=[target_db],
-       description="Include/exclude/reconcile YAML deciding what reaches the optimizer.")
-def target_config(
-    storage: StorageResource, target_config_file: TargetConfigResource
-) -> MaterializeResult:
-    layout = storage.layout
-    targets, selection = install_target_config(target_config_file.path, layout.target_config,
-                                               load_targets(layout.target_db))
-    changed = targets[targets["reconcile_rule"] != ""]
+def _install(source: str, destination: Path, targets: pd.DataFrame) -> MaterializeResult:
+    """Validate a target config against the DB and publish the copy a fit reads."""
+    configured, selection = install_target_config(source, destination, targets)
+    changed = configured[configured["reconcile_rule"] != ""]
     reconciled = changed.groupby("reconcile_rule")["reconcile_factor"].agg(
         targets="size", min_factor="min", max_factor="max").reset_index()
-    sha = sha256_file(layout.target_config)
+    sha = sha256_file(destination)
     return MaterializeResult(
         metadata={
-            "source_file": MetadataValue.path(target_config_file.path),
+            "source_file": MetadataValue.path(source),
             "config_sha256": sha,
             "db_targets_selected": int(selection.sum()),
             "db_targets": len(selection),
             "reconciled": MetadataValue.md(markdown_table(reconciled)),
             "hierarchy_gaps_after": MetadataValue.md(markdown_table(
-                gap_summary(hierarchy_gaps(targets)))),
-            "config": MetadataValue.md(f"```yaml\n{layout.target_config.read_text()}\n```"),
+                gap_summary(hierarchy_gaps(configured)))),
+            "config": MetadataValue.md(f"```yaml\n{destination.read_text()}\n```"),
         },
         data_version=data_version(sha),
     )
+
+
+@asset(group_name=GROUP, code_version="2", deps=[target_db],
+       description="Include/exclude/reconcile YAML deciding what reaches the local-area fit.")
+def target_config(
+    storage: StorageResource, target_config_file: TargetConfigResource
+) -> MaterializeResult:
+    layout = storage.layout
+    return _install(target_config_file.path, layout.target_config,
+                    load_targets(layout.target_db))
+
+
+@asset(group_name=GROUP, code_version="1", deps=[target_db],
+       description="Include/exclude/reconcile YAML deciding what reaches the national fit.")
+def national_target_config(
+    storage: StorageResource, target_config_file: TargetConfigResource
+) -> MaterializeResult:
+    layout = storage.layout
+    return _install(target_config_file.national_path, layout.national_target_config,
+                    load_targets(layout.target_db))

@@ -1,4 +1,4 @@
-"""Validate stage: every target recomputed from the published files, and gate 2."""
+"""Validate stage: every target recomputed from each fit's published files, and gate 2."""
 
 import pandas as pd
 from dagster import MaterializeResult, MetadataValue, asset
@@ -6,8 +6,8 @@ from dagster import MaterializeResult, MetadataValue, asset
 from assets.gates import gate_check
 from assets.metadata import column_schema, file_result, markdown_table
 from assets.publish import stacked_h5s
-from assets.targets import target_config
-from pipeline.package.store import load_selection
+from assets.targets import national_target_config, target_config
+from pipeline.release.fits import load_fits
 from pipeline.release.gates import published
 from pipeline.release.lineage import parent_hashes, write_lineage
 from pipeline.validate.quality import heldout_metrics
@@ -21,28 +21,30 @@ from pipeline.validate.totals import (
 from resources import ComputeResource, StorageResource
 
 
-@asset(group_name="validate", code_version="2", deps=[stacked_h5s, target_config],
-       description="Every target recomputed by the engine from the published H5 files, "
-                   "scored relative (or absolute near zero), with its provenance.")
+@asset(group_name="validate", code_version="3",
+       deps=[stacked_h5s, target_config, national_target_config],
+       description="Every target recomputed by the engine from each fit's published H5 "
+                   "files, scored relative (or absolute near zero), with its provenance.")
 def validation_results(storage: StorageResource, compute: ComputeResource) -> MaterializeResult:
     layout = storage.layout
     lineage = parent_hashes(layout, "validation_results")
-    pkg, selected = load_selection(layout.package_dir, layout.target_config, matrix=False)
-    df = validate_h5s(published(layout, pkg, compute.runner()), pkg.targets, selected)
+    pkg, fits = load_fits(layout)
+    df = validate_h5s(published(layout, pkg, fits, compute.runner()), fits)
     write_validation_csv(df, layout.validation_csv)
     write_lineage(layout.validation_lineage, lineage)
     scored = df[df["scope"] == IN_SCOPE]
     trained = scored[scored["in_training"]]
     heldout = pd.DataFrame(heldout_metrics(df)).T.rename_axis("holdout_group").reset_index()
     worst = scored.sort_values("score", ascending=False).head(15)
-    by_group = (scored.groupby(["area_type", "variable", "in_training"])["score"]
+    by_group = (scored.groupby(["fit", "area_type", "variable", "in_training"])["score"]
                 .agg(["count", "mean", "median"]).reset_index())
-    columns = ["target_name", "target_value", "sim_value", "error_rule", "score",
+    columns = ["fit", "target_name", "target_value", "sim_value", "error_rule", "score",
                "original_value", "original_period", "reconcile_rule"]
     return file_result(layout.validation_csv, {
         "rows": len(df),
-        "training_median_score": _median(trained["score"]),
-        **{f"heldout_{r.holdout_group}_{k}": float(getattr(r, k))
+        **{f"training_median_score_{fit}": _median(rows["score"])
+           for fit, rows in trained.groupby("fit")},
+        **{f"heldout_{r.holdout_group.replace('/', '_')}_{k}": float(getattr(r, k))
            for r in heldout.itertuples() for k in ("median", "p90")},
         "absolute_rule_rows": int((df["error_rule"] == ABSOLUTE).sum()),
         "out_of_scope_rows": int((df["scope"] == OUT_OF_SCOPE).sum()),

@@ -89,7 +89,7 @@ def phase_child(work: Path, dask: str, workers: int, compressed: bool, kept: int
     from pipeline.publish.stacking import stack_h5s
     from pipeline.validate.consistency import xw_consistency
     from pipeline.validate.published import seed_cache
-    from pipeline.validate.totals import validate_h5s, walk_published
+    from pipeline.validate.totals import LOCAL, FitTargets, validate_h5s, walk_published
 
     if not compressed:
         h5.DATASET_OPTIONS = {"chunks": True}
@@ -112,14 +112,14 @@ def phase_child(work: Path, dask: str, workers: int, compressed: bool, kept: int
     report("stack", started, households=result.n_households, files=len(result.manifest["files"]),
            gib=size / 2**30)
     started = time.perf_counter()
-    published = walk_published(out, pkg.targets, lambda: seed_cache(read_h5(pkg.base_h5)),
-                               runner)
+    views = [FitTargets.of(LOCAL, pkg.targets, pkg.targets["holdout"].to_numpy() == 0)]
+    published = walk_published(out, views, lambda: seed_cache(read_h5(pkg.base_h5)), runner)
     report("walk (sanity + totals)", started,
            fail=int((published.walk.sanity["status"] == "FAIL").sum()))
     started = time.perf_counter()
     full = load_package(work / "calibration_package")
     selected = full.targets["holdout"].to_numpy() == 0
-    check = xw_consistency(full, weights, validate_h5s(published, full.targets, selected),
+    check = xw_consistency(full, weights, validate_h5s(published, views),
                            selected)
     report("X·w check", started, max_rel_deviation=check.max_rel_deviation)
     if hasattr(runner, "close"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 from collections.abc import Sequence
 
 from pipeline.core.errors import InputError
@@ -20,12 +21,15 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="fit_out", help="output directory")
     p.add_argument("--profile", help="start from this profile's fit values (default: the "
                    "FitParams defaults)")
+    p.add_argument("--national", action="store_true", help="start from the national fit's "
+                   "values (the profile's national_fit: a record budget of 50,000)")
     p.add_argument("--resume-from", help="checkpoint.pt to continue from")
     _add_trust_pickle(p)
     for name, info in FitParams.model_fields.items():  # one flag per hyperparameter
-        kind = info.annotation if info.annotation in (int, float) else str
+        kind = next((t for t in (int, float) if t in (info.annotation,
+                                                       *typing.get_args(info.annotation))), str)
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
-                       help=info.description)
+                       help=(info.description or "").replace("%", "%%"))
     p.set_defaults(func=_run_fit)
 
 
@@ -37,8 +41,13 @@ def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
 def _run_fit(args: argparse.Namespace) -> int:
     from pipeline.config import load_profile
     from pipeline.fit import FitParams, fit_package, review_fit
+    from pipeline.fit.params import NationalFitParams
 
-    base = load_profile(args.profile).fit if args.profile else FitParams()
+    if args.profile:
+        profile = load_profile(args.profile)
+        base = profile.national_fit if args.national else profile.fit
+    else:
+        base = NationalFitParams() if args.national else FitParams()
     changes = {name: getattr(args, name) for name in FitParams.model_fields
                if getattr(args, name) is not None}
     params = base.with_(**changes)
@@ -46,11 +55,15 @@ def _run_fit(args: argparse.Namespace) -> int:
                          trust_pickle=args.trust_pickle)
     err = result.error_summaries["exported"]
     review = review_fit(result)
-    print(f"fit: {result.kept:,} of {len(result.weights):,} records kept; "
+    split = result.error_summaries["validation_split"]
+    budget = f" (budget {params.records:,})" if params.records else ""
+    print(f"fit: {result.kept:,} of {len(result.weights):,} records kept{budget}; "
           f"{int(result.selected.sum()):,} targets trained on {result.device} "
           f"at {result.epochs_per_second:.1f} epochs/s")
     print(f"relative error (exported weights): mean {err['mean']:.4%}, "
           f"median {err['median']:.4%}, max {err['max']:.4%}; final loss {result.final_loss:.6g}")
+    print(f"validation split ({split['count']} held-out targets): mean {split['mean']:.4%}, "
+          f"median {split['median']:.4%}")
     for rule in review.rules:
         print(f"  [{'PASS' if rule.passed else 'FAIL'}] {rule.name}: {rule.detail}")
     print(f"wrote {args.out}")
@@ -107,9 +120,10 @@ def _run_releases(args: argparse.Namespace) -> int:
         mark = "*" if current and current.version == release.version else " "
         heldout = "".join(f"  held-out {g} median {h['median']:.4f} p90 {h['p90']:.4f}"
                           for g, h in release.manifest.get("heldout", {}).items())
+        national = release.manifest.get("national_fit", {}).get("records_kept", "-")
         print(f"{mark} {release.version}  mean rel error {err.get('mean', float('nan')):.4f}  "
               f"max {err.get('max', float('nan')):.4f}  kept {fit.get('records_kept', '?')}  "
-              f"gates {passed}/{len(gates)} passed{heldout}")
+              f"national kept {national}  gates {passed}/{len(gates)} passed{heldout}")
     return 0
 
 

@@ -64,7 +64,10 @@ class ComputeResource(ConfigurableResource):
 
 
 class TargetConfigResource(ConfigurableResource):
-    """The include/exclude YAML a user edits to choose which targets reach the optimizer
-    (`CALIBRATION_TARGET_CONFIG`, default the one shipped in pipeline/config)."""
+    """The include/exclude YAMLs a user edits to choose which targets reach each fit:
+    `path` the local-area fit's (`CALIBRATION_TARGET_CONFIG`), `national_path` the national
+    fit's (`CALIBRATION_NATIONAL_TARGET_CONFIG`); defaults: the ones shipped in
+    pipeline/config."""
 
     path: str
+    national_path: str

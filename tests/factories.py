@@ -102,7 +102,8 @@ def small_package(n_records=3, n_clones=2) -> CalibrationPackage:
 def artifact_tree(root) -> Layout:
     """Every artifact a gate judges, as tiny files of one consistent lineage."""
     layout = Layout(root)
-    for path, text in ((layout.target_db, "db"), (layout.target_config, "exclude: []\n")):
+    for path, text in ((layout.target_db, "db"), (layout.target_config, "exclude: []\n"),
+                       (layout.national_target_config, "include: [{geo_level: state}]\n")):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     layout.package_dir.mkdir(parents=True)
@@ -112,6 +113,9 @@ def artifact_tree(root) -> Layout:
     layout.fit_dir.mkdir()
     np.save(layout.weights, np.array([1.0, 0.0, 2.0]))
     _with_lineage(layout.run_config, parent_hashes(layout, "calibration_weights"))
+    layout.national_fit_dir.mkdir()
+    np.save(layout.national_weights, np.array([0.0, 0.0, 3.0]))
+    _with_lineage(layout.national_run_config, parent_hashes(layout, "national_weights"))
     layout.stacked_dir.mkdir()
     _with_lineage(layout.stacked_manifest, parent_hashes(layout, "stacked_h5s"))
     layout.validation_dir.mkdir()
@@ -125,7 +129,7 @@ def _with_lineage(path, lineage: dict) -> None:
 
 
 def validation_frame(errors, *, training=None, sanity=None, sim=None, holdout=None,
-                     scope=None) -> pd.DataFrame:
+                     scope=None, fit="local") -> pd.DataFrame:
     """validation_results rows for targets t0..tn-1: states, then one district; `errors`
     is each row's score (and production's rel_abs_error)."""
     n = len(errors)
@@ -158,4 +162,5 @@ def validation_frame(errors, *, training=None, sanity=None, sim=None, holdout=No
         "error_floor": np.ones(n),
         "score": errors,
         "scope": scope or ["in_scope"] * n,
+        "fit": [fit] * n,
     })

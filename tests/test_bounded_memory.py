@@ -9,7 +9,7 @@ from factories import base_microdata, make_package
 from pipeline.publish import stacking
 from pipeline.publish.stacking import stack_h5s
 from pipeline.validate.published import seed_cache
-from pipeline.validate.totals import walk_published
+from pipeline.validate.totals import local_view, walk_published
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def _peak_mib(tmp_path, n_clones: int) -> tuple[float, int]:
     seed = seed_cache(base_microdata())  # outside the trace: the engine's one-off state
     tracemalloc.start()
     result = stack_h5s(pkg, weights, tmp_path / "stacked")
-    walk_published(tmp_path / "stacked", pkg.targets, lambda: seed)
+    walk_published(tmp_path / "stacked", [local_view(pkg.targets)], lambda: seed)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak / 2**20, result.n_households

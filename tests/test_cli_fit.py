@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from pipeline.cli import main
+from pipeline.fit.params import PRESET_SOURCES
 from pipeline.package.store import CalibrationPackage, save_package
 from pipeline.targets.db import with_provenance
 
@@ -40,16 +41,20 @@ def test_fit_command_writes_outputs_with_given_flags(package, tmp_path, capsys):
                "--device", "cpu", "--log-freq", "10", "--checkpoint-every", "15"])
     assert rc == 0
     cfg = json.loads((out / "run_config.json").read_text())
-    assert cfg["params"] == {"preset": "national", "lambda_l0": 1e-4, "beta": 0.35,
-                             "lambda_l2": 0.0, "learning_rate": 0.1, "epochs": 30, "seed": 3,
-                             "device": "cpu", "log_freq": 10, "checkpoint_every": 15,
-                             "polish_epochs": 200,
-                             "from_preset": ["beta", "lambda_l0", "lambda_l2"]}
+    assert cfg["params"] == {"preset": "national", "records": None, "lambda_l0": 2e-2,
+                             "beta": 0.65, "lambda_l2": 1e-12, "learning_rate": 0.1,
+                             "epochs": 30, "seed": 3, "device": "cpu", "log_freq": 10,
+                             "checkpoint_every": 15, "polish_epochs": 200,
+                             "temperature_schedule": "constant", "beta_start": 2.0,
+                             "anneal_share": 0.5, "hybrid_share": 0.0,
+                             "from_preset": ["beta", "lambda_l0", "lambda_l2"],
+                             "preset_source": PRESET_SOURCES["national"]}
+    assert "2e-2 (raised from the module's 1e-4)" in cfg["params"]["preset_source"]
     text = capsys.readouterr().out
     assert f"{cfg['records_kept']:,} of 120 records kept" in text
     assert "[PASS] weights_valid" in text
     rc = main(["fit", "--package", str(package), "--out", str(tmp_path / "more"),
-               "--preset", "national", "--epochs", "40", "--polish-epochs", "20",
+               "--preset", "national", "--epochs", "40", "--polish-epochs", "200",
                "--learning-rate", "0.1",
                "--seed", "3", "--device", "cpu", "--resume-from", str(out / "checkpoint.pt")])
     assert rc == 0
@@ -70,5 +75,26 @@ def test_bad_input_exits_1_with_the_fix(package, tmp_path, capsys):
                "--resume-from", str(ckpt_out / "checkpoint.pt")])
     assert rc == 1
     err = capsys.readouterr().err
-    assert "lambda_l0: checkpoint 1e-08, now 0.5" in err and "Fix:" in err
+    assert "lambda_l0: checkpoint 1e-07, now 0.5" in err and "Fix:" in err
     assert not (tmp_path / "o3" / "run_config.json").exists()
+
+
+def test_records_flag_reaches_the_budget(package, tmp_path, capsys):
+    out = tmp_path / "budget"
+    assert main(["fit", "--package", str(package), "--out", str(out), "--records", "48",
+                 "--epochs", "400", "--polish-epochs", "200", "--device", "cpu"]) == 0
+    cfg = json.loads((out / "run_config.json").read_text())
+    assert cfg["records_kept"] == 48 and cfg["params"]["records"] == 48
+    assert abs(cfg["budget"]["expected_open"][-1] / 48 - 1) < 0.05
+    assert "48 of 120 records kept (budget 48)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("records, message", [
+    ("0", "field 'records': Input should be greater than or equal to 1 (got 0)"),
+    ("-5", "field 'records': Input should be greater than or equal to 1 (got -5)"),
+    ("121", "field 'fit.records': a budget of 121 records exceeds the package's 120 columns"),
+])
+def test_an_impossible_budget_is_refused(package, tmp_path, capsys, records, message):
+    assert main(["fit", "--package", str(package), "--out", str(tmp_path / "o"),
+                 "--records", records, "--device", "cpu"]) == 1
+    assert message in capsys.readouterr().err

@@ -10,7 +10,7 @@ from pipeline.core.errors import InputError
 from pipeline.core.parallel import SETTING, InProcess, connect, make_runner
 from pipeline.publish.stacking import stack_h5s
 from pipeline.validate.published import seed_cache
-from pipeline.validate.totals import walk_published
+from pipeline.validate.totals import local_view, walk_published
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ def test_two_workers_give_the_same_bits(cluster, tmp_path):
     assert cluster.workers == 2
     assert here.manifest["files"] == there.manifest["files"]  # every file's sha256
     seed = seed_cache(base_microdata())
-    walks = [walk_published(tmp_path / d, pkg.targets, lambda: seed, runner).walk
+    walks = [walk_published(tmp_path / d, [local_view(pkg.targets)], lambda: seed, runner).walk
              for d, runner in (("here", InProcess()), ("there", cluster))]
     assert walks[0].sanity.equals(walks[1].sanity)
     assert all(np.array_equal(walks[0].totals[f], walks[1].totals[f]) for f in walks[0].totals)

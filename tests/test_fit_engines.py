@@ -1,6 +1,7 @@
 """The fused CPU epoch is the torch autograd model: same noise, same gradients, same Adam."""
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
@@ -8,6 +9,8 @@ from pipeline.fit import fused
 from pipeline.fit.engines import FusedEngine, TorchEngine
 from pipeline.fit.model import gate_noise, initial_parameters
 from pipeline.fit.params import FitParams
+from pipeline.fit.schedules import BudgetController
+from pipeline.fit.selection import PINNED_OPEN
 
 
 def _problem():
@@ -33,8 +36,9 @@ def test_fused_engine_follows_torch_autograd_and_adam():
     fe = FusedEngine(X, y, lw.clone(), la.clone(), p)
     te = TorchEngine(X, y, lw.clone(), la.clone(), p, torch.device("cpu"))
     for epoch in range(25):
-        (loss_f, yhat_f), (loss_t, yhat_t) = fe.l0_step(epoch), te.l0_step(epoch)
-        assert abs(loss_f - loss_t) <= 1e-5 * loss_t
+        (loss_f, yhat_f, open_f), (loss_t, yhat_t, open_t) = (fe.l0_step(epoch, 1e-2),
+                                                              te.l0_step(epoch, 1e-2))
+        assert abs(loss_f - loss_t) <= 1e-5 * loss_t and open_f == pytest.approx(open_t)
         np.testing.assert_allclose(yhat_f, yhat_t, rtol=2e-5)
     np.testing.assert_allclose(fe.lw, te.model.log_weight.detach().numpy(), atol=1e-4)
     np.testing.assert_allclose(fe.la, te.model.log_alpha.detach().numpy(), atol=1e-2)
@@ -60,6 +64,35 @@ def test_fused_results_do_not_depend_on_thread_count():
         lw, la = initial_parameters(np.full(400, 100.0), 3)
         eng = FusedEngine(X, y, lw, la, p)
         fused.set_threads(threads)
-        runs.append([eng.l0_step(e)[0] for e in range(10)] + [eng.lw.copy()])
+        runs.append([eng.l0_step(e, 1e-4)[0] for e in range(10)] + [eng.lw.copy()])
     fused.set_threads(1)
     assert runs[0][:10] == runs[1][:10] and np.array_equal(runs[0][10], runs[1][10])
+
+
+def test_engines_agree_under_a_budget_a_temperature_schedule_and_pinned_gates():
+    """The record budget's λ_L0 controller, l0-python's annealed β and the hybrid's pinned
+    gates: the same trajectory on both engines, up to float rounding."""
+    torch.set_num_threads(1)
+    X, y = _problem()
+    p = FitParams(records=150, epochs=400, temperature_schedule="cosine", beta_start=1.5,
+                  anneal_share=0.5, lambda_l0=2e-2, device="cpu", seed=5)
+    lw, la = initial_parameters(np.full(400, 100.0), 5)
+    la[:30] = PINNED_OPEN
+    fe = FusedEngine(X, y, lw.clone(), la.clone(), p)
+    te = TorchEngine(X, y, lw.clone(), la.clone(), p, torch.device("cpu"))
+    lambdas = []
+    for eng in (fe, te):
+        control = BudgetController(150, 400, p.epochs, p.lambda_l0)
+        lam, seen = p.lambda_l0, []
+        for epoch in range(p.epochs):
+            _, _, expected = eng.l0_step(epoch, lam)
+            seen.append((lam, expected))
+            lam = control.update(epoch, expected)
+        lambdas.append(np.array(seen))
+    assert lambdas[0][-1, 1] < 0.5 * 400  # the controller closed gates
+    # λ_L0 = exp(I + 400·e) below the path magnifies E's float rounding: compare log λ.
+    np.testing.assert_allclose(lambdas[0][:, 1], lambdas[1][:, 1], rtol=1e-4)
+    np.testing.assert_allclose(np.log(lambdas[0][:, 0]), np.log(lambdas[1][:, 0]), atol=0.05)
+    np.testing.assert_allclose(fe.la, te.model.log_alpha.detach().numpy(), atol=2e-2)
+    assert (fe.la[:30] == PINNED_OPEN).all()
+    assert (te.model.log_alpha.detach().numpy()[:30] == PINNED_OPEN).all()

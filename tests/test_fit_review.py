@@ -47,8 +47,27 @@ def test_good_fit_passes_from_directory(fitted):
     review = review_fit(fitted)
     assert review.passed, review.rules
     assert [r.name for r in review.rules] == ["weights_valid", "loss_converged",
-                                             "no_group_diverging", "not_worse_than_production"]
+                                             "no_group_diverging", "not_worse_than_production",
+                                             "record_budget"]
     assert "skipped" in review.rule("not_worse_than_production").detail
+    assert review.rule("record_budget").detail == "no record budget"
+
+
+def test_a_budget_the_epochs_cannot_reach_fails_saying_how_far_off(fitted, tmp_path):
+    """The keep set is cut to the budget anyway; gate 1 says the L0 phase never got there."""
+    pkg = fitted.parent / "pkg"
+    review = review_fit(fit_package(pkg, None, tmp_path / "short",
+                                    PARAMS.with_(records=50, epochs=5, polish_epochs=200)))
+    rule = review.rule("record_budget")
+    assert not review.passed and not rule.passed
+    assert rule.detail.startswith("50 records kept for a budget of 50 (+0.0%")
+    assert "the L0 phase ended with 200 gates expected open (+299.9%, tolerance ±5%)" in \
+        rule.detail and "give more epochs" in rule.detail
+    reached = review_fit(fit_package(pkg, None, tmp_path / "long",
+                                     PARAMS.with_(records=50, epochs=600)))
+    assert reached.rule("record_budget").passed, reached.rule("record_budget").detail
+    assert json.loads((tmp_path / "long" / "run_config.json").read_text())[
+        "records_kept"] == 50
 
 
 def test_production_comparison(fitted):

@@ -24,7 +24,7 @@ def test_every_gate_input_and_parent_is_a_known_artifact():
     for gate in GATES:
         assert set(gate.inputs) <= set(ARTIFACTS) and gate.subject in gate.inputs
     assert all(set(p) <= set(ARTIFACTS) for p in PARENTS.values())
-    assert len({g.name for g in GATES}) == len(GATES) == 6
+    assert len({g.name for g in GATES}) == len(GATES) == 7
 
 
 def test_all_passed_on_one_lineage(tmp_path):

@@ -10,8 +10,14 @@ def test_shipped_profiles_state_only_what_differs():
     demo, prod, ci = (load_profile(n) for n in ("demo", "production", "ci"))
     assert demo.states is None and demo.package.n_clones == 20
     assert demo.sample.households == 12000 and demo.fit.epochs == 1000
-    assert demo.fit.lambda_l0 == 1e-8 and demo.fit.polish_epochs == 500
+    assert demo.fit.lambda_l0 == 1e-7 and demo.fit.polish_epochs == 500
+    assert (demo.fit.lambda_l2, prod.fit.lambda_l2) == (2.2e-11, 1e-8)
     assert prod.package.n_clones == 430 and prod.fit.polish_epochs == 200
+    # Both fits run everywhere; the national one under a record budget.
+    assert (demo.national_fit.preset, demo.national_fit.records) == ("national", 50_000)
+    assert (demo.national_fit.lambda_l0, demo.national_fit.lambda_l2) == (2e-2, 1e-12)
+    assert ci.national_fit.records == 1000 and ci.national_fit.epochs == 600
+    assert demo.validation_split.share == 0.1
     assert ci.states == ("DE", "VT", "WY", "RI") and ci.package.n_clones == 2
     assert ci.gates.fit.loss_tolerance == 0.05 and ci.gates.consistency_tolerance == 0.01
 
@@ -26,6 +32,12 @@ def test_shipped_profiles_state_only_what_differs():
     ("package: {n_clones: 0}\n", "package.n_clones", "greater than or equal to 1"),
     ("fit: {epochs: 0}\n", "fit.epochs", "greater than or equal to 1"),
     ("fit: {preset: regional}\n", "fit.preset", "'local' or 'national'"),
+    ("fit: {records: 0}\n", "fit.records", "greater than or equal to 1"),
+    ("national_fit: {records: -5}\n", "national_fit.records", "greater than or equal to 1"),
+    ("national_fit: {hybrid_share: 1.5}\n", "national_fit.hybrid_share", "less than 1"),
+    ("fit: {hybrid_share: 0.3}\n", "fit", "hybrid_share is a share of the record budget"),
+    ("fit: {temperature_schedule: linear_ish}\n", "fit.temperature_schedule", "'cosine'"),
+    ("validation_split: {share: 1}\n", "validation_split.share", "less than 1"),
     ("geography: {states: [DE, XX]}\n", "geography.states", "XX"),
     ("- just a list\n", None, "top level is a list"),
 ])
@@ -47,7 +59,18 @@ def test_a_preset_fills_only_what_the_profile_leaves_out(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("fit: {preset: national, beta: 0.5}\n")
     fit = load_profile(str(path)).fit
-    assert (fit.lambda_l0, fit.beta) == (1e-4, 0.5)
+    assert (fit.lambda_l0, fit.beta, fit.lambda_l2, fit.epochs) == (2e-2, 0.5, 1e-12, 1000)
+    assert fit.to_dict()["from_preset"] == ["epochs", "lambda_l0", "lambda_l2"]
+    assert "orchestration, national fit" in fit.to_dict()["preset_source"]
     # Switching back replaces what the preset filled and keeps what the profile chose.
     back = fit.with_(preset="local")
-    assert (back.lambda_l0, back.beta) == (1e-8, 0.5)
+    assert (back.lambda_l0, back.beta, back.lambda_l2) == (1e-7, 0.5, 1e-8)
+
+
+def test_a_national_fit_section_keeps_its_own_defaults(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("national_fit: {records: 30000}\nfit: {records: 200000}\n")
+    profile = load_profile(str(path))
+    assert (profile.national_fit.preset, profile.national_fit.records) == ("national", 30_000)
+    assert (profile.fit.preset, profile.fit.records) == ("local", 200_000)
+    assert profile.national_fit.with_(seed=3).records == 30_000

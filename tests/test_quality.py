@@ -6,6 +6,7 @@ from pipeline.core.errors import InputError
 from pipeline.validate.quality import QualityThresholds, heldout_metrics, review_quality
 
 EITC = "eitc_agi_children"
+LOCAL_EITC = f"local/{EITC}"  # held-out metrics are per fit
 
 
 def _rule(review, name):
@@ -14,15 +15,17 @@ def _rule(review, name):
 
 def test_no_baseline_uses_absolute_median_and_reports_heldout_median_and_p90():
     v = _frame([0.02, 0.04, 0.5, 0.9, 0.1, 0.3], training=[True, True, True, False, False, False],
-               holdout=["", "", "", EITC, EITC, "split"])
+               holdout=["", "", "", EITC, EITC, "validation_split"])
     review = review_quality(v, None)
     assert review.passed
     assert "median training score 0.04" in _rule(review, "absolute").detail
-    eitc = review.details["heldout"][EITC]
+    eitc = review.details["heldout"][LOCAL_EITC]
     assert eitc["count"] == 2 and eitc["median"] == pytest.approx(0.5)
     assert eitc["p90"] == pytest.approx(0.1 + 0.9 * 0.8)
-    assert review.details["heldout"]["split"] == {"count": 1.0, "median": 0.3, "p90": 0.3}
-    assert review.metrics["heldout_eitc_agi_children_median"] == pytest.approx(0.5)
+    # t5 is a split target of a group (snap x district) the fit trains: t4's... no, t5's
+    # own: the frame's last row is the district, and no district target is trained.
+    assert "local/validation_split" not in review.details["heldout"]
+    assert review.metrics["heldout_local_eitc_agi_children_median"] == pytest.approx(0.5)
     strict = review_quality(v, None, QualityThresholds(max_median_training_error=0.03))
     assert not strict.passed and not _rule(strict, "absolute").passed
 
@@ -40,7 +43,7 @@ def test_target_and_group_regressions_block():
     drift = review_quality(_frame([0.05, 0.05, 0.05, 0.01]), base)
     assert _rule(drift, "target_regression").passed
     assert not _rule(drift, "group_regression").passed
-    assert "snap/state: +0.04" in _rule(drift, "group_regression").detail
+    assert "local snap/state: +0.04" in _rule(drift, "group_regression").detail
 
 
 def test_sanity_fail_and_nan_block_and_new_targets_do_not_regress():
@@ -88,8 +91,8 @@ def test_heldout_group_regression_against_current_blocks():
     worse = _frame([0.01, 0.01, 0.2, 0.3, 0.5, 0.6], training=training, holdout=holdout)
     review = review_quality(worse, base)  # median 0.35 -> 0.4
     assert not review.passed
-    assert _rule(review, "heldout_regression").failing[0] == f"{EITC} median: +0.05"
-    assert review.details["heldout"][EITC]["baseline_median"] == pytest.approx(0.35)
+    assert _rule(review, "heldout_regression").failing[0] == f"{LOCAL_EITC} median: +0.05"
+    assert review.details["heldout"][LOCAL_EITC]["baseline_median"] == pytest.approx(0.35)
     loose = QualityThresholds(heldout_regression=0.1)
     assert review_quality(worse, base, loose).passed
 
@@ -106,5 +109,5 @@ def test_legacy_baseline_without_score_is_judged_by_rel_abs_error():
 def test_heldout_metrics_ignore_trained_and_out_of_scope_rows():
     v = _frame([0.1, 0.2, 0.3, 9.0], training=[True, False, False, False],
                holdout=["", EITC, EITC, EITC], scope=["in_scope"] * 3 + ["out_of_scope"])
-    assert heldout_metrics(v) == {EITC: {"count": 2.0, "median": pytest.approx(0.25),
-                                         "p90": pytest.approx(0.29)}}
+    assert heldout_metrics(v) == {LOCAL_EITC: {"count": 2.0, "median": pytest.approx(0.25),
+                                               "p90": pytest.approx(0.29)}}

@@ -8,7 +8,7 @@ from pipeline.engine import simulate
 from pipeline.publish.stacking import stack_h5s
 from pipeline.validate.published import seed_cache
 from pipeline.validate.sanity import sanity_check_file, summarize
-from pipeline.validate.totals import walk_published
+from pipeline.validate.totals import local_view, walk_published
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_implausible_household_averages_warn(good):
 def test_directory_gate_reads_spm_ids_from_every_file(tmp_path):
     pkg = make_package(tmp_path)
     stack_h5s(pkg, W, tmp_path / "stacked")
-    results = walk_published(tmp_path / "stacked", pkg.targets,
+    results = walk_published(tmp_path / "stacked", [local_view(pkg.targets)],
                              lambda: seed_cache(base_microdata())).walk.sanity
     unique = results[results["check"] == "unique_ids"]
     assert len(unique) == len(list((tmp_path / "stacked").rglob("*.h5"))) == 7

@@ -36,7 +36,10 @@ def test_summary_counts(built):
     _, summary, df = built
     assert summary["n_targets"] == len(df) == 10_760
     assert summary["by_geo_level"] == {"district": 8_284, "national": 283, "state": 2_193}
-    assert summary["n_holdout"] == 224 + 52  # EITC by AGI x children; negative AGI totals
+    # EITC by AGI x children; negative AGI totals; 10% of every variable x level's rest
+    assert summary["n_holdout"] == 224 + 52 + 1049
+    assert summary["by_holdout_group"] == {"eitc_agi_children": 224, "negative_total": 52,
+                                           "validation_split": 1049}
     assert df["target_name"].is_unique
 
 
@@ -100,7 +103,7 @@ def test_periods_sources_and_holdout(built):
     same_year = df[df["original_period"] == 2024]
     assert (same_year["uprating_factor"] == 1).all()
     assert (same_year["value"] == same_year["original_value"]).all()
-    hold = df[df.holdout == 1]
+    hold = df[(df.holdout == 1) & (df.holdout_group != "validation_split")]
     assert len(hold) == 276
     assert set(hold.domain_variable) == {"adjusted_gross_income,eitc,eitc_child_count",
                                          "adjusted_gross_income,is_tax_filer"}

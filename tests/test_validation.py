@@ -18,6 +18,8 @@ from pipeline.validate.consistency import xw_consistency
 from pipeline.validate.published import seed_cache
 from pipeline.validate.totals import (
     COLUMNS,
+    LOCAL,
+    FitTargets,
     validate_h5s,
     walk_published,
     write_validation_csv,
@@ -94,9 +96,10 @@ def validated(tmp_path_factory):
 
 
 def _validate(stacked, targets, selected, cache=None, runner=None):
-    published = walk_published(stacked, targets, lambda: seed_cache(base_microdata()), runner,
+    views = [FitTargets.of(LOCAL, targets, selected)]
+    published = walk_published(stacked, views, lambda: seed_cache(base_microdata()), runner,
                                cache)
-    return validate_h5s(published, targets, selected)
+    return validate_h5s(published, views)
 
 
 PRODUCTION = ("area_type", "area_id", "display_name", "district", "variable", "target_name",
@@ -109,7 +112,7 @@ def test_validation_frame_has_production_columns_and_known_totals(validated):
     assert tuple(df.columns) == COLUMNS and COLUMNS[:len(PRODUCTION)] == PRODUCTION
     assert COLUMNS[len(PRODUCTION):] == (
         "holdout_group", "original_value", "original_period", "uprating_factor",
-        "reconcile_rule", "reconcile_factor", "error_rule", "error_floor", "score", "scope")
+        "reconcile_rule", "reconcile_factor", "error_rule", "error_floor", "score", "scope", "fit")
     by = df.set_index("target_name")
     # children live only in record 0, kept in column 0 (w 2.5)
     assert by.at["nation/person_count/[age<18]", "sim_value"] == 2 * 2.5

@@ -17,7 +17,7 @@ from pipeline.core.errors import InputError
 from pipeline.core.geo import FIPS_BY_ABBR
 from pipeline.core.packaged import PROFILE_DIR
 from pipeline.core.settings import Settings, parse_settings
-from pipeline.fit.params import FitParams
+from pipeline.fit.params import FitParams, NationalFitParams
 from pipeline.fit.review import FitThresholds
 from pipeline.validate.quality import QualityThresholds
 
@@ -53,6 +53,12 @@ class PackageSettings(Settings):
                           "each in a distinct district")
 
 
+class SplitSettings(Settings):
+    share: float = Field(0.1, ge=0, lt=1, description="share of each variable x geo level's "
+                         "trainable targets held out as the validation split")
+    seed: int = Field(0, ge=0, description="which targets the split draws")
+
+
 class GateSettings(Settings):
     consistency_tolerance: float = Field(0.01, gt=0, description="X·w against the totals "
                                          "computed from the published files")
@@ -69,7 +75,9 @@ class Profile(Settings):
     sample: SampleSettings = SampleSettings()
     geography: GeographySettings = GeographySettings()
     package: PackageSettings = PackageSettings()
-    fit: FitParams = FitParams()
+    validation_split: SplitSettings = SplitSettings()
+    fit: FitParams = FitParams()  # the local-area fit: the state and district files
+    national_fit: NationalFitParams = NationalFitParams()  # national.h5
     gates: GateSettings = GateSettings()
 
     @property

@@ -9,12 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# The fit's directory (calibration_weights, or `calibrate fit --out`).
+# A fit's directory (calibration_weights, national_weights, or `calibrate fit --out`).
 WEIGHTS = "weights.npy"
 DIAGNOSTICS = "diagnostics.csv"
 CALIBRATION_LOG = "calibration_log.csv"
 RUN_CONFIG = "run_config.json"  # written last: its presence means the fit is complete
 CHECKPOINT = "checkpoint.pt"
+FRONTIER = "frontier.csv"  # records kept vs errors of every fit of this package and config
+# The national fit (national_weights): its directory, here and in a release, and its config.
+NATIONAL_FIT = "national_weights"
+NATIONAL_TARGET_CONFIG = "targets_national.yaml"
 # Stacked files and releases.
 MANIFEST = "manifest.json"  # written last in a stacked directory and in a release
 VALIDATION_CSV = "validation_results.csv"
@@ -42,6 +46,10 @@ class Layout:
         return self.root / "target_config" / "targets.yaml"
 
     @property
+    def national_target_config(self) -> Path:
+        return self.root / "national_target_config" / NATIONAL_TARGET_CONFIG
+
+    @property
     def package_dir(self) -> Path:
         return self.root / "calibration_package"
 
@@ -56,6 +64,18 @@ class Layout:
     @property
     def run_config(self) -> Path:
         return self.fit_dir / RUN_CONFIG
+
+    @property
+    def national_fit_dir(self) -> Path:
+        return self.root / NATIONAL_FIT
+
+    @property
+    def national_weights(self) -> Path:
+        return self.national_fit_dir / WEIGHTS
+
+    @property
+    def national_run_config(self) -> Path:
+        return self.national_fit_dir / RUN_CONFIG
 
     @property
     def stacked_dir(self) -> Path:

@@ -18,6 +18,7 @@ def packaged(*parts: str) -> Path:
 
 PROFILE_DIR = packaged("config", "profiles")
 DEFAULT_TARGET_CONFIG = packaged("config", "targets.yaml")
+DEFAULT_NATIONAL_TARGET_CONFIG = packaged("config", "targets_national.yaml")
 SNAPSHOT_DIR = packaged("data", "targets")
 TAKEUP_RATES = packaged("data", "takeup_rates.csv")
 POPULATION_GROWTH = packaged("data", "population_growth.csv")

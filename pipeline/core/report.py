@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -38,3 +38,14 @@ class GateReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def combine(parts: dict[str, GateReport]) -> GateReport:
+    """One gate judging several parts (the two fits of a release): each rule named
+    `part.rule`, each metric `part_metric`; passed when every part passed."""
+    rules = [replace(r, name=f"{part}.{r.name}") for part, rep in parts.items()
+             for r in rep.rules]
+    metrics = {f"{part}_{k}": v for part, rep in parts.items() for k, v in rep.metrics.items()
+               if k != "failed_rules"}
+    summary = "; ".join(f"{part}: {rep.summary}" for part, rep in parts.items())
+    return GateReport.of(rules, metrics, {p: rep.details for p, rep in parts.items()}, summary)

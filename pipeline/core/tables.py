@@ -44,15 +44,15 @@ def check_table(schema: pa.DataFrameSchema, df: pd.DataFrame, file: str | Path |
 def _input_error(exc: SchemaError, schema: pa.DataFrameSchema, file: str | Path | None,
                  fix: str, csv: bool) -> InputError:
     column = getattr(exc.schema, "name", None)
-    if column == schema.name and isinstance(exc.check, pa.Check) and exc.check.name:
-        column = exc.check.name  # a rule across columns names the column it is about
-    elif column == schema.name and schema.unique:
-        column = ",".join(schema.unique)  # rows duplicated on the table's key
     cases = exc.failure_cases
     if isinstance(cases, str):  # a missing column: pandera hands the column name
         column = column if column != schema.name else cases
         return InputError(file, _field(schema, column, file), "required column is missing",
                           fix)
+    if column == schema.name and isinstance(exc.check, pa.Check) and exc.check.name:
+        column = exc.check.name  # a rule across columns names the column it is about
+    elif column == schema.name and schema.unique:
+        column = ",".join(schema.unique)  # rows duplicated on the table's key
     where = ""
     if isinstance(cases, pd.DataFrame) and not cases.empty:
         first = cases.iloc[0]

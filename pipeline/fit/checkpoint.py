@@ -16,7 +16,7 @@ import torch
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import InputError
 
-FORMAT = 2  # 2: counter-based gate noise, no generator state
+FORMAT = 3  # 3: λ_L0 per epoch and the next one (record budgets); 2: counter-based noise
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -4,6 +4,11 @@ Production exported `exp(log_weight)·E[gate]`, a model it never trained (17% me
 against 2% for the sampled model it did train). Here the keep-set is fixed after the L0
 phase and the kept weights are refit with plain gradient steps; the exported weights are
 exactly the polished ones and every reported error is computed from them.
+
+Under a record budget (`records`) λ_L0 is steered during the L0 phase (`schedules.py`) and
+the keep-set is the `records` columns most likely open; with `hybrid_share`, that share of
+the budget is a design-weighted random sample whose gates stay open, fitted together with
+the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from pipeline.fit.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.fit.engines import FusedEngine, TorchEngine
 from pipeline.fit.model import GatedWeights, initial_parameters
 from pipeline.fit.params import TRAJECTORY_FIELDS, FitParams
+from pipeline.fit.schedules import BudgetController
+from pipeline.fit.selection import PINNED_OPEN, design_weighted_sample, top_k
 
 MIN_GATE = 1e-6  # floor for log(E[gate]) of a kept column when seeding the polish
 DIAG_BLOCK = 1 << 21  # non-zeros per float64 row block of the final products
@@ -47,7 +54,9 @@ class FitResult:
     params: FitParams
     device: str
     epochs_per_second: float
+    budget: dict[str, Any]  # the keep set: open gates at the L0 phase's end, λ_L0 per epoch
     targets: pd.DataFrame | None = None
+    frontier: pd.DataFrame | None = None  # this and earlier fits' points (fit_package)
 
 
 def rel_error(estimate: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -122,6 +131,7 @@ def input_identity(
         "package_hash": sha256_text(data_hash),
         "selection_hash": sha256_array(selected.astype(bool)),
         **{k: getattr(params, k) for k in TRAJECTORY_FIELDS},
+        "schedule_epochs": params.schedule_epochs,
     }
 
 
@@ -148,8 +158,13 @@ def fit(
     checkpoint_path: str | Path | None = None,
     resume_from: str | Path | None = None,
     source: str | Path | None = None,
+    design_weights: np.ndarray | None = None,
 ) -> FitResult:
-    """Fit weights so X·w hits y on the selected rows; see the module docstring."""
+    """Fit weights so X·w hits y on the selected rows; see the module docstring.
+
+    `design_weights` (one per column, default the initial weights) weight the hybrid's
+    random draw.
+    """
     device = resolve_device(params.device)
     X = sp.csr_matrix(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.float64)
@@ -161,8 +176,10 @@ def fit(
     if not sel.any():
         raise InputError(source, "target_config", "no targets selected",
                          "include at least one target in the target config")
+    check_budget(params, n_c, design_weights, source)
     identity = input_identity(X, y, initial_weights, sel, params)
-    trainer = _Trainer(X, sel, y[sel], initial_weights, params, device)
+    trainer = _Trainer(X, sel, y[sel], initial_weights, params, device,
+                       initial_weights if design_weights is None else design_weights)
     if resume_from is not None:
         trainer.restore(load_checkpoint(resume_from, identity, params.epochs, device))
     t0 = time.perf_counter()
@@ -191,15 +208,42 @@ def fit(
         loss_history=trainer.history(), log=trainer.log_frame(names, sel, y, X),
         error_summaries=summaries, identity=identity, params=params, device=str(device),
         epochs_per_second=ran / l0_seconds if ran and l0_seconds > 0 else math.nan,
+        budget=trainer.budget_record(int((weights > 0).sum())),
     )
+
+
+def check_budget(params: FitParams, n_columns: int, design_weights: np.ndarray | None,
+                 source: str | Path | None) -> None:
+    """A budget must leave something to choose; the hybrid's draw needs positive weights."""
+    if params.records is not None and params.records > n_columns:
+        raise InputError(source, "fit.records", f"a budget of {params.records:,} records "
+                         f"exceeds the package's {n_columns:,} columns",
+                         f"set records to at most {n_columns:,}, or unset it to steer by "
+                         "lambda_l0")
+    if design_weights is not None and (len(design_weights) != n_columns or not (
+            np.isfinite(design_weights).all() and (design_weights > 0).all())):
+        raise InputError(source, "design_weights", f"need {n_columns:,} finite positive "
+                         "weights, one per column", "rebuild the calibration package")
 
 
 class _Trainer:
     def __init__(self, X: sp.csr_matrix, sel: np.ndarray, y: np.ndarray,  # noqa: N803
-                 initial_weights: np.ndarray, params: FitParams, device: torch.device):
+                 initial_weights: np.ndarray, params: FitParams, device: torch.device,
+                 design_weights: np.ndarray):
         self.params = params
         self.n_targets = int(sel.sum())
+        n_columns = X.shape[1]
         log_weight, log_alpha = initial_parameters(initial_weights, params.seed)
+        if params.records is not None and params.hybrid_share > 0:
+            m = round(params.hybrid_share * params.records)
+            drawn = design_weighted_sample(design_weights, m, params.seed)
+            log_alpha[torch.from_numpy(drawn)] = PINNED_OPEN
+        self.controller = None if params.records is None else BudgetController(
+            params.records, n_columns, params.epochs, params.lambda_l0)
+        self.lambda_next = params.lambda_l0
+        self.lambdas: list[float] = []  # λ_L0 of each L0 epoch
+        self.expected_open: list[float] = []  # Σ P(gate > 0) of each L0 epoch, before its step
+        self.open_at_end: int | None = None
         self.engine: TorchEngine | FusedEngine
         X_sel = X if sel.all() else X[sel]  # noqa: N806
         if device.type == "cpu":
@@ -223,7 +267,11 @@ class _Trainer:
         p = self.params
         last = epochs + p.polish_epochs
         while self.epoch < epochs:
-            value, yhat = self.engine.l0_step(self.epoch)
+            value, yhat, expected = self.engine.l0_step(self.epoch, self.lambda_next)
+            self.lambdas.append(self.lambda_next)
+            self.expected_open.append(expected)
+            if self.controller is not None:
+                self.lambda_next = self.controller.update(self.epoch, expected)
             self.epoch += 1
             self.losses.append(value)
             self._maybe_log(self.epoch, last, yhat, value)
@@ -242,6 +290,9 @@ class _Trainer:
         model = self.gates()
         with torch.no_grad():
             keep = model.keep_mask()
+            self.open_at_end = int(keep.sum())
+            if p.records is not None:
+                keep = torch.from_numpy(top_k(model.log_alpha.numpy(), p.records))
             gate = model.gates._deterministic_gates().clamp_min(MIN_GATE)
             start = (model.log_weight + torch.log(gate))[keep]
         kept_idx = keep.numpy().nonzero()[0]
@@ -267,12 +318,22 @@ class _Trainer:
             "log_estimates": torch.from_numpy(np.array(self.log_estimates, dtype=np.float64))
             if n_logs else torch.zeros((0, self.n_targets), dtype=torch.float64),
             "log_losses": torch.tensor(self.log_losses, dtype=torch.float64),
+            "lambdas": torch.tensor(self.lambdas, dtype=torch.float64),
+            "expected_open": torch.tensor(self.expected_open, dtype=torch.float64),
+            "lambda_next": torch.tensor(self.lambda_next, dtype=torch.float64),
+            "controller": torch.tensor(self.controller.state() if self.controller else [],
+                                       dtype=torch.float64),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.engine.load(state["log_weight"], state["log_alpha"], state["optimizer"])
         self.epoch = int(state["epoch"])
         self.losses = state["losses"].tolist()
+        self.lambdas = state["lambdas"].tolist()
+        self.expected_open = state["expected_open"].tolist()
+        self.lambda_next = float(state["lambda_next"])
+        if self.controller is not None:
+            self.controller.restore(state["controller"].tolist())
         # Logs after the checkpoint's own L0 end (its final epoch, polish) are redone here.
         keep = [i for i, e in enumerate(state["log_epochs"].tolist()) if e <= self.epoch
                 and e % self.params.log_freq == 0]
@@ -282,6 +343,13 @@ class _Trainer:
 
     def history(self) -> dict[str, list[float]]:
         return {"l0": list(self.losses), "polish": list(self.polish_losses)}
+
+    def budget_record(self, kept: int) -> dict[str, Any]:
+        """How the keep set came about: the budget, the gates open when the L0 phase ended
+        (P(gate > 0) > 0.5: the set kept without a budget), λ_L0 and E per epoch."""
+        return {"records": self.params.records, "open_at_end": self.open_at_end,
+                "kept": kept, "lambda_l0": list(self.lambdas),
+                "expected_open": list(self.expected_open)}
 
     def log_frame(self, names: list[str], sel: np.ndarray, y: np.ndarray,
                   X: sp.csr_matrix) -> pd.DataFrame:  # noqa: N803

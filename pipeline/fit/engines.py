@@ -18,6 +18,7 @@ import torch
 from pipeline.fit import fused
 from pipeline.fit.model import GatedWeights
 from pipeline.fit.operator import SparseOperator
+from pipeline.fit.schedules import temperature_at
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which production uses
 OnEpoch = Callable[[int, float, np.ndarray], None]  # (polish epoch, loss, ŷ)
@@ -64,25 +65,32 @@ class TorchEngine:
                                   params.seed)
         self.optimizer = torch.optim.Adam([self.model.log_weight, self.model.log_alpha],
                                           lr=params.learning_rate)
+        self.temperature = temperature_at(params)
 
     def _data_loss(self, w: torch.Tensor, op: SparseOperator) -> tuple[torch.Tensor, torch.Tensor]:
         yhat = op(w).double()
         r = (self.y - yhat) / (self.y + 1.0)
         return r.square().sum(), yhat
 
-    def l0_step(self, epoch: int) -> tuple[float, np.ndarray]:
+    def l0_step(self, epoch: int, lambda_l0: float) -> tuple[float, np.ndarray, float]:
+        """One step; (loss, ŷ, expected open count before the step at the final β)."""
         p = self.params
+        with torch.no_grad():  # the count a budget steers: at the β the keep set uses
+            self.model.gates.temperature = p.beta
+            expected = float(self.model.l0_penalty())
+        self.model.gates.temperature = self.temperature(epoch)
         data, yhat = self._data_loss(self.model.sampled(epoch), self.op)
-        loss = data + p.lambda_l0 * self.model.l0_penalty()
+        loss = data + lambda_l0 * self.model.l0_penalty()
         if p.lambda_l2 > 0:
             loss = loss + p.lambda_l2 * self.model.l2_penalty()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach()), yhat.detach().cpu().numpy()
+        return float(loss.detach()), yhat.detach().cpu().numpy(), expected
 
     @torch.no_grad()
     def sampled_weights(self, epoch: int) -> np.ndarray:
+        self.model.gates.temperature = self.temperature(epoch)
         return self.model.sampled(epoch).cpu().numpy().astype(np.float64)
 
     def parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,15 +145,21 @@ class FusedEngine:
         self.w = np.empty(self.n_cols, np.float32)
         self.g = np.zeros(self.n_cols, np.float32)
         self.step = 0
-        self.sums = np.zeros((len(self.chunks) - 1, 2), np.float64)
+        self.sums = np.zeros((len(self.chunks) - 1, 3), np.float64)
         self.drawn_for: int | None = None  # epoch whose draw w and the cache hold
-        shift = params.beta * math.log(0.1 / 1.1)
-        self.hyper = np.array([*BETAS, EPS, 1 / params.beta, shift, params.lambda_l0,
-                               params.lambda_l2], dtype=np.float32)
+        self.temperature = temperature_at(params)
+        # fused.l0_update's hyper: the betas and lambda_l0 are set before each update.
+        self.hyper = np.array([*BETAS, EPS, 0, 0, 0, params.lambda_l0, params.lambda_l2,
+                               params.beta * math.log(0.1 / 1.1)], dtype=np.float32)
         fused.set_threads(torch.get_num_threads())
         self._draw(0)  # loads the compiled kernel (~0.2 s) outside the timed epochs
 
     def _update(self, do_step: bool, epoch: int) -> None:
+        """Optionally step from the cached draw's gradient, then draw for `epoch`."""
+        if do_step:
+            self.hyper[3] = 1 / self.temperature(self.drawn_for)
+        beta = self.temperature(epoch)
+        self.hyper[4], self.hyper[5] = beta * math.log(0.1 / 1.1), 1 / beta
         step_size, bc2 = _adam_scalars(self.params.learning_rate, self.step + 1)
         fused.l0_update(self.chunks, self.g, self.lw, self.la, *self.moments, *self.cache,
                         self.w, do_step, np.uint64(fused.noise_key(self.params.seed, epoch)),
@@ -165,15 +179,17 @@ class FusedEngine:
         np.copyto(out, op.rmatvec(torch.from_numpy(r.astype(np.float32))).numpy())
         return data, yhat
 
-    def l0_step(self, epoch: int) -> tuple[float, np.ndarray]:
+    def l0_step(self, epoch: int, lambda_l0: float) -> tuple[float, np.ndarray, float]:
+        """One step; (loss, ŷ, expected open count before the step at the final β)."""
         self._draw(epoch)
         p = self.params
         data, yhat = self._gradient(self.op, self.w, self.g)
-        pen, l2 = self.sums.sum(axis=0)
-        loss = float(data + p.lambda_l0 * pen + (p.lambda_l2 * l2 if p.lambda_l2 > 0 else 0.0))
+        pen, l2, expected = self.sums.sum(axis=0)
+        loss = float(data + lambda_l0 * pen + (p.lambda_l2 * l2 if p.lambda_l2 > 0 else 0.0))
+        self.hyper[6] = lambda_l0
         self._update(True, epoch + 1)
         self.step += 1
-        return loss, yhat
+        return loss, yhat, float(expected)
 
     def sampled_weights(self, epoch: int) -> np.ndarray:
         self._draw(epoch)

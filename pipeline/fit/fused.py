@@ -113,16 +113,20 @@ def l0_update(chunks, g, lw, la, m_lw, v_lw, m_la, v_la, ew, s, p, w, do_step, k
               step_size, bc2_sqrt, hyper, sums):
     """Optionally one Adam step from ∂L/∂w = g, then draw the gates and w for `key`'s epoch.
 
-    hyper = [beta1, beta2, eps, 1/beta, beta·ln(−gamma/zeta), lambda_l0, lambda_l2].
+    hyper = [beta1, beta2, eps, 1/beta of the cached draw (the step's chain rule),
+    beta·ln(−gamma/zeta) and 1/beta of the new draw, lambda_l0, lambda_l2, and
+    beta·ln(−gamma/zeta) at the final beta]: the betas differ under a temperature schedule.
     ew, s, p cache exp(log_weight), the pre-stretch gate and P(gate > 0) of the current draw:
-    they are the chain rule's inputs next epoch. sums[c] gets chunk c's Σ P(gate > 0) and
-    Σ exp(log_weight)².
+    they are the chain rule's inputs next epoch. sums[c] gets chunk c's Σ P(gate > 0),
+    Σ exp(log_weight)² and Σ P(gate > 0) at the final beta (the count a budget steers).
     """
-    b1, b2, eps, inv_beta, shift, lam0, lam2 = (hyper[0], hyper[1], hyper[2], hyper[3],
-                                                hyper[4], hyper[5], hyper[6])
+    b1, b2, eps, inv_beta_step, shift, inv_beta, lam0, lam2, shift_final = (
+        hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5], hyper[6], hyper[7],
+        hyper[8])
     for c in prange(chunks.size - 1):
         pen = 0.0
         l2 = 0.0
+        pen_final = 0.0
         for j0 in range(chunks[c], chunks[c + 1], BLOCK):
             j1 = min(j0 + BLOCK, chunks[c + 1])
             if do_step:
@@ -134,8 +138,8 @@ def l0_update(chunks, g, lw, la, m_lw, v_lw, m_la, v_la, ew, s, p, w, do_step, k
                     am = F(1.0) if (laj >= -LOG_ALPHA_BOUND) and (laj <= LOG_ALPHA_BOUND) \
                         else F(0.0)
                     glw = gj * (ej * z) + lam2 * (F(2.0) * ej * ej)
-                    gla = am * (gj * ej * zm * STRETCH_SPAN * sj * (F(1.0) - sj) * inv_beta
-                                + lam0 * pj * (F(1.0) - pj))
+                    gla = am * (gj * ej * zm * STRETCH_SPAN * sj * (F(1.0) - sj)
+                                * inv_beta_step + lam0 * pj * (F(1.0) - pj))
                     lw[j], m_lw[j], v_lw[j] = _adam(lw[j], glw, m_lw[j], v_lw[j], b1, b2,
                                                     step_size, bc2_sqrt, eps)
                     la[j], m_la[j], v_la[j] = _adam(laj, gla, m_la[j], v_la[j], b1, b2,
@@ -150,14 +154,19 @@ def l0_update(chunks, g, lw, la, m_lw, v_lw, m_la, v_la, ew, s, p, w, do_step, k
             for j in range(j0, j1):
                 pen += p[j]
                 l2 += np.float64(ew[j]) * ew[j]
+            if shift_final != shift:
+                for j in range(j0, j1):
+                    lac = min(max(la[j], -LOG_ALPHA_BOUND), LOG_ALPHA_BOUND)
+                    pen_final += F(1.0) / (F(1.0) + _exp(shift_final - lac))
         sums[c, 0] = pen
         sums[c, 1] = l2
+        sums[c, 2] = pen if shift_final == shift else pen_final
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def polish_update(chunks, g, log_w, m, v, w, do_step, step_size, bc2_sqrt, hyper, sums):
     """The polish's step over the kept columns: log-weights and Adam, no gates."""
-    b1, b2, eps, lam2 = hyper[0], hyper[1], hyper[2], hyper[6]
+    b1, b2, eps, lam2 = hyper[0], hyper[1], hyper[2], hyper[7]
     for c in prange(chunks.size - 1):
         l2 = 0.0
         for j0 in range(chunks[c], chunks[c + 1], BLOCK):

@@ -25,7 +25,7 @@ def diagnostics_frame(result: FitResult) -> pd.DataFrame:
         "selected": result.selected,
     })
     if result.targets is not None:
-        for col in ("variable", "geo_level"):
+        for col in ("variable", "geo_level", "holdout_group"):
             frame[col] = result.targets[col].astype(str).to_numpy()
     return frame
 
@@ -40,6 +40,9 @@ def run_config(result: FitResult, extra: dict[str, Any]) -> dict[str, Any]:
         "final_loss": result.final_loss,
         "error_summary": result.error_summaries["exported"],
         "error_summaries": result.error_summaries,
+        # Generalization: the held-out split targets of the groups this fit trains on.
+        "validation_split": result.error_summaries.get("validation_split"),
+        "budget": result.budget,
         "identity": result.identity,
         "device": result.device,
         "epochs_per_second": result.epochs_per_second,

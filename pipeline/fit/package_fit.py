@@ -8,14 +8,18 @@ import numpy as np
 
 from pipeline.core.hashing import sha256_file
 from pipeline.core.layout import CHECKPOINT, RUN_CONFIG
-from pipeline.fit.core import FitResult, fit
+from pipeline.fit.core import FitResult, error_summary, fit
+from pipeline.fit.frontier import frontier_point, record_frontier
 from pipeline.fit.outputs import write_outputs
 from pipeline.fit.params import FitParams
+from pipeline.microdata import read_h5
 from pipeline.package.store import (
     PACKAGE_VERSION,
+    CalibrationPackage,
     load_selection,
     package_content_sha,
 )
+from pipeline.targets.split import split_scope
 
 
 def fit_package(
@@ -26,8 +30,13 @@ def fit_package(
     resume_from: str | Path | None = None,
     *,
     trust_pickle: bool = False,
+    config_artifact: str = "target_config",
 ) -> FitResult:
-    """Load, select targets (never holdout), fit, and write outputs to `out_dir`."""
+    """Load, select targets (never holdout), fit, and write outputs to `out_dir`.
+
+    `config_artifact` names the target config in the fit's recorded lineage
+    (`national_target_config` for the national fit).
+    """
     pkg, selected = load_selection(package_dir, target_config_path, trust_pickle=trust_pickle)
     targets = pkg.targets
     out = Path(out_dir)
@@ -39,16 +48,32 @@ def fit_package(
         selected=selected, target_names=targets["target_name"].astype(str).tolist(),
         checkpoint_path=out / CHECKPOINT, resume_from=resume_from,
         source=Path(package_dir) / "targets.csv",
+        design_weights=design_weights(pkg) if params.hybrid_share > 0 else None,
     )
     result.targets = targets
+    scope = split_scope(targets, selected)
+    result.error_summaries["validation_split"] = {
+        **error_summary(result.estimates[scope], result.y[scope]), "count": int(scope.sum())}
     config_sha = None if target_config_path is None else sha256_file(target_config_path)
     package_sha = None if pkg.path is None else package_content_sha(pkg.path)
+    lineage = {"calibration_package": package_sha, config_artifact: config_sha}
+    out.mkdir(parents=True, exist_ok=True)
+    result.frontier = record_frontier(out, frontier_point(result, lineage))
     write_outputs(result, out, {
         # What this fit descends from; promotion compares it with what is on disk.
-        "lineage": {"calibration_package": package_sha, "target_config": config_sha},
+        "lineage": lineage,
         "target_config_path": None if target_config_path is None else str(target_config_path),
         "package_dir": str(package_dir),
         "package_version": pkg.metadata.get("package_version", PACKAGE_VERSION),
         "resumed_from": None if resume_from is None else str(resume_from),
     })
     return result
+
+
+def design_weights(pkg: CalibrationPackage) -> np.ndarray | None:
+    """Each column's survey design weight: its base household's (the stratified sample's
+    `household_weight`); None for a package without a base file (a production pickle)."""
+    if pkg.path is None:
+        return None
+    base = read_h5(pkg.base_h5).household["household_weight"].to_numpy(np.float64)
+    return np.tile(base, pkg.n_clones)

@@ -29,6 +29,9 @@ class FitThresholds(Settings):
                                         "mean |rel error| over the tail")
     production_tolerance: float = Field(0.10, ge=0, description="final loss per target may "
                                         "exceed the CURRENT release's by this share")
+    budget_tolerance: float = Field(0.05, ge=0, description="with a record budget: the L0 "
+                                    "phase's final expected open count may miss it by this "
+                                    "share (the keep set is then cut to it)")
 
 
 def review_fit(
@@ -37,12 +40,13 @@ def review_fit(
     production_run_config: str | Path | dict[str, Any] | None = None,
 ) -> GateReport:
     t = thresholds or FitThresholds()
-    weights, history, final_loss, log, groups, n_selected = _load(fit)
+    weights, history, final_loss, log, groups, n_selected, budget = _load(fit)
     rules = (
         _weights_rule(weights),
         _converged_rule(history, n_selected, t),
         _divergence_rule(log, groups, t),
         _production_rule(final_loss, n_selected, production_run_config, t),
+        _budget_rule(budget, t),
     )
     return GateReport.of(rules)
 
@@ -58,7 +62,7 @@ def _load(fit: str | Path | FitResult):
         else:
             groups = {n: _group_from_name(n) for n in names}
         return (fit.weights, history, fit.final_loss, fit.log, groups,
-                int(fit.selected.sum()))
+                int(fit.selected.sum()), fit.budget)
     out = Path(fit)
     for name in (WEIGHTS, RUN_CONFIG, CALIBRATION_LOG, DIAGNOSTICS):
         if not (out / name).is_file():
@@ -74,7 +78,7 @@ def _load(fit: str | Path | FitResult):
     log = pd.read_csv(out / CALIBRATION_LOG, keep_default_na=False, dtype={"target_name": str})
     weights = np.load(out / WEIGHTS, allow_pickle=False)
     return (weights, config["loss_history"], float(config["final_loss"]), log, groups,
-            int(config["n_selected"]))
+            int(config["n_selected"]), config.get("budget") or {})
 
 
 def _group_from_name(name: str) -> str:
@@ -150,3 +154,24 @@ def _production_rule(final_loss: float, n_selected: int,
     return Rule("not_worse_than_production", ours <= limit,
                       f"final loss per trained target {ours:.6g} vs production {ref:.6g} "
                       f"(limit {limit:.6g})")
+
+
+KEPT_TOLERANCE = 0.02  # the promise a record budget makes: kept records within ±2%
+
+
+def _budget_rule(budget: dict[str, Any], t: FitThresholds) -> Rule:
+    """Kept within ±2% of the budget, and the L0 phase itself near it: a keep set cut far
+    from where training ended was chosen by the cut, not by the fit."""
+    records = budget.get("records")
+    if records is None:
+        return Rule("record_budget", True, "no record budget")
+    kept, expected = budget["kept"], budget["expected_open"][-1]
+    kept_off, l0_off = kept / records - 1, expected / records - 1
+    ok = abs(kept_off) <= KEPT_TOLERANCE and abs(l0_off) <= t.budget_tolerance
+    detail = (f"{kept:,} records kept for a budget of {records:,} ({kept_off:+.1%}, "
+              f"tolerance ±{KEPT_TOLERANCE:.0%}); the L0 phase ended with {expected:,.0f} "
+              f"gates expected open ({l0_off:+.1%}, tolerance ±{t.budget_tolerance:.0%})")
+    if abs(l0_off) > t.budget_tolerance:
+        detail += ("; the budget was not reached within the epochs: give more epochs, or a "
+                   "budget nearer the records the fit keeps")
+    return Rule("record_budget", ok, detail)

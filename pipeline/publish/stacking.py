@@ -5,6 +5,10 @@ moved to the column's district and county, with the takeup draws the matrix buil
 for that clone, and the column's weight. Households are ordered by district, so each state
 and district file is a contiguous run.
 
+Two fits publish together: the local-area fit's weights make the state and district files,
+the national fit's (`national_weights`, a record budget of its own) make `national.h5`;
+without national weights, `national.h5` holds every record the local fit kept.
+
 Memory is bounded by a block of households, never by how many records the fit kept: a
 file job (the national file, or one state with its districts) builds `BLOCK_HOUSEHOLDS`
 households at a time from the small base tables and appends them to its files. Jobs are
@@ -79,20 +83,20 @@ def district_file(geoid: int) -> str:
 
 
 def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | Path,
-              lineage: dict[str, str] | None = None, runner: Runner | None = None
-              ) -> StackResult:
-    """Write `out_dir` with `national.h5`, one file per state and per non-empty district.
+              lineage: dict[str, str] | None = None, runner: Runner | None = None,
+              national_weights: np.ndarray | None = None) -> StackResult:
+    """Write `out_dir` with `national.h5` (from `national_weights`, else from `weights`),
+    one file per state and per non-empty district (from `weights`).
 
-    `lineage` (the hashes of the package and weights file these came from) goes into the
-    manifest, so promotion can prove the files descend from the fit it releases.
+    `lineage` (the hashes of the package and weights files these came from) goes into the
+    manifest, so promotion can prove the files descend from the fits it releases.
     """
     out_dir = Path(out_dir)
     weights = _check_weights(package, weights)
+    national_w = weights if national_weights is None else _check_weights(
+        package, national_weights, "national_weights")
     source = _source(package)
-    cols = np.flatnonzero(weights > 0)
-    cd = package.cd_geoid[cols].astype(np.int64)
-    order = np.lexsort((cols, cd))
-    cols, cd = cols[order], cd[order]
+    cols, cd = _ordered(package, weights)
 
     universe = np.unique(package.cd_geoid.astype(np.int64))
     states = np.unique(universe // 100)
@@ -100,32 +104,47 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
     if unknown:
         raise InputError(package.path, "cd_geoid", f"districts in unknown states {unknown[:5]}",
                          "assign every column a district GEOID (state FIPS * 100 + district)")
-    jobs = _jobs(cols, cd, package.county_index[cols], weights[cols])
+    n_cols, n_cd = _ordered(package, national_w)
+    national_job = FileJob(n_cols, n_cd, package.county_index[n_cols], national_w[n_cols],
+                           ((NATIONAL, 0, len(n_cols)),))
+    jobs = [national_job, *_state_jobs(cols, cd, package.county_index[cols], weights[cols])]
     with atomic_dir(out_dir) as tmp:
         done = (runner or InProcess()).map(run_file_job, jobs, source, str(tmp))
         files = {rel: entry for entries in done for rel, entry in entries.items()}
         files = {NATIONAL: files.pop(NATIONAL), **files}
         empty_districts = sorted(set(universe.tolist()) - set(np.unique(cd).tolist()))
         empty_states = sorted(set(states.tolist()) - set(np.unique(cd // 100).tolist()))
+        local = {k: sum(f[k] for rel, f in files.items() if rel.startswith("states/"))
+                 for k in ("households", "tax_units", "persons", "weight_total")}
         national = files[NATIONAL]
         manifest = {
             "period": int(_base(source.base_h5).period),
             "files": files,
-            "households": national["households"],
-            "tax_units": national["tax_units"],
-            "persons": national["persons"],
-            "weight_total": national["weight_total"],
+            # The state files' totals: the local fit's kept records, each in one state.
+            **local,
             "columns": len(weights),
             "nonzero_columns": len(cols),
             "weights_sha256": sha256_array(weights),
+            "national": {"households": national["households"],
+                         "weight_total": national["weight_total"],
+                         "weights_sha256": sha256_array(national_w)},
             "package": {k: package.metadata.get(k) for k in ("n_records", "n_clones", "seed")},
             "empty_districts": empty_districts,
             "empty_states": empty_states,
             "lineage": lineage or {},
         }
         write_json(tmp / MANIFEST, manifest)
-    return StackResult(out_dir, manifest, len(cols), national["weight_total"],
+    return StackResult(out_dir, manifest, len(cols), local["weight_total"],
                        sorted(np.unique(cd).tolist()), empty_districts, empty_states)
+
+
+def _ordered(package: CalibrationPackage, weights: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The kept columns and their districts, ordered by district, then column."""
+    cols = np.flatnonzero(weights > 0)
+    cd = package.cd_geoid[cols].astype(np.int64)
+    order = np.lexsort((cols, cd))
+    return cols[order], cd[order]
 
 
 def load_manifest(stacked_dir: str | Path) -> dict[str, Any]:
@@ -137,16 +156,17 @@ def load_manifest(stacked_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _check_weights(package: CalibrationPackage, weights: np.ndarray) -> np.ndarray:
+def _check_weights(package: CalibrationPackage, weights: np.ndarray,
+                   name: str = "weights") -> np.ndarray:
     weights = np.asarray(weights, dtype=np.float64)
     n_cols = package.n_records * package.n_clones
     if weights.shape != (n_cols,):
-        raise InputError(None, "weights",
+        raise InputError(None, name,
                          f"shape {weights.shape}, the package has {n_cols} columns",
                          "pass the weights fitted on this calibration package")
     bad = int(np.sum(~np.isfinite(weights) | (weights < 0)))
     if bad:
-        raise InputError(None, "weights", f"{bad} weights are NaN, infinite or negative",
+        raise InputError(None, name, f"{bad} weights are NaN, infinite or negative",
                          "refit; gate 1 should have refused these weights")
     return weights
 
@@ -164,10 +184,10 @@ def _source(package: CalibrationPackage) -> StackSource:
                        string_widths(base, county=counties))
 
 
-def _jobs(cols: np.ndarray, cd: np.ndarray, county: np.ndarray, w: np.ndarray
-          ) -> list[FileJob]:
-    """The national file, then one job per state holding its districts' files."""
-    jobs = [FileJob(cols, cd, county, w, ((NATIONAL, 0, len(cols)),))]
+def _state_jobs(cols: np.ndarray, cd: np.ndarray, county: np.ndarray, w: np.ndarray
+                ) -> list[FileJob]:
+    """One job per state holding its districts' files."""
+    jobs = []
     state = cd // 100
     for fips in np.unique(state).tolist():
         a, b = np.searchsorted(state, [fips, fips + 1])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,15 @@ import numpy as np
 
 from pipeline.config import Profile
 from pipeline.core.atomic import write_json
-from pipeline.core.layout import RUN_CONFIG, Layout
+from pipeline.core.layout import NATIONAL_FIT, RUN_CONFIG, Layout
 from pipeline.core.parallel import InProcess, Runner
-from pipeline.core.report import GateReport, Rule
+from pipeline.core.report import GateReport, Rule, combine
 from pipeline.engine import VARIABLES
 from pipeline.fit.review import review_fit
 from pipeline.microdata import read_h5
-from pipeline.package.store import CalibrationPackage, load_package, load_selection
+from pipeline.package.store import CalibrationPackage
 from pipeline.package.validity import validate_package
+from pipeline.release.fits import load_fits, release_fits
 from pipeline.release.lineage import ARTIFACTS, artifact_hashes, lineage_problems
 from pipeline.release.releases import current_release, load_current_validation
 from pipeline.targets.db import check_target_db
@@ -36,7 +37,13 @@ from pipeline.validate.consistency import xw_consistency
 from pipeline.validate.published import seed_cache
 from pipeline.validate.quality import review_quality
 from pipeline.validate.sanity import sanity_report
-from pipeline.validate.totals import Published, read_validation_csv, validate_h5s, walk_published
+from pipeline.validate.totals import (
+    FitTargets,
+    Published,
+    read_validation_csv,
+    validate_h5s,
+    walk_published,
+)
 
 
 class GateError(RuntimeError):
@@ -72,8 +79,10 @@ def _target_db_integrity(ctx: GateContext) -> GateReport:
 
 
 def _package_validity(ctx: GateContext) -> GateReport:
-    pkg, selected = load_selection(ctx.layout.package_dir, ctx.layout.target_config)
-    return validate_package(pkg, selected).gate_report()
+    """Both fits' configs: neither may select a target no record can reach."""
+    pkg, views = load_fits(ctx.layout, matrix=True)
+    return combine({v.fit: validate_package(replace(pkg, targets=v.targets), v.selected)
+                    .gate_report() for v in views})
 
 
 def _fit_review(ctx: GateContext) -> GateReport:
@@ -82,25 +91,40 @@ def _fit_review(ctx: GateContext) -> GateReport:
     return review_fit(ctx.layout.fit_dir, ctx.profile.gates.fit, production_run_config=baseline)
 
 
-def published(layout: Layout, pkg: CalibrationPackage, runner: Runner) -> Published:
+def _national_fit_review(ctx: GateContext) -> GateReport:
+    """Gate 1 for the national fit, against CURRENT's national fit where it has one."""
+    release = current_release(ctx.layout.root)
+    baseline = release.path / NATIONAL_FIT / RUN_CONFIG if release else None
+    return review_fit(ctx.layout.national_fit_dir, ctx.profile.gates.fit,
+                      production_run_config=baseline if baseline and baseline.is_file()
+                      else None)
+
+
+def published(layout: Layout, pkg: CalibrationPackage, views: list[FitTargets],
+              runner: Runner) -> Published:
     """The one (cached) walk over the published files, for the checks and validation."""
-    return walk_published(layout.stacked_dir, pkg.targets,
+    return walk_published(layout.stacked_dir, views,
                           lambda: seed_cache(read_h5(pkg.base_h5)), runner,
                           layout.validation_cache)
 
 
 def _structural_sanity(ctx: GateContext) -> GateReport:
-    pkg = load_package(ctx.layout.package_dir, matrix=False)
-    return sanity_report(published(ctx.layout, pkg, ctx.runner).walk.sanity)
+    pkg, views = load_fits(ctx.layout)
+    return sanity_report(published(ctx.layout, pkg, views, ctx.runner).walk.sanity)
 
 
 def _xw_consistency(ctx: GateContext) -> GateReport:
+    """Each fit's X·w against the totals computed from its own files."""
     layout = ctx.layout
-    pkg, selected = load_selection(layout.package_dir, layout.target_config)
-    totals = validate_h5s(published(layout, pkg, ctx.runner), pkg.targets, selected)
-    weights = np.load(layout.weights, allow_pickle=False)
-    return xw_consistency(pkg, weights, totals, selected,
-                          tolerance=ctx.profile.gates.consistency_tolerance).gate_report()
+    pkg, views = load_fits(layout, matrix=True)
+    totals = validate_h5s(published(layout, pkg, views, ctx.runner), views)
+    reports = {}
+    for fit, view in zip(release_fits(layout), views, strict=True):
+        weights = np.load(fit.weights, allow_pickle=False)
+        reports[fit.name] = xw_consistency(
+            pkg, weights, totals[totals["fit"] == fit.name], view.selected,
+            tolerance=ctx.profile.gates.consistency_tolerance).gate_report()
+    return combine(reports)
 
 
 def _simulation_quality(ctx: GateContext) -> GateReport:
@@ -112,26 +136,33 @@ def _simulation_quality(ctx: GateContext) -> GateReport:
                       report.rules, report.metrics, report.details)
 
 
+CONFIGS = ("target_config", "national_target_config")
 GATES: tuple[Gate, ...] = (
     Gate("target_db_integrity", "target_db", ("target_db",),
          "Schema, NaN, signs, districts inside their states, every variable computable.",
          _target_db_integrity),
-    Gate("package_validity", "calibration_package", ("calibration_package", "target_config"),
-         "No target the current config selects is impossible; strict-ratio report.",
+    Gate("package_validity", "calibration_package", ("calibration_package", *CONFIGS),
+         "No target either fit's config selects is impossible; strict-ratio report.",
          _package_validity),
     Gate("fit_review", "calibration_weights",
          ("calibration_package", "target_config", "calibration_weights", "current_release"),
          "Gate 1: finite weights, converged loss, no late divergence, no worse than CURRENT.",
          _fit_review),
+    Gate("national_fit_review", "national_weights",
+         ("calibration_package", "national_target_config", "national_weights",
+          "current_release"),
+         "Gate 1 for the national fit: as fit_review, and its record budget reached.",
+         _national_fit_review),
     Gate("structural_sanity", "stacked_h5s", ("stacked_h5s",),
          "Production's sanity list on every published file.", _structural_sanity),
     Gate("xw_consistency", "stacked_h5s",
-         ("calibration_package", "target_config", "calibration_weights", "stacked_h5s"),
-         "X·w from the matrix equals the totals the engine computes from the H5 files.",
-         _xw_consistency),
+         ("calibration_package", *CONFIGS, "calibration_weights", "national_weights",
+          "stacked_h5s"),
+         "Each fit's X·w from the matrix equals the totals the engine computes from its "
+         "H5 files.", _xw_consistency),
     Gate("simulation_quality", "validation_results",
-         ("target_config", "stacked_h5s", "validation_results", "current_release"),
-         "Gate 2: no regression against the CURRENT release; no sanity FAIL.",
+         (*CONFIGS, "stacked_h5s", "validation_results", "current_release"),
+         "Gate 2: no regression against the CURRENT release; no sanity FAIL; both fits.",
          _simulation_quality),
 )
 GATE_BY_NAME = {g.name: g for g in GATES}

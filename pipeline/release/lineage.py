@@ -1,8 +1,8 @@
 """Lineage: the hash of every artifact, and the parent hashes each artifact recorded.
 
-A release is only consistent when every artifact descends from the others: the fit from
-this package under this target config, the stacked files from these weights, validation
-from these files. Each artifact records its parents' hashes when it is written; promotion
+A release is only consistent when every artifact descends from the others: each fit from
+this package under its target config, the stacked files from both fits' weights,
+validation from these files. Each artifact records its parents' hashes when it is written; promotion
 compares them with the parents on disk, so a release can never mix two fits.
 """
 
@@ -30,8 +30,10 @@ def _current_release(layout: Layout) -> str:
 ARTIFACTS: dict[str, Callable[[Layout], str]] = {
     "target_db": lambda lay: sha256_file(lay.target_db),
     "target_config": lambda lay: sha256_file(lay.target_config),
+    "national_target_config": lambda lay: sha256_file(lay.national_target_config),
     "calibration_package": lambda lay: package_content_sha(lay.package_dir),
     "calibration_weights": lambda lay: sha256_file(lay.weights),
+    "national_weights": lambda lay: sha256_file(lay.national_weights),
     "stacked_h5s": lambda lay: sha256_file(lay.stacked_manifest),
     "validation_results": lambda lay: sha256_file(lay.validation_csv),
     # Not a file: the regression gates judge against CURRENT, so a moved CURRENT makes
@@ -43,8 +45,11 @@ ARTIFACTS: dict[str, Callable[[Layout], str]] = {
 PARENTS: dict[str, tuple[str, ...]] = {
     "calibration_package": ("target_db",),
     "calibration_weights": ("calibration_package", "target_config"),
-    "stacked_h5s": ("calibration_package", "calibration_weights"),
-    "validation_results": ("calibration_package", "target_config", "stacked_h5s"),
+    "national_weights": ("calibration_package", "national_target_config"),
+    # The published files come from both fits: the manifest records both weights' hashes.
+    "stacked_h5s": ("calibration_package", "calibration_weights", "national_weights"),
+    "validation_results": ("calibration_package", "target_config", "national_target_config",
+                           "stacked_h5s"),
 }
 
 
@@ -68,6 +73,7 @@ def _recorded_in(layout: Layout) -> dict[str, Path]:
     return {
         "calibration_package": layout.package_dir / "metadata.json",
         "calibration_weights": layout.run_config,
+        "national_weights": layout.national_run_config,
         "stacked_h5s": layout.stacked_manifest,
         "validation_results": layout.validation_lineage,
     }

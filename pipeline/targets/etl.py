@@ -23,7 +23,14 @@ from pipeline.core.errors import InputError
 from pipeline.core.geo import STATE_ABBR, load_districts, read_snapshot
 from pipeline.core.packaged import SNAPSHOT_DIR
 from pipeline.core.tables import FINITE, NON_NEGATIVE, NUMBER
-from pipeline.targets.db import Constraint, create_schema, definition_hash, format_value
+from pipeline.targets.db import (
+    Constraint,
+    create_schema,
+    definition_hash,
+    format_value,
+    target_name,
+)
+from pipeline.targets.split import VALIDATION_SPLIT, split_mask
 from pipeline.targets.uprating import BASIS, DOLLAR_BANDS, Uprating, load_uprating
 
 STATE_FIPS = frozenset(STATE_ABBR)
@@ -269,9 +276,12 @@ class _Writer:
 
 
 def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR, *,
-                    year: int = 2024, uprating: Uprating | None = None) -> dict:
-    """Write the target DB atomically, every value uprated to `year`; return counts by geo
-    level, holdout and source, and the factors used."""
+                    year: int = 2024, uprating: Uprating | None = None,
+                    split_share: float = 0.1, split_seed: int = 0) -> dict:
+    """Write the target DB atomically, every value uprated to `year` and `split_share` of
+    each variable × geo level's trainable targets held out as the validation split
+    (`pipeline.targets.split`); return counts by geo level, holdout and source, and the
+    factors used."""
     snapshot = Path(snapshot_dir)
     sources = _periods(snapshot)
     rows = _rows(snapshot)
@@ -280,17 +290,17 @@ def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR, *
         r.variable, int(sources.at[r.file, "period"]), year, snapshot / r.file) for r in rows}
     domains = [tuple((v, op, uprating.edge(v, x, int(sources.at[r.file, "period"]), year))
                      for v, op, x in r.domain) for r in rows]
+    groups = _groups(rows, domains, split_share, split_seed)
     with atomic_path(path) as tmp:
         tmp.unlink()  # sqlite wants to create the file itself
         conn = sqlite3.connect(tmp)
         try:
             create_schema(conn)
             writer = _Writer(conn)
-            for row, domain in zip(rows, domains, strict=True):
+            for row, domain, group in zip(rows, domains, groups, strict=True):
                 sid = writer.stratum(row.geo, domain)
                 src = sources.loc[row.file]
                 factor = factors[(row.variable, row.file)]
-                group = _holdout_group(row)
                 conn.execute(
                     "INSERT INTO targets (variable, period, stratum_id, reform_id, value, active,"
                     " source, notes, holdout, holdout_group, original_value, original_period,"
@@ -308,13 +318,31 @@ def build_target_db(path: str | Path, snapshot_dir: str | Path = SNAPSHOT_DIR, *
         "n_targets": len(rows),
         "n_strata": len(writer.ids),
         "by_geo_level": {k: int(v) for k, v in levels.value_counts().sort_index().items()},
-        "n_holdout": sum(_holdout_group(r) != "" for r in rows),
+        "n_holdout": sum(g != "" for g in groups),
+        "by_holdout_group": {k: int(v) for k, v in
+                             pd.Series([g for g in groups if g]).value_counts().sort_index()
+                             .items()},
         "by_file": {k: int(v) for k, v in
                     pd.Series([r.file for r in rows]).value_counts().sort_index().items()},
         "uprating": [{"file": f, "variable": v, "period": int(sources.at[f, "period"]),
                       "factor": factors[(v, f)]}
                      for v, f in sorted(factors, key=lambda k: k[::-1])],
     }
+
+
+def _groups(rows: list[Row], domains: list[tuple[Constraint, ...]], share: float,
+            seed: int) -> list[str]:
+    """Each row's holdout group: its own (`_holdout_group`), else the validation split's
+    for the rows the split draws from the trainable ones, else ""."""
+    groups = [_holdout_group(r) for r in rows]
+    trainable = [i for i, g in enumerate(groups) if not g]
+    names = [target_name(rows[i].geo[0], str(rows[i].geo[1]), rows[i].variable, domains[i])
+             for i in trainable]
+    levels = [f"{rows[i].variable}|{rows[i].geo[0]}" for i in trainable]
+    for i, drawn in zip(trainable, split_mask(names, levels, share, seed), strict=True):
+        if drawn:
+            groups[i] = VALIDATION_SPLIT
+    return groups
 
 
 def _notes(row: Row, period: int, year: int) -> str:

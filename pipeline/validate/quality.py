@@ -2,7 +2,8 @@
 
 Production leaves this to a person reading the validation CSV; here each rule is code and
 the review says which target or group broke which rule, so a blocked release explains
-itself.
+itself. Both fits are judged: a row is a (fit, target) pair, compared with the same pair
+in CURRENT.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ from pydantic import Field
 from pipeline.core.report import GateReport, Rule
 from pipeline.core.settings import Settings
 from pipeline.core.tables import check_table
-from pipeline.validate.scoring import ABSOLUTE, IN_SCOPE, OUT_OF_SCOPE
-from pipeline.validate.totals import VALIDATION_RESULTS
+from pipeline.targets.split import VALIDATION_SPLIT
+from pipeline.validate.scoring import ABSOLUTE, IN_SCOPE, OUT_OF_SCOPE, domain_of
+from pipeline.validate.totals import LOCAL, VALIDATION_RESULTS
 
 # The columns of validation_results.csv this gate reads; the baseline (CURRENT) may be an
 # older CSV without a score, judged by production's rel_abs_error instead.
 REQUIRED = VALIDATION_RESULTS.select_columns(
     ["area_type", "area_id", "variable", "target_name", "sim_value", "rel_abs_error",
-     "sanity_check", "in_training", "holdout_group", "error_rule", "score", "scope"]
+     "sanity_check", "in_training", "holdout_group", "error_rule", "score", "scope", "fit"]
 ).update_columns({c: {"required": True}
-                  for c in ("holdout_group", "error_rule", "score", "scope")})
-BASELINE = VALIDATION_RESULTS.select_columns(["target_name", "rel_abs_error", "score"])
+                  for c in ("holdout_group", "error_rule", "score", "scope", "fit")})
+BASELINE = VALIDATION_RESULTS.select_columns(["target_name", "rel_abs_error", "score", "fit"])
 
 
 class QualityThresholds(Settings):
@@ -42,14 +44,33 @@ class QualityThresholds(Settings):
 
 
 def heldout_metrics(validation: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Per held-out group (`holdout_group`): count, median and p90 of the in-scope scores.
+    """Per fit and held-out group (`<fit>/<holdout_group>`): count, median and p90 of the
+    in-scope scores.
 
-    Median and p90, not the mean: one cell far off would swamp a mean. Any group a
-    validation CSV names is measured the same way, e.g. a random validation split next to
-    the EITC-by-AGI-and-children table.
+    Median and p90, not the mean: one cell far off would swamp a mean. Every group is
+    measured the same way: the validation split, the EITC-by-AGI-and-children table, the
+    negative AGI totals.
     """
-    v = validation[(validation["holdout_group"] != "") & (validation["scope"] == IN_SCOPE)]
-    return {group: _stats(rows["score"]) for group, rows in v.groupby("holdout_group")}
+    groups = heldout_groups(validation)
+    return {g: _stats(rows) for g, rows in validation["score"].groupby(groups) if g}
+
+
+def heldout_groups(validation: pd.DataFrame) -> pd.Series:
+    """Each row's held-out metric, `<fit>/<holdout_group>`, or "" where none counts it:
+    trained and out-of-scope rows, and split targets of a (variable, area type, domain) the
+    fit does not train on (`pipeline.targets.split.split_scope`: a split target of a group
+    the config leaves out says nothing about how the fit generalizes)."""
+    v = validation
+
+    def key(frame: pd.DataFrame) -> pd.Series:
+        return (frame["fit"] + "|" + frame["variable"] + "|" + frame["area_type"] + "|"
+                + domain_of(frame["target_name"].astype(str)))
+
+    trained = set(key(v[v["in_training"].astype(bool)]))
+    counted = (v["holdout_group"] != "") & (v["scope"] == IN_SCOPE) & (
+        (v["holdout_group"] != VALIDATION_SPLIT) | key(v).isin(trained))
+    return pd.Series(np.where(counted, v["fit"] + "/" + v["holdout_group"], ""),
+                     index=v.index)
 
 
 def _stats(score: pd.Series) -> dict[str, float]:
@@ -66,7 +87,7 @@ def review_quality(
     """Pass only when nothing is non-finite, no sanity check failed and nothing regressed.
 
     Errors are the robust `score` (`pipeline.validate.scoring`); out-of-scope targets are
-    reported, never judged. Targets are matched on `target_name`; targets new in this run
+    reported, never judged. Rows are matched on (fit, target_name); targets new in this run
     cannot regress and targets the baseline had but this run lacks are reported, not
     failed. Per-target and per-group regressions gate only the targets this run trained
     on (a target a config edit took out of training is expected to drift and is listed in
@@ -75,18 +96,22 @@ def review_quality(
     t = thresholds or QualityThresholds()
     _require(validation, REQUIRED, "validation results")
     v = validation.assign(in_training=validation["in_training"].astype(bool))
+    v = v.assign(heldout=heldout_groups(v))
     scored = v[v["scope"] == IN_SCOPE]
     rules = [_finite(v), _sanity(v)]
-    worst = pd.DataFrame(columns=["target_name", "variable", "area_type", "in_training",
+    worst = pd.DataFrame(columns=["fit", "target_name", "variable", "area_type", "in_training",
                                   "baseline_score", "score", "increase"])
     heldout = heldout_metrics(v)
     if baseline is None:
         rules.append(_absolute(scored, t))
     else:
+        if "fit" not in baseline:  # written before the national fit: one fit's files
+            baseline = baseline.assign(fit=LOCAL)
         _require(baseline, BASELINE, "baseline validation results")
         base = baseline.assign(baseline_score=baseline["score"] if "score" in baseline
-                               else baseline["rel_abs_error"])[["target_name", "baseline_score"]]
-        merged = scored.merge(base, on="target_name", how="inner")
+                               else baseline["rel_abs_error"])[
+            ["fit", "target_name", "baseline_score"]]
+        merged = scored.merge(base, on=["fit", "target_name"], how="inner")
         merged["increase"] = merged["score"] - merged["baseline_score"]
         worst = (merged.sort_values("increase", ascending=False, kind="stable")
                  .head(t.top)[list(worst.columns)].reset_index(drop=True))
@@ -94,7 +119,8 @@ def review_quality(
         rules.append(_target_regression(trained, t))
         rules.append(_group_regression(trained, t))
         rules.append(_heldout_regression(merged, heldout, t))
-        dropped = sorted(set(baseline["target_name"]) - set(v["target_name"]))
+        dropped = sorted(set(base["fit"] + "/" + base["target_name"])
+                         - set(v["fit"] + "/" + v["target_name"]))
         rules.append(Rule("coverage", True,
                           f"{len(merged)} targets compared, {len(scored) - len(merged)} new "
                           f"or out of scope, {len(dropped)} no longer validated "
@@ -104,7 +130,8 @@ def review_quality(
         "trained_median_score": float(np.median(trained)) if len(trained) else 0.0,
         "absolute_rule_targets": float((v["error_rule"] == ABSOLUTE).sum()),
         "out_of_scope_targets": float((v["scope"] == OUT_OF_SCOPE).sum()),
-        **{f"heldout_{g}_{k}": val for g, stats in heldout.items() for k, val in stats.items()},
+        **{f"heldout_{g.replace('/', '_')}_{k}": val for g, stats in heldout.items()
+           for k, val in stats.items()},
     }
     return GateReport.of(rules, metrics, {"worst_regressions": worst.to_dict(orient="records"),
                                           "heldout": heldout})
@@ -142,10 +169,10 @@ def _target_regression(merged: pd.DataFrame, t: QualityThresholds) -> Rule:
 
 
 def _group_regression(merged: pd.DataFrame, t: QualityThresholds) -> Rule:
-    groups = merged.groupby(["variable", "area_type"])[["score", "baseline_score"]]
+    groups = merged.groupby(["fit", "variable", "area_type"])[["score", "baseline_score"]]
     delta = groups.mean().eval("score - baseline_score")
     bad = delta[delta > t.group_regression].sort_values(ascending=False)
-    listed = [f"{var}/{area}: +{d:.4g}" for (var, area), d in bad.items()][: t.top]
+    listed = [f"{fit} {var}/{area}: +{d:.4g}" for (fit, var, area), d in bad.items()][: t.top]
     return Rule("group_regression", bad.empty,
                 f"{len(bad)} of {len(delta)} groups worse by more than "
                 f"{t.group_regression:.4g} {listed}", tuple(listed))
@@ -155,7 +182,7 @@ def _heldout_regression(merged: pd.DataFrame, heldout: dict[str, dict[str, float
                         t: QualityThresholds) -> Rule:
     """Each held-out group's median and p90 against the baseline's over the same targets."""
     lines, failing = [], []
-    for group, rows in merged[merged["holdout_group"] != ""].groupby("holdout_group"):
+    for group, rows in merged[merged["heldout"] != ""].groupby("heldout"):
         now, before = _stats(rows["score"]), _stats(rows["baseline_score"])
         heldout[group].update(baseline_median=before["median"], baseline_p90=before["p90"])
         for stat in ("median", "p90"):

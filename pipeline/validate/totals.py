@@ -4,16 +4,21 @@ This is the second of the two paths through the engine: it reads the files users
 walk, `pipeline.validate.published`, shared with the structural sanity check), runs
 `simulate` on them, and aggregates each target with its own code (`aggregate.py`, never the
 matrix builder's), so the X·w consistency check compares two genuinely separate answers.
-Geography comes from the file a target is evaluated on: national targets from
-`national.h5`, state targets from `states/<AB>.h5`, district targets from
-`districts/<geoid>.h5`.
+
+A release holds two fits' files, and each fit is validated on its own (`fit` column):
+- `local` (the state and district files): state targets from `states/<AB>.h5`, district
+  targets from `districts/<geoid>.h5`, national targets summed over every state file;
+- `national` (`national.h5`): the targets of the geo levels its fit trains on, each
+  restricted to its area by the area's own constraint (`state_fips`, ...).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +31,7 @@ from pipeline.core.parallel import Runner
 from pipeline.core.tables import check_table
 from pipeline.engine import VARIABLES
 from pipeline.engine.tax_cache import TaxCache
+from pipeline.publish.stacking import NATIONAL as NATIONAL_FILE
 from pipeline.publish.stacking import district_file, load_manifest, state_file
 from pipeline.targets.db import TARGETS
 from pipeline.validate.published import FileTask, Walk, walk, walk_cached
@@ -39,6 +45,7 @@ from pipeline.validate.scoring import (
 )
 
 _TEXT, _NUMBER = pa.Column(str), pa.Column(float, nullable=True)  # NaN: gate 2 refuses it
+LOCAL, NATIONAL = "local", "national"  # the fits a release publishes
 
 
 def _added(dtype: object, checks: pa.Check | None = None) -> pa.Column:
@@ -47,12 +54,12 @@ def _added(dtype: object, checks: pa.Check | None = None) -> pa.Column:
 
 
 # Production's validation_results.csv columns, in order; then ours: the target's held-out
-# group and provenance (published value and year, uprating, reconciliation), and its robust
-# score (`pipeline.validate.scoring`).
+# group and provenance (published value and year, uprating, reconciliation), its robust
+# score (`pipeline.validate.scoring`), and the fit whose files gave sim_value.
 VALIDATION_RESULTS = pa.DataFrameSchema({
     "area_type": pa.Column(str, pa.Check.isin(["national", "state", "district"])),
     "area_id": _TEXT, "display_name": _TEXT, "district": _TEXT, "variable": _TEXT,
-    "target_name": pa.Column(str, unique=True), "period": pa.Column("int64"),
+    "target_name": pa.Column(str), "period": pa.Column("int64"),
     "target_value": _NUMBER, "sim_value": _NUMBER, "error": _NUMBER, "rel_error": _NUMBER,
     "abs_error": _NUMBER, "rel_abs_error": _NUMBER,
     "sanity_check": pa.Column(str, pa.Check.isin([PASS, WARN, FAIL])),
@@ -63,7 +70,8 @@ VALIDATION_RESULTS = pa.DataFrameSchema({
     "error_rule": _added(str, pa.Check.isin([RELATIVE, ABSOLUTE])),
     "error_floor": _added(float), "score": pa.Column(float, nullable=True, required=False),
     "scope": _added(str, pa.Check.isin([IN_SCOPE, OUT_OF_SCOPE])),
-}, name="validation_results")
+    "fit": _added(str, pa.Check.isin([LOCAL, NATIONAL])),
+}, unique=["fit", "target_name"], name="validation_results")
 COLUMNS = tuple(VALIDATION_RESULTS.columns)
 _PROVENANCE = ("holdout_group", "original_value", "original_period", "uprating_factor",
                "reconcile_rule", "reconcile_factor")
@@ -71,101 +79,148 @@ _EMPTY = "no households in the published files"
 
 
 @dataclass(frozen=True)
-class Published:
-    """Every target placed on the published file that holds its area, and the walk."""
+class FitTargets:
+    """One fit as validation sees it: the package's targets under the fit's config, the
+    ones it trained on, and the rows its files are judged on (`validated`)."""
 
-    areas: list[tuple[str, int, str, str]]  # (level, numeric id, display name, district)
-    files: list[str]  # per target: its file, or "" for an area left empty
+    fit: str
+    targets: pd.DataFrame
+    selected: np.ndarray
+    validated: np.ndarray
+
+    @classmethod
+    def of(cls, fit: str, targets: pd.DataFrame, selected: np.ndarray) -> FitTargets:
+        """The local fit's files cover every area; the national file is judged at the geo
+        levels its fit trains on (a 50K-record file says little about one district)."""
+        targets = targets.reset_index(drop=True)
+        selected = np.asarray(selected, dtype=bool)
+        if selected.shape != (len(targets),):
+            raise InputError(None, "selected", f"{selected.shape[0]} flags for "
+                             f"{len(targets)} targets",
+                             "pass the selection made for this targets frame")
+        levels = set(targets.loc[selected, "geo_level"])
+        validated = (np.ones(len(targets), bool) if fit == LOCAL
+                     else targets["geo_level"].isin(levels).to_numpy())
+        return cls(fit, targets, selected, validated)
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        return self.targets[self.validated].reset_index(drop=True)
+
+
+def local_view(targets: pd.DataFrame, selected: np.ndarray | None = None) -> FitTargets:
+    """One local-area fit's view (files without a national fit of their own): trained on
+    `selected`, by default every target that is not held out."""
+    if selected is None:
+        selected = targets["holdout"].to_numpy() == 0
+    return FitTargets.of(LOCAL, targets, selected)
+
+
+Place = tuple[str, int]  # (published file, row of its task)
+
+
+@dataclass(frozen=True)
+class Published:
+    """Every validated target of every fit placed on the files that hold its area, and
+    the walk."""
+
+    areas: dict[str, list[tuple[str, int, str, str]]]  # per fit: (level, id, name, district)
+    places: dict[str, list[list[Place]]]  # per fit, per row: the files summed, their rows
     walk: Walk
 
-    def sim_value(self) -> np.ndarray:
-        value = np.zeros(len(self.files))
-        seen: dict[str, int] = {}
-        for i, rel in enumerate(self.files):
-            if rel:
-                value[i] = self.walk.totals[rel][seen.get(rel, 0)]
-                seen[rel] = seen.get(rel, 0) + 1
-        return value
+    def sim_value(self, fit: str) -> np.ndarray:
+        return np.array([sum(self.walk.totals[rel][i] for rel, i in places)
+                         for places in self.places[fit]], dtype=np.float64)
 
 
-def walk_published(stacked_dir: str | Path, targets_df: pd.DataFrame,
+def walk_published(stacked_dir: str | Path, fits: list[FitTargets],
                    seed_of: Callable[[], TaxCache], runner: Runner | None = None,
                    cache_dir: str | Path | None = None) -> Published:
-    """Walk every published file once: sanity of each, totals of every target."""
+    """Walk every published file once: sanity of each, totals of every fit's targets."""
     stacked_dir = Path(stacked_dir)
     manifest = load_manifest(stacked_dir)
-    targets = targets_df.reset_index(drop=True)
-    unknown = sorted(set(targets["variable"]) - set(VARIABLES))
-    if unknown:
-        raise InputError(None, "variable", f"the engine cannot compute {unknown}",
-                         f"use one of {sorted(VARIABLES)}")
-    areas = [_area(level, str(geo)) for level, geo in
-             zip(targets["geo_level"], targets["geographic_id"], strict=True)]
-    files = [_file_of(level, code, manifest) for level, code, _, _ in areas]
-    placed = pd.Series(files)
-    tasks = [FileTask(rel, entry, targets.loc[placed == rel, ["variable", "constraints"]]
-                      .reset_index(drop=True))
-             for rel, entry in manifest["files"].items()]
-    found = (walk_cached(stacked_dir, tasks, seed_of, runner, cache_dir) if cache_dir
-             else walk(stacked_dir, tasks, seed_of(), runner))
-    return Published(areas, files, found)
+    tasks: dict[str, list[tuple[str, str]]] = {rel: [] for rel in manifest["files"]}
+    areas, places = {}, {}
+    for view in fits:
+        rows = view.rows
+        unknown = sorted(set(rows["variable"]) - set(VARIABLES))
+        if unknown:
+            raise InputError(None, "variable", f"the engine cannot compute {unknown}",
+                             f"use one of {sorted(VARIABLES)}")
+        areas[view.fit] = [_area(level, str(geo)) for level, geo in
+                           zip(rows["geo_level"], rows["geographic_id"], strict=True)]
+        places[view.fit] = []
+        for (level, code, _, _), variable, constraints in zip(
+                areas[view.fit], rows["variable"], rows["constraints"], strict=True):
+            found = []
+            for rel, extra in _files_of(view.fit, level, code, manifest):
+                found.append((rel, len(tasks[rel])))
+                tasks[rel].append((variable, json.dumps(json.loads(constraints) + extra)))
+            places[view.fit].append(found)
+    file_tasks = [FileTask(rel, entry, pd.DataFrame(tasks[rel],
+                                                    columns=["variable", "constraints"]))
+                  for rel, entry in manifest["files"].items()]
+    found = (walk_cached(stacked_dir, file_tasks, seed_of, runner, cache_dir) if cache_dir
+             else walk(stacked_dir, file_tasks, seed_of(), runner))
+    return Published(areas, places, found)
 
 
-def validate_h5s(published: Published, targets_df: pd.DataFrame, selected: np.ndarray
-                 ) -> pd.DataFrame:
-    """One row per target: the published files' total next to the target value.
+def validate_h5s(published: Published, fits: list[FitTargets]) -> pd.DataFrame:
+    """One row per fit and validated target: its files' total next to the target value.
 
-    Every target is validated; `in_training` marks the ones the fit used (held-out and
-    config-excluded targets are False). Production's relative errors divide by
-    max(|target|, 1); `score` is the robust error the gates judge.
+    Every validated target is reported; `in_training` marks the ones the fit used
+    (held-out and config-excluded targets are False). Production's relative errors divide
+    by max(|target|, 1); `score` is the robust error the gates judge.
     """
-    targets = check_table(TARGETS, targets_df.reset_index(drop=True), None,
-                          "pass the targets frame load_selection returns")
-    selected = np.asarray(selected, dtype=bool)
-    if selected.shape != (len(targets),):
-        raise InputError(None, "selected", f"{selected.shape[0]} flags for {len(targets)} targets",
-                         "pass the selection made for this targets frame")
-    by_file = {rel: summarize([SanityResult(c, st, r) for c, st, r in
-                               group[["check", "status", "reason"]].values])
+    by_file = {rel: [SanityResult(c, st, r) for c, st, r in
+                     group[["check", "status", "reason"]].values]
                for rel, group in published.walk.sanity.groupby("file")}
-    sanity = [by_file[f][0] if f else WARN for f in published.files]
-    reason = [by_file[f][1] if f else _EMPTY for f in published.files]
-    areas = published.areas
-    sim_value = published.sim_value()
-    target = targets["value"].to_numpy(dtype=np.float64)
-    error = sim_value - target
-    rel_error = error / np.maximum(np.abs(target), 1.0)
-    frame = pd.DataFrame({
-        "area_type": targets["geo_level"].to_numpy(),
-        "area_id": targets["geographic_id"].astype(str).to_numpy(),
-        "display_name": [a[2] for a in areas],
-        "district": [a[3] for a in areas],
-        "variable": targets["variable"].to_numpy(),
-        "target_name": targets["target_name"].to_numpy(),
-        "period": targets["period"].to_numpy(),
-        "target_value": target,
-        "sim_value": sim_value,
-        "error": error,
-        "rel_error": rel_error,
-        "abs_error": np.abs(error),
-        "rel_abs_error": np.abs(rel_error),
-        "sanity_check": sanity,
-        "sanity_reason": reason,
-        "in_training": selected,
-        **{c: targets[c].to_numpy() for c in _PROVENANCE},
-    })
-    scores = score_errors(frame, targets["original_value"].to_numpy(),
-                          targets["original_period"].to_numpy(), targets["period"].to_numpy())
-    return pd.concat([frame, scores], axis=1)[list(COLUMNS)]
+    frames = []
+    for view in fits:
+        targets = check_table(TARGETS, view.rows, None,
+                              "pass the targets frame load_selection returns")
+        sanity = [summarize([r for rel, _ in p for r in by_file[rel]]) if p
+                  else (WARN, _EMPTY) for p in published.places[view.fit]]
+        areas = published.areas[view.fit]
+        sim_value = published.sim_value(view.fit)
+        target = targets["value"].to_numpy(dtype=np.float64)
+        error = sim_value - target
+        rel_error = error / np.maximum(np.abs(target), 1.0)
+        frame = pd.DataFrame({
+            "area_type": targets["geo_level"].to_numpy(),
+            "area_id": targets["geographic_id"].astype(str).to_numpy(),
+            "display_name": [a[2] for a in areas],
+            "district": [a[3] for a in areas],
+            "variable": targets["variable"].to_numpy(),
+            "target_name": targets["target_name"].to_numpy(),
+            "period": targets["period"].to_numpy(),
+            "target_value": target,
+            "sim_value": sim_value,
+            "error": error,
+            "rel_error": rel_error,
+            "abs_error": np.abs(error),
+            "rel_abs_error": np.abs(rel_error),
+            "sanity_check": [status for status, _ in sanity],
+            "sanity_reason": [reason for _, reason in sanity],
+            "in_training": view.selected[view.validated],
+            **{c: targets[c].to_numpy() for c in _PROVENANCE},
+        })
+        scores = score_errors(frame, targets["original_value"].to_numpy(),
+                              targets["original_period"].to_numpy(),
+                              targets["period"].to_numpy())
+        frames.append(pd.concat([frame, scores], axis=1).assign(fit=view.fit))
+    return pd.concat(frames, ignore_index=True)[list(COLUMNS)]
 
 
 def read_validation_csv(path: str | Path) -> pd.DataFrame:
     """Read what `write_validation_csv` wrote, with text columns kept as text."""
     text = ("area_id", "district", "sanity_reason", "target_name", "holdout_group",
-            "reconcile_rule")
+            "reconcile_rule", "fit")
     df = pd.read_csv(path, dtype=dict.fromkeys(text, str))
     present = [c for c in text if c in df.columns]
     df[present] = df[present].fillna("")
+    if "fit" not in df.columns:  # written before the national fit: one fit's files
+        df["fit"] = LOCAL
     return check_table(VALIDATION_RESULTS, df, path, "materialize validation_results again",
                        csv=True)
 
@@ -196,19 +251,26 @@ def _area(level: str, geo: str) -> tuple[str, int, str, str]:
     return level, code, label, label
 
 
-def _file_of(level: str, code: int, manifest: dict) -> str:
-    """The published file holding an area, or "" for an area the manifest lists as empty."""
-    if level == "national":
-        rel = "national.h5"
-    elif level == "state":
+def _files_of(fit: str, level: str, code: int, manifest: dict
+              ) -> list[tuple[str, list[list[Any]]]]:
+    """The published files whose sum is an area's total for a fit, each with the
+    constraints that keep only the area's households; [] for an area left empty."""
+    if fit == NATIONAL:
+        if level == "national":
+            return [(NATIONAL_FILE, [])]
+        geo = "state_fips" if level == "state" else "congressional_district_geoid"
+        return [(NATIONAL_FILE, [[geo, "==", code]])]
+    if level == "national":  # every kept record is in exactly one state file
+        return [(rel, []) for rel in manifest["files"] if rel.startswith("states/")]
+    if level == "state":
         rel = state_file(STATE_ABBR[code])
         if code in manifest["empty_states"]:
-            return ""
+            return []
     else:
         rel = district_file(code)
         if code in manifest["empty_districts"]:
-            return ""
+            return []
     if rel not in manifest["files"]:
         raise InputError(rel, None, "no published file for this target's area",
                          "restack with a package whose geography covers every target area")
-    return rel
+    return [(rel, [])]
