@@ -50,8 +50,10 @@ class DaskRunner:
     def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any) -> list[Any]:
         if not items:
             return []
+        # Data goes to the workers ahead of the tasks, not inside the task graph.
         scattered = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
-        futures = self.client.map(fn, list(items), *[[s] * len(items) for s in scattered],
+        inputs = self.client.scatter(list(items), hash=False)
+        futures = self.client.map(fn, inputs, *[[s] * len(items) for s in scattered],
                                   pure=False)
         return self.client.gather(futures)
 
@@ -87,7 +89,7 @@ def connect(address: str | None = None, workers: int | None = None,
                              "start the scheduler (`dask scheduler`) and its workers, fix the "
                              "address, or unset it to use a local cluster") from None
     cluster = LocalCluster(n_workers=workers or local_workers(), threads_per_worker=1,
-                           processes=True, memory_limit=memory_limit, dashboard_address=None)
+                           processes=True, memory_limit=memory_limit, dashboard_address=":0")
     return DaskRunner(Client(cluster))
 
 
