@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from pipeline.core.atomic import atomic_path
+from pipeline.core.atomic import write_bytes
 from pipeline.core.errors import InputError
 from pipeline.microdata.tables import ENTITIES, REQUIRED, Microdata
 
@@ -85,7 +85,9 @@ def write_h5(md: Microdata, path: str | Path) -> None:
             columns[name] = (entity, values)
     for name, values in _derived_ids(md).items():
         columns[name] = (_DERIVED[name], values)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    # HDF5 builds the file in memory and Python writes the bytes: a disk error then is a
+    # plain OSError, never a half-closed HDF5 file that crashes the interpreter at exit.
+    with h5py.File(f"{path}.image", "w", driver="core", backing_store=False) as f:
         f.attrs["period"] = md.period
         for entity in ENTITIES:
             f.attrs[f"{entity}_columns"] = list(getattr(md, entity).columns)
@@ -93,6 +95,9 @@ def write_h5(md: Microdata, path: str | Path) -> None:
             group = f.create_group(name)
             group.attrs["entity"] = entity
             group.create_dataset(period, data=values)
+        f.flush()
+        image = f.id.get_file_image()
+    write_bytes(path, image)
 
 
 def read_h5(path: str | Path) -> Microdata:
