@@ -9,7 +9,7 @@ launchpad shows its fit values and a misspelt profile is refused before any run.
 import os
 from pathlib import Path
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, in_process_executor
 
 from assets.automation import (
     automation_sensor,
@@ -28,6 +28,7 @@ from assets.validate import simulation_quality, validation_results
 from pipeline.config import load_profile
 from pipeline.core.packaged import DEFAULT_TARGET_CONFIG
 from resources import (
+    BASELINE_ENV,
     DEFAULT_STORAGE_ROOT,
     STORAGE_ENV,
     ComputeResource,
@@ -49,12 +50,14 @@ def _setting(value: str | None, env: str, default: str) -> str | EnvVar:
 def make_definitions(
     *, profile: str | None = None, storage_root: str | None = None,
     target_config_path: str | None = None, device: str | None = None,
+    baseline: str | None = None,
 ) -> Definitions:
     profile_name = profile or os.environ.get("CALIBRATION_PROFILE") or "demo"
     loaded = load_profile(profile_name)
     resources = {
-        "storage": StorageResource(root=_setting(
-            storage_root, STORAGE_ENV, str(Path(DEFAULT_STORAGE_ROOT).resolve()))),
+        "storage": StorageResource(
+            root=_setting(storage_root, STORAGE_ENV, str(Path(DEFAULT_STORAGE_ROOT).resolve())),
+            baseline=_setting(baseline, BASELINE_ENV, "current")),
         "profile": ProfileResource(name=profile_name),
         "compute": ComputeResource(device=_setting(device, "CALIBRATION_DEVICE", "auto")),
         "target_config_file": TargetConfigResource(path=_setting(
@@ -69,6 +72,9 @@ def make_definitions(
         schedules=[weekly_rebuild],
         sensors=[target_config_changed, automation_sensor],
         resources=resources,
+        # One process per run: the storage lock its resource takes lives exactly as long as
+        # the run (a step process per asset would drop it between steps).
+        executor=in_process_executor,
     )
 
 

@@ -73,7 +73,8 @@ def test_config_change_refits_without_rebuilding_the_package(world):
     previous = current_release(world.root).version
     world.config.write_text(world.config.read_text()
                             + "  - {variable: household_count, geo_level: district}\n")
-    resources = world.defs.resources
+    # The daemon builds only the sensor's own resources (never the run's storage lock).
+    resources = {"target_config_file": world.defs.resources["target_config_file"]}
     context = build_sensor_context(instance=world.instance, resources=resources,
                                    definitions=world.defs)
     request = target_config_changed(context)
