@@ -11,6 +11,12 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # dagster loads after the arguments are parsed
+    from dagster import ExecuteInProcessResult
+
+    from pipeline.release.releases import Release
 
 EXIT_NOT_PROMOTED = 1
 EXIT_BUSY = 4
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def not_promoted_summary(result, failed_checks: list[str], storage_root: Path) -> str:
+def not_promoted_summary(result: "ExecuteInProcessResult", failed_checks: list[str],
+                         storage_root: Path) -> str:
     """Why nothing was promoted, in the words of the pipeline's own errors."""
     from pipeline.release.releases import current_problem, current_release
 
@@ -94,7 +101,7 @@ def _error_of(event):
     return None
 
 
-def release_summary(release) -> str:
+def release_summary(release: "Release") -> str:
     m = release.manifest
     fit = m.get("fit", {}).get("error_summary", {})
     lines = [

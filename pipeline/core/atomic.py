@@ -41,7 +41,7 @@ class StorageFull(OSError):
         self.path = path
 
 
-def temp_prefix(path: Path) -> str:
+def _temp_prefix(path: Path) -> str:
     return f"{TMP_PREFIX}{path.name}.{os.getpid()}-"
 
 
@@ -50,7 +50,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file path next to `path`; rename it onto `path` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide published files
@@ -77,7 +77,7 @@ def atomic_dir(path: str | Path, *, replace: bool = True) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not replace:
         raise FileExistsError(f"{path} already exists and is immutable")
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), dir=path.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         with _no_space_as(path):
