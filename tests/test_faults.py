@@ -306,7 +306,6 @@ def test_a_broken_current_refuses_every_run_before_any_stage(world, breakage, ca
 
     for name, value in _env(world).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("DAGSTER_HOME")
     assert make_run(["--profile", "ci", "--job", "refit"]) == 1
     summary = capsys.readouterr().err.rsplit("promoted nothing.", 1)[1]
     assert "CURRENT" in summary and "calibrate rollback VERSION" in summary
