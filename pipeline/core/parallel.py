@@ -50,10 +50,11 @@ class DaskRunner:
     def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any) -> list[Any]:
         if not items:
             return []
-        # Data goes to the workers ahead of the tasks, not inside the task graph.
+        # Shared data goes to every worker once (a copy on each, so losing a worker loses
+        # none of it). The items stay in the task graph: the scheduler keeps them, so a task
+        # whose worker died can be run again elsewhere (a scattered item would die with it).
         scattered = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
-        inputs = self.client.scatter(list(items), hash=False)
-        futures = self.client.map(fn, inputs, *[[s] * len(items) for s in scattered],
+        futures = self.client.map(fn, list(items), *[[s] * len(items) for s in scattered],
                                   pure=False)
         return self.client.gather(futures)
 
