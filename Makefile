@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
+# BASELINE=newest: a missing or dangling releases/CURRENT is first pointed at the newest release.
 run: setup
-	$(BIN)/python -m assets.run --profile $(PROFILE)
+	$(BIN)/python -m assets.run --profile $(PROFILE) $(if $(BASELINE),--baseline $(BASELINE))
 
 test: setup
 	$(BIN)/ruff check pipeline assets resources tests benchmarks scripts

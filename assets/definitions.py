@@ -36,6 +36,7 @@ from pipeline.core.packaged import DEFAULT_NATIONAL_TARGET_CONFIG, DEFAULT_TARGE
 from pipeline.core.parallel import LOCAL
 from pipeline.core.parallel import SETTING as DASK_SETTING
 from resources import (
+    BASELINE_ENV,
     DEFAULT_STORAGE_ROOT,
     STORAGE_ENV,
     ComputeResource,
@@ -58,12 +59,14 @@ def make_definitions(
     *, profile: str | None = None, storage_root: str | None = None,
     target_config_path: str | None = None, national_target_config_path: str | None = None,
     device: str | None = None, dask: str | None = None, workers: int | None = None,
+    baseline: str | None = None,
 ) -> Definitions:
     profile_name = profile or os.environ.get("CALIBRATION_PROFILE") or "demo"
     loaded = load_profile(profile_name)
     resources = {
-        "storage": StorageResource(root=_setting(
-            storage_root, STORAGE_ENV, str(Path(DEFAULT_STORAGE_ROOT).resolve()))),
+        "storage": StorageResource(
+            root=_setting(storage_root, STORAGE_ENV, str(Path(DEFAULT_STORAGE_ROOT).resolve())),
+            baseline=_setting(baseline, BASELINE_ENV, "current")),
         "profile": ProfileResource(name=profile_name),
         "compute": ComputeResource(
             device=_setting(device, "CALIBRATION_DEVICE", "auto"),
@@ -83,8 +86,9 @@ def make_definitions(
     return Definitions(
         assets=assets,
         # One process per run: its imports and Tax-Calculator's compiled code stay warm
-        # from step to step (a process per step paid them at every step). The parallel
-        # work inside steps goes to the Dask cluster of the compute resource.
+        # from step to step (a process per step paid them at every step), and the storage
+        # lock its resource takes lives exactly as long as the run. The parallel work
+        # inside steps goes to the Dask cluster of the compute resource.
         executor=in_process_executor,
         asset_checks=CHECKS,
         jobs=[full_rebuild, refit],

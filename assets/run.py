@@ -1,12 +1,25 @@
 """`make run`: materialize the whole graph through Dagster and print the promoted release.
 
 Runs in-process against the project's Dagster instance (DAGSTER_HOME), so `make ui`
-afterwards shows every materialization, check and its metadata.
+afterwards shows every materialization, check and its metadata. It holds the storage
+root's lock for the whole run and always ends with one clear message: the promoted
+release, or why nothing was promoted (exit 0 promoted, 1 not promoted, 4 storage root busy).
 """
 
 import argparse
 import os
+import re
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # dagster loads after the arguments are parsed
+    from dagster import ExecuteInProcessResult
+
+    from pipeline.release.releases import Release
+
+EXIT_NOT_PROMOTED = 1
+EXIT_BUSY = 4
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,36 +28,84 @@ def main(argv: list[str] | None = None) -> int:
                         help="a shipped profile (demo, ci, production) or a YAML path (default: "
                              "$CALIBRATION_PROFILE, else demo)")
     parser.add_argument("--job", default="full_rebuild", choices=["full_rebuild", "refit"])
+    parser.add_argument("--baseline", choices=["current", "newest"],
+                        default=os.environ.get("CALIBRATION_BASELINE") or "current",
+                        help="the regression gates' baseline: 'current' requires an intact "
+                             "releases/CURRENT; 'newest' first points a missing or dangling "
+                             "CURRENT at the newest release (default: $CALIBRATION_BASELINE, "
+                             "else current)")
     args = parser.parse_args(argv)
 
     from dagster import AssetCheckSeverity, DagsterInstance
 
     from assets.definitions import make_definitions
-    from pipeline.release.releases import current_release
-    from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV
+    from pipeline.core.errors import InputError
+    from pipeline.core.lock import StorageBusy, storage_lock
+    from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV, took_over
 
-    defs = make_definitions(profile=args.profile)
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    result = defs.resolve_job_def(args.job).execute_in_process(
-        instance=instance, raise_on_error=False
-    )
-    storage_root = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_ROOT
+    storage_root = Path(os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_ROOT).resolve()
+    try:
+        defs = make_definitions(profile=args.profile, baseline=args.baseline)
+        instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+        with storage_lock(storage_root, f"python -m assets.run --job {args.job}") as lock:
+            took_over(lock, instance, lambda message: print(f"note: {message}", file=sys.stderr))
+            result = defs.resolve_job_def(args.job).execute_in_process(
+                instance=instance, raise_on_error=False)
+    except StorageBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_PROMOTED
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     failed_checks = [e.check_name for e in failed if e.severity == AssetCheckSeverity.ERROR]
     warnings = [e.check_name for e in failed if e.severity == AssetCheckSeverity.WARN]
-    release = current_release(storage_root)
-    if not result.success or failed_checks:
-        print(f"run {result.run_id} did not promote: failed checks {failed_checks or 'none'}; "
-              f"run success={result.success}", file=sys.stderr)
-        print(f"CURRENT release unchanged: {release.version if release else 'none'}")
-        return 1
-    print(release_summary(release))
+    promoted = any(e.asset_key.path[-1] == "promoted_release"
+                   for e in result.get_asset_materialization_events())
+    if not result.success or failed_checks or not promoted:
+        print(not_promoted_summary(result, failed_checks, storage_root), file=sys.stderr)
+        return EXIT_NOT_PROMOTED
+    from pipeline.release.releases import current_release
+
+    print(release_summary(current_release(storage_root)))
     if warnings:
         print(f"  warnings (non-blocking checks): {', '.join(warnings)}")
     return 0
 
 
-def release_summary(release) -> str:
+def not_promoted_summary(result: "ExecuteInProcessResult", failed_checks: list[str],
+                         storage_root: Path) -> str:
+    """Why nothing was promoted, in the words of the pipeline's own errors."""
+    from pipeline.release.releases import current_problem, current_release
+
+    lines = [f"Run {result.run_id} promoted nothing."]
+    lines += [f"  check failed: {name}" for name in failed_checks]
+    seen = set()
+    for event in result.all_events:
+        error = _error_of(event)
+        if error is not None:
+            while error.cause is not None and error.cls_name.startswith("Dagster"):
+                error = error.cause  # Dagster's wrappers, down to the pipeline's own error
+            message = re.sub(r"^[\w.]+\.(\w+): ", r"\1: ", error.message.strip())
+            if message not in seen:
+                seen.add(message)
+                lines.append(f"  {event.step_key or 'run'}: {message}")
+    problem = current_problem(storage_root)
+    current = None if problem else current_release(storage_root)
+    lines.append(f"releases/CURRENT {problem}: no release is current" if problem else
+                 f"CURRENT release unchanged: {current.version if current else 'none yet'}")
+    return "\n".join(lines)
+
+
+def _error_of(event):
+    if event.is_step_failure:
+        return event.step_failure_data.error
+    if event.is_run_failure and event.event_specific_data is not None:
+        return event.event_specific_data.error
+    return None
+
+
+def release_summary(release: "Release") -> str:
     m = release.manifest
     lines = [
         f"Promoted release {release.version}",

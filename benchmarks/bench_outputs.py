@@ -10,9 +10,9 @@ what the production local fit kept) with the package's initial weights times a l
 jitter, so the published files hold as many households as the real run's. The benchmark
 times the output side; it does not judge a fit.
 
-Each configuration runs in its own subprocess; a sampler adds up the resident memory of
-that process and every child (the Dask workers) every 0.2 s, so "peak GiB" is the whole
-process tree's, not only the parent's.
+Each configuration runs in its own subprocess; `process_tree.Timeline` adds up the resident
+memory of that process and every child (the Dask workers) every 0.2 s, so "peak GiB" is
+the whole process tree's, not only the parent's.
 """
 
 from __future__ import annotations
@@ -23,55 +23,25 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
+from process_tree import Timeline
 
 RESULTS = Path(__file__).parent / "results" / "outputs.txt"
+COMPRESSION = {  # what h5py's create_dataset gets for each published dataset
+    "gzip-1": {"chunks": True, "compression": "gzip", "compression_opts": 1, "shuffle": True},
+    "lzf": {"chunks": True, "compression": "lzf", "shuffle": True},
+    "none": {"chunks": True},
+}
 CONFIGS = (  # name, Dask setting, workers, compression
-    ("in-process, gzip-1", "inprocess", 0, True),
-    ("in-process, uncompressed", "inprocess", 0, False),
-    ("Dask, 1 worker, gzip-1", "local", 1, True),
-    ("Dask, 2 workers, gzip-1", "local", 2, True),
+    ("in-process, gzip-1", "inprocess", 0, "gzip-1"),
+    ("in-process, lzf", "inprocess", 0, "lzf"),
+    ("in-process, uncompressed", "inprocess", 0, "none"),
+    ("Dask, 1 worker, gzip-1", "local", 1, "gzip-1"),
+    ("Dask, 2 workers, gzip-1", "local", 2, "gzip-1"),
 )
-
-
-class TreeSampler:
-    """Peak of the summed RSS of a process and all its descendants."""
-
-    def __init__(self, pid: int):
-        self.root = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                procs = [self.root, *self.root.children(recursive=True)]
-                self.peak = max(self.peak, sum(_rss(p) for p in procs))
-            except psutil.NoSuchProcess:
-                pass
-            time.sleep(0.2)
-
-    def reset(self) -> int:
-        peak, self.peak = self.peak, 0
-        return peak
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _rss(process: psutil.Process) -> int:
-    try:
-        return process.memory_info().rss
-    except psutil.NoSuchProcess:
-        return 0
 
 
 def ensure_package(work: Path) -> None:
@@ -81,7 +51,7 @@ def ensure_package(work: Path) -> None:
                         "--work", str(work)], check=True)
 
 
-def phase_child(work: Path, dask: str, workers: int, compressed: bool, kept: int) -> None:
+def phase_child(work: Path, dask: str, workers: int, compression: str, kept: int) -> None:
     """One configuration, phase by phase; prints a JSON line per phase."""
     from pipeline.core.parallel import make_runner
     from pipeline.microdata import h5, read_h5
@@ -91,8 +61,7 @@ def phase_child(work: Path, dask: str, workers: int, compressed: bool, kept: int
     from pipeline.validate.published import seed_cache
     from pipeline.validate.totals import LOCAL, FitTargets, validate_h5s, walk_published
 
-    if not compressed:
-        h5.DATASET_OPTIONS = {"chunks": True}
+    h5.DATASET_OPTIONS = COMPRESSION[compression]
     runner = make_runner(dask, workers)
     pkg = load_package(work / "calibration_package", matrix=False)
     rng = np.random.default_rng(2026)
@@ -126,20 +95,21 @@ def phase_child(work: Path, dask: str, workers: int, compressed: bool, kept: int
         runner.close()
 
 
-def run_config(work: Path, name: str, dask: str, workers: int, compressed: bool,
+def run_config(work: Path, name: str, dask: str, workers: int, compression: str,
                kept: int) -> list[dict]:
-    cmd = [sys.executable, __file__, "--child", dask, str(workers), str(int(compressed)),
+    cmd = [sys.executable, __file__, "--child", dask, str(workers), compression,
            "--work", str(work), "--kept", str(kept)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    sampler = TreeSampler(proc.pid)
-    rows = []
+    timeline = Timeline(proc.pid)
+    rows, since = [], time.time()
     for line in proc.stdout:
         if line.startswith("{"):
             row = json.loads(line)
-            row.update(config=name, peak_gib=sampler.reset() / 2**30)
+            row.update(config=name, peak_gib=timeline.peak(since) / 2**30)
+            since = time.time()
             rows.append(row)
             print(row, flush=True)
-    sampler.stop()
+    timeline.stop()
     if proc.wait() != 0:
         raise SystemExit(f"{name} failed")
     return rows
@@ -153,8 +123,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     if args.child:
-        dask, workers, compressed = args.child
-        phase_child(work, dask, int(workers), compressed == "1", args.kept)
+        dask, workers, compression = args.child
+        phase_child(work, dask, int(workers), compression, args.kept)
         return
     ensure_package(work)
     load = os.getloadavg()[0]

@@ -7,9 +7,17 @@ import os
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipeline.core.errors import InputError
+from pipeline.core.lock import Acquired, StorageBusy
 from pipeline.package.validity import DEFAULT_STRICT_RATIO
+
+# Exit codes (validate-package also uses 2 for strict-ratio failures).
+EXIT_INPUT = 1  # bad input: the message names the file, the field and the fix
+EXIT_GATE = 3  # `fit` wrote its files, but a gate-1 rule failed
+EXIT_BUSY = 4  # another run holds the storage root's lock
+EXIT_STORAGE = 5  # the disk is full or not writable; nothing half-written was kept
 
 
 def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +48,8 @@ def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
 
 def _run_fit(args: argparse.Namespace) -> int:
     from pipeline.config import load_profile
+    from pipeline.core.layout import Layout
+    from pipeline.core.lock import storage_lock
     from pipeline.fit import FitParams, fit_package, review_fit
     from pipeline.fit.params import NationalFitParams
 
@@ -51,8 +61,15 @@ def _run_fit(args: argparse.Namespace) -> int:
     changes = {name: getattr(args, name) for name in FitParams.model_fields
                if getattr(args, name) is not None}
     params = base.with_(**changes)
-    result = fit_package(args.package, args.target_config, args.out, params, args.resume_from,
-                         trust_pickle=args.trust_pickle)
+    out = Path(args.out).resolve()
+    # A storage root's own fit directory is written under that root's lock; any other
+    # output directory is its own lock's root.
+    parent = Layout(out.parent)
+    root = out.parent if out in (parent.fit_dir, parent.national_fit_dir) else out
+    with storage_lock(root) as lock:
+        _report_lock(lock)
+        result = fit_package(args.package, args.target_config, out, params, args.resume_from,
+                             trust_pickle=args.trust_pickle)
     err = result.error_summaries["exported"]
     review = review_fit(result)
     split = result.error_summaries["validation_split"]
@@ -67,7 +84,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     for rule in review.rules:
         print(f"  [{'PASS' if rule.passed else 'FAIL'}] {rule.name}: {rule.detail}")
     print(f"wrote {args.out}")
-    return 0 if review.passed else 3
+    return 0 if review.passed else EXIT_GATE
 
 
 def _add_package_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -106,10 +123,19 @@ def _add_release_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_releases(args: argparse.Namespace) -> int:
-    from pipeline.release.releases import current_release, list_releases
+    """Lists even when CURRENT is broken: that is when a user needs the list to repair it."""
+    from pipeline.release.releases import (
+        CURRENT,
+        current_problem,
+        current_release,
+        list_releases,
+        promoted_versions,
+    )
 
-    current = current_release(args.storage)
     releases = list_releases(args.storage)
+    problem = current_problem(args.storage)
+    current = None if problem else current_release(args.storage)
+    promoted = promoted_versions(args.storage)
     if not releases:
         print(f"no releases under {args.storage}")
     for release in releases:
@@ -121,18 +147,38 @@ def _run_releases(args: argparse.Namespace) -> int:
         heldout = "".join(f"  held-out {g} median {h['median']:.4f} p90 {h['p90']:.4f}"
                           for g, h in release.manifest.get("heldout", {}).items())
         national = release.manifest.get("national_fit", {}).get("records_kept", "-")
+        note = "" if release.version in promoted else (
+            "  UNPROMOTED (its promotion stopped before CURRENT moved)")
         print(f"{mark} {release.version}  mean rel error {err.get('mean', float('nan')):.4f}  "
               f"max {err.get('max', float('nan')):.4f}  kept {fit.get('records_kept', '?')}  "
-              f"national kept {national}  gates {passed}/{len(gates)} passed{heldout}")
+              f"national kept {national}  gates {passed}/{len(gates)} passed{heldout}{note}")
+    if problem:
+        print(f"warning: {CURRENT} {problem}; no release is current. Fix: calibrate rollback "
+              "VERSION (one of the above)", file=sys.stderr)
+    elif current:
+        print(f"* = {CURRENT}")
     return 0
 
 
 def _run_rollback(args: argparse.Namespace) -> int:
+    from pipeline.core.lock import storage_lock
     from pipeline.release.releases import rollback
 
-    release = rollback(args.storage, args.version)
+    with storage_lock(args.storage) as lock:
+        _report_lock(lock)
+        release = rollback(args.storage, args.version)
     print(f"CURRENT -> {release.version}")
     return 0
+
+
+def _report_lock(lock: Acquired) -> None:
+    """Say what taking the lock found: a run that died holding it, and what it left."""
+    if lock.dead_holder is not None:
+        print(f"note: the previous run ({lock.dead_holder.describe()}) ended without releasing "
+              f"{lock.path}", file=sys.stderr)
+    if lock.swept:
+        print(f"note: removed {len(lock.swept)} temporary files of dead runs: "
+              f"{', '.join(p.name for p in lock.swept[:5])}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,7 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_INPUT
+    except StorageBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except OSError as exc:  # a full disk (StorageFull names the file), permissions, I/O
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STORAGE
 
 
 if __name__ == "__main__":

@@ -5,27 +5,88 @@ Each resource holds a value or a `dg.EnvVar`, which Dagster resolves when a run 
 never at import (`assets.definitions.make_definitions` chooses which).
 """
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import ConfigurableResource, DagsterInstance, DagsterRunStatus, InitResourceContext
 from pydantic import PrivateAttr
 
 from pipeline.config import Profile, load_profile
+from pipeline.core.errors import InputError
 from pipeline.core.layout import Layout
+from pipeline.core.lock import Acquired, storage_lock
 from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
+from pipeline.release.releases import current_release, repair_current
 
 STORAGE_ENV = "CALIBRATION_STORAGE_ROOT"
 DEFAULT_STORAGE_ROOT = "storage"  # relative to the working directory
+BASELINE_ENV = "CALIBRATION_BASELINE"
+BASELINES = ("current", "newest")
+_UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+               DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
 
 
 class StorageResource(ConfigurableResource):
-    """Root of every artifact (`CALIBRATION_STORAGE_ROOT`, default ./storage)."""
+    """Root of every artifact (`CALIBRATION_STORAGE_ROOT`, default ./storage).
+
+    A run holds the root's lock from its first step to its end, so two runs never write one
+    root at once however they were launched. Taking it marks the Dagster run of a holder
+    that died failed, removes what it left, and refuses a broken `CURRENT` before any stage
+    runs, unless `baseline` is `newest` (`CALIBRATION_BASELINE`): then a missing or dangling
+    `CURRENT` is pointed at the newest complete release first.
+    """
 
     root: str
+    baseline: str = "current"
+    _held: contextlib.ExitStack | None = PrivateAttr(default=None)
 
     @property
     def layout(self) -> Layout:
         return Layout(Path(self.root).resolve())
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        run = context.dagster_run
+        command = f"dagster run of {run.job_name}" if run else "dagster"
+        with contextlib.ExitStack() as stack:
+            lock = stack.enter_context(storage_lock(self.layout.root, command, context.run_id))
+            took_over(lock, context.instance, context.log.warning)
+            prepare_baseline(self.layout.root, self.baseline, context.log.warning)
+            self._held = stack.pop_all()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+
+def took_over(lock: Acquired, instance: DagsterInstance | None,
+              warn: Callable[[str], object]) -> None:
+    """Report what taking the lock found; mark a dead holder's unfinished Dagster run failed
+    (no launcher can tell a `kill -9`ed run worker from a slow one; the lock can)."""
+    dead = lock.dead_holder
+    if dead is not None:
+        warn(f"the previous run ({dead.describe()}) died holding {lock.path}")
+        run = instance.get_run_by_id(dead.run_id) if instance and dead.run_id else None
+        if run is not None and run.status in _UNFINISHED:
+            instance.report_run_failed(run, f"its process ({dead.describe()}) died without "
+                                            "finishing; marked failed by the next run")
+    if lock.swept:
+        warn(f"removed {len(lock.swept)} temporary files of dead runs: "
+             + ", ".join(str(p) for p in lock.swept[:10]))
+
+
+def prepare_baseline(root: Path, baseline: str, warn: Callable[[str], object]) -> None:
+    """Refuse a broken CURRENT up front, or repair it when the newest release was chosen."""
+    if baseline not in BASELINES:
+        raise InputError(None, BASELINE_ENV, f"unknown baseline {baseline!r}",
+                         f"use one of {BASELINES}")
+    if baseline == "newest":
+        repaired = repair_current(root)
+        if repaired is not None:
+            warn(f"CURRENT was missing or dangling; it now names the newest release "
+                 f"{repaired.version} ({BASELINE_ENV}=newest)")
+    current_release(root)
 
 
 class ProfileResource(ConfigurableResource):

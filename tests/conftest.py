@@ -10,6 +10,9 @@ from dagster import DagsterInstance
 
 from pipeline.core.packaged import DEFAULT_TARGET_CONFIG
 
+# Telemetry would write logs/ into $DAGSTER_HOME, which `make test` sets to the repository.
+NO_TELEMETRY = {"telemetry": {"enabled": False}}
+
 
 @pytest.fixture
 def one_torch_thread():
@@ -63,7 +66,8 @@ def built_world(tmp_path_factory):
     directory = tmp_path_factory.mktemp("ci_world")
     shutil.copy(DEFAULT_TARGET_CONFIG, directory / "targets.yaml")
     (directory / "dagster_home").mkdir()
-    instance = DagsterInstance.local_temp(tempdir=str(directory / "dagster_home"))
+    instance = DagsterInstance.local_temp(tempdir=str(directory / "dagster_home"),
+                                          overrides=NO_TELEMETRY)
     world = World(directory, instance)
     world.result = world.run("full_rebuild")
     yield world
@@ -75,6 +79,7 @@ def world(built_world, tmp_path):
     """A private copy of the built world (files and run history)."""
     copy = tmp_path / "world"
     shutil.copytree(built_world.dir, copy, symlinks=True)
-    instance = DagsterInstance.local_temp(tempdir=str(copy / "dagster_home"))
+    instance = DagsterInstance.local_temp(tempdir=str(copy / "dagster_home"),
+                                          overrides=NO_TELEMETRY)
     yield World(copy, instance)
     instance.dispose()

@@ -115,10 +115,11 @@ def test_config_change_refits_without_rebuilding_the_package(world):
     previous = current_release(world.root).version
     world.config.write_text(world.config.read_text().replace(
         "exclude:\n", "exclude:\n  - {variable: household_count, geo_level: district}\n", 1))
-    resources = world.defs.resources
-    with build_sensor_context(instance=world.instance, resources=resources,
-                              definitions=world.defs) as context:
-        request = target_config_changed(context)
+    # The daemon builds only the sensor's own resources (never the run's storage lock).
+    resources = {"target_config_file": world.defs.resources["target_config_file"]}
+    context = build_sensor_context(instance=world.instance, resources=resources,
+                                   definitions=world.defs)
+    request = target_config_changed(context)
     assert request.run_key.startswith(request.tags["target_config_sha256"])
     result = world.run("refit", tags=request.tags)
     assert result.success and _promoted(result)

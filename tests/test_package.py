@@ -1,13 +1,17 @@
 """The package format: round trip, refusal of partial or inconsistent packages, pickles."""
 
+import json
 import pickle
 
 import numpy as np
 import pytest
-from factories import small_package
+from factories import base_microdata, small_package
 
+from pipeline.cli import main as calibrate
 from pipeline.core.errors import InputError
-from pipeline.package.store import load_package, save_package
+from pipeline.core.hashing import sha256_file
+from pipeline.microdata import write_h5
+from pipeline.package.store import DATA_FILES, load_package, package_content_sha, save_package
 from pipeline.package.validity import validate_package
 
 
@@ -23,7 +27,7 @@ def test_round_trip_is_exact(tmp_path):
     assert loaded.targets["value"].tolist() == [10.0, 7.0, 1e6]
     assert loaded.n_records == 3 and loaded.n_clones == 2
     assert loaded.base_h5.read_bytes() == b"base"
-    assert loaded.metadata["package_version"] == 1
+    assert loaded.metadata["package_version"] == 2
     assert not list(tmp_path.glob(".tmp-*"))
 
 
@@ -72,3 +76,65 @@ def test_validation_finds_impossible_and_strict_targets():
     assert report.strict_failures["ratio"].iloc[0] == pytest.approx(30 / 1e6)
     assert report.exit_code(strict=False) == 0
     assert report.exit_code(strict=True) == 2
+
+
+def _saved_package(tmp_path):
+    base = tmp_path / "base.h5"
+    write_h5(base_microdata(), base)
+    return save_package(small_package(), tmp_path / "pkg", base)
+
+
+def test_every_file_sha256_is_recorded_at_save(tmp_path):
+    path = _saved_package(tmp_path)
+    recorded = json.loads((path / "metadata.json").read_text())["files"]
+    assert recorded == {name: sha256_file(path / name) for name in DATA_FILES}
+    assert set(DATA_FILES) | {"metadata.json"} == {p.name for p in path.iterdir()}
+
+
+@pytest.mark.parametrize("name", [*DATA_FILES, "metadata.json"])
+def test_a_truncated_file_is_refused_by_name_before_parsing(tmp_path, name, capsys):
+    path = _saved_package(tmp_path)
+    victim = path / name
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as info:
+        load_package(path)
+    assert info.value.file == str(victim) and "rebuild the calibration package" in info.value.fix
+    if name != "metadata.json":
+        assert info.value.field == name and "truncated or was modified" in info.value.problem
+    assert calibrate(["validate-package", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert str(victim) in err and "Fix: rebuild the calibration package" in err
+
+
+@pytest.mark.parametrize("name", ["X.npz", "geography.npz"])
+def test_a_damaged_zip_is_an_input_error_even_with_matching_hashes(tmp_path, name):
+    """Defense in depth: bytes that hash right but do not parse are never a raw BadZipFile."""
+    path = _saved_package(tmp_path)
+    victim = path / name
+    victim.write_bytes(victim.read_bytes()[:100])
+    meta = json.loads((path / "metadata.json").read_text())
+    meta["files"][name] = sha256_file(victim)
+    (path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="unreadable package"):
+        load_package(path)
+
+
+def test_a_package_without_recorded_hashes_is_refused(tmp_path):
+    path = _saved_package(tmp_path)
+    meta = json.loads((path / "metadata.json").read_text())
+    del meta["files"]
+    (path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="no sha256 recorded") as info:
+        load_package(path)
+    assert info.value.field == "files"
+
+
+def test_the_content_hash_follows_the_bytes_not_the_build_time(tmp_path):
+    first = _saved_package(tmp_path / "a")
+    second = _saved_package(tmp_path / "b")
+    assert package_content_sha(first) == package_content_sha(second)
+    with open(second / "initial_weights.npy", "r+b") as f:
+        f.seek(-8, 2)
+        f.write(b"\x00" * 8)
+    assert package_content_sha(first) != package_content_sha(second)

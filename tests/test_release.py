@@ -90,3 +90,116 @@ def test_release_is_never_overwritten_and_reserved_keys_refused(tmp_path):
     with pytest.raises(InputError, match="reserved"):
         rel.promote(root, files, {"files": []}, now=T2)
     assert len(rel.list_releases(root)) == 1
+
+
+def _three_releases(tmp_path):
+    root = tmp_path / "store"
+    made = [rel.promote(root, _inputs(tmp_path, tag), {}, now=now) for tag, now in
+            (("a", T1), ("b", T2), ("c", T3))]
+    return root, [r.version for r in made]
+
+
+T3 = datetime(2025, 1, 4, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("breakage, problem", [
+    ("missing", "CURRENT is missing while 3 releases exist"),
+    ("dangling", "points at '20240101T000000Z-00000000', which is not a complete release"),
+])
+def test_a_broken_current_next_to_releases_is_refused_with_the_repair(tmp_path, breakage,
+                                                                       problem):
+    root, versions = _three_releases(tmp_path)
+    rel.rollback(root, versions[1])
+    link = root / "releases" / "CURRENT"
+    link.unlink()
+    if breakage == "dangling":
+        link.symlink_to("20240101T000000Z-00000000")
+    for read in (rel.current_release, rel.load_current_validation):
+        with pytest.raises(InputError) as info:
+            read(root)
+        text = str(info.value)
+        assert problem in text and "no baseline and nothing may be promoted" in text
+        assert f"it last pointed at {versions[1]}" in text  # from the promotion history
+        assert "calibrate rollback VERSION" in text and "CALIBRATION_BASELINE=newest" in text
+    with pytest.raises(InputError, match="pass the version to restore"):
+        rel.rollback(root)
+    assert rel.repair_current(root).version == versions[2]  # the explicit "newest" choice
+    assert rel.current_release(root).version == versions[2]
+    assert rel.repair_current(root) is None  # nothing left to repair
+
+
+def test_no_release_yet_is_not_a_broken_current(tmp_path):
+    assert rel.current_problem(tmp_path) is None and rel.current_release(tmp_path) is None
+    assert rel.repair_current(tmp_path) is None
+
+
+def test_a_release_whose_promotion_died_before_the_swap_is_unpromoted(tmp_path, monkeypatch):
+    root, versions = _three_releases(tmp_path)
+
+    def crash(target):
+        if target.name == "CURRENT":
+            raise KeyboardInterrupt("killed between the rename and the CURRENT swap")
+
+    monkeypatch.setattr(rel, "before_rename", crash)
+    with pytest.raises(KeyboardInterrupt):
+        rel.promote(root, _inputs(tmp_path, "d"), {}, now=datetime(2025, 1, 5, tzinfo=UTC))
+    monkeypatch.undo()
+    orphan = rel.list_releases(root)[-1].version
+    assert orphan not in versions and rel.current_release(root).version == versions[2]
+    assert rel.promoted_versions(root) == set(versions)
+    # A swap whose history record was lost is recorded by the next swap.
+    link = root / "releases" / "CURRENT"
+    link.unlink()
+    link.symlink_to(orphan)
+    rel.rollback(root, versions[0])
+    assert rel.promoted_versions(root) == {*versions, orphan}
+    history = json.loads((root / "releases" / "history.json").read_text())
+    assert [h["action"] for h in history] == ["promote"] * 3 + ["recorded late", "rollback"]
+
+
+def test_releases_command_lists_and_marks_with_a_dangling_current(tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main
+
+    root, versions = _three_releases(tmp_path)
+    monkeypatch.setattr(rel, "before_rename", lambda t: (_ for _ in ()).throw(
+        KeyboardInterrupt()) if t.name == "CURRENT" else None)
+    with pytest.raises(KeyboardInterrupt):
+        rel.promote(root, _inputs(tmp_path, "d"), {}, now=datetime(2025, 1, 5, tzinfo=UTC))
+    monkeypatch.undo()
+    assert main(["releases", "--storage", str(root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].startswith(f"* {versions[2]}") and "UNPROMOTED" not in out[2]
+    assert out[3].startswith("  2025010") and out[3].endswith("UNPROMOTED (its promotion "
+                                                              "stopped before CURRENT moved)")
+    (root / "releases" / "CURRENT").unlink()
+    (root / "releases" / "CURRENT").symlink_to("gone")
+    assert main(["releases", "--storage", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 4 and "*" not in captured.out
+    assert "CURRENT points at 'gone'" in captured.err and "calibrate rollback" in captured.err
+
+
+def test_a_first_promotion_that_died_before_the_swap_is_not_a_broken_current(tmp_path,
+                                                                           monkeypatch):
+    root = tmp_path / "store"
+    monkeypatch.setattr(rel, "before_rename", lambda t: (_ for _ in ()).throw(
+        KeyboardInterrupt()) if t.name == "CURRENT" else None)
+    with pytest.raises(KeyboardInterrupt):
+        rel.promote(root, _inputs(tmp_path, "a"), {}, now=T1)
+    monkeypatch.undo()
+    [orphan] = rel.list_releases(root)
+    assert rel.current_problem(root) is None and rel.current_release(root) is None
+    assert rel.promoted_versions(root) == set()
+    assert rel.promote(root, _inputs(tmp_path, "b"), {}, now=T2).version in (
+        rel.promoted_versions(root))
+    assert orphan.version not in rel.promoted_versions(root)
+
+
+def test_releases_cut_before_the_history_count_as_promoted(tmp_path):
+    root, versions = _three_releases(tmp_path)
+    (root / "releases" / "history.json").unlink()  # a root from before promotions were recorded
+    assert rel.promoted_versions(root) == set(versions)
+    rel.rollback(root, versions[0])
+    assert rel.promoted_versions(root) == set(versions)
+    (root / "releases" / "CURRENT").unlink()
+    assert rel.current_problem(root) == "is missing"

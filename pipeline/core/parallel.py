@@ -50,6 +50,9 @@ class DaskRunner:
     def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any) -> list[Any]:
         if not items:
             return []
+        # Shared data goes to every worker once (a copy on each, so losing a worker loses
+        # none of it). The items stay in the task graph: the scheduler keeps them, so a task
+        # whose worker died can be run again elsewhere (a scattered item would die with it).
         scattered = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
         futures = self.client.map(fn, list(items), *[[s] * len(items) for s in scattered],
                                   pure=False)
@@ -87,7 +90,7 @@ def connect(address: str | None = None, workers: int | None = None,
                              "start the scheduler (`dask scheduler`) and its workers, fix the "
                              "address, or unset it to use a local cluster") from None
     cluster = LocalCluster(n_workers=workers or local_workers(), threads_per_worker=1,
-                           processes=True, memory_limit=memory_limit, dashboard_address=None)
+                           processes=True, memory_limit=memory_limit, dashboard_address=":0")
     return DaskRunner(Client(cluster))
 
 

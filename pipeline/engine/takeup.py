@@ -104,16 +104,30 @@ def draw_takeup(
     and state. Household ids must be unique.
     """
     hh = np.asarray(household_ids, dtype=np.int64)
-    tu_hh = np.asarray(tax_unit_household_ids, dtype=np.int64)
-    clone = np.broadcast_to(np.asarray(clone_index, dtype=np.int64), hh.shape)
-    state = np.asarray(state_fips_of_household)
     index = pd.Index(hh)
     if not index.is_unique:
         raise ValueError("household_ids must be unique")
-    pos = index.get_indexer(tu_hh)
+    pos = index.get_indexer(np.asarray(tax_unit_household_ids, dtype=np.int64))
     if (pos < 0).any():
         raise ValueError("a tax unit names a household that is not in household_ids")
+    return draw_takeup_at(hh, pos, clone_index, state_fips_of_household)
 
+
+def draw_takeup_at(
+    household_ids: np.ndarray,
+    tax_unit_household: np.ndarray,
+    clone_index: int | np.ndarray,
+    state_fips_of_household: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`draw_takeup` with each tax unit's household given by row position.
+
+    Stacking needs this form: a block holds the same base household in several clones, so
+    base ids repeat; the draw is still keyed by (base household id, clone).
+    """
+    hh = np.asarray(household_ids, dtype=np.int64)
+    pos = np.asarray(tax_unit_household, dtype=np.int64)
+    clone = np.broadcast_to(np.asarray(clone_index, dtype=np.int64), hh.shape)
+    state = np.asarray(state_fips_of_household)
     snap_u = stream_uniform(stream_seeds("takeup/snap", hh, clone))
     snap = snap_u < _state_rates(state, "snap_rate")
 
@@ -122,6 +136,6 @@ def draw_takeup(
     first = np.searchsorted(sorted_pos, sorted_pos, side="left")
     ordinal = np.empty_like(pos)
     ordinal[order] = np.arange(len(pos)) - first
-    eitc_u = stream_uniform(stream_seeds("takeup/eitc", tu_hh, clone[pos]), ordinal)
+    eitc_u = stream_uniform(stream_seeds("takeup/eitc", hh[pos], clone[pos]), ordinal)
     eitc = eitc_u < _state_rates(state, "eitc_rate")[pos]
     return snap, eitc

@@ -8,20 +8,24 @@ pickle code execution) reads it back.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pipeline.core.atomic import atomic_path
+from pipeline.core.atomic import write_bytes
 from pipeline.core.errors import InputError
 
 FORMAT = 3  # 3: λ_L0 per epoch and the next one (record budgets); 2: counter-based noise
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    # Serialized in memory, written by Python: a full disk is an OSError naming the file,
+    # not torch's "unexpected pos" from its zip writer.
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(

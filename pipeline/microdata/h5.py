@@ -11,6 +11,7 @@ dependent alone. These derived ids are written for PolicyEngine and not read bac
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,60 @@ def _derived_ids(md: Microdata) -> dict[str, np.ndarray]:
     }
 
 
+class _DiskFile(io.RawIOBase):
+    """The file HDF5 writes through: unbuffered, so a full disk fails the very write.
+
+    After a failed write the rest are swallowed and the error is kept: HDF5 can then close
+    its file normally (a write failing inside HDF5's own driver leaves a file handle that
+    crashes the interpreter at exit), and `H5Writer.close` raises the error. The file is a
+    temporary one, removed by the caller's atomic write.
+    """
+
+    def __init__(self, path: str | Path):
+        self.raw = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed by H5Writer.close
+        self.error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def readinto(self, buffer: bytearray) -> int:
+        return self.raw.readinto(buffer)
+
+    def write(self, data: bytes) -> int:
+        if self.error is None:
+            try:
+                return self.raw.write(data)
+            except OSError as exc:
+                self.error = exc
+        self.raw.seek(len(memoryview(data)), io.SEEK_CUR)
+        return len(memoryview(data))
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self.raw.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return self.raw.tell() if size is None else size
+
+    def close(self) -> None:
+        if not self.raw.closed:
+            self.raw.close()
+        super().close()
+
+
 class H5Writer:
     """Writes the PolicyEngine layout one block of households at a time (bounded memory).
 
@@ -116,7 +171,8 @@ class H5Writer:
     """
 
     def __init__(self, path: str | Path, period: int, widths: dict[str, int]):
-        self.file = h5py.File(path, "w")
+        self.disk = _DiskFile(path)
+        self.file = h5py.File(self.disk, "w")
         self.period = str(period)
         self.widths = widths
         self.datasets: dict[str, h5py.Dataset] | None = None
@@ -170,7 +226,11 @@ class H5Writer:
                                                        maxshape=(None,), **DATASET_OPTIONS)
 
     def close(self) -> None:
+        """Close; a write the disk refused (full) is raised here, after HDF5 has let go."""
         self.file.close()
+        self.disk.close()
+        if self.disk.error is not None:
+            raise self.disk.error
 
     def __enter__(self) -> H5Writer:
         return self

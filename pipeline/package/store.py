@@ -10,6 +10,7 @@ import hashlib
 import json
 import pickle
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from pipeline.core.tables import check_table
 from pipeline.targets.config import apply_target_config
 from pipeline.targets.db import TARGETS, with_provenance
 
-PACKAGE_VERSION = 1
-FILES = ("X.npz", "targets.csv", "initial_weights.npy", "geography.npz", "metadata.json")
+PACKAGE_VERSION = 2  # 2: metadata.json records every file's sha256
+DATA_FILES = ("X.npz", "targets.csv", "initial_weights.npy", "geography.npz", "base.h5")
+FILES = (*DATA_FILES, "metadata.json")
 TARGET_COLUMNS = tuple(TARGETS.columns)
 
 
@@ -98,7 +100,8 @@ def save_package(pkg: CalibrationPackage, path: str | Path, base_h5: str | Path)
             counties=np.asarray(pkg.counties, dtype=str),
         )
         shutil.copyfile(base_h5, tmp / "base.h5")
-        meta = dict(pkg.metadata, package_version=PACKAGE_VERSION)
+        meta = dict(pkg.metadata, package_version=PACKAGE_VERSION,
+                    files={name: sha256_file(tmp / name) for name in DATA_FILES})
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     pkg.path = path
     return path
@@ -137,6 +140,7 @@ def load_package(path: str | Path, *, trust_pickle: bool = False,
         if not (path / name).exists():
             raise InputError(path / name, name, "missing from the package directory",
                              "rebuild the calibration package (a partial copy is not a package)")
+    verify_package_files(path)
     try:
         X = sp.load_npz(path / "X.npz").tocsr() if matrix else None
         geo = np.load(path / "geography.npz", allow_pickle=False)
@@ -149,12 +153,33 @@ def load_package(path: str | Path, *, trust_pickle: bool = False,
             cd_geoid=geo["cd_geoid"], county_index=geo["county_index"],
             counties=geo["counties"], metadata=metadata, path=path,
         )
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(path, None, f"unreadable package ({exc})",
                          "rebuild the calibration package") from exc
     pkg.check_shapes(path)
     check_table(TARGETS, pkg.targets, path / "targets.csv", "rebuild the calibration package")
     return pkg
+
+
+def verify_package_files(path: str | Path) -> None:
+    """Every file's bytes are the ones the build recorded; a truncated, damaged or swapped
+    file is refused by name before anything parses it."""
+    path = Path(path)
+    meta_path = path / "metadata.json"
+    fix = "rebuild the calibration package (materialize calibration_package)"
+    try:
+        recorded = json.loads(meta_path.read_text()).get("files")
+    except (OSError, ValueError) as exc:
+        raise InputError(meta_path, None, f"unreadable package metadata ({exc})", fix) from exc
+    if not isinstance(recorded, dict) or set(recorded) != set(DATA_FILES):
+        raise InputError(meta_path, "files", "no sha256 recorded for the package files "
+                         "(written by an older version, or edited)", fix)
+    for name in DATA_FILES:
+        file = path / name
+        if sha256_file(file) != recorded[name]:
+            raise InputError(file, name, f"content differs from the sha256 recorded at build "
+                             f"time ({file.stat().st_size:,} bytes now): the file is truncated "
+                             "or was modified", fix)
 
 
 def load_selection(

@@ -33,7 +33,7 @@ from pipeline.core.geo import STATE_ABBR
 from pipeline.core.hashing import sha256_array, sha256_file
 from pipeline.core.layout import MANIFEST
 from pipeline.core.parallel import InProcess, Runner
-from pipeline.engine.takeup import draw_takeup
+from pipeline.engine.takeup import draw_takeup_at
 from pipeline.microdata import H5Writer, Microdata, read_h5, string_widths
 from pipeline.package.store import CalibrationPackage
 
@@ -264,8 +264,9 @@ def _stacked(base: Microdata, source: StackSource, job: FileJob, start: int, sto
     tax_unit = base.tax_unit.iloc[tu_rows].reset_index(drop=True)
     person = base.person.iloc[p_rows].reset_index(drop=True)
     state = cd // 100
-    snap, eitc = _takeup(household["household_id"].to_numpy(np.int64),
-                         tax_unit["household_id"].to_numpy(np.int64), clone, tu_clone, state)
+    # Drawn as the matrix builder draws them: keyed by base household id and clone.
+    snap, eitc = draw_takeup_at(household["household_id"].to_numpy(np.int64),
+                                np.repeat(np.arange(len(cols)), tu_count[record]), clone, state)
     for table, clones in ((household, clone), (tax_unit, tu_clone), (person, p_clone)):
         for col in [c for c in table.columns if c.endswith("_id")]:
             table[col] = clones * source.scales[col] + table[col].to_numpy(np.int64)
@@ -320,22 +321,3 @@ def _id_scales(base: Microdata, max_clone: int) -> dict[str, int]:
         raise InputError(None, too_big[0], "cloned ids would overflow int64",
                          "renumber the base ids densely from 0")
     return scales
-
-
-def _takeup(hh_ids: np.ndarray, tu_hh_ids: np.ndarray, clone: np.ndarray, tu_clone: np.ndarray,
-            state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Draw per clone, exactly as the matrix builder does (base ids, clone index, state)."""
-    snap = np.zeros(len(hh_ids), dtype=bool)
-    eitc = np.zeros(len(tu_hh_ids), dtype=bool)
-    if not len(hh_ids):
-        return snap, eitc
-    hh_order = np.argsort(clone, kind="stable")
-    tu_order = np.argsort(tu_clone, kind="stable")
-    clones = np.unique(clone)
-    hh_split = np.searchsorted(clone[hh_order], clones[1:])
-    tu_split = np.searchsorted(tu_clone[tu_order], clones[1:])
-    for c, hh_sel, tu_sel in zip(clones.tolist(), np.split(hh_order, hh_split),
-                                 np.split(tu_order, tu_split), strict=True):
-        snap[hh_sel], eitc[tu_sel] = draw_takeup(hh_ids[hh_sel], tu_hh_ids[tu_sel], c,
-                                                 state[hh_sel])
-    return snap, eitc

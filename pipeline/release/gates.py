@@ -131,7 +131,8 @@ def _simulation_quality(ctx: GateContext) -> GateReport:
     baseline = load_current_validation(ctx.layout.root)
     report = review_quality(read_validation_csv(ctx.layout.validation_csv), baseline,
                             ctx.profile.gates.quality)
-    against = "the CURRENT release" if baseline is not None else "absolute tolerances"
+    against = ("the CURRENT release" if baseline is not None
+               else "absolute tolerances (no release yet)")
     return GateReport(report.passed, f"judged against {against}: {report.summary}",
                       report.rules, report.metrics, report.details)
 

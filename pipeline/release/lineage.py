@@ -22,6 +22,8 @@ NO_RELEASE = "none"
 
 
 def _current_release(layout: Layout) -> str:
+    """The version CURRENT names. A missing or dangling CURRENT next to releases raises
+    (InputError with the repair), for every gate and for promotion alike."""
     release = current_release(layout.root)
     return NO_RELEASE if release is None else release.version
 

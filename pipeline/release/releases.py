@@ -1,7 +1,9 @@
 """Versioned, immutable releases with an atomically moved `CURRENT` pointer.
 
 A release directory is assembled under a temporary name and renamed into place, so a
-promotion that fails part-way leaves `CURRENT` and every earlier release untouched.
+promotion that fails part-way leaves `CURRENT` and every earlier release untouched; one
+that dies between the rename and the `CURRENT` swap leaves a complete release that
+`history.json` shows was never promoted.
 Files are hard-linked when possible: every stage replaces files by rename (a new inode),
 so a later run never rewrites the bytes a release links to.
 """
@@ -22,11 +24,13 @@ import pandas as pd
 
 from pipeline.core.atomic import TMP_PREFIX, atomic_dir, write_json
 from pipeline.core.errors import InputError
+from pipeline.core.failpoint import before_rename
 from pipeline.core.hashing import sha256_file
 from pipeline.core.layout import MANIFEST, VALIDATION_CSV, Layout
 from pipeline.validate.totals import read_validation_csv
 
 CURRENT = "CURRENT"
+HISTORY = "history.json"  # every version CURRENT has pointed at, in order
 _RESERVED = ("version", "created_at", "files")
 
 
@@ -66,11 +70,12 @@ def promote(
     manifest = dict(manifest_extra, version=version, created_at=stamp, files={
         rel: {"sha256": hashes[rel], "bytes": sources[rel].stat().st_size} for rel in sources
     })
+    _start_history(releases)
     with atomic_dir(path, replace=False) as tmp:
         for rel, src in sources.items():
             _place(src, tmp / rel)
         write_json(tmp / MANIFEST, manifest)
-    _point_current(releases, version)
+    _point_current(releases, version, "promote")
     return Release(version, path, manifest)
 
 
@@ -88,36 +93,83 @@ def list_releases(storage_root: str | Path) -> list[Release]:
     return found
 
 
+def current_problem(storage_root: str | Path) -> str | None:
+    """What is wrong with `CURRENT`, or None: it names a complete release, or none exists."""
+    link = Layout(Path(storage_root)).releases_dir / CURRENT
+    names = [r.version for r in list_releases(storage_root)]
+    if link.is_symlink():
+        target = os.readlink(link)
+        return None if target in names else f"points at {target!r}, which is not a complete release"
+    if link.exists():
+        return "is not a symlink to a release"
+    if not names or _read_history(link.parent) == []:
+        return None  # nothing was ever promoted: the first promotion died before the swap
+    return "is missing"
+
+
 def current_release(storage_root: str | Path) -> Release | None:
+    """The release `CURRENT` names; None only while there is no release at all.
+
+    A missing or dangling `CURRENT` next to releases is an InputError: the regression gates
+    judge against it, and silently judging against nothing would switch them off.
+    """
+    problem = current_problem(storage_root)
+    if problem is not None:
+        raise _broken_current(storage_root, problem)
     link = Layout(Path(storage_root)).releases_dir / CURRENT
     if not link.is_symlink():
         return None
     version = os.readlink(link)
-    for rel in list_releases(storage_root):
-        if rel.version == version:
-            return rel
-    raise InputError(link, CURRENT, f"points at {version!r}, which is not a complete release",
-                     "run rollback(root, version) with a version from list_releases")
+    return next(r for r in list_releases(storage_root) if r.version == version)
+
+
+def promoted_versions(storage_root: str | Path) -> set[str]:
+    """Every version `CURRENT` has pointed at. A complete release outside this set was left
+    unpromoted: its promotion stopped between the release's rename and the `CURRENT` swap."""
+    releases = Layout(Path(storage_root)).releases_dir
+    history = _read_history(releases)
+    if history is None:  # releases cut before promotions were recorded: none is suspect
+        return {r.version for r in list_releases(storage_root)}
+    seen = {entry["version"] for entry in history}
+    link = releases / CURRENT
+    if link.is_symlink():
+        seen.add(os.readlink(link))
+    return seen
+
+
+def repair_current(storage_root: str | Path) -> Release | None:
+    """Point a missing or dangling `CURRENT` at the newest complete release (the explicit
+    `CALIBRATION_BASELINE=newest` choice); returns it, or None when nothing needed repair."""
+    releases = list_releases(storage_root)
+    if current_problem(storage_root) is None or not releases:
+        return None
+    _point_current(Layout(Path(storage_root)).releases_dir, releases[-1].version, "repair")
+    return releases[-1]
 
 
 def rollback(storage_root: str | Path, version: str | None = None) -> Release:
     """Point `CURRENT` at `version`, or at the release just before the current one."""
     releases = list_releases(storage_root)
     names = [r.version for r in releases]
+    releases_dir = Layout(Path(storage_root)).releases_dir
     if version is None:
+        problem = current_problem(storage_root)
+        if problem is not None:
+            raise InputError(releases_dir / CURRENT, CURRENT, f"CURRENT {problem}, so there "
+                             "is no 'release before it'", f"pass the version to restore: "
+                             f"calibrate rollback VERSION, one of {names}")
         current = current_release(storage_root)
         if current is None or names.index(current.version) == 0:
-            raise InputError(Layout(Path(storage_root)).releases_dir, CURRENT,
-                             "there is no earlier release to roll back to",
+            raise InputError(releases_dir, CURRENT, "there is no earlier release to roll back to",
                              "pass an explicit version from list_releases")
         target = releases[names.index(current.version) - 1]
     elif version in names:
         target = releases[names.index(version)]
     else:
-        raise InputError(Layout(Path(storage_root)).releases_dir, "version",
+        raise InputError(releases_dir, "version",
                          f"no complete release {version!r}; releases: {names}",
                          "pass one of the listed versions")
-    _point_current(Layout(Path(storage_root)).releases_dir, target.version)
+    _point_current(releases_dir, target.version, "rollback")
     return target
 
 
@@ -128,6 +180,21 @@ def load_current_validation(storage_root: str | Path) -> pd.DataFrame | None:
         return None
     return read_validation_csv(current.path / VALIDATION_CSV)
 
+
+def _broken_current(storage_root: str | Path, problem: str) -> InputError:
+    releases_dir = Layout(Path(storage_root)).releases_dir
+    names = [r.version for r in list_releases(storage_root)]
+    history = _read_history(releases_dir)
+    last = history[-1]["version"] if history else None
+    hint = (f"it last pointed at {last}" if last in names
+            else f"releases: {', '.join(names[-3:])}")
+    return InputError(
+        releases_dir / CURRENT, CURRENT,
+        f"CURRENT {problem} while {len(names)} releases exist, so gate 1 and gate 2 have no "
+        "baseline and nothing may be promoted",
+        f"repair it with `calibrate rollback VERSION` ({hint}), or take the newest release "
+        f"({names[-1]}) as the baseline explicitly: CALIBRATION_BASELINE=newest "
+        "(`make run BASELINE=newest`)")
 
 def _expand(files: dict[str, Path]) -> dict[str, Path]:
     """Every source file by its release-relative name; refuse missing inputs up front."""
@@ -158,12 +225,44 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _point_current(releases: Path, version: str) -> None:
-    """Swap the `CURRENT` symlink by renaming a fresh link over it (atomic on POSIX)."""
-    tmp = releases / f"{TMP_PREFIX}{CURRENT}.{uuid.uuid4().hex}"
+def _point_current(releases: Path, version: str, action: str) -> None:
+    """Swap the `CURRENT` symlink by renaming a fresh link over it (atomic on POSIX), and
+    record the version in the history. A crash right after a swap leaves that version
+    unrecorded; the next swap records it first, so no promoted release reads as unpromoted.
+    """
+    _start_history(releases)
+    history = _read_history(releases)
+    link = releases / CURRENT
+    if link.is_symlink():
+        previous = os.readlink(link)
+        if (releases / previous / MANIFEST).is_file() and previous not in {
+                entry["version"] for entry in history}:
+            history.append(_entry(previous, "recorded late"))
+    tmp = releases / f"{TMP_PREFIX}{CURRENT}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         os.symlink(version, tmp)
-        os.replace(tmp, releases / CURRENT)
+        before_rename(link)
+        os.replace(tmp, link)
     finally:
         if tmp.is_symlink():
             tmp.unlink()
+    write_json(releases / HISTORY, history + [_entry(version, action)])
+
+
+def _entry(version: str, action: str) -> dict[str, str]:
+    return {"version": version, "action": action,
+            "at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def _start_history(releases: Path) -> None:
+    """Create the history before the first release of this root (or of this version of the
+    code: releases already there count as promoted), so an empty one means 'never promoted'."""
+    if _read_history(releases) is None:
+        write_json(releases / HISTORY, [{"version": r.version, "action": "before history",
+                                         "at": ""} for r in list_releases(releases.parent)])
+
+
+def _read_history(releases: Path) -> list[dict[str, str]] | None:
+    """None when no promotion has been recorded here yet."""
+    path = releases / HISTORY
+    return json.loads(path.read_text()) if path.is_file() else None
