@@ -14,7 +14,7 @@ from pipeline.release.lineage import parent_hashes
 from resources import ComputeResource, StorageResource
 
 
-@asset(group_name="publish", code_version="2", deps=["calibration_weights", calibration_package],
+@asset(group_name="publish", code_version="3", deps=["calibration_weights", calibration_package],
        description="One H5 per state, per district and a national file; weight > 0 records.")
 def stacked_h5s(storage: StorageResource, compute: ComputeResource) -> MaterializeResult:
     layout = storage.layout
