@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "policyengine_interop"
 
 
+_TAX_CACHES: dict = {}  # period -> TaxCache: every file's units are the base sample's
+
+
 def ours(path: Path) -> dict[str, float]:
     """Our engine on the file, summed by validation's own aggregation."""
     from pipeline.engine import simulate
@@ -43,7 +47,8 @@ def ours(path: Path) -> dict[str, float]:
     from pipeline.validate.aggregate import EntityTables
 
     md = read_h5(path)
-    tables = EntityTables(md, simulate(md, TaxCache(md.period).taxes(md.tax_unit)))
+    cache = _TAX_CACHES.setdefault(md.period, TaxCache(md.period))
+    tables = EntityTables(md, simulate(md, cache.taxes(md.tax_unit)))
     totals = {"households": tables.total("household_count", "[]"),
               "persons": tables.total("person_count", "[]"),
               "snap_households": tables.total("household_count", '[["snap", ">", 0]]')}
@@ -83,24 +88,36 @@ def _child(paths: list[str], period: int, out: str) -> int:
     return 0
 
 
-def run_watched(paths: list[Path], period: int, max_rss_gb: float, work: Path
-                ) -> tuple[list[dict[str, float]] | None, dict[str, float]]:
-    """`theirs` in a child process; stopped when its resident memory passes the cap."""
-    out = work / f"pe-{os.getpid()}-{len(paths)}-{paths[0].stem}.json"
-    child = subprocess.Popen([sys.executable, __file__, "--child", str(out), str(period),
-                              *map(str, paths)])
-    started, peak = time.monotonic(), 0.0
-    while child.poll() is None:
-        peak = max(peak, _rss_gb(child.pid))
-        if peak > max_rss_gb:
-            child.kill()
-            child.wait()
-            return None, {"peak_rss_gb": peak, "seconds": time.monotonic() - started}
-        time.sleep(1.0)
-    stats = {"peak_rss_gb": peak, "seconds": time.monotonic() - started}
-    if child.returncode != 0:
-        raise RuntimeError(f"policyengine-us failed on {paths[0]} (exit {child.returncode})")
-    return json.loads(out.read_text()), stats
+class Watched:
+    """`theirs` in a child process, stopped when its resident memory passes the cap; our
+    side can be computed meanwhile."""
+
+    def __init__(self, paths: list[Path], period: int, max_rss_gb: float, work: Path):
+        self.out = work / f"pe-{os.getpid()}-{len(paths)}-{paths[0].stem}.json"
+        self.child = subprocess.Popen([sys.executable, __file__, "--child", str(self.out),
+                                       str(period), *map(str, paths)])
+        self.max_rss_gb, self.peak, self.started = max_rss_gb, 0.0, time.monotonic()
+        self.stopped = False
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.watcher.start()
+
+    def _watch(self) -> None:
+        while self.child.poll() is None:
+            self.peak = max(self.peak, _rss_gb(self.child.pid))
+            if self.peak > self.max_rss_gb:
+                self.stopped = True
+                self.child.kill()
+            time.sleep(1.0)
+
+    def result(self) -> tuple[list[dict[str, float]] | None, dict[str, float]]:
+        self.child.wait()
+        self.watcher.join()
+        stats = {"peak_rss_gb": self.peak, "seconds": time.monotonic() - self.started}
+        if self.stopped:
+            return None, stats
+        if self.child.returncode != 0:
+            raise RuntimeError(f"policyengine-us failed (exit {self.child.returncode})")
+        return json.loads(self.out.read_text()), stats
 
 
 def _rss_gb(pid: int) -> float:
@@ -119,19 +136,23 @@ def compare(stacked: Path, max_rss_gb: float, only: list[str] | None) -> pd.Data
     files = [rel for rel in manifest["files"] if rel.startswith("states/")]
     files = [f for f in files if only is None or f in only]
     rows = []
-    states, stats = run_watched([stacked / f for f in files], period, max_rss_gb, stacked.parent)
+    watched = Watched([stacked / f for f in files], period, max_rss_gb, stacked.parent)
+    our = {rel: ours(stacked / rel) for rel in files}  # while policyengine-us runs
+    states, stats = watched.result()
     if states is None:
         raise RuntimeError(f"the state files passed {max_rss_gb} GB together: {stats}")
     for rel, pe in zip(files, states, strict=True):
-        rows.append(_row(rel, ours(stacked / rel), pe, manifest["files"][rel]))
+        rows.append(_row(rel, our[rel], pe, manifest["files"][rel]))
     if only is None or "national.h5" in only:
-        national, stats = run_watched([stacked / "national.h5"], period, max_rss_gb,
-                                      stacked.parent)
-        entry = manifest["files"]["national.h5"]
-        pe = national[0] if national else {"seconds": stats["seconds"],
-                                           "stopped_at_rss_gb": stats["peak_rss_gb"]}
-        rows.append(_row("national.h5", ours(stacked / "national.h5"), pe, entry,
+        watched = Watched([stacked / "national.h5"], period, max_rss_gb, stacked.parent)
+        our_national = ours(stacked / "national.h5")
+        national, stats = watched.result()
+        pe = national[0] if national else {"seconds": stats["seconds"]}
+        rows.append(_row("national.h5", our_national, pe, manifest["files"]["national.h5"],
                          stats["peak_rss_gb"]))
+        if national is None:
+            print(f"policyengine-us stopped on national.h5 at {stats['peak_rss_gb']:.1f} GB "
+                  f"resident after {stats['seconds']:.0f}s", flush=True)
     return pd.DataFrame(rows)
 
 
