@@ -83,10 +83,12 @@ def check_result(report: GateReport, *, warn: bool = False) -> AssetCheckResult:
 LOSS_JUMP = (
     "The dashed line marks where the L0 phase hands over to the polish. Before it the curve "
     "is the training objective at randomly drawn gates: the data term plus the L0 and L2 "
-    "penalties. After it the gates are fixed (kept records open, the rest closed), the "
-    "penalties are gone and only the data term at those fixed weights remains, so the loss "
-    "jumps there (up when fixing the gates costs fit, down when the penalty dominated) and "
-    "the polish then refits the kept weights."
+    "penalties. From it the gates are fixed (kept records open, the rest closed) and the "
+    "penalties are gone, so the first polish epoch shows the data term alone at those "
+    "weights. The polish starts a fresh optimizer, whose first full-size steps move every "
+    "kept weight at once: the loss jumps for a few epochs, then falls below the L0 phase's "
+    "while the learning rate decays over the last 30%. The exported weights are the last "
+    "epoch's."
 )
 
 

@@ -46,7 +46,7 @@ def test_loss_plot_has_axes_the_handover_and_the_final_epoch():
     assert ">1e-1</text>" in svg and ">1e2</text>" in svg  # log ticks cover the range
     assert ">420</text>" in svg  # the last epoch is an x tick
     assert 'stroke-dasharray="4 3"' in svg and "polish from epoch 301" in svg
-    assert "hands over to the polish" in text and "penalties are gone" in text
+    assert "hands over to the polish" in text and "fresh optimizer" in text
     rows = re.findall(r"^\| (\d+) \| (L0|polish) \| ([^|]+) \|$", text, re.M)
     assert rows[-1] == ("420", "polish", "1.952")  # final epoch, 4 significant digits
     assert ("300", "L0", "0.3333") in rows and ("301", "polish", "3.142") in rows
