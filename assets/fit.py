@@ -5,11 +5,12 @@ from dagster import AssetExecutionContext, AssetsDefinition, Config, Materialize
 from dagster import MetadataValue as MV
 
 from assets.gates import gate_check
-from assets.metadata import data_version, line_chart, markdown_table
+from assets.metadata import data_version, loss_chart, markdown_table
 from assets.package import calibration_package
 from assets.targets import target_config
 from pipeline.config import Profile
 from pipeline.core.hashing import sha256_file
+from pipeline.core.progress import report_to
 from pipeline.fit import FitParams, FitResult, fit_package
 from pipeline.fit.outputs import diagnostics_frame
 from resources import ComputeResource, ProfileResource, StorageResource
@@ -49,7 +50,9 @@ def fit_assets(loaded: Profile) -> list[AssetsDefinition]:
     ) -> MaterializeResult:
         layout = storage.layout
         params = launch_params(config, loaded.fit, profile.load(), compute.device)
-        result = fit_package(layout.package_dir, layout.target_config, layout.fit_dir, params)
+        with report_to(context.log.info):  # progress lines into the run's event log
+            result = fit_package(layout.package_dir, layout.target_config, layout.fit_dir,
+                                 params)
         context.log.info(f"fit done: {result.error_summaries['exported']}")
         return MaterializeResult(metadata=fit_metadata(result, layout.fit_dir),
                                  data_version=data_version(sha256_file(layout.weights)))
@@ -60,7 +63,6 @@ def fit_assets(loaded: Profile) -> list[AssetsDefinition]:
 def fit_metadata(result: FitResult, fit_dir) -> dict:
     summary = result.error_summaries["exported"]
     history = result.loss_history
-    losses = history["l0"] + history["polish"]
     trained = diagnostics_frame(result)
     trained = trained[trained["selected"]]
     return {
@@ -75,9 +77,7 @@ def fit_metadata(result: FitResult, fit_dir) -> dict:
         "device": result.device,
         "epochs_per_second": result.epochs_per_second,
         "hyperparameters": MV.json(result.params.to_dict()),
-        "loss_curve": MV.md(line_chart(
-            list(range(1, len(losses) + 1)), losses,
-            f"loss by epoch (L0 phase, then {len(history['polish'])} polish)")),
+        "loss_curve": MV.md(loss_chart(history["l0"], history["polish"])),
         "worst_targets": MV.md(markdown_table(trained.nlargest(15, "abs_rel_error")[
             ["target", "true_value", "estimate", "rel_error"]])),
         "path": MV.path(str(fit_dir)),

@@ -1,12 +1,13 @@
 """Validate stage: every target recomputed from the published files, and gate 2."""
 
 import pandas as pd
-from dagster import MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.gates import gate_check
 from assets.metadata import column_schema, file_result, markdown_table
 from assets.publish import stacked_h5s
 from assets.targets import target_config
+from pipeline.core.progress import report_to
 from pipeline.package.store import load_selection
 from pipeline.release.gates import published
 from pipeline.release.lineage import parent_hashes, write_lineage
@@ -24,11 +25,13 @@ from resources import ComputeResource, StorageResource
 @asset(group_name="validate", code_version="2", deps=[stacked_h5s, target_config],
        description="Every target recomputed by the engine from the published H5 files, "
                    "scored relative (or absolute near zero), with its provenance.")
-def validation_results(storage: StorageResource, compute: ComputeResource) -> MaterializeResult:
+def validation_results(context: AssetExecutionContext, storage: StorageResource,
+                       compute: ComputeResource) -> MaterializeResult:
     layout = storage.layout
     lineage = parent_hashes(layout, "validation_results")
     pkg, selected = load_selection(layout.package_dir, layout.target_config, matrix=False)
-    df = validate_h5s(published(layout, pkg, compute.runner()), pkg.targets, selected)
+    with report_to(context.log.info):
+        df = validate_h5s(published(layout, pkg, compute.runner()), pkg.targets, selected)
     write_validation_csv(df, layout.validation_csv)
     write_lineage(layout.validation_lineage, lineage)
     scored = df[df["scope"] == IN_SCOPE]
