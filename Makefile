@@ -3,13 +3,19 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= demo
-export DAGSTER_HOME := $(CURDIR)
+PORT ?= 3000
+# The Dagster instance (run history, event logs, the UI's .nux/.logs_queue/.telemetry)
+# lives under .dagster_home/, configured by the committed dagster.yaml copied there.
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CALIBRATION_STORAGE_ROOT ?= $(CURDIR)/storage
+export CALIBRATION_PROFILE := $(PROFILE)
+# The optional interop check: policyengine-us in its own venv (AGPL, never a default).
+PE_VENV := .venv-policyengine
 
-.PHONY: setup run test test-fast lint bench ui clean
+.PHONY: setup run test test-fast lint bench ui interop clean
 
 # Idempotent: re-running only re-installs when pyproject.toml changed.
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +24,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
 
 # BASELINE=newest: a missing or dangling releases/CURRENT is first pointed at the newest release.
 run: setup
@@ -33,8 +43,22 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check pipeline assets resources tests benchmarks scripts
 
+# `make ui PROFILE=ci PORT=3107`: the launchpad and checks use that profile's settings.
 ui: setup
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster dev -w workspace.yaml -p $(PORT)
+
+# Loads every published file of the CURRENT release in policyengine-us and compares its
+# totals with our validation (docs/policyengine.md). Needs `make run` first.
+interop: setup $(PE_VENV)/.installed
+	$(PE_VENV)/bin/python -m pytest -q tests/test_policyengine_optional.py
+	$(PE_VENV)/bin/python scripts/policyengine_interop.py --storage $(CALIBRATION_STORAGE_ROOT)
+
+$(PE_VENV)/.installed: pyproject.toml
+	test -x $(PE_VENV)/bin/python || $(PYTHON) -m venv $(PE_VENV)
+	$(PE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PE_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(PE_VENV)/bin/python -m pip install -q -e ".[dev,policyengine]"
+	touch $@
 
 clean:
-	rm -rf $(VENV) storage
+	rm -rf $(VENV) $(PE_VENV) storage .dagster_home

@@ -8,11 +8,12 @@ from dagster import AssetExecutionContext, AssetsDefinition, Config, Materialize
 from dagster import MetadataValue as MV
 
 from assets.gates import gate_check
-from assets.metadata import data_version, line_chart, markdown_table, svg_image
+from assets.metadata import data_version, loss_chart, markdown_table, svg_image
 from assets.package import calibration_package
 from assets.targets import national_target_config, target_config
 from pipeline.config import Profile
 from pipeline.core.hashing import sha256_file
+from pipeline.core.progress import report_to
 from pipeline.fit import FitParams, FitResult, fit_package
 from pipeline.fit.frontier import frontier_svg
 from pipeline.fit.outputs import diagnostics_frame
@@ -35,10 +36,12 @@ def fit_config_class(defaults: FitParams, name: str) -> type[Config]:
         **fields)
 
 
-def launch_params(config: Config, shown: FitParams, device: str) -> FitParams:
-    """The profile's fit (`shown`) with what the user changed in the launchpad."""
+def launch_params(config: Config, shown: FitParams, base: FitParams, device: str
+                  ) -> FitParams:
+    """The run's profile fit (`base`) with what the user changed from the launchpad's
+    values (`shown`, the profile loaded with the definitions)."""
     changed = {k: v for k, v in config.model_dump().items() if v != getattr(shown, k)}
-    return shown.with_(**changed, device=device)
+    return base.with_(**changed, device=device)
 
 
 def fit_assets(loaded: Profile) -> list[AssetsDefinition]:
@@ -55,8 +58,10 @@ def fit_assets(loaded: Profile) -> list[AssetsDefinition]:
         profile: ProfileResource, compute: ComputeResource,
     ) -> MaterializeResult:
         layout = storage.layout
-        params = launch_params(config, profile.load().fit, compute.device)
-        result = fit_package(layout.package_dir, layout.target_config, layout.fit_dir, params)
+        params = launch_params(config, loaded.fit, profile.load().fit, compute.device)
+        with report_to(context.log.info):  # progress lines into the run's event log
+            result = fit_package(layout.package_dir, layout.target_config, layout.fit_dir,
+                                 params)
         context.log.info(f"fit done: {result.error_summaries['exported']}")
         return MaterializeResult(metadata=fit_metadata(result, layout.fit_dir, "local fit"),
                                  data_version=data_version(sha256_file(layout.weights)))
@@ -70,10 +75,12 @@ def fit_assets(loaded: Profile) -> list[AssetsDefinition]:
         profile: ProfileResource, compute: ComputeResource,
     ) -> MaterializeResult:
         layout = storage.layout
-        params = launch_params(config, profile.load().national_fit, compute.device)
-        result = fit_package(layout.package_dir, layout.national_target_config,
-                             layout.national_fit_dir, params,
-                             config_artifact="national_target_config")
+        params = launch_params(config, loaded.national_fit, profile.load().national_fit,
+                               compute.device)
+        with report_to(context.log.info):
+            result = fit_package(layout.package_dir, layout.national_target_config,
+                                 layout.national_fit_dir, params,
+                                 config_artifact="national_target_config")
         context.log.info(f"national fit done: {result.kept:,} records kept, "
                          f"{result.error_summaries['exported']}")
         return MaterializeResult(
@@ -87,7 +94,6 @@ def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
     summary = result.error_summaries["exported"]
     split = result.error_summaries["validation_split"]
     history = result.loss_history
-    losses = history["l0"] + history["polish"]
     trained = diagnostics_frame(result)
     trained = trained[trained["selected"]]
     frontier = result.frontier
@@ -115,9 +121,7 @@ def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
             f"{label} frontier") + "\n\n" + markdown_table(frontier[
                 ["records_kept", "training_error", "split_error", "records", "lambda_l0",
                  "temperature_schedule", "hybrid_share"]])),
-        "loss_curve": MV.md(line_chart(
-            list(range(1, len(losses) + 1)), losses,
-            f"loss by epoch (L0 phase, then {len(history['polish'])} polish)")),
+        "loss_curve": MV.md(loss_chart(history["l0"], history["polish"])),
         "worst_targets": MV.md(markdown_table(trained.nlargest(15, "abs_rel_error")[
             ["target", "true_value", "estimate", "rel_error"]])),
         "path": MV.path(str(fit_dir)),

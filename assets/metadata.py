@@ -86,22 +86,77 @@ def svg_image(svg: str, title: str) -> str:
     return f"![{title}](data:image/svg+xml;base64,{image})"
 
 
-def line_chart(xs: list[float], ys: list[float], title: str, width: int = 480,
-               height: int = 200) -> str:
-    """A log-scale line chart as an inline SVG image, plus the numbers it draws, in Markdown."""
-    if not xs:
-        return f"**{title}**: no points"
-    logs = np.log10(np.maximum(np.asarray(ys, dtype=float), 1e-300))
-    x = np.asarray(xs, dtype=float)
-    sx = (x - x.min()) / max(np.ptp(x), 1e-12) * (width - 20) + 10
-    sy = height - 10 - (logs - logs.min()) / max(np.ptp(logs), 1e-12) * (height - 20)
-    points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(sx, sy, strict=True))
-    svg = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
-        f'<rect width="100%" height="100%" fill="white"/>'
-        f'<polyline fill="none" stroke="#4f43dd" stroke-width="2" points="{points}"/></svg>'
-    )
-    step = max(1, len(xs) // 10)
-    rows = pd.DataFrame({"epoch": xs[::step], title: ys[::step]})
-    return (f"**{title}** (log scale, {ys[0]:.4g} → {ys[-1]:.4g})\n\n"
-            f"{svg_image(svg, title)}\n\n{markdown_table(rows)}")
+LOSS_JUMP = (
+    "The dashed line marks where the L0 phase hands over to the polish. Before it the curve "
+    "is the training objective at randomly drawn gates: the data term plus the L0 and L2 "
+    "penalties. From it the gates are fixed (kept records open, the rest closed) and the "
+    "penalties are gone, so the first polish epoch shows the data term alone at those "
+    "weights. The polish starts a fresh optimizer, whose first full-size steps move every "
+    "kept weight at once: the loss jumps for a few epochs, then falls below the L0 phase's "
+    "while the learning rate decays over the last 30%. The exported weights are the last "
+    "epoch's."
+)
+
+
+def loss_chart(l0: list[float], polish: list[float], width: int = 560,
+               height: int = 260) -> str:
+    """The fit's loss by epoch, log scale, as an inline SVG with axes and the L0 → polish
+    handover marked; then the numbers (4 significant digits, the final epoch included)."""
+    ys = np.asarray(l0 + polish, dtype=float)
+    if not len(ys):
+        return "**loss by epoch**: no epochs"
+    left, right, top, bottom = 70, 20, 20, 45
+    epochs = np.arange(1, len(ys) + 1)
+    logs = np.log10(np.maximum(ys, 1e-300))
+    lo, hi = np.floor(logs.min()), np.ceil(logs.max())
+    hi = hi if hi > lo else lo + 1
+
+    def x(e: float) -> float:
+        return left + (e - 1) / max(len(ys) - 1, 1) * (width - left - right)
+
+    def y(v: float) -> float:
+        return top + (hi - v) / (hi - lo) * (height - top - bottom)
+
+    parts = [f'<rect width="{width}" height="{height}" fill="white"/>',
+             _line(left, top, left, height - bottom), _line(left, height - bottom,
+                                                            width - right, height - bottom)]
+    for power in np.arange(lo, hi + 1, max(1, int((hi - lo) // 5) or 1)):
+        parts += [_line(left - 4, y(power), left, y(power)),
+                  _text(left - 6, y(power) + 4, f"1e{int(power)}", "end")]
+    for e in np.unique(np.linspace(1, len(ys), 5).round().astype(int)):
+        parts += [_line(x(e), height - bottom, x(e), height - bottom + 4),
+                  _text(x(e), height - bottom + 16, f"{e:,}", "middle")]
+    parts += [_text((left + width - right) / 2, height - 6, "epoch", "middle"),
+              _text(14, (top + height - bottom) / 2, "loss (log scale)", "middle",
+                    f'transform="rotate(-90 14 {(top + height - bottom) / 2})"')]
+    for phase, (a, b), colour in (("L0", (0, len(l0)), "#4f43dd"),
+                                  ("polish", (len(l0), len(ys)), "#e8590c")):
+        if b > a:
+            pts = " ".join(f"{x(e):.1f},{y(v):.1f}" for e, v in zip(epochs[a:b], logs[a:b],
+                                                                    strict=True))
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+                         f'points="{pts}"><title>{phase}</title></polyline>')
+    if l0 and polish:
+        handover = x(len(l0) + 0.5)
+        parts += [_line(handover, top, handover, height - bottom, 'stroke-dasharray="4 3"'),
+                  _text(handover + 4, top + 10, f"polish from epoch {len(l0) + 1:,}", "start")]
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>')
+    image = base64.b64encode(svg.encode()).decode()
+    rows = sorted({*range(1, len(ys) + 1, max(1, len(ys) // 10)), len(l0), len(l0) + 1,
+                   len(ys)} - {0, len(ys) + 1})
+    table = pd.DataFrame({"epoch": rows,
+                          "phase": ["L0" if e <= len(l0) else "polish" for e in rows],
+                          "loss": [float(ys[e - 1]) for e in rows]})
+    return (f"**loss by epoch** ({len(l0):,} L0 epochs, then {len(polish):,} polish; "
+            f"{ys[0]:.4g} → {ys[-1]:.4g})\n\n![loss by epoch](data:image/svg+xml;base64,"
+            f"{image})\n\n{LOSS_JUMP}\n\n{markdown_table(table)}")
+
+
+def _line(x1: float, y1: float, x2: float, y2: float, extra: str = "") -> str:
+    return (f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#333" '
+            f'{extra}/>')
+
+
+def _text(x: float, y: float, text: str, anchor: str, extra: str = "") -> str:
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" {extra}>{text}</text>'

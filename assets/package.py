@@ -6,6 +6,7 @@ from assets.gates import gate_check
 from assets.metadata import column_schema, data_version
 from assets.source import stratified_cps
 from assets.targets import target_db
+from pipeline.core.progress import report_to
 from pipeline.package.build import build_package
 from pipeline.package.store import package_content_sha
 from pipeline.targets.db import TARGETS
@@ -19,8 +20,9 @@ def calibration_package(
     compute: ComputeResource,
 ) -> MaterializeResult:
     layout = storage.layout
-    pkg = build_package(layout.base_h5, layout.target_db, layout.package_dir, profile.load(),
-                        compute.runner())
+    with report_to(context.log.info):
+        pkg = build_package(layout.base_h5, layout.target_db, layout.package_dir,
+                            profile.load(), compute.runner())
     meta = pkg.metadata
     context.log.info(f"package: {pkg.X.shape[0]} targets x {pkg.X.shape[1]} columns")
     return MaterializeResult(

@@ -27,7 +27,7 @@ def _microdata_metadata(md: Microdata) -> dict:
     }
 
 
-@asset(group_name=GROUP, code_version="1", description="Tax-Calculator's CPS, uprated.")
+@asset(group_name=GROUP, code_version="2", description="Tax-Calculator's CPS, uprated.")
 def source_cps(storage: StorageResource, profile: ProfileResource) -> MaterializeResult:
     path = storage.layout.source_h5
     md = load_source_cps(profile.load().period)
@@ -35,7 +35,7 @@ def source_cps(storage: StorageResource, profile: ProfileResource) -> Materializ
     return file_result(path, _microdata_metadata(md))
 
 
-@asset(group_name=GROUP, code_version="1", deps=[source_cps],
+@asset(group_name=GROUP, code_version="2", deps=[source_cps],
        description="Stratified ~12K-household base sample (PolicyEngine H5 layout).")
 def stratified_cps(storage: StorageResource, profile: ProfileResource) -> MaterializeResult:
     layout, prof = storage.layout, profile.load()

@@ -1,12 +1,13 @@
 """Validate stage: every target recomputed from each fit's published files, and gate 2."""
 
 import pandas as pd
-from dagster import MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.gates import gate_check
 from assets.metadata import column_schema, file_result, markdown_table
 from assets.publish import stacked_h5s
 from assets.targets import national_target_config, target_config
+from pipeline.core.progress import report_to
 from pipeline.release.fits import load_fits
 from pipeline.release.gates import published
 from pipeline.release.lineage import parent_hashes, write_lineage
@@ -25,11 +26,13 @@ from resources import ComputeResource, StorageResource
        deps=[stacked_h5s, target_config, national_target_config],
        description="Every target recomputed by the engine from each fit's published H5 "
                    "files, scored relative (or absolute near zero), with its provenance.")
-def validation_results(storage: StorageResource, compute: ComputeResource) -> MaterializeResult:
+def validation_results(context: AssetExecutionContext, storage: StorageResource,
+                       compute: ComputeResource) -> MaterializeResult:
     layout = storage.layout
     lineage = parent_hashes(layout, "validation_results")
     pkg, fits = load_fits(layout)
-    df = validate_h5s(published(layout, pkg, fits, compute.runner()), fits)
+    with report_to(context.log.info):
+        df = validate_h5s(published(layout, pkg, fits, compute.runner()), fits)
     write_validation_csv(df, layout.validation_csv)
     write_lineage(layout.validation_lineage, lineage)
     scored = df[df["scope"] == IN_SCOPE]

@@ -8,6 +8,7 @@ import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 from pipeline.core.errors import InputError
 from pipeline.core.lock import Acquired, StorageBusy
@@ -18,6 +19,7 @@ EXIT_INPUT = 1  # bad input: the message names the file, the field and the fix
 EXIT_GATE = 3  # `fit` wrote its files, but a gate-1 rule failed
 EXIT_BUSY = 4  # another run holds the storage root's lock
 EXIT_STORAGE = 5  # the disk is full or not writable; nothing half-written was kept
+DEVICE_ENV = "CALIBRATION_DEVICE"  # read by the pipeline's compute resource too
 
 
 def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +34,8 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--national", action="store_true", help="start from the national fit's "
                    "values (the profile's national_fit: a record budget of 50,000)")
     p.add_argument("--resume-from", help="checkpoint.pt to continue from")
+    p.epilog = (f"--device defaults to ${DEVICE_ENV} when set, as in the pipeline. Progress: "
+                "a bar on a terminal, a line every 30 s otherwise.")
     _add_trust_pickle(p)
     for name, info in FitParams.model_fields.items():  # one flag per hyperparameter
         kind = next((t for t in (int, float) if t in (info.annotation,
@@ -39,6 +43,16 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
                        help=(info.description or "").replace("%", "%%"))
     p.set_defaults(func=_run_fit)
+
+
+def _env_device(value: str) -> str:
+    """The pipeline's device setting, honoured here too when --device is not given."""
+    from pipeline.fit.params import Device
+
+    if value not in get_args(Device):
+        raise InputError(None, DEVICE_ENV, f"{value!r} is not a device",
+                         f"set it to one of {', '.join(get_args(Device))} or unset it")
+    return value
 
 
 def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
@@ -60,6 +74,8 @@ def _run_fit(args: argparse.Namespace) -> int:
         base = NationalFitParams() if args.national else FitParams()
     changes = {name: getattr(args, name) for name in FitParams.model_fields
                if getattr(args, name) is not None}
+    if "device" not in changes and os.environ.get(DEVICE_ENV):
+        changes["device"] = _env_device(os.environ[DEVICE_ENV])
     params = base.with_(**changes)
     out = Path(args.out).resolve()
     # A storage root's own fit directory is written under that root's lock; any other

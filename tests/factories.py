@@ -15,7 +15,7 @@ from pipeline.targets.db import with_provenance
 # 3 base households x 3 clones; column = clone * 3 + record.
 CD = np.array([3701, 3702, 601, 3702, 3701, 602, 601, 3701, 3702], dtype=np.int32)
 COUNTY = np.array([1, 2, 0, 2, 1, 0, 0, 1, 2], dtype=np.int32)
-COUNTIES = np.array(["Los Angeles County", "Wake County", "Durham County"])
+COUNTIES = np.array(["LOS_ANGELES_COUNTY_CA", "WAKE_COUNTY_NC", "DURHAM_COUNTY_NC"])
 
 
 def base_microdata() -> Microdata:

@@ -1,6 +1,7 @@
 """`calibrate fit`: flags reach the fit, a summary is printed, bad input exits 1."""
 
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -98,3 +99,53 @@ def test_an_impossible_budget_is_refused(package, tmp_path, capsys, records, mes
     assert main(["fit", "--package", str(package), "--out", str(tmp_path / "o"),
                  "--records", records, "--device", "cpu"]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_device_comes_from_the_environment_unless_given(package, tmp_path, monkeypatch,
+                                                        capsys):
+    monkeypatch.setenv("CALIBRATION_DEVICE", "cpu")
+    out = tmp_path / "env"
+    assert main(["fit", "--package", str(package), "--out", str(out), "--epochs", "20",
+                 "--polish-epochs", "50"]) in (0, 3)
+    assert json.loads((out / "run_config.json").read_text())["params"]["device"] == "cpu"
+    monkeypatch.setenv("CALIBRATION_DEVICE", "tpu")
+    assert main(["fit", "--package", str(package), "--out", str(out), "--epochs", "20"]) == 1
+    assert "field 'CALIBRATION_DEVICE': 'tpu' is not a device" in capsys.readouterr().err
+    # --device wins over the environment.
+    assert main(["fit", "--package", str(package), "--out", str(out), "--epochs", "20",
+                 "--polish-epochs", "50", "--device", "cpu"]) in (0, 3)
+
+
+def test_fit_takes_a_production_pickle_only_when_trusted(package, tmp_path, capsys):
+    from pipeline.package.store import load_package
+
+    pkg = load_package(package)
+    raw = {"X_sparse": pkg.X, "target_names": pkg.targets["target_name"].tolist(),
+           "targets_df": pkg.targets[["variable", "geo_level", "geographic_id",
+                                      "domain_variable", "value"]],
+           "initial_weights": pkg.initial_weights, "cd_geoid": pkg.cd_geoid,
+           "metadata": {"n_clones": 1, "seed": 1}}
+    path = tmp_path / "production.pkl"
+    path.write_bytes(pickle.dumps(raw))
+    args = ["fit", "--package", str(path), "--out", str(tmp_path / "p"), "--epochs", "30",
+            "--polish-epochs", "200", "--device", "cpu"]
+    assert main(args) == 1
+    assert "pass --trust-pickle" in capsys.readouterr().err
+    assert main([*args, "--trust-pickle"]) == 0
+    assert "of 120 records kept; 12 targets trained" in capsys.readouterr().out
+    cfg = json.loads((tmp_path / "p" / "run_config.json").read_text())
+    assert cfg["package_dir"] == str(path) and cfg["lineage"]["calibration_package"] is None
+
+
+def test_fit_reports_progress_as_plain_lines_when_not_a_terminal(package, tmp_path, capsys,
+                                                                 monkeypatch):
+    monkeypatch.setattr("pipeline.core.progress.INTERVAL_S", 0.0)
+    assert main(["fit", "--package", str(package), "--out", str(tmp_path / "o"),
+                 "--epochs", "100", "--polish-epochs", "200", "--device", "cpu",
+                 "--log-freq", "50"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    l0 = [line for line in lines if line.startswith("fit: L0 phase")]
+    assert len(l0) > 100  # a line per epoch at interval 0, and one at the end
+    assert l0[-1].startswith("fit: L0 phase: 100/100 epoch (100%) in ")
+    assert ", loss " in l0[-1] and ", kept " in l0[-1]
+    assert lines[-1].startswith("fit: polish: 200/200 epoch (100%) in ")

@@ -51,6 +51,17 @@ def test_good_fit_passes_from_directory(fitted):
                                              "record_budget"]
     assert "skipped" in review.rule("not_worse_than_production").detail
     assert review.rule("record_budget").detail == "no record budget"
+    # The numbers the UI plots: what each rule judged.
+    run = json.loads((fitted / "run_config.json").read_text())
+    m = review.metrics
+    assert m["failed_rules"] == 0 and m["targets_trained"] == N_T
+    assert m["final_loss_per_target"] == pytest.approx(run["final_loss"] / N_T)
+    assert m["records_kept"] == run["records_kept"]
+    polish = run["loss_history"]["polish"]
+    start = polish[int(len(polish) * 0.8) - 1]  # the last 20% (tail_fraction)
+    assert m["tail_loss_change"] == pytest.approx(abs(polish[-1] - start) / start)
+    assert m["worst_group_rise"] <= FitThresholds().divergence_tolerance
+    assert m["weights_negative"] == m["weights_non_finite"] == 0
 
 
 def test_a_budget_the_epochs_cannot_reach_fails_saying_how_far_off(fitted, tmp_path):
@@ -78,6 +89,8 @@ def test_production_comparison(fitted):
     worse = review_fit(fitted, production_run_config={"final_loss": ours / 2, "n_selected": n})
     assert not worse.passed
     assert [r.name for r in worse.rules if not r.passed] == ["not_worse_than_production"]
+    assert worse.metrics["loss_vs_production"] == pytest.approx(2.0)
+    assert worse.metrics["failed_rules"] == 1
     # Per trained target: production's loss over twice the targets is the same fit quality.
     assert review_fit(fitted, production_run_config={"final_loss": 2 * ours,
                                                      "n_selected": 2 * n}).passed
@@ -123,6 +136,7 @@ def test_late_diverging_group_is_named(fitted, tmp_path):
     rule = review_fit(bad).rule("no_group_diverging")
     assert not rule.passed
     assert rule.failing == ("snap × district",)
+    assert review_fit(bad).metrics["worst_group_rise"] == pytest.approx(0.05, abs=1e-4)
     assert review_fit(bad, FitThresholds(divergence_tolerance=0.06)).passed
 
 

@@ -70,6 +70,14 @@ def test_policyengine_layout(tmp_path):
         assert sorted(f["marital_unit_id"]["2024"][()].tolist()) == [
             30000, 30100, 70000, 70002]
         assert f["takes_up_eitc"]["2024"].dtype == bool
+        assert f["takes_up_snap_if_eligible"].attrs["entity"] == "spm_unit"
+        assert f["tax_unit_role_input"]["2024"][()].tolist() == [
+            b"HEAD", b"SPOUSE", b"DEPENDENT", b"HEAD", b"HEAD"]
+        assert "tax_unit_household_id" not in f and "is_tax_unit_head" not in f
+        assert f["employment_income_before_lsr"]["2024"][()].tolist() == [
+            60000.5, 25000.0, 0.0, 0.0, 1234.0]
+        assert f["taxcalc_MARS"]["2024"][()].tolist() == [2, 1, 1]
+        assert f.attrs["vocabulary"] == "policyengine-us 2.68.0"
 
 
 def test_missing_file(tmp_path):

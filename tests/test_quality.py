@@ -39,6 +39,9 @@ def test_target_and_group_regressions_block():
     assert _rule(worse, "target_regression").failing == ("t0",)
     assert worse.details["worst_regressions"][0]["target_name"] == "t0"
     assert worse.details["worst_regressions"][0]["increase"] == pytest.approx(0.19)
+    assert worse.metrics["largest_score_increase"] == pytest.approx(0.19)
+    assert worse.metrics["trained_max_score"] == pytest.approx(0.2)
+    assert worse.metrics["failed_rules"] == 2  # the target and its group
     # each target within 0.05 but the state group mean rises by 0.04 > 0.01
     drift = review_quality(_frame([0.05, 0.05, 0.05, 0.01]), base)
     assert _rule(drift, "target_regression").passed

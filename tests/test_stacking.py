@@ -29,8 +29,8 @@ def test_stacks_nonzero_columns_with_geography_ids_and_takeup(tmp_path):
     assert hh["household_id"].tolist() == [30, 130, 10, 120, 230]
     assert hh["congressional_district_geoid"].tolist() == [601, 602, 3701, 3701, 3702]
     assert hh["state_fips"].tolist() == [6, 6, 37, 37, 37]
-    assert hh["county"].tolist() == ["Los Angeles County", "Los Angeles County",
-                                     "Wake County", "Wake County", "Durham County"]
+    assert hh["county"].tolist() == ["LOS_ANGELES_COUNTY_CA", "LOS_ANGELES_COUNTY_CA",
+                                     "WAKE_COUNTY_NC", "WAKE_COUNTY_NC", "DURHAM_COUNTY_NC"]
     assert hh["household_weight"].tolist() == [1.25, 3.0, 2.5, 4.0, 1.0]
     assert nat.tax_unit["tax_unit_id"].tolist() == [300, 1300, 100, 1200, 1201, 2300]
     assert nat.person["person_id"].tolist()[:5] == [3000, 13000, 1000, 1001, 1002]

@@ -9,11 +9,13 @@ write a scheduler.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from pipeline.core.errors import InputError
+from pipeline.core.progress import Progress
 
 ALLOWED_FAILURES = 3  # a task is retried on another worker this often, then the run fails
 SETTING = "CALIBRATION_DASK"  # local | inprocess | tcp://host:8786
@@ -23,8 +25,10 @@ LOCAL, IN_PROCESS = "local", "inprocess"
 class Runner(Protocol):
     workers: int
 
-    def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any) -> list[Any]:
-        """[fn(item, *shared) for item in items], in order; `shared` is sent once."""
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any,
+            desc: str | None = None) -> list[Any]:
+        """[fn(item, *shared) for item in items], in order; `shared` is sent once. With
+        `desc`, progress ticks once per finished task (`pipeline.core.progress`)."""
         ...
 
 
@@ -33,8 +37,14 @@ class InProcess:
 
     workers = 1
 
-    def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any) -> list[Any]:
-        return [fn(item, *shared) for item in items]
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any,
+            desc: str | None = None) -> list[Any]:
+        out = []
+        with _progress(desc, len(items)) as progress:
+            for item in items:
+                out.append(fn(item, *shared))
+                progress.update()
+        return out
 
 
 class DaskRunner:
@@ -47,15 +57,22 @@ class DaskRunner:
     def workers(self) -> int:
         return max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
 
-    def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any) -> list[Any]:
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], *shared: Any,
+            desc: str | None = None) -> list[Any]:
         if not items:
             return []
+        from distributed import as_completed
+
         # Shared data goes to every worker once (a copy on each, so losing a worker loses
         # none of it). The items stay in the task graph: the scheduler keeps them, so a task
         # whose worker died can be run again elsewhere (a scattered item would die with it).
         scattered = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
         futures = self.client.map(fn, list(items), *[[s] * len(items) for s in scattered],
                                   pure=False)
+        if desc is not None:
+            with _progress(desc, len(futures)) as progress:
+                for _ in as_completed(futures):
+                    progress.update()
         return self.client.gather(futures)
 
     def close(self) -> None:
@@ -63,6 +80,20 @@ class DaskRunner:
         self.client.close()
         if cluster is not None:
             cluster.close()
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _progress(desc: str | None, total: int) -> Iterator[Progress | _Silent]:
+    if desc is None:
+        yield _Silent()
+        return
+    with Progress(desc, total, "task") as progress:
+        yield progress
 
 
 def local_workers() -> int:

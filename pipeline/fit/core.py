@@ -26,9 +26,10 @@ import torch
 
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_array, sha256_text
+from pipeline.core.progress import Progress
 from pipeline.fit.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.fit.engines import FusedEngine, TorchEngine
-from pipeline.fit.model import GatedWeights, initial_parameters
+from pipeline.fit.model import GatedWeights, initial_parameters, open_gates
 from pipeline.fit.params import TRAJECTORY_FIELDS, FitParams
 from pipeline.fit.schedules import BudgetController
 from pipeline.fit.selection import PINNED_OPEN, design_weighted_sample, top_k
@@ -266,17 +267,28 @@ class _Trainer:
     def train_l0(self, epochs: int, identity: dict[str, Any], ckpt: str | Path | None) -> None:
         p = self.params
         last = epochs + p.polish_epochs
-        while self.epoch < epochs:
-            value, yhat, expected = self.engine.l0_step(self.epoch, self.lambda_next)
-            self.lambdas.append(self.lambda_next)
-            self.expected_open.append(expected)
-            if self.controller is not None:
-                self.lambda_next = self.controller.update(self.epoch, expected)
-            self.epoch += 1
-            self.losses.append(value)
-            self._maybe_log(self.epoch, last, yhat, value)
-            if ckpt is not None and self.epoch % p.checkpoint_every == 0 and self.epoch < epochs:
-                save_checkpoint(ckpt, self.state(identity))
+        with Progress("fit: L0 phase", epochs, "epoch") as progress:
+            progress.update(self.epoch, kept=self.kept())  # a resumed fit starts part-way
+            while self.epoch < epochs:
+                value, yhat, expected = self.engine.l0_step(self.epoch, self.lambda_next)
+                self.lambdas.append(self.lambda_next)
+                self.expected_open.append(expected)
+                if self.controller is not None:
+                    self.lambda_next = self.controller.update(self.epoch, expected)
+                self.epoch += 1
+                self.losses.append(value)
+                self._maybe_log(self.epoch, last, yhat, value)
+                if ckpt is not None and self.epoch % p.checkpoint_every == 0 \
+                        and self.epoch < epochs:
+                    save_checkpoint(ckpt, self.state(identity))
+                # Counting open gates reads every column: only as often as the log.
+                kept = {"kept": self.kept()} if self.epoch % p.log_freq == 0 else {}
+                progress.update(loss=value, **kept)
+
+    def kept(self) -> int:
+        """Records whose gate is more likely open than closed (the set the polish keeps
+        without a budget)."""
+        return open_gates(self.engine.parameters()[1], self.params.beta)
 
     def gates(self) -> GatedWeights:
         """The trained parameters in l0-python's Hard Concrete, on CPU, for the exports."""
@@ -298,11 +310,15 @@ class _Trainer:
         kept_idx = keep.numpy().nonzero()[0]
         last = p.epochs + p.polish_epochs
 
-        def on_epoch(k: int, loss: float, yhat: np.ndarray) -> None:
-            self.polish_losses.append(loss)
-            self._maybe_log(p.epochs + k + 1, last, yhat, loss)
+        with Progress("fit: polish", p.polish_epochs, "epoch") as progress:
+            progress.figures["kept"] = len(kept_idx)
 
-        return self.engine.polish(kept_idx, start, p.polish_epochs, on_epoch)
+            def on_epoch(k: int, loss: float, yhat: np.ndarray) -> None:
+                self.polish_losses.append(loss)
+                self._maybe_log(p.epochs + k + 1, last, yhat, loss)
+                progress.update(loss=loss)
+
+            return self.engine.polish(kept_idx, start, p.polish_epochs, on_epoch)
 
     def state(self, identity: dict[str, Any]) -> dict[str, Any]:
         n_logs = len(self.log_epochs)

@@ -33,6 +33,12 @@ def initial_parameters(initial_weights: np.ndarray, seed: int) -> tuple[torch.Te
     return base + jitter_w, LOG_ALPHA_INIT + jitter_a
 
 
+def open_gates(log_alpha: torch.Tensor, beta: float) -> int:
+    """How many gates are more likely open than closed, as `GatedWeights.keep_mask` counts:
+    P(z > 0) = sigmoid(log_alpha - beta·ln(-gamma/zeta)) > 0.5."""
+    return int((log_alpha > beta * math.log(STRETCH / (1 + STRETCH))).sum())
+
+
 def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 

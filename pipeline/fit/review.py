@@ -41,14 +41,19 @@ def review_fit(
 ) -> GateReport:
     t = thresholds or FitThresholds()
     weights, history, final_loss, log, groups, n_selected, budget = _load(fit)
-    rules = (
+    checks = (
         _weights_rule(weights),
         _converged_rule(history, n_selected, t),
         _divergence_rule(log, groups, t),
         _production_rule(final_loss, n_selected, production_run_config, t),
         _budget_rule(budget, t),
     )
-    return GateReport.of(rules)
+    metrics = {"final_loss_per_target": final_loss / max(n_selected, 1),
+               "targets_trained": float(n_selected),
+               "records_kept": float(np.count_nonzero(weights > 0))}
+    for _, figures in checks:
+        metrics.update(figures)
+    return GateReport.of([rule for rule, _ in checks], metrics)
 
 
 def _load(fit: str | Path | FitResult):
@@ -89,35 +94,40 @@ def _group_from_name(name: str) -> str:
     return f"{parts[1] if len(parts) > 1 else name} × {geo}"
 
 
-def _weights_rule(weights: np.ndarray) -> Rule:
+Checked = tuple[Rule, dict[str, float]]  # a rule and the numbers it judged (for the UI)
+
+
+def _weights_rule(weights: np.ndarray) -> Checked:
     bad = int((~np.isfinite(weights)).sum())
     neg = int((weights < 0).sum())
     ok = bad == 0 and neg == 0
-    return Rule("weights_valid", ok, f"{bad} non-finite, {neg} negative of {len(weights)}")
+    return (Rule("weights_valid", ok, f"{bad} non-finite, {neg} negative of {len(weights)}"),
+            {"weights_non_finite": float(bad), "weights_negative": float(neg)})
 
 
 def _converged_rule(history: dict[str, list[float]], n_selected: int,
-                    t: FitThresholds) -> Rule:
+                    t: FitThresholds) -> Checked:
     """Judged on the final phase: the L0 term vanishes at the polish switch by design."""
     phase = "polish" if history.get("polish") else "l0"
     losses = np.asarray(history.get(phase, []), dtype=float)
     if len(losses) < 2:
-        return Rule("loss_converged", False, f"only {len(losses)} {phase} epochs logged")
+        return Rule("loss_converged", False, f"only {len(losses)} {phase} epochs logged"), {}
     start = losses[max(0, int(len(losses) * (1 - t.tail_fraction)) - 1)]
     change = abs(losses[-1] - start) / max(abs(start), 1e-12)
     ok = bool(np.isfinite(change) and (change < t.loss_tolerance
                                         or abs(losses[-1] - start) < t.loss_floor * n_selected))
-    return Rule("loss_converged", ok,
-                      f"{phase} loss {start:.6g} → {losses[-1]:.6g} over the last "
-                      f"{t.tail_fraction:.0%}: relative change {change:.3g} "
-                      f"(tolerance {t.loss_tolerance}, "
-                      f"floor {t.loss_floor} x {n_selected} targets)")
+    return (Rule("loss_converged", ok,
+                 f"{phase} loss {start:.6g} → {losses[-1]:.6g} over the last "
+                 f"{t.tail_fraction:.0%}: relative change {change:.3g} "
+                 f"(tolerance {t.loss_tolerance}, floor {t.loss_floor} x {n_selected} targets)"),
+            {"tail_loss_change": float(change)})
 
 
-def _divergence_rule(log: pd.DataFrame, groups: dict[str, str], t: FitThresholds) -> Rule:
+def _divergence_rule(log: pd.DataFrame, groups: dict[str, str], t: FitThresholds) -> Checked:
     epochs = np.sort(log["epoch"].unique())
     if len(epochs) < 2:
-        return Rule("no_group_diverging", True, "fewer than 2 log points: nothing to compare")
+        return (Rule("no_group_diverging", True, "fewer than 2 log points: nothing to compare"),
+                {})
     tail = epochs[epochs >= epochs[max(0, int(len(epochs) * (1 - t.tail_fraction)) - 1)]]
     frame = log[log["epoch"].isin(tail)].assign(
         group=log["target_name"].astype(str).map(groups).fillna("unknown"))
@@ -125,19 +135,21 @@ def _divergence_rule(log: pd.DataFrame, groups: dict[str, str], t: FitThresholds
     rise = err[tail[-1]] - err.min(axis=1)
     failing = tuple(sorted(rise[rise > t.divergence_tolerance].index))
     worst = f"worst {rise.idxmax()} +{rise.max():.4g}" if len(rise) else "no groups"
-    return Rule("no_group_diverging", not failing,
-                      f"mean |rel error| rise over epochs {tail[0]}–{tail[-1]}: {worst} "
-                      f"(tolerance {t.divergence_tolerance})", failing)
+    return (Rule("no_group_diverging", not failing,
+                 f"mean |rel error| rise over epochs {tail[0]}–{tail[-1]}: {worst} "
+                 f"(tolerance {t.divergence_tolerance})", failing),
+            {"worst_group_rise": float(rise.max()) if len(rise) else 0.0,
+             "groups_diverging": float(len(failing))})
 
 
 def _production_rule(final_loss: float, n_selected: int,
                      production: str | Path | dict[str, Any] | None,
-                     t: FitThresholds) -> Rule:
+                     t: FitThresholds) -> Checked:
     """Compared per trained target: a config that adds targets adds loss terms, and one
     that drops targets would otherwise pass while fitting the rest worse."""
     if production is None:
-        return Rule("not_worse_than_production", True,
-                          "skipped: no production run config given")
+        return (Rule("not_worse_than_production", True,
+                     "skipped: no production run config given"), {})
     if not isinstance(production, dict):
         path = Path(production)
         if not path.is_file():
@@ -151,20 +163,22 @@ def _production_rule(final_loss: float, n_selected: int,
     ours = final_loss / max(n_selected, 1)
     ref = float(production["final_loss"]) / max(int(production["n_selected"]), 1)
     limit = ref * (1 + t.production_tolerance)
-    return Rule("not_worse_than_production", ours <= limit,
-                      f"final loss per trained target {ours:.6g} vs production {ref:.6g} "
-                      f"(limit {limit:.6g})")
+    return (Rule("not_worse_than_production", ours <= limit,
+                 f"final loss per trained target {ours:.6g} vs production {ref:.6g} "
+                 f"(limit {limit:.6g})"),
+            {"production_loss_per_target": ref,
+             "loss_vs_production": ours / ref if ref > 0 else float("inf")})
 
 
 KEPT_TOLERANCE = 0.02  # the promise a record budget makes: kept records within ±2%
 
 
-def _budget_rule(budget: dict[str, Any], t: FitThresholds) -> Rule:
+def _budget_rule(budget: dict[str, Any], t: FitThresholds) -> tuple[Rule, dict[str, float]]:
     """Kept within ±2% of the budget, and the L0 phase itself near it: a keep set cut far
     from where training ended was chosen by the cut, not by the fit."""
     records = budget.get("records")
     if records is None:
-        return Rule("record_budget", True, "no record budget")
+        return Rule("record_budget", True, "no record budget"), {}
     kept, expected = budget["kept"], budget["expected_open"][-1]
     kept_off, l0_off = kept / records - 1, expected / records - 1
     ok = abs(kept_off) <= KEPT_TOLERANCE and abs(l0_off) <= t.budget_tolerance
@@ -174,4 +188,6 @@ def _budget_rule(budget: dict[str, Any], t: FitThresholds) -> Rule:
     if abs(l0_off) > t.budget_tolerance:
         detail += ("; the budget was not reached within the epochs: give more epochs, or a "
                    "budget nearer the records the fit keeps")
-    return Rule("record_budget", ok, detail)
+    return (Rule("record_budget", ok, detail),
+            {"record_budget": float(records), "budget_kept_off": kept_off,
+             "budget_l0_off": l0_off})

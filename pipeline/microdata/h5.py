@@ -1,17 +1,18 @@
-"""Microdata in PolicyEngine's HDF5 layout.
+"""Microdata in PolicyEngine's HDF5 layout and policyengine-us's vocabulary.
 
 The H5 layout is the one policyengine-us's Microsimulation loads: one group per variable,
-one dataset per period, the group's `entity` attribute naming its table. Column names must
-therefore be unique across the three tables; the id links that share a name are renamed on
-write (`person.household_id` → `person_household_id`, `person.tax_unit_id` →
-`person_tax_unit_id`, `tax_unit.household_id` → `tax_unit_household_id`) and back on read.
-SPM unit and family are the household; a marital unit is a head with their spouse, and each
-dependent alone. These derived ids are written for PolicyEngine and not read back.
+one dataset per period, the group's `entity` attribute naming its entity. What each
+variable is called and which entity holds it is `vocabulary.py`'s business: it maps the
+in-memory tables (Tax-Calculator's names) to policyengine-us's on write and back on read.
+Every H5 file the pipeline writes (source.h5, base.h5 and the published files) is in that
+vocabulary. The file's attributes record the vocabulary, each variable's entity (one read
+instead of one per variable) and the in-memory columns and dtypes to rebuild.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,22 +23,17 @@ import pandas as pd
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import InputError
 from pipeline.microdata.tables import ENTITIES, REQUIRED, Microdata
-
-# (table, column) → H5 variable name, for the links whose column name repeats across tables.
-_RENAMES = {
-    ("person", "household_id"): "person_household_id",
-    ("person", "tax_unit_id"): "person_tax_unit_id",
-    ("tax_unit", "household_id"): "tax_unit_household_id",
-}
-_DERIVED = {
-    "spm_unit_id": "spm_unit",
-    "family_id": "family",
-    "marital_unit_id": "marital_unit",
-    "person_spm_unit_id": "person",
-    "person_family_id": "person",
-    "person_marital_unit_id": "person",
-}
-
+from pipeline.microdata.vocabulary import (
+    DERIVED,
+    ROW_ENTITY,
+    TEXT_WIDTHS,
+    VOCABULARY,
+    Published,
+    check_lossless,
+    from_policyengine,
+    rebuilt_dtypes,
+    to_policyengine,
+)
 
 # Published files hold millions of rows: chunked, compressed datasets (gzip, which every
 # HDF5 reader has; shuffle groups bytes of equal significance first). See
@@ -56,9 +52,9 @@ class RowBlock:
 
 
 def string_widths(md: Microdata, **later: np.ndarray) -> dict[str, int]:
-    """Byte widths of every text column, wide enough for the values `later` says a column
+    """Byte widths of every text variable, wide enough for the values `later` says a column
     will hold in later blocks (e.g. `county=` every county name)."""
-    widths: dict[str, int] = {}
+    widths: dict[str, int] = dict(TEXT_WIDTHS)
     for entity in ENTITIES:
         table = getattr(md, entity)
         for col in table.columns:
@@ -76,36 +72,14 @@ def _max_bytes(values: object) -> int:
     return max((len(str(v).encode("utf-8")) for v in np.asarray(values).ravel()), default=1)
 
 
-def _h5_values(series: pd.Series, width: int | None) -> np.ndarray:
-    if not _is_text(series):
-        return series.to_numpy()
-    encoded = [str(v).encode("utf-8") for v in series]
+def _h5_values(name: str, values: np.ndarray, width: int | None) -> np.ndarray:
+    if values.dtype.kind not in "OU":
+        return values.astype(np.float32) if name == "household_weight" else values
+    encoded = [str(v).encode("utf-8") for v in values]
     longest = max((len(v) for v in encoded), default=1)
     if width is None or longest > width:
-        raise ValueError(f"text column {series.name!r} holds {longest} bytes, over its width "
-                         f"{width}")
+        raise ValueError(f"text variable {name!r} holds {longest} bytes, over its width {width}")
     return np.array(encoded, dtype=f"S{width}")
-
-
-def _derived_ids(md: Microdata) -> dict[str, np.ndarray]:
-    person = md.person
-    hh = md.household["household_id"].to_numpy(np.int64)
-    pid = person["person_id"].to_numpy(np.int64)
-    # A spouse joins the marital unit of the head of the same tax unit.
-    head_of_tu = (person.loc[person["is_tax_unit_head"].to_numpy(bool)]
-                  .set_index("tax_unit_id")["person_id"])
-    spouse = person["is_tax_unit_spouse"].to_numpy(bool)
-    marital = pid.copy()
-    marital[spouse] = head_of_tu.reindex(person["tax_unit_id"][spouse]).to_numpy(np.int64)
-    person_hh = person["household_id"].to_numpy(np.int64)
-    return {
-        "spm_unit_id": hh,
-        "family_id": hh,
-        "marital_unit_id": np.unique(marital),
-        "person_spm_unit_id": person_hh,
-        "person_family_id": person_hh,
-        "person_marital_unit_id": marital,
-    }
 
 
 class _DiskFile(io.RawIOBase):
@@ -165,9 +139,10 @@ class _DiskFile(io.RawIOBase):
 class H5Writer:
     """Writes the PolicyEngine layout one block of households at a time (bounded memory).
 
-    Datasets are created on the first block and grow with each one; the file's columns,
-    dtypes and text widths are the first block's. Not atomic by itself: write to a
-    temporary path (`write_h5` does; stacking writes into a temporary directory).
+    Datasets are created on the first block and grow with each one; the file's variables,
+    dtypes and text widths are the first block's. Each block is checked to read back as the
+    same tables (`vocabulary.check_lossless`). Not atomic by itself: write to a temporary
+    path (`write_h5` does; stacking writes into a temporary directory).
     """
 
     def __init__(self, path: str | Path, period: int, widths: dict[str, int]):
@@ -181,12 +156,15 @@ class H5Writer:
 
     def append(self, md: Microdata) -> None:
         """Add households (already validated: `write_h5` and stacking check their blocks)."""
-        columns = self._columns(md)
+        published = to_policyengine(md)
+        check_lossless(md, published)
+        columns = {name: (entity, _h5_values(name, values, self.widths.get(name)))
+                   for name, (entity, values) in published.items()}
         if self.datasets is None:
             self._create(md, columns)
         else:
             if list(columns) != list(self.datasets):
-                raise ValueError("a block's columns differ from the file's first block")
+                raise ValueError("a block's variables differ from the file's first block")
             for name, (_, values) in columns.items():
                 dataset = self.datasets[name]
                 start = dataset.shape[0]
@@ -196,28 +174,13 @@ class H5Writer:
         self.offsets.append((hh + len(md.household), tu + len(md.tax_unit),
                              person + len(md.person)))
 
-    def _columns(self, md: Microdata) -> dict[str, tuple[str, np.ndarray]]:
-        columns: dict[str, tuple[str, np.ndarray]] = {}
-        for entity in ENTITIES:
-            table = getattr(md, entity)
-            for col in table.columns:
-                name = _RENAMES.get((entity, col), col)
-                if name in columns or name in _DERIVED:
-                    raise InputError(None, f"{entity}.{col}",
-                                     f"column name {name!r} is used by another table",
-                                     "rename the column so each variable has one entity")
-                values = _h5_values(table[col], self.widths.get(col))
-                if name == "household_weight":
-                    values = values.astype(np.float32)
-                columns[name] = (entity, values)
-        for name, values in _derived_ids(md).items():
-            columns[name] = (_DERIVED[name], values)
-        return columns
-
     def _create(self, md: Microdata, columns: dict[str, tuple[str, np.ndarray]]) -> None:
         """The datasets, holding the first block (one h5py call per variable)."""
-        for entity in ENTITIES:
-            self.file.attrs[f"{entity}_columns"] = list(getattr(md, entity).columns)
+        attrs = self.file.attrs
+        attrs["vocabulary"] = VOCABULARY
+        attrs["entities"] = json.dumps({name: entity for name, (entity, _) in columns.items()})
+        attrs["columns"] = json.dumps({e: list(getattr(md, e).columns) for e in ENTITIES})
+        attrs["dtypes"] = json.dumps(rebuilt_dtypes(md))
         self.datasets = {}
         for name, (entity, values) in columns.items():
             group = self.file.create_group(name)
@@ -247,67 +210,50 @@ def write_h5(md: Microdata, path: str | Path) -> None:
 
 
 def read_h5(path: str | Path, block: RowBlock | None = None) -> Microdata:
-    """Read a file written by `H5Writer` (the whole file, or one block of households);
-    InputError for a missing, corrupt or incomplete one."""
+    """Read a file written by `H5Writer` (the whole file, or one block of households) back
+    into the in-memory tables; InputError for a missing, corrupt or incomplete one."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "file does not exist", "materialize the stage that writes it")
-    tables: dict[str, dict[str, np.ndarray]] = {e: {} for e in ENTITIES}
-    back = {h5: col for (_, col), h5 in _RENAMES.items()}
+    published: Published = {}
     try:
         with h5py.File(path, "r") as f:
-            period = int(f.attrs["period"]) if "period" in f.attrs else None
-            order = {e: [str(c) for c in f.attrs.get(f"{e}_columns", [])] for e in ENTITIES}
-            for name, entity in _entities(f, order, path).items():
-                if period is None:
-                    period = int(next(iter(f[name].keys())))
+            if f.attrs.get("vocabulary") != VOCABULARY:
+                raise InputError(path, "vocabulary",
+                                 f"written in {f.attrs.get('vocabulary')!r}, not {VOCABULARY!r}",
+                                 "rebuild it from its upstream stage")
+            period = int(f.attrs["period"])
+            columns = json.loads(f.attrs["columns"])
+            for name, entity in json.loads(f.attrs["entities"]).items():
+                if name in DERIVED:
+                    continue
                 try:
                     dataset = f[f"{name}/{period}"]
                 except KeyError:
                     raise InputError(path, name, f"no dataset for period {period}",
                                      "write every variable for the file's period") from None
-                values = dataset[_rows(block, entity)]
+                values = dataset[_rows(block, ROW_ENTITY[entity])]
                 if values.dtype.kind == "S":
                     values = np.array([v.decode("utf-8") for v in values], dtype=object)
-                tables[entity][back.get(name, name)] = values
+                published[name] = (entity, values)
+            dtypes = json.loads(f.attrs["dtypes"])
     except InputError:
         raise
-    except (OSError, KeyError, ValueError, StopIteration) as exc:
+    except (OSError, KeyError, ValueError) as exc:
         raise InputError(path, None, f"file is corrupt or truncated ({exc})",
                          "rebuild it from its upstream stage") from exc
-    frames = {}
     for entity in ENTITIES:
-        cols = tables[entity]
         for col in REQUIRED[entity]:
-            if col not in cols:
+            if col not in columns[entity]:
                 raise InputError(path, col, f"required {entity} variable is missing",
                                  "rebuild the file with pipeline.microdata.write_h5")
-        names = [c for c in order[entity] if c in cols]
-        names += sorted(c for c in cols if c not in names)
-        frames[entity] = pd.DataFrame({c: cols[c] for c in names})
-    frames["household"]["household_weight"] = frames["household"]["household_weight"].astype(
-        np.float64
-    )
-    return Microdata(period, frames["household"], frames["tax_unit"],
-                     frames["person"]).validate(path)
-
-
-def _entities(f: h5py.File, order: dict[str, list[str]], path: Path) -> dict[str, str]:
-    """Variable -> entity: from the file's column lists when it has them (one attribute
-    read instead of one per variable), else from each group's `entity` attribute."""
-    if all(order.values()):
-        return {_RENAMES.get((e, c), c): e for e, cols in order.items() for c in cols}
-    found = {}
-    for name in f:
-        if name in _DERIVED:
-            continue
-        entity = f[name].attrs.get("entity")
-        entity = entity.decode() if isinstance(entity, bytes) else entity
-        if entity not in ENTITIES:
-            raise InputError(path, name, f"unknown entity {entity!r}",
-                             f"set the group attribute 'entity' to one of {ENTITIES}")
-        found[name] = entity
-    return found
+    try:
+        md = from_policyengine(published, columns, dtypes, period)
+    except InputError as exc:
+        raise InputError(path, exc.field, exc.problem, exc.fix) from None
+    household = md.household.assign(
+        household_weight=md.household["household_weight"].astype(np.float64))
+    return Microdata(period, household, md.tax_unit, md.person).validate(path)
 
 
 def _rows(block: RowBlock | None, entity: str) -> slice:

@@ -198,7 +198,8 @@ def build_matrix(
                  features, _RowLookup.of(targets, of_target, len(features), districts),
                  _EntityIndex.of(md), np.asarray(cd_geoid))
     parts = (runner or InProcess()).map(_clone_entries,
-                                        batches(range(n_clones), CLONES_PER_TASK), plan)
+                                        batches(range(n_clones), CLONES_PER_TASK), plan,
+                                        desc="package: batches of clones")
     rows, cols, vals = (np.concatenate([p[k] for p in parts]) for k in range(3))
     del parts
     X = sp.csr_matrix((vals, (rows, cols)), shape=(len(targets), n * n_clones),

@@ -48,7 +48,9 @@ class PackageReport:
                     "blocking (`calibrate validate-package --strict` fails on it)")
         return GateReport.of(
             [rule, weak],
-            {"selected_targets": float(self.n_selected), "impossible": float(len(self.impossible)),
+            {"package_targets_selected": float(self.n_selected),
+             "package_targets": float(self.n_targets),
+             "impossible": float(len(self.impossible)),
              "below_strict_ratio": float(len(self.strict_failures))},
             {"worst_strict": self.strict_failures.head(10).to_dict("records")},
             summary=(f"{self.n_selected} of {self.n_targets} package targets selected; "
@@ -58,9 +60,11 @@ class PackageReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.n_selected} of {self.n_targets} targets selected; "
-            f"{len(self.impossible)} impossible; {len(self.strict_failures)} below the strict "
-            f"ratio {self.strict_ratio:g}",
+            f"{self.n_selected} of {self.n_targets} package targets selected; "
+            f"{len(self.impossible)} impossible (no record can count towards them); "
+            f"{len(self.strict_failures)} below the strict ratio {self.strict_ratio:g} "
+            f"(row sum / target: they need average weights above {1 / self.strict_ratio:g}, "
+            "normal when records stand for hundreds of households; fails only with --strict)",
         ]
         for name in self.impossible["target_name"].head(20):
             lines.append(f"  IMPOSSIBLE {name}")

@@ -109,7 +109,8 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
                            ((NATIONAL, 0, len(n_cols)),))
     jobs = [national_job, *_state_jobs(cols, cd, package.county_index[cols], weights[cols])]
     with atomic_dir(out_dir) as tmp:
-        done = (runner or InProcess()).map(run_file_job, jobs, source, str(tmp))
+        done = (runner or InProcess()).map(run_file_job, jobs, source, str(tmp),
+                                           desc="stacking: national and state files")
         files = {rel: entry for entries in done for rel, entry in entries.items()}
         files = {NATIONAL: files.pop(NATIONAL), **files}
         empty_districts = sorted(set(universe.tolist()) - set(np.unique(cd).tolist()))

@@ -24,6 +24,10 @@ Documented choices and imputations:
   fewer (0.4% of units), the missing dependents are 21–64. The age within a bracket is
   uniform, drawn from a SplitMix64 stream keyed by (household_id, tax-unit ordinal, slot)
   (`pipeline.engine.takeup.stream_seeds`), so it is the same in every process.
+- amounts in whole dollars: Tax-Calculator's file holds whole dollars and its uprating
+  makes fractions; rounding them back (and each total the sum of its rounded head and
+  spouse parts, `e00200 = e00200p + e00200s`) keeps every sum and difference the
+  policyengine-us vocabulary takes exact, so the published files map back losslessly.
 - `employment_income`: head `e00200p`, spouse `e00200s`, dependents 0.
 - takeup: clone 0's draws from `pipeline.engine.takeup.draw_takeup` (see `draw_takeups`).
 - Tax-unit columns: every input column Tax-Calculator reads, except the ones that the
@@ -44,6 +48,7 @@ from pipeline.microdata import Microdata
 
 CPS_PATH = os.path.join(os.path.dirname(taxcalc.__file__), "cps.csv.gz")
 _NOT_TAX_UNIT = ("RECID", "FLPDYR", "s006", "fips", "h_seq")
+_SPLIT_TOTALS = ("e00200", "e00900", "e02100")  # each with head (p) and spouse (s) parts
 # (low age, high age) of each dependent bracket, in the order kept when truncating.
 _BRACKETS = ((0, 5), (6, 12), (13, 17), (18, 20), (65, 85), (21, 64))
 
@@ -59,6 +64,10 @@ def load_source_cps(year: int = 2024, *, draw_takeups: bool = True) -> Microdata
     while records.current_year < year:
         records.increment_year()
     uprated = pd.DataFrame({c: np.asarray(getattr(records, c)) for c in raw.columns})
+    amounts = [c for c in raw.columns if uprated[c].dtype.kind == "f"]
+    uprated[amounts] = np.round(uprated[amounts]) + 0.0  # + 0.0: no negative zeros
+    for total in _SPLIT_TOTALS:
+        uprated[total] = uprated[f"{total}p"] + uprated[f"{total}s"]
     uprated["s006"] = np.asarray(records.s006, dtype=np.float64)
     uprated["FLPDYR"] = raw["FLPDYR"].to_numpy()
 

@@ -63,7 +63,8 @@ def seed_cache(base: Microdata) -> TaxCache:
 
 def walk(stacked_dir: str | Path, tasks: list[FileTask], seed: TaxCache,
          runner: Runner | None = None) -> Walk:
-    done = (runner or InProcess()).map(walk_file, tasks, str(stacked_dir), seed)
+    done = (runner or InProcess()).map(walk_file, tasks, str(stacked_dir), seed,
+                                       desc="validation: published files")
     sanity = pd.DataFrame([(task.rel, r.check, r.status, r.reason)
                            for task, (results, _) in zip(tasks, done, strict=True)
                            for r in results], columns=SANITY_COLUMNS)

@@ -128,6 +128,9 @@ def review_quality(
     trained = scored.loc[scored["in_training"], "score"].to_numpy(dtype=np.float64)
     metrics = {
         "trained_median_score": float(np.median(trained)) if len(trained) else 0.0,
+        "trained_p90_score": float(np.quantile(trained, 0.9)) if len(trained) else 0.0,
+        "trained_max_score": float(trained.max()) if len(trained) else 0.0,
+        "largest_score_increase": float(worst["increase"].max()) if len(worst) else 0.0,
         "absolute_rule_targets": float((v["error_rule"] == ABSOLUTE).sum()),
         "out_of_scope_targets": float((v["scope"] == OUT_OF_SCOPE).sum()),
         **{f"heldout_{g.replace('/', '_')}_{k}": val for g, stats in heldout.items()

@@ -1,0 +1,71 @@
+"""What the Dagster UI shows: launchpad defaults, check numbers, the loss plot, automations."""
+
+import base64
+import re
+
+import pytest
+from dagster import DefaultScheduleStatus, DefaultSensorStatus
+
+from assets.automation import DEFAULT_STATUS, automation_sensor, target_config_changed
+from assets.automation import weekly_rebuild as weekly
+from assets.definitions import make_definitions
+from assets.metadata import check_result, loss_chart
+from pipeline.config import load_profile
+from pipeline.core.report import GateReport, Rule
+
+
+@pytest.mark.parametrize("profile", ["ci", "demo"])
+def test_launchpad_shows_the_profiles_fit_values(profile):
+    job = make_definitions(profile=profile).resolve_job_def("refit")
+    ops = job.run_config_schema.config_type.fields["ops"].config_type
+    config = ops.fields["calibration_weights"].config_type.fields["config"]
+    assert not config.is_required  # "Scaffold" fills it with the defaults below
+    fields = config.config_type.fields
+    fit = load_profile(profile).fit
+    assert {k: f.default_value for k, f in fields.items()} == {
+        k: getattr(fit, k) for k in fields}
+    assert "device" not in fields  # CALIBRATION_DEVICE (the compute resource) decides
+    assert fields["epochs"].description == "L0 epochs (from the preset; the total when resuming)"
+    # The national fit has its own launchpad: its budget is the field a user edits.
+    national = ops.fields["national_weights"].config_type.fields["config"].config_type.fields
+    nat = load_profile(profile).national_fit
+    assert {k: f.default_value for k, f in national.items()} == {
+        k: getattr(nat, k) for k in national}
+    assert national["records"].default_value == {"ci": 1000, "demo": 50_000}[profile]
+    assert national["preset"].default_value == "national"
+    assert national["lambda_l0"].default_value == 2e-2 and national["beta"].default_value == 0.65
+
+
+def test_check_numbers_reach_the_plots_tab():
+    report = GateReport.of([Rule("a", True, "ok"), Rule("b", False, "bad")],
+                           {"max_rel_deviation": 1.5e-7, "targets": 3})
+    metadata = check_result(report).metadata
+    assert metadata["failed_rules"].value == 1.0
+    assert metadata["max_rel_deviation"].value == pytest.approx(1.5e-7)
+    assert type(metadata["targets"].value) is float  # a number, so Dagster plots it
+
+
+def test_loss_plot_has_axes_the_handover_and_the_final_epoch():
+    l0 = [100.0 / (1 + e) for e in range(300)]
+    polish = [3.14159265 - e / 100 for e in range(120)]
+    text = loss_chart(l0, polish)
+    svg = base64.b64decode(re.search(r"base64,([^)]+)\)", text).group(1)).decode()
+    assert ">epoch</text>" in svg and ">loss (log scale)</text>" in svg
+    assert ">1e-1</text>" in svg and ">1e2</text>" in svg  # log ticks cover the range
+    assert ">420</text>" in svg  # the last epoch is an x tick
+    assert 'stroke-dasharray="4 3"' in svg and "polish from epoch 301" in svg
+    assert "hands over to the polish" in text and "fresh optimizer" in text
+    rows = re.findall(r"^\| (\d+) \| (L0|polish) \| ([^|]+) \|$", text, re.M)
+    assert rows[-1] == ("420", "polish", "1.952")  # final epoch, 4 significant digits
+    assert ("300", "L0", "0.3333") in rows and ("301", "polish", "3.142") in rows
+
+
+def test_automation_defaults_are_stated_where_a_user_looks():
+    assert DEFAULT_STATUS == {"weekly_rebuild": False, "automation_sensor": True,
+                              "target_config_changed": True}
+    assert weekly.default_status == DefaultScheduleStatus.STOPPED
+    assert automation_sensor.default_status == DefaultSensorStatus.RUNNING
+    assert target_config_changed.default_status == DefaultSensorStatus.RUNNING
+    assert "Default OFF; turn it on" in weekly.description
+    assert "`dagster sensor stop target_config_changed" in target_config_changed.description
+    assert "Default ON" in automation_sensor.description
