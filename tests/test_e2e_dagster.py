@@ -26,7 +26,8 @@ from pipeline.validate.totals import read_validation_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-GATES = {"target_db_integrity", "package_validity", "fit_review", "structural_sanity",
+GATES = {"target_db_integrity", "package_validity", "fit_review", "national_fit_review",
+         "structural_sanity",
          "xw_consistency", "simulation_quality"}
 
 
@@ -82,13 +83,42 @@ def test_full_rebuild_promotes_behind_passed_gates(built_world):
     assert 0 < fit["records_kept"] <= package["columns"]
     # The X·w invariant holds to float rounding, not just the 1% tolerance.
     verdict = json.loads((built_world.root / "gates" / "xw_consistency.json").read_text())
-    assert verdict["report"]["metrics"]["max_rel_deviation"] < 1e-6
-    assert verdict["report"]["metrics"]["targets"] > 200
+    metrics = verdict["report"]["metrics"]
+    assert metrics["local_max_rel_deviation"] < 1e-6 and metrics["local_targets"] == 238
+    # Both fits are checked, each against its own files.
+    assert metrics["national_max_rel_deviation"] < 1e-6 and metrics["national_targets"] == 150
+
+
+def test_national_file_comes_from_its_own_fit_under_the_budget(built_world):
+    """ci: a budget of 1,000 of 4,000 columns; national.h5 holds exactly those households,
+    the state and district files every record the local fit kept."""
+    result = built_world.result
+    national = _metadata(result, "national_weights")
+    local = _metadata(result, "calibration_weights")
+    assert national["record_budget"] == 1000
+    assert abs(national["records_kept"] / 1000 - 1) <= 0.02
+    assert national["records_kept"] < local["records_kept"]
+    assert national["mean_rel_error"] < 0.01
+    assert national["split_targets"] > 0 and national["split_mean_rel_error"] > 0
+    assert "data:image/svg+xml;base64," in national["frontier"]
+    published = _metadata(result, "stacked_h5s")
+    assert published["national_households"] == national["records_kept"]
+    assert published["households"] == local["records_kept"]
+    release = current_release(built_world.root)
+    assert release.manifest["national_fit"]["records_kept"] == national["records_kept"]
+    assert release.manifest["national_fit"]["hyperparameters"]["records"] == 1000
+    assert (release.path / "national_weights" / "weights.npy").is_file()
+    assert (release.path / "targets_national.yaml").is_file()
+    run = json.loads((release.path / "national_weights" / "run_config.json").read_text())
+    assert run["params"]["preset"] == "national" and "orchestration" in \
+        run["params"]["preset_source"]
 
 
 def test_release_validates_uprated_reconciled_targets_with_provenance(built_world):
     release = current_release(built_world.root)
-    v = read_validation_csv(release.path / "validation_results.csv").set_index("target_name")
+    both = read_validation_csv(release.path / "validation_results.csv")
+    assert set(both["fit"]) == {"local", "national"}
+    v = both[both["fit"] == "local"].set_index("target_name")
     # Delaware's one district: ACS 41,214 SNAP households, scaled to the state's USDA count
     de = v.loc["cd_1000/household_count/[snap>0]"]
     assert de["original_value"] == 41_214 and de["original_period"] == 2024
@@ -101,8 +131,11 @@ def test_release_validates_uprated_reconciled_targets_with_provenance(built_worl
     assert eitc["target_value"] == pytest.approx(eitc["original_value"]
                                                  * eitc["uprating_factor"])
     assert eitc["uprating_factor"] == pytest.approx(1.1523, abs=1e-4)
-    assert set(v["holdout_group"]) == {"", "negative_total"}  # no national targets in ci
-    assert release.manifest["heldout"]["negative_total"]["count"] == 4
+    # no national targets in ci; the split holds out 10% of each variable x level group
+    assert set(v["holdout_group"]) == {"", "negative_total", "validation_split"}
+    assert release.manifest["heldout"]["local/negative_total"]["count"] == 4
+    assert release.manifest["heldout"]["local/validation_split"]["count"] == (
+        v["holdout_group"] == "validation_split").sum() == 21
     metadata = _metadata(built_world.result, "target_db")
     assert "household_count | snap | state vs districts | 51" in metadata["hierarchy_gaps"]
     assert "snap_households_to_usda_states | 436 |" in _metadata(
@@ -128,14 +161,30 @@ def test_config_change_refits_without_rebuilding_the_package(world):
     assert _materializations(world, "calibration_weights") == before_weights + 1
     run = json.loads((world.root / "calibration_weights" / "run_config.json").read_text())
     package = json.loads((world.root / "calibration_package" / "metadata.json").read_text())
-    # ci: 4 negative totals held out, 4 state populations excluded (the national income
-    # tax rule matches nothing in four states), and now 5 districts' SNAP households.
-    assert run["n_selected"] == package["n_targets"] - 4 - 4 - 5
+    # ci: 4 negative totals and 21 split targets held out, 4 state populations excluded
+    # (the national income tax rule matches nothing in four states), and now the 3 of 5
+    # districts' SNAP households that were not in the split.
+    assert run["n_selected"] == package["n_targets"] - 4 - 21 - 4 - 3
     assert current_release(world.root).version != previous
     # The sensor now sees the config it refitted on and asks for nothing more.
     with build_sensor_context(instance=world.instance, resources=resources,
                               definitions=world.defs) as context:
         assert "unchanged" in target_config_changed(context).skip_message
+
+
+def test_a_record_budget_set_in_the_launchpad_reaches_national_h5(world):
+    """The issue's "done when": a new budget for the national fit, re-materialized with
+    what follows, gives a gated release whose national.h5 holds that many households."""
+    result = world.run("refit", run_config={"ops": {"national_weights": {
+        "config": {"records": 600}}}})
+    assert result.success and _promoted(result), _checks(result)
+    release = current_release(world.root)
+    stacked = json.loads((world.root / "stacked_h5s" / "manifest.json").read_text())
+    assert stacked["files"]["national.h5"]["sha256"] == release.manifest["files"][
+        "national.h5"]["sha256"]  # the file released is the one counted here
+    households = stacked["files"]["national.h5"]["households"]
+    assert abs(households / 600 - 1) <= 0.02
+    assert release.manifest["national_fit"]["hyperparameters"]["records"] == 600
 
 
 def test_automation_promotes_once_the_blocking_checks_passed(world):
@@ -216,4 +265,5 @@ def test_a_two_worker_cluster_publishes_the_same_files(built_world, tmp_path):
     theirs = current_release(built_world.root).manifest["files"]
     for files in (ours, theirs):  # the fit's record holds its paths and its speed
         files.pop("run_config.json")
+        files.pop("national_weights/run_config.json")
     assert ours == theirs and len(ours) > 10

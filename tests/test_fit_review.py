@@ -94,6 +94,11 @@ def test_production_comparison(fitted):
     # Per trained target: production's loss over twice the targets is the same fit quality.
     assert review_fit(fitted, production_run_config={"final_loss": 2 * ours,
                                                      "n_selected": 2 * n}).passed
+    # Another record budget is another trade-off: not compared (gate 2 judges the errors).
+    other = review_fit(fitted, production_run_config={"final_loss": ours / 2, "n_selected": n,
+                                                      "params": {"records": 30}})
+    assert other.passed and other.rule("not_worse_than_production").detail == (
+        "skipped: the record budget changed (30 in the production run, None here)")
 
 
 def test_negative_or_nan_weights_fail(fitted, tmp_path):

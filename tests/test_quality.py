@@ -98,6 +98,12 @@ def test_heldout_group_regression_against_current_blocks():
     assert review.details["heldout"][LOCAL_EITC]["baseline_median"] == pytest.approx(0.35)
     loose = QualityThresholds(heldout_regression=0.1)
     assert review_quality(worse, base, loose).passed
+    # A fit whose record budget changed is reported, not judged, on its held-out groups.
+    rebudgeted = review_quality(worse, base, rebudgeted=frozenset({"local"}))
+    assert rebudgeted.passed
+    assert (f"{LOCAL_EITC} median 0.35 -> 0.4 (record budget changed: not judged)"
+            in _rule(rebudgeted, "heldout_regression").detail)
+    assert not review_quality(worse, base, rebudgeted=frozenset({"national"})).passed
 
 
 def test_legacy_baseline_without_score_is_judged_by_rel_abs_error():

@@ -45,7 +45,8 @@ def review_fit(
         _weights_rule(weights),
         _converged_rule(history, n_selected, t),
         _divergence_rule(log, groups, t),
-        _production_rule(final_loss, n_selected, production_run_config, t),
+        _production_rule(final_loss, n_selected, production_run_config, t,
+                         budget.get("records")),
         _budget_rule(budget, t),
     )
     metrics = {"final_loss_per_target": final_loss / max(n_selected, 1),
@@ -144,9 +145,12 @@ def _divergence_rule(log: pd.DataFrame, groups: dict[str, str], t: FitThresholds
 
 def _production_rule(final_loss: float, n_selected: int,
                      production: str | Path | dict[str, Any] | None,
-                     t: FitThresholds) -> Checked:
+                     t: FitThresholds, records: int | None = None) -> Checked:
     """Compared per trained target: a config that adds targets adds loss terms, and one
-    that drops targets would otherwise pass while fitting the rest worse."""
+    that drops targets would otherwise pass while fitting the rest worse.
+
+    Skipped when the record budget changed: fewer records fit worse by design, a choice
+    the user made; gate 2 still judges the published errors and the split's."""
     if production is None:
         return (Rule("not_worse_than_production", True,
                      "skipped: no production run config given"), {})
@@ -156,6 +160,11 @@ def _production_rule(final_loss: float, n_selected: int,
             raise InputError(path, None, "production run config not found",
                              "pass the run_config.json of the current release")
         production = json.loads(path.read_text())
+    theirs = (production.get("params") or {}).get("records")
+    if theirs != records:
+        return (Rule("not_worse_than_production", True,
+                     f"skipped: the record budget changed ({theirs} in the production run, "
+                     f"{records} here)"), {})
     for key in ("final_loss", "n_selected"):
         if key not in production:
             raise InputError(None, key, "missing from the production run config",

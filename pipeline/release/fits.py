@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core.layout import Layout
+from pipeline.core.layout import RUN_CONFIG, Layout
 from pipeline.package.store import CalibrationPackage, load_package
 from pipeline.targets.config import apply_target_config
 from pipeline.validate.totals import LOCAL, NATIONAL, FitTargets
@@ -20,6 +20,10 @@ class ReleaseFit:
     fit_dir: Path
     weights: Path
     target_config: Path
+
+    @property
+    def run_config(self) -> Path:
+        return self.fit_dir / RUN_CONFIG
 
 
 def release_fits(layout: Layout) -> tuple[ReleaseFit, ReleaseFit]:

@@ -127,10 +127,28 @@ def _xw_consistency(ctx: GateContext) -> GateReport:
     return combine(reports)
 
 
+def rebudgeted(layout: Layout) -> frozenset[str]:
+    """The fits whose record budget differs from CURRENT's (a choice, not a regression)."""
+    release = current_release(layout.root)
+    if release is None:
+        return frozenset()
+    changed = set()
+    for fit, theirs in zip(release_fits(layout), (release.path / RUN_CONFIG,
+                                                  release.path / NATIONAL_FIT / RUN_CONFIG),
+                           strict=True):
+        if not theirs.is_file() or not fit.run_config.is_file():
+            continue
+        budgets = [json.loads(p.read_text())["params"].get("records")
+                   for p in (theirs, fit.run_config)]
+        if budgets[0] != budgets[1]:
+            changed.add(fit.name)
+    return frozenset(changed)
+
+
 def _simulation_quality(ctx: GateContext) -> GateReport:
     baseline = load_current_validation(ctx.layout.root)
     report = review_quality(read_validation_csv(ctx.layout.validation_csv), baseline,
-                            ctx.profile.gates.quality)
+                            ctx.profile.gates.quality, rebudgeted(ctx.layout))
     against = ("the CURRENT release" if baseline is not None
                else "absolute tolerances (no release yet)")
     return GateReport(report.passed, f"judged against {against}: {report.summary}",
