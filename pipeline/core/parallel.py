@@ -69,10 +69,11 @@ class DaskRunner:
         scattered = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
         futures = self.client.map(fn, list(items), *[[s] * len(items) for s in scattered],
                                   pure=False)
-        if desc is not None:
-            with _progress(desc, len(futures)) as progress:
-                for _ in as_completed(futures):
-                    progress.update()
+        # Every task ends before a failure propagates: a task still running could write
+        # into a temporary directory that the caller removes on the way out.
+        with _progress(desc, len(futures)) as progress:
+            for _ in as_completed(futures):
+                progress.update()
         return self.client.gather(futures)
 
     def close(self) -> None:
