@@ -1,6 +1,7 @@
 """The outputs stage at the size the production run produces, on 1 and 2 Dask workers.
 
 Run: .venv/bin/python benchmarks/bench_outputs.py [--work DIR] [--kept 4793974]
+     [--configs "in-process, gzip-1" ...]
 (prints a table and writes it to results/outputs.txt; ~30 min on the 2-core box).
 
 The package is the real production package (12,000 base households x 430 clones, every
@@ -120,6 +121,8 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/calibration-bench")
     parser.add_argument("--kept", type=int, default=4_793_974)
     parser.add_argument("--child", nargs=3)
+    parser.add_argument("--configs", nargs="+", metavar="NAME",
+                        help="only these configurations (their names, as in CONFIGS)")
     args = parser.parse_args()
     work = Path(args.work)
     if args.child:
@@ -128,7 +131,10 @@ def main() -> None:
         return
     ensure_package(work)
     load = os.getloadavg()[0]
-    rows = [r for config in CONFIGS for r in run_config(work, *config, args.kept)]
+    configs = [c for c in CONFIGS if not args.configs or c[0] in args.configs]
+    if not configs:
+        raise SystemExit(f"--configs: none of {args.configs} is one of {[c[0] for c in CONFIGS]}")
+    rows = [r for config in configs for r in run_config(work, *config, args.kept)]
     lines = [f"# bench_outputs.py, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, "
              f"load average {load:.2f} at start",
              f"production package: 12,000 households x 430 clones; {args.kept:,} columns kept "

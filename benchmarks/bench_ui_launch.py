@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--job", default="refit")
     args = parser.parse_args()
     env = {**os.environ, "CALIBRATION_PROFILE": args.profile,
-           "DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(ROOT)),
+           "DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(ROOT / ".dagster_home")),
            "CALIBRATION_STORAGE_ROOT": os.environ.get("CALIBRATION_STORAGE_ROOT",
                                                       str(ROOT / "storage"))}
     load = os.getloadavg()[0]

@@ -131,10 +131,11 @@ def _with_lineage(path, lineage: dict) -> None:
 def validation_frame(errors, *, training=None, sanity=None, sim=None, holdout=None,
                      scope=None, fit="local") -> pd.DataFrame:
     """validation_results rows for targets t0..tn-1: states, then one district; `errors`
-    is each row's score (and production's rel_abs_error)."""
+    is each row's score (and production's rel_abs_error); every target is 1, so the
+    simulated value is 1 + error unless `sim` says otherwise."""
     n = len(errors)
     errors = np.asarray(errors, dtype=float)
-    sim = np.ones(n) if sim is None else np.asarray(sim, dtype=float)
+    sim = 1 + errors if sim is None else np.asarray(sim, dtype=float)
     return pd.DataFrame({
         "area_type": ["state"] * (n - 1) + ["district"],
         "area_id": [str(i) for i in range(n)],

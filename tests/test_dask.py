@@ -1,6 +1,7 @@
 """The Dask runner: same bits as in-process, retries a dead worker's task, clear errors."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -28,6 +29,21 @@ def _die_once(item: int, marker: str) -> int:
         open(marker, "w").close()
         os._exit(1)
     return item * item
+
+
+def _fail_fast_or_write_late(item: int, folder: str) -> int:
+    if item == 0:
+        raise ValueError("the first task fails at once")
+    time.sleep(1.0)
+    open(os.path.join(folder, f"late-{item}"), "w").close()
+    return item
+
+
+def test_a_failure_propagates_only_after_every_task_ended(cluster, tmp_path):
+    """Callers remove their temporary directory on a failure: no task may still write there."""
+    with pytest.raises(ValueError, match="fails at once"):
+        cluster.map(_fail_fast_or_write_late, [0, 1, 2], str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late-1", "late-2"]
 
 
 def test_two_workers_give_the_same_bits(cluster, tmp_path):

@@ -277,7 +277,9 @@ def test_a_refit_on_a_full_disk_fails_cleanly_and_the_next_one_succeeds(full_dis
 
     fill(0)
     cli = _calibrate_fit(world)
-    assert cli.returncode == 5 and cli.stderr.startswith("error: [Errno 28] no space left")
+    # Progress lines come first; the error is the last thing the user reads.
+    last = cli.stderr.strip().splitlines()[-1]
+    assert cli.returncode == 5 and last.startswith("error: [Errno 28] no space left"), last
     assert _temps(world.root) == []
 
     (world.dir / "filler").unlink()

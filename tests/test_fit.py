@@ -182,3 +182,17 @@ def test_fit_package_writes_outputs_and_never_trains_holdout(tmp_path):
         diag.loc[diag["selected"], "abs_rel_error"].max())
     assert (out / "checkpoint.pt").is_file()
     assert not list(out.glob(".tmp-*"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fit_matches_cpu_up_to_float_tolerance():
+    """Gate draws come from each device's own stream, so the kept sets differ record by
+    record; the fit's quality and its totals must not (results/gpu.txt: the demo package)."""
+    X, y, iw = make_problem()
+    params = PARAMS.with_(epochs=300, polish_epochs=200)
+    cpu, gpu = fit(X, y, iw, params), fit(X, y, iw, params.with_(device="cuda"))
+    assert gpu.device.startswith("cuda")
+    assert abs(gpu.kept - cpu.kept) <= 0.02 * cpu.kept
+    assert gpu.error_summaries["exported"]["mean"] == pytest.approx(
+        cpu.error_summaries["exported"]["mean"], abs=1e-3)
+    np.testing.assert_allclose(gpu.estimates, cpu.estimates, rtol=1e-2)

@@ -106,6 +106,20 @@ def test_heldout_group_regression_against_current_blocks():
     assert not review_quality(worse, base, rebudgeted=frozenset({"national"})).passed
 
 
+def test_current_is_rescored_against_this_runs_targets():
+    """A target DB change moves a target: CURRENT's old total is judged against the new value."""
+    base = _frame([0.01, 0.01, 0.01, 0.01])  # CURRENT simulated 1.01 for every target
+    moved = _frame([0.06, 0.01, 0.01, 0.01])
+    moved.loc[0, "target_value"] = 1.2  # t0 uprated; this run's sim 1.128 is 6% off it
+    moved.loc[0, "sim_value"] = 1.2 * 1.06
+    review = review_quality(moved, base)
+    assert review.passed  # CURRENT's 1.01 is 15.8% off the new target: no regression
+    assert review.details["worst_regressions"][-1]["target_name"] == "t0"
+    assert review.details["worst_regressions"][-1]["baseline_score"] == pytest.approx(0.19 / 1.2)
+    kept_own = review_quality(moved, base.drop(columns="sim_value"))
+    assert not kept_own.passed  # an old CSV without sim_value keeps its own 0.01
+
+
 def test_legacy_baseline_without_score_is_judged_by_rel_abs_error():
     base = _frame([0.01, 0.01, 0.01, 0.01]).drop(
         columns=["holdout_group", "original_value", "original_period", "uprating_factor",

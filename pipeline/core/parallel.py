@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -67,12 +68,16 @@ class DaskRunner:
         # none of it). The items stay in the task graph: the scheduler keeps them, so a task
         # whose worker died can be run again elsewhere (a scattered item would die with it).
         scattered = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
-        futures = self.client.map(fn, list(items), *[[s] * len(items) for s in scattered],
-                                  pure=False)
-        if desc is not None:
-            with _progress(desc, len(futures)) as progress:
-                for _ in as_completed(futures):
-                    progress.update()
+        with warnings.catch_warnings():
+            # Keeping the items in the graph is the point (see above); Dask warns past 10 MB.
+            warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+            futures = self.client.map(fn, list(items), *[[s] * len(items) for s in scattered],
+                                      pure=False)
+        # Every task ends before a failure propagates: a task still running could write
+        # into a temporary directory that the caller removes on the way out.
+        with _progress(desc, len(futures)) as progress:
+            for _ in as_completed(futures):
+                progress.update()
         return self.client.gather(futures)
 
     def close(self) -> None:

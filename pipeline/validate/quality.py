@@ -23,10 +23,12 @@ from pipeline.validate.totals import LOCAL, VALIDATION_RESULTS
 # The columns of validation_results.csv this gate reads; the baseline (CURRENT) may be an
 # older CSV without a score, judged by production's rel_abs_error instead.
 REQUIRED = VALIDATION_RESULTS.select_columns(
-    ["area_type", "area_id", "variable", "target_name", "sim_value", "rel_abs_error",
-     "sanity_check", "in_training", "holdout_group", "error_rule", "score", "scope", "fit"]
+    ["area_type", "area_id", "variable", "target_name", "target_value", "sim_value",
+     "rel_abs_error", "sanity_check", "in_training", "holdout_group", "error_rule",
+     "error_floor", "score", "scope", "fit"]
 ).update_columns({c: {"required": True}
-                  for c in ("holdout_group", "error_rule", "score", "scope", "fit")})
+                  for c in ("holdout_group", "error_rule", "error_floor", "score", "scope",
+                            "fit")})
 BASELINE = VALIDATION_RESULTS.select_columns(["target_name", "rel_abs_error", "score", "fit"])
 
 
@@ -90,7 +92,8 @@ def review_quality(
     Errors are the robust `score` (`pipeline.validate.scoring`); out-of-scope targets are
     reported, never judged. Rows are matched on (fit, target_name); targets new in this run
     cannot regress and targets the baseline had but this run lacks are reported, not
-    failed. Per-target and per-group regressions gate only the targets this run trained
+    failed. CURRENT is re-scored against this run's targets (`_baseline_scores`). Per-target
+    and per-group regressions gate only the targets this run trained
     on (a target a config edit took out of training is expected to drift and is listed in
     `worst_regressions`); each held-out group's median and p90 gate generalization.
     """
@@ -109,9 +112,7 @@ def review_quality(
         if "fit" not in baseline:  # written before the national fit: one fit's files
             baseline = baseline.assign(fit=LOCAL)
         _require(baseline, BASELINE, "baseline validation results")
-        base = baseline.assign(baseline_score=baseline["score"] if "score" in baseline
-                               else baseline["rel_abs_error"])[
-            ["fit", "target_name", "baseline_score"]]
+        base = _baseline_scores(baseline, scored)
         merged = scored.merge(base, on=["fit", "target_name"], how="inner")
         merged["increase"] = merged["score"] - merged["baseline_score"]
         worst = (merged.sort_values("increase", ascending=False, kind="stable")
@@ -120,7 +121,7 @@ def review_quality(
         rules.append(_target_regression(trained, t))
         rules.append(_group_regression(trained, t))
         rules.append(_heldout_regression(merged, heldout, t, rebudgeted))
-        dropped = sorted(set(base["fit"] + "/" + base["target_name"])
+        dropped = sorted(set(baseline["fit"] + "/" + baseline["target_name"])
                          - set(v["fit"] + "/" + v["target_name"]))
         rules.append(Rule("coverage", True,
                           f"{len(merged)} targets compared, {len(scored) - len(merged)} new "
@@ -139,6 +140,27 @@ def review_quality(
     }
     return GateReport.of(rules, metrics, {"worst_regressions": worst.to_dict(orient="records"),
                                           "heldout": heldout})
+
+
+def _baseline_scores(baseline: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+    """CURRENT's simulated totals scored against this run's target values and floors.
+
+    A target DB change (new statistics, uprating to another year) moves the targets under
+    both releases alike; judged against its own old targets, CURRENT would look better than
+    it is and the new run would read as a regression. A baseline CSV without `sim_value`
+    keeps its own scores (or production's rel_abs_error).
+    """
+    key = ["fit", "target_name"]
+    if "sim_value" not in baseline:
+        own = baseline["score"] if "score" in baseline else baseline["rel_abs_error"]
+        return baseline.assign(baseline_score=own)[[*key, "baseline_score"]]
+    now = scored[[*key, "target_value", "error_floor"]]
+    both = baseline[[*key, "sim_value"]].merge(now, on=key, how="inner")
+    target = both["target_value"].to_numpy(np.float64)
+    gap = np.abs(both["sim_value"].to_numpy(np.float64) - target)
+    score = gap / np.maximum(np.abs(target), both["error_floor"].to_numpy(np.float64))
+    return pd.DataFrame({"fit": both["fit"], "target_name": both["target_name"],
+                         "baseline_score": score})
 
 
 def _require(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str) -> None:
