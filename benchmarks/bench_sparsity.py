@@ -38,7 +38,7 @@ from pipeline.targets.split import split_scope
 RESULTS = Path(__file__).parent / "results"
 TOLERANCE = 0.02  # the budget's promise, and bisection's stopping rule
 SWEEP = (1e-8, 1e-4, 2e-2, 1e-1)  # the table: 1e-8 is the (nearly) unpruned fit
-MAX_BISECTIONS = 8
+MAX_BISECTIONS = 6
 
 
 @dataclass
