@@ -66,3 +66,32 @@ def test_a_new_config_makes_every_verdict_on_it_stale(tmp_path):
     for gate in ("package_validity", "fit_review", "xw_consistency", "simulation_quality"):
         assert f"{gate}: judged other" in str(info.value)
     assert "calibration_weights was not built from the current target_config" in str(info.value)
+
+
+def test_a_national_refit_after_the_checks_cannot_be_promoted(tmp_path):
+    """The other fit: national.h5 stacked from the old national weights, a new national fit
+    reviewed since. Promotion refuses the mix, naming the national fit."""
+    layout = artifact_tree(tmp_path)
+    _judge_all(layout)
+    np.save(layout.national_weights, np.array([0.0, 4.0, 0.0]))  # a refit with a new budget
+    _judge_all(layout, only={"national_fit_review"})
+    with pytest.raises(GateError) as info:
+        require_all_passed(layout)
+    message = str(info.value)
+    assert "xw_consistency: judged other national_weights" in message
+    assert "stacked_h5s was not built from the current national_weights" in message
+    assert "calibration_weights" not in message  # the local fit is not what changed
+
+
+def test_a_new_national_config_makes_its_verdicts_stale(tmp_path):
+    layout = artifact_tree(tmp_path)
+    _judge_all(layout)
+    layout.national_target_config.write_text("include: [{geo_level: national}]\n")
+    with pytest.raises(GateError) as info:
+        require_all_passed(layout)
+    message = str(info.value)
+    for gate in ("package_validity", "national_fit_review", "xw_consistency",
+                 "simulation_quality"):
+        assert f"{gate}: judged other" in message
+    assert "fit_review: judged other" not in message.replace("national_fit_review", "")
+    assert "national_weights was not built from the current national_target_config" in message
