@@ -2,7 +2,7 @@
 
 Run on a machine with an NVIDIA GPU (results/gpu.txt holds a run on an H200):
     .venv/bin/python benchmarks/bench_gpu.py --package storage/calibration_package \
-        --target-config pipeline/config/targets.yaml [--set preset=national --set records=50000]
+        --target-config pipeline/config/targets.yaml --profile demo [--national] [--set FIELD=VALUE]
 
 Per device: wall time, L0 epochs per second, records kept and the error summary; then how
 far the two fits are apart. Gate draws differ between the devices' random streams, so the
@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.config.profile import load_profile  # noqa: E402
 from pipeline.fit.engines import FusedEngine, TorchEngine  # noqa: E402
 from pipeline.fit.model import initial_parameters  # noqa: E402
 from pipeline.fit.package_fit import fit_package  # noqa: E402
@@ -44,10 +45,11 @@ def _value(text: str) -> Any:
     return text
 
 
-def compare_fits(package: str, target_config: str, changes: dict[str, Any]) -> None:
+def compare_fits(package: str, target_config: str, base: FitParams,
+                 changes: dict[str, Any]) -> None:
     results = {}
     for device in ("cuda", "cpu"):
-        params = FitParams(**changes).with_(device=device)
+        params = base.with_(**changes, device=device)
         with tempfile.TemporaryDirectory() as out:
             t = time.perf_counter()
             results[device] = fit_package(package, target_config, out, params)
@@ -110,7 +112,8 @@ def time_production_epochs() -> None:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         eng = engines[name]()
-        seconds[name] = _epoch_seconds(eng.l0_step, device, 3, timed)
+        seconds[name] = _epoch_seconds(lambda e: eng.l0_step(e, params.lambda_l0),  # noqa: B023
+                                       device, 3, timed)
         extra = (f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
                  if device.type == "cuda" else f"  {torch.get_num_threads()} threads")
         print(f"{name:>4}: L0 epoch {seconds[name] * 1000:8.1f} ms{extra}", flush=True)
@@ -122,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--package", required=True)
     ap.add_argument("--target-config", required=True)
+    ap.add_argument("--profile", help="start from this profile's fit (e.g. demo); "
+                    "default: FitParams' defaults")
+    ap.add_argument("--national", action="store_true",
+                    help="the profile's national fit instead of its local one")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="a FitParams field for both fits (repeatable)")
     ap.add_argument("--skip-production-shape", action="store_true")
@@ -130,8 +137,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("bench_gpu: no CUDA device here; run it on a machine with an NVIDIA GPU")
     changes = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}; "
-          f"CPU threads {torch.get_num_threads()}; fit {changes or 'defaults'}", flush=True)
-    compare_fits(args.package, args.target_config, changes)
+          f"CPU threads {torch.get_num_threads()}", flush=True)
+    if args.profile:
+        profile = load_profile(args.profile)
+        base = profile.national_fit if args.national else profile.fit
+    else:
+        base = FitParams()
+    print(f"fit: {base.with_(**changes).to_dict()}", flush=True)
+    compare_fits(args.package, args.target_config, base, changes)
     if not args.skip_production_shape:
         time_production_epochs()
 
