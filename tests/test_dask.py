@@ -24,11 +24,15 @@ def cluster():
 
 
 def _die_once(item: int, marker: str) -> int:
-    """Kill this worker process the first time any task runs; succeed when retried."""
-    if not os.path.exists(marker):
-        open(marker, "w").close()
-        os._exit(1)
-    return item * item
+    """Kill this worker process the first time any task runs; succeed when retried.
+
+    Creating the marker is atomic (O_EXCL): tasks starting at once on both workers must not
+    both die, which would lose every copy of the scattered arguments as well."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return item * item
+    os._exit(1)
 
 
 def _fail_fast_or_write_late(item: int, folder: str) -> int:
