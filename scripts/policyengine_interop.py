@@ -136,13 +136,14 @@ def compare(stacked: Path, max_rss_gb: float, only: list[str] | None) -> pd.Data
     files = [rel for rel in manifest["files"] if rel.startswith("states/")]
     files = [f for f in files if only is None or f in only]
     rows = []
-    watched = Watched([stacked / f for f in files], period, max_rss_gb, stacked.parent)
-    our = {rel: ours(stacked / rel) for rel in files}  # while policyengine-us runs
-    states, stats = watched.result()
-    if states is None:
-        raise RuntimeError(f"the state files passed {max_rss_gb} GB together: {stats}")
-    for rel, pe in zip(files, states, strict=True):
-        rows.append(_row(rel, our[rel], pe, manifest["files"][rel]))
+    if files:
+        watched = Watched([stacked / f for f in files], period, max_rss_gb, stacked.parent)
+        our = {rel: ours(stacked / rel) for rel in files}  # while policyengine-us runs
+        states, stats = watched.result()
+        if states is None:
+            raise RuntimeError(f"the state files passed {max_rss_gb} GB together: {stats}")
+        for rel, pe in zip(files, states, strict=True):
+            rows.append(_row(rel, our[rel], pe, manifest["files"][rel]))
     if only is None or "national.h5" in only:
         watched = Watched([stacked / "national.h5"], period, max_rss_gb, stacked.parent)
         our_national = ours(stacked / "national.h5")
