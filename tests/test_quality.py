@@ -106,6 +106,19 @@ def test_heldout_group_regression_against_current_blocks():
     assert not review_quality(worse, base, rebudgeted=frozenset({"national"})).passed
 
 
+def test_heldout_groups_compare_only_targets_both_runs_held_out():
+    """A CURRENT from before the split trained today's split targets: no regression there."""
+    holdout = ["", "", "validation_split", "validation_split"]
+    base = _frame([0.01, 0.01, 0.001, 0.001])  # every target trained, split ones nearly exact
+    now = _frame([0.01, 0.01, 0.3, 0.4], training=[True, True, False, False], holdout=holdout)
+    review = review_quality(now, base)
+    assert review.passed
+    assert "no held-out target in both runs" in _rule(review, "heldout_regression").detail
+    held_before = _frame([0.01, 0.01, 0.001, 0.001], training=[True, True, False, False],
+                         holdout=holdout)
+    assert not _rule(review_quality(now, held_before), "heldout_regression").passed
+
+
 def test_current_is_rescored_against_this_runs_targets():
     """A target DB change moves a target: CURRENT's old total is judged against the new value."""
     base = _frame([0.01, 0.01, 0.01, 0.01])  # CURRENT simulated 1.01 for every target

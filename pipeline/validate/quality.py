@@ -143,7 +143,8 @@ def review_quality(
 
 
 def _baseline_scores(baseline: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
-    """CURRENT's simulated totals scored against this run's target values and floors.
+    """CURRENT's simulated totals scored against this run's target values and floors, and
+    whether CURRENT trained on each target (`baseline_trained`).
 
     A target DB change (new statistics, uprating to another year) moves the targets under
     both releases alike; judged against its own old targets, CURRENT would look better than
@@ -151,16 +152,17 @@ def _baseline_scores(baseline: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFra
     keeps its own scores (or production's rel_abs_error).
     """
     key = ["fit", "target_name"]
-    if "sim_value" not in baseline:
-        own = baseline["score"] if "score" in baseline else baseline["rel_abs_error"]
-        return baseline.assign(baseline_score=own)[[*key, "baseline_score"]]
+    base = baseline.assign(baseline_trained=baseline["in_training"].astype(bool)
+                           if "in_training" in baseline else False)
+    if "sim_value" not in base:
+        own = base["score"] if "score" in base else base["rel_abs_error"]
+        return base.assign(baseline_score=own)[[*key, "baseline_score", "baseline_trained"]]
     now = scored[[*key, "target_value", "error_floor"]]
-    both = baseline[[*key, "sim_value"]].merge(now, on=key, how="inner")
+    both = base[[*key, "sim_value", "baseline_trained"]].merge(now, on=key, how="inner")
     target = both["target_value"].to_numpy(np.float64)
     gap = np.abs(both["sim_value"].to_numpy(np.float64) - target)
     score = gap / np.maximum(np.abs(target), both["error_floor"].to_numpy(np.float64))
-    return pd.DataFrame({"fit": both["fit"], "target_name": both["target_name"],
-                         "baseline_score": score})
+    return both.assign(baseline_score=score)[[*key, "baseline_score", "baseline_trained"]]
 
 
 def _require(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str) -> None:
@@ -207,14 +209,16 @@ def _group_regression(merged: pd.DataFrame, t: QualityThresholds) -> Rule:
 def _heldout_regression(merged: pd.DataFrame, heldout: dict[str, dict[str, float]],
                         t: QualityThresholds, rebudgeted: frozenset[str] = frozenset()
                         ) -> Rule:
-    """Each held-out group's median and p90 against the baseline's over the same targets.
+    """Each held-out group's median and p90 against the baseline's over the targets both
+    runs held out (a CURRENT from before a split trained on today's split targets).
 
     A fit whose record budget differs from CURRENT's (`rebudgeted`) is reported, not
     judged: fewer records generalize worse by design, and the user chose that trade-off
     (its trained targets are still judged, and the frontier shows what the budget costs).
     """
     lines, failing = [], []
-    for group, rows in merged[merged["heldout"] != ""].groupby("heldout"):
+    both_held_out = (merged["heldout"] != "") & ~merged["baseline_trained"].astype(bool)
+    for group, rows in merged[both_held_out].groupby("heldout"):
         now, before = _stats(rows["score"]), _stats(rows["baseline_score"])
         heldout[group].update(baseline_median=before["median"], baseline_p90=before["p90"])
         judged = group.split("/")[0] not in rebudgeted
