@@ -12,7 +12,7 @@ export CALIBRATION_PROFILE := $(PROFILE)
 # The optional interop check: policyengine-us in its own venv (AGPL, never a default).
 PE_VENV := .venv-policyengine
 
-.PHONY: setup run test test-fast lint bench ui interop clean
+.PHONY: setup run test test-fast lint bench ui interop clean allocate
 
 # Idempotent: re-running only re-installs when pyproject.toml changed.
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
@@ -42,6 +42,11 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check pipeline assets resources tests benchmarks scripts
+
+# The learned allocation of the national record budget (sparsity_allocation); then
+# `make run PROFILE=demo_learned` fits national.h5 with it.
+allocate: setup
+	$(BIN)/python -m assets.run --profile $(PROFILE) --job allocation_search
 
 # `make ui PROFILE=ci PORT=3107`: the launchpad and checks use that profile's settings.
 ui: setup

@@ -34,8 +34,10 @@ from pipeline.core.hashing import sha256_file
 from resources import TargetConfigResource
 
 full_rebuild = define_asset_job(
-    "full_rebuild", selection=AssetSelection.all(),
-    description="Everything: microdata, targets, package, fit, outputs, gates, release.",
+    "full_rebuild", selection=AssetSelection.all() - AssetSelection.assets(
+        "sparsity_allocation"),
+    description="Everything: microdata, targets, package, fit, outputs, gates, release "
+                "(not the optional allocation search: the allocation_search job).",
 )
 
 refit = define_asset_job(

@@ -23,6 +23,7 @@ from assets.package import calibration_package, package_validity
 from assets.publish import stacked_h5s, structural_sanity, xw_consistency
 from assets.release import promoted_release
 from assets.source import source_cps, stratified_cps
+from assets.sparsity import allocation_search, sparsity_asset
 from assets.targets import (
     national_target_config,
     target_config,
@@ -81,7 +82,8 @@ def make_definitions(
                                    str(DEFAULT_NATIONAL_TARGET_CONFIG))),
     }
     assets = [source_cps, stratified_cps, target_db, target_config, national_target_config,
-              calibration_package, *fit_assets(loaded), stacked_h5s, validation_results,
+              calibration_package, sparsity_asset(loaded), *fit_assets(loaded), stacked_h5s,
+              validation_results,
               promoted_release]
     return Definitions(
         assets=assets,
@@ -91,7 +93,7 @@ def make_definitions(
         # inside steps goes to the Dask cluster of the compute resource.
         executor=in_process_executor,
         asset_checks=CHECKS,
-        jobs=[full_rebuild, refit],
+        jobs=[full_rebuild, refit, allocation_search],
         schedules=[weekly_rebuild],
         sensors=[target_config_changed, automation_sensor],
         resources=resources,

@@ -67,9 +67,11 @@ def fit_assets(loaded: Profile) -> list[AssetsDefinition]:
                                  data_version=data_version(sha256_file(layout.weights)))
 
     @asset(group_name="fit", code_version="1", deps=[calibration_package,
-                                                     national_target_config],
+                                                     national_target_config,
+                                                     "sparsity_allocation"],
            pool="gpu", description="The national L0 fit under a record budget (national.h5); "
-           "national and state targets.")
+           "national and state targets. With allocation: learned, sparsity_allocation "
+           "chooses the records.")
     def national_weights(
         context: AssetExecutionContext, config: national_config, storage: StorageResource,
         profile: ProfileResource, compute: ComputeResource,
@@ -80,7 +82,8 @@ def fit_assets(loaded: Profile) -> list[AssetsDefinition]:
         with report_to(context.log.info):
             result = fit_package(layout.package_dir, layout.national_target_config,
                                  layout.national_fit_dir, params,
-                                 config_artifact="national_target_config")
+                                 config_artifact="national_target_config",
+                                 allocation_dir=layout.allocation_dir)
         context.log.info(f"national fit done: {result.kept:,} records kept, "
                          f"{result.error_summaries['exported']}")
         return MaterializeResult(

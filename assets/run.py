@@ -25,9 +25,10 @@ EXIT_BUSY = 4
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m assets.run", description=__doc__)
     parser.add_argument("--profile", default=os.environ.get("CALIBRATION_PROFILE", "demo"),
-                        help="a shipped profile (demo, ci, production) or a YAML path (default: "
-                             "$CALIBRATION_PROFILE, else demo)")
-    parser.add_argument("--job", default="full_rebuild", choices=["full_rebuild", "refit"])
+                        help="a shipped profile (demo, demo_learned, ci, production) or a "
+                             "YAML path (default: $CALIBRATION_PROFILE, else demo)")
+    parser.add_argument("--job", default="full_rebuild",
+                        choices=["full_rebuild", "refit", "allocation_search"])
     parser.add_argument("--baseline", choices=["current", "newest"],
                         default=os.environ.get("CALIBRATION_BASELINE") or "current",
                         help="the regression gates' baseline: 'current' requires an intact "
@@ -57,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_PROMOTED
+    if args.job == "allocation_search":  # promotes nothing: the fit that uses it does
+        if not result.success:
+            print(not_promoted_summary(result, [], storage_root), file=sys.stderr)
+            return EXIT_NOT_PROMOTED
+        print(f"sparsity_allocation written to {storage_root / 'sparsity_allocation'}; fit "
+              "with national_fit.allocation: learned (e.g. PROFILE=demo_learned)")
+        return 0
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     failed_checks = [e.check_name for e in failed if e.severity == AssetCheckSeverity.ERROR]
     warnings = [e.check_name for e in failed if e.severity == AssetCheckSeverity.WARN]

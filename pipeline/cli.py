@@ -34,6 +34,8 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--national", action="store_true", help="start from the national fit's "
                    "values (the profile's national_fit: a record budget of 50,000)")
     p.add_argument("--resume-from", help="checkpoint.pt to continue from")
+    p.add_argument("--allocation-from", metavar="DIR", help="with --allocation learned: the "
+                   "directory `calibrate allocate` wrote")
     p.epilog = (f"--device defaults to ${DEVICE_ENV} when set, as in the pipeline. Progress: "
                 "a bar on a terminal, a line every 30 s otherwise.")
     _add_trust_pickle(p)
@@ -85,7 +87,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     with storage_lock(root) as lock:
         _report_lock(lock)
         result = fit_package(args.package, args.target_config, out, params, args.resume_from,
-                             trust_pickle=args.trust_pickle)
+                             trust_pickle=args.trust_pickle,
+                             allocation_dir=args.allocation_from)
     err = result.error_summaries["exported"]
     review = review_fit(result)
     split = result.error_summaries["validation_split"]
@@ -101,6 +104,86 @@ def _run_fit(args: argparse.Namespace) -> int:
         print(f"  [{'PASS' if rule.passed else 'FAIL'}] {rule.name}: {rule.detail}")
     print(f"wrote {args.out}")
     return 0 if review.passed else EXIT_GATE
+
+
+def _add_allocate_parser(subparsers: argparse._SubParsersAction) -> None:
+    from pipeline.core.packaged import DEFAULT_NATIONAL_TARGET_CONFIG
+    from pipeline.core.parallel import SETTING
+    from pipeline.sparsity.settings import AllocationSettings
+
+    p = subparsers.add_parser("allocate", help="learn where the national fit's record budget "
+                              "goes (RL search); the fit uses it with --allocation learned")
+    p.add_argument("--package", required=True, help="calibration package directory")
+    p.add_argument("--target-config", default=str(DEFAULT_NATIONAL_TARGET_CONFIG),
+                   help="the national fit's target config (default: the shipped one)")
+    p.add_argument("--out", default="allocation_out", help="output directory; an "
+                   "interrupted search there resumes")
+    p.add_argument("--profile", help="take national_fit and allocation from this profile")
+    p.add_argument("--records", type=int, help="the record budget (default: the profile's "
+                   "national_fit.records)")
+    p.add_argument("--epochs", type=int, help="the trained model's L0 epochs")
+    p.add_argument("--dask", default=os.environ.get(SETTING, "local"),
+                   help="inprocess, local (a LocalCluster) or a scheduler address "
+                   f"(default ${SETTING} or local)")
+    p.add_argument("--workers", type=int, default=0, help="local workers (0: one per core)")
+    for name, info in AllocationSettings.model_fields.items():
+        kind = next((t for t in (bool, int, float) if t in (
+            info.annotation, *typing.get_args(info.annotation))), str)
+        kind = _yes_no if kind is bool else kind
+        p.add_argument(f"--{name.replace('_', '-')}", dest=f"allocation_{name}", type=kind,
+                       default=None, help=(info.description or "").replace("%", "%%"))
+    p.set_defaults(func=_run_allocate)
+
+
+def _yes_no(value: str) -> bool:
+    if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+        raise argparse.ArgumentTypeError(f"{value!r}: use true or false")
+    return value.lower() in ("true", "yes", "1")
+
+
+def _run_allocate(args: argparse.Namespace) -> int:
+    from pipeline.config import load_profile
+    from pipeline.core.lock import storage_lock
+    from pipeline.core.parallel import make_runner
+    from pipeline.fit.params import NationalFitParams
+    from pipeline.sparsity.allocate import allocate
+    from pipeline.sparsity.settings import AllocationSettings
+
+    profile = load_profile(args.profile) if args.profile else None
+    params = profile.national_fit if profile else NationalFitParams()
+    changes = {k: v for k, v in (("records", args.records), ("epochs", args.epochs))
+               if v is not None}
+    if os.environ.get(DEVICE_ENV):
+        changes["device"] = _env_device(os.environ[DEVICE_ENV])
+    params = params.with_(**changes)
+    settings = profile.allocation if profile else AllocationSettings()
+    settings = settings.model_copy(update={
+        name: getattr(args, f"allocation_{name}") for name in AllocationSettings.model_fields
+        if getattr(args, f"allocation_{name}") is not None})
+    settings = AllocationSettings.model_validate(settings.model_dump())
+    out = Path(args.out).resolve()
+    runner = make_runner(args.dask, args.workers)
+    try:
+        with storage_lock(out.parent) as lock:
+            _report_lock(lock)
+            meta = allocate(args.package, args.target_config, params, settings, out,
+                            runner=runner)
+    finally:
+        close = getattr(runner, "close", None)
+        if close:
+            close()
+    budget = meta["budget_method"]
+    final = meta["final_episode"]
+    print(f"allocate: {meta['records']:,} of {meta['columns']:,} records "
+          f"(budget {meta['record_budget']:,}), {meta['integer_records']:,} with whole-"
+          f"household weights; {meta['episodes']} episodes in {meta['seconds']:.0f} s")
+    print(f"search episode's split error: reward half {final['error']:.4%} (start "
+          f"{final['error0']:.4%}), report half {final['report_error']:.4%}")
+    print(f"budget method (the trained fit): split {budget['split_error']:.4%}, report half "
+          f"{budget['report_error']:.4%}")
+    print(f"wrote {args.out}; fit with: calibrate fit --national --allocation learned "
+          f"--allocation-from {args.out} --package {args.package}")
+    return 0
 
 
 def _add_package_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -201,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="calibrate", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_fit_parser(subparsers)
+    _add_allocate_parser(subparsers)
     _add_package_parser(subparsers)
     _add_release_parsers(subparsers)
     args = parser.parse_args(argv)

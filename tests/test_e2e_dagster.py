@@ -267,3 +267,31 @@ def test_a_two_worker_cluster_publishes_the_same_files(built_world, tmp_path):
         files.pop("run_config.json")
         files.pop("national_weights/run_config.json")
     assert ours == theirs and len(ours) > 10
+
+
+def test_a_learned_allocation_feeds_a_gated_promoted_national_file(world):
+    """The allocation issue's "done when": the search job, then a national fit with
+    `allocation: learned`, promoted behind the same gates; national.h5 holds exactly the
+    allocation's records, and its lineage names the allocation."""
+    # The first release of this storage root: gate 2 judges absolute tolerances (a 4-episode
+    # search does not beat the budget method's release, and gate 2 would say so).
+    shutil.rmtree(world.root / "releases")
+    searched = world.run("allocation_search")
+    assert searched.success
+    meta = json.loads((world.root / "sparsity_allocation" / "allocation.json").read_text())
+    assert 0 < meta["records"] <= 1000 and meta["episodes"] == 4
+    result = world.run("refit", run_config={"ops": {"national_weights": {
+        "config": {"allocation": "learned"}}}})
+    assert result.success and _promoted(result), _checks(result)
+    release = current_release(world.root)
+    stacked = json.loads((world.root / "stacked_h5s" / "manifest.json").read_text())
+    assert stacked["files"]["national.h5"]["households"] == meta["records"]
+    assert release.manifest["national_fit"]["hyperparameters"]["allocation"] == "learned"
+    run_config = json.loads((world.root / "national_weights" / "run_config.json").read_text())
+    assert run_config["lineage"]["sparsity_allocation"] == meta["arrays_sha256"]
+
+    again = world.run("allocation_search", run_config={"ops": {"sparsity_allocation": {
+        "config": {"seed": 1}}}})  # a new allocation: the fit no longer descends from it
+    assert again.success
+    refused = world.materialize("promoted_release")
+    assert not _promoted(refused)

@@ -20,6 +20,13 @@ def test_shipped_profiles_state_only_what_differs():
     assert demo.validation_split.share == 0.1
     assert ci.states == ("DE", "VT", "WY", "RI") and ci.package.n_clones == 2
     assert ci.gates.fit.loss_tolerance == 0.05 and ci.gates.consistency_tolerance == 0.01
+    # The learned allocation: a search of a few seconds on ci; the demo with it switched on.
+    assert (ci.allocation.episodes, demo.allocation.episodes) == (4, 96)
+    learned = load_profile("demo_learned")
+    assert learned.national_fit.allocation == "learned" and demo.national_fit.allocation \
+        == "budget"
+    assert learned.national_fit.model_dump(exclude={"allocation"}) == \
+        demo.national_fit.model_dump(exclude={"allocation"})  # the search's L0 phase
 
 
 @pytest.mark.parametrize("text, key, message", [
@@ -38,6 +45,9 @@ def test_shipped_profiles_state_only_what_differs():
     ("fit: {hybrid_share: 0.3}\n", "fit", "hybrid_share is a share of the record budget"),
     ("fit: {temperature_schedule: linear_ish}\n", "fit.temperature_schedule", "'cosine'"),
     ("validation_split: {share: 1}\n", "validation_split.share", "less than 1"),
+    ("allocation: {episodes: 0}\n", "allocation.episodes", "greater than or equal to 1"),
+    ("allocation: {hierarchy: maybe}\n", "allocation.hierarchy", "valid boolean"),
+    ("fit: {allocation: learned}\n", "fit", "allocation: learned spends a record budget"),
     ("geography: {states: [DE, XX]}\n", "geography.states", "XX"),
     ("- just a list\n", None, "top level is a list"),
 ])
@@ -51,7 +61,8 @@ def test_bad_profiles_are_refused_naming_the_key(tmp_path, text, key, message):
 
 
 def test_profile_not_found_lists_the_shipped_ones():
-    with pytest.raises(InputError, match=r"profile not found.*\['ci', 'demo', 'production'\]"):
+    shipped = r"\['ci', 'demo', 'demo_learned', 'production'\]"
+    with pytest.raises(InputError, match=r"profile not found.*" + shipped):
         load_profile("nope")
 
 

@@ -19,6 +19,7 @@ from pipeline.core.packaged import PROFILE_DIR
 from pipeline.core.settings import Settings, parse_settings
 from pipeline.fit.params import FitParams, NationalFitParams
 from pipeline.fit.review import FitThresholds
+from pipeline.sparsity.settings import AllocationSettings
 from pipeline.validate.quality import QualityThresholds
 
 MAX_CLONES = 436  # a record's clones go to distinct districts
@@ -78,6 +79,7 @@ class Profile(Settings):
     validation_split: SplitSettings = SplitSettings()
     fit: FitParams = FitParams()  # the local-area fit: the state and district files
     national_fit: NationalFitParams = NationalFitParams()  # national.h5
+    allocation: AllocationSettings = AllocationSettings()  # the learned allocation's search
     gates: GateSettings = GateSettings()
 
     @property

@@ -19,6 +19,10 @@ FRONTIER = "frontier.csv"  # records kept vs errors of every fit of this package
 # The national fit (national_weights): its directory, here and in a release, and its config.
 NATIONAL_FIT = "national_weights"
 NATIONAL_TARGET_CONFIG = "targets_national.yaml"
+# The learned sparsity allocation (sparsity_allocation): masks, budgets, then its metadata.
+ALLOCATION_ARRAYS = "allocation.npz"
+ALLOCATION_BUDGETS = "budgets.csv"
+ALLOCATION_META = "allocation.json"  # written last
 # Stacked files and releases.
 MANIFEST = "manifest.json"  # written last in a stacked directory and in a release
 VALIDATION_CSV = "validation_results.csv"
@@ -76,6 +80,14 @@ class Layout:
     @property
     def national_run_config(self) -> Path:
         return self.national_fit_dir / RUN_CONFIG
+
+    @property
+    def allocation_dir(self) -> Path:
+        return self.root / "sparsity_allocation"
+
+    @property
+    def allocation_arrays(self) -> Path:
+        return self.allocation_dir / ALLOCATION_ARRAYS
 
     @property
     def stacked_dir(self) -> Path:

@@ -31,6 +31,14 @@ def report_to(sink: Callable[[str], None]) -> Iterator[None]:
         _sink.pop()
 
 
+def note(message: str) -> None:
+    """One line that is not progress (a decision worth knowing), wherever lines go now."""
+    if _sink:
+        _sink[-1](message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
 class Progress:
     """Counts `total` steps of one stage; `update` may carry figures to show (loss=...)."""
 

@@ -13,6 +13,7 @@ the rest.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from pipeline.fit.model import GatedWeights, initial_parameters, open_gates
 from pipeline.fit.params import TRAJECTORY_FIELDS, FitParams
 from pipeline.fit.schedules import BudgetController
 from pipeline.fit.selection import PINNED_OPEN, design_weighted_sample, top_k
+from pipeline.sparsity.allocation import Allocation
 
 MIN_GATE = 1e-6  # floor for log(E[gate]) of a kept column when seeding the polish
 DIAG_BLOCK = 1 << 21  # non-zeros per float64 row block of the final products
@@ -160,11 +162,14 @@ def fit(
     resume_from: str | Path | None = None,
     source: str | Path | None = None,
     design_weights: np.ndarray | None = None,
+    allocation: Allocation | None = None,
 ) -> FitResult:
     """Fit weights so X·w hits y on the selected rows; see the module docstring.
 
     `design_weights` (one per column, default the initial weights) weight the hybrid's
-    random draw.
+    random draw. An `allocation` (a learned one, `pipeline.sparsity`) replaces the budget's
+    keep set with its own and rounds its integer columns to whole households; it must have
+    been searched from this very L0 phase.
     """
     device = resolve_device(params.device)
     X = sp.csr_matrix(X, dtype=np.float32)
@@ -179,8 +184,11 @@ def fit(
                          "include at least one target in the target config")
     check_budget(params, n_c, design_weights, source)
     identity = input_identity(X, y, initial_weights, sel, params)
+    if allocation is not None:
+        check_allocation(allocation, identity, n_c, source)
     trainer = _Trainer(X, sel, y[sel], initial_weights, params, device,
-                       initial_weights if design_weights is None else design_weights)
+                       initial_weights if design_weights is None else design_weights,
+                       allocation)
     if resume_from is not None:
         trainer.restore(load_checkpoint(resume_from, identity, params.epochs, device))
     t0 = time.perf_counter()
@@ -213,6 +221,25 @@ def fit(
     )
 
 
+def check_allocation(allocation: Allocation, identity: dict[str, Any], n_columns: int,
+                     source: str | Path | None) -> None:
+    searched = allocation.meta.get("lineage", {}).get("trained_model")
+    if searched != identity_digest(identity):
+        raise InputError(source, "sparsity_allocation", "the allocation was searched from "
+                         "another L0 phase (other package, targets or fit parameters)",
+                         "rerun the allocation search with this fit's settings, or set "
+                         "allocation: budget")
+    if len(allocation.keep) != n_columns:
+        raise InputError(source, "sparsity_allocation", f"{len(allocation.keep):,} columns, "
+                         f"the package has {n_columns:,}", "rerun the allocation search")
+
+
+def identity_digest(identity: dict[str, Any]) -> str:
+    """A fit's identity (package, selection, trajectory) as one hash, which an allocation
+    records for the L0 phase its search started from."""
+    return sha256_text(json.dumps(identity, sort_keys=True, default=str))
+
+
 def check_budget(params: FitParams, n_columns: int, design_weights: np.ndarray | None,
                  source: str | Path | None) -> None:
     """A budget must leave something to choose; the hybrid's draw needs positive weights."""
@@ -230,8 +257,9 @@ def check_budget(params: FitParams, n_columns: int, design_weights: np.ndarray |
 class _Trainer:
     def __init__(self, X: sp.csr_matrix, sel: np.ndarray, y: np.ndarray,  # noqa: N803
                  initial_weights: np.ndarray, params: FitParams, device: torch.device,
-                 design_weights: np.ndarray):
+                 design_weights: np.ndarray, allocation: Allocation | None = None):
         self.params = params
+        self.allocation = allocation
         self.n_targets = int(sel.sum())
         n_columns = X.shape[1]
         log_weight, log_alpha = initial_parameters(initial_weights, params.seed)
@@ -303,7 +331,9 @@ class _Trainer:
         with torch.no_grad():
             keep = model.keep_mask()
             self.open_at_end = int(keep.sum())
-            if p.records is not None:
+            if self.allocation is not None:
+                keep = torch.from_numpy(self.allocation.keep.copy())
+            elif p.records is not None:
                 keep = torch.from_numpy(top_k(model.log_alpha.numpy(), p.records))
             gate = model.gates._deterministic_gates().clamp_min(MIN_GATE)
             start = (model.log_weight + torch.log(gate))[keep]
@@ -318,7 +348,11 @@ class _Trainer:
                 self._maybe_log(p.epochs + k + 1, last, yhat, loss)
                 progress.update(loss=loss)
 
-            return self.engine.polish(kept_idx, start, p.polish_epochs, on_epoch)
+            weights = self.engine.polish(kept_idx, start, p.polish_epochs, on_epoch)
+        if self.allocation is not None:  # whole households where the allocation says so
+            whole = self.allocation.integer
+            weights[whole] = np.maximum(1.0, np.round(weights[whole]))
+        return weights
 
     def state(self, identity: dict[str, Any]) -> dict[str, Any]:
         n_logs = len(self.log_epochs)
@@ -364,7 +398,8 @@ class _Trainer:
         """How the keep set came about: the budget, the gates open when the L0 phase ended
         (P(gate > 0) > 0.5: the set kept without a budget), λ_L0 and E per epoch."""
         return {"records": self.params.records, "open_at_end": self.open_at_end,
-                "kept": kept, "lambda_l0": list(self.lambdas),
+                "kept": kept, "allocation_records": None if self.allocation is None
+                else self.allocation.records, "lambda_l0": list(self.lambdas),
                 "expected_open": list(self.expected_open)}
 
     def log_frame(self, names: list[str], sel: np.ndarray, y: np.ndarray,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
 from pipeline.core.layout import CHECKPOINT, RUN_CONFIG
 from pipeline.fit.core import FitResult, error_summary, fit
@@ -19,6 +20,7 @@ from pipeline.package.store import (
     load_selection,
     package_content_sha,
 )
+from pipeline.sparsity.allocation import load_allocation
 from pipeline.targets.split import split_scope
 
 
@@ -31,15 +33,29 @@ def fit_package(
     *,
     trust_pickle: bool = False,
     config_artifact: str = "target_config",
+    allocation_dir: str | Path | None = None,
 ) -> FitResult:
     """Load, select targets (never holdout), fit, and write outputs to `out_dir`.
 
     `config_artifact` names the target config in the fit's recorded lineage
-    (`national_target_config` for the national fit).
+    (`national_target_config` for the national fit). With `allocation: learned`, the
+    allocation in `allocation_dir` chooses the records kept, and joins the lineage.
     """
     pkg, selected = load_selection(package_dir, target_config_path, trust_pickle=trust_pickle)
     targets = pkg.targets
     out = Path(out_dir)
+    config_sha = None if target_config_path is None else sha256_file(target_config_path)
+    package_sha = None if pkg.path is None else package_content_sha(pkg.path)
+    lineage = {"calibration_package": package_sha, config_artifact: config_sha}
+    allocation = None
+    if params.allocation == "learned":
+        if allocation_dir is None:
+            raise InputError(None, "allocation", "allocation: learned needs the allocation "
+                             "search's output", "pass --allocation DIR (the "
+                             "sparsity_allocation directory), or set allocation: budget")
+        allocation = load_allocation(allocation_dir, pkg.X.shape[1], {
+            "calibration_package": package_sha, "national_target_config": config_sha})
+        lineage["sparsity_allocation"] = allocation.sha256
     # run_config.json is written last and marks a complete fit: remove the previous one
     # first, so a fit that dies midway never leaves old files looking complete.
     (out / RUN_CONFIG).unlink(missing_ok=True)
@@ -49,14 +65,12 @@ def fit_package(
         checkpoint_path=out / CHECKPOINT, resume_from=resume_from,
         source=Path(package_dir) / "targets.csv",
         design_weights=design_weights(pkg) if params.hybrid_share > 0 else None,
+        allocation=allocation,
     )
     result.targets = targets
     scope = split_scope(targets, selected)
     result.error_summaries["validation_split"] = {
         **error_summary(result.estimates[scope], result.y[scope]), "count": int(scope.sum())}
-    config_sha = None if target_config_path is None else sha256_file(target_config_path)
-    package_sha = None if pkg.path is None else package_content_sha(pkg.path)
-    lineage = {"calibration_package": package_sha, config_artifact: config_sha}
     out.mkdir(parents=True, exist_ok=True)
     result.frontier = record_frontier(out, frontier_point(result, lineage))
     write_outputs(result, out, {

@@ -30,6 +30,7 @@ PRESET_SOURCES: dict[str, str] = {
 Preset = Literal["local", "national"]
 Device = Literal["auto", "cpu", "cuda"]
 Schedule = Literal["constant", "linear", "exponential", "cosine"]
+AllocationMode = Literal["budget", "learned"]
 # Fields that change the trajectory: a checkpoint is only valid under the same values.
 TRAJECTORY_FIELDS = ("lambda_l0", "beta", "lambda_l2", "learning_rate", "seed", "records",
                      "temperature_schedule", "beta_start", "anneal_share", "hybrid_share")
@@ -61,6 +62,9 @@ class FitParams(Settings):
     hybrid_share: float = Field(0.0, ge=0, lt=1, description="share of the record budget "
                                 "drawn at random, weighted by design weight, instead of by "
                                 "L0 (needs records)")
+    allocation: AllocationMode = Field("budget", description="which records a budget keeps: "
+                                       "budget (the most likely open gates) or learned (the "
+                                       "sparsity_allocation asset's search; needs records)")
     seed: int = Field(42, ge=0, description="seeds the initial jitter and every gate draw")
     device: Device = Field("auto", description="auto takes CUDA when present")
     log_freq: int = Field(50, ge=1, description="epochs between calibration-log rows")
@@ -83,6 +87,12 @@ class FitParams(Settings):
     def _hybrid_needs_budget(self) -> FitParams:
         if self.hybrid_share > 0 and self.records is None:
             raise ValueError("hybrid_share is a share of the record budget: set records too")
+        return self
+
+    @model_validator(mode="after")
+    def _learned_needs_budget(self) -> FitParams:
+        if self.allocation == "learned" and self.records is None:
+            raise ValueError("allocation: learned spends a record budget: set records too")
         return self
 
     @property

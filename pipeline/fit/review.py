@@ -171,10 +171,11 @@ def _production_rule(final_loss: float, n_selected: int,
                              "pass a run_config.json written by `calibrate fit`")
     ours = final_loss / max(n_selected, 1)
     ref = float(production["final_loss"]) / max(int(production["n_selected"]), 1)
-    limit = ref * (1 + t.production_tolerance)
+    limit = max(ref * (1 + t.production_tolerance), t.loss_floor)
     return (Rule("not_worse_than_production", ours <= limit,
                  f"final loss per trained target {ours:.6g} vs production {ref:.6g} "
-                 f"(limit {limit:.6g})"),
+                 f"(limit {limit:.6g}: {t.production_tolerance:.0%} worse, or the noise "
+                 f"floor {t.loss_floor:g})"),
             {"production_loss_per_target": ref,
              "loss_vs_production": ours / ref if ref > 0 else float("inf")})
 
@@ -190,10 +191,18 @@ def _budget_rule(budget: dict[str, Any], t: FitThresholds) -> tuple[Rule, dict[s
         return Rule("record_budget", True, "no record budget"), {}
     kept, expected = budget["kept"], budget["expected_open"][-1]
     kept_off, l0_off = kept / records - 1, expected / records - 1
-    ok = abs(kept_off) <= KEPT_TOLERANCE and abs(l0_off) <= t.budget_tolerance
-    detail = (f"{kept:,} records kept for a budget of {records:,} ({kept_off:+.1%}, "
-              f"tolerance ±{KEPT_TOLERANCE:.0%}); the L0 phase ended with {expected:,.0f} "
-              f"gates expected open ({l0_off:+.1%}, tolerance ±{t.budget_tolerance:.0%})")
+    allocated = budget.get("allocation_records")
+    if allocated is None:
+        ok = abs(kept_off) <= KEPT_TOLERANCE
+        detail = (f"{kept:,} records kept for a budget of {records:,} ({kept_off:+.1%}, "
+                  f"tolerance ±{KEPT_TOLERANCE:.0%})")
+    else:  # a learned allocation may spend less than the budget, never more
+        ok = kept == allocated and kept_off <= KEPT_TOLERANCE
+        detail = (f"{kept:,} records kept, the learned allocation's {allocated:,}, for a "
+                  f"budget of {records:,} ({kept_off:+.1%}, at most +{KEPT_TOLERANCE:.0%})")
+    ok = ok and abs(l0_off) <= t.budget_tolerance
+    detail += (f"; the L0 phase ended with {expected:,.0f} gates expected open "
+               f"({l0_off:+.1%}, tolerance ±{t.budget_tolerance:.0%})")
     if abs(l0_off) > t.budget_tolerance:
         detail += ("; the budget was not reached within the epochs: give more epochs, or a "
                    "budget nearer the records the fit keeps")

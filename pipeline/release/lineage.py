@@ -38,6 +38,7 @@ ARTIFACTS: dict[str, Callable[[Layout], str]] = {
     "national_weights": lambda lay: sha256_file(lay.national_weights),
     "stacked_h5s": lambda lay: sha256_file(lay.stacked_manifest),
     "validation_results": lambda lay: sha256_file(lay.validation_csv),
+    "sparsity_allocation": lambda lay: sha256_file(lay.allocation_arrays),
     # Not a file: the regression gates judge against CURRENT, so a moved CURRENT makes
     # their verdicts stale.
     "current_release": _current_release,
@@ -53,6 +54,10 @@ PARENTS: dict[str, tuple[str, ...]] = {
     "validation_results": ("calibration_package", "target_config", "national_target_config",
                            "stacked_h5s"),
 }
+
+# Parents an artifact records only sometimes: checked whenever it recorded them (a national
+# fit with `allocation: learned` names the allocation it kept).
+OPTIONAL_PARENTS: dict[str, tuple[str, ...]] = {"national_weights": ("sparsity_allocation",)}
 
 
 def artifact_hashes(layout: Layout, names: Iterable[str]) -> dict[str, str]:
@@ -98,7 +103,8 @@ def lineage_problems(layout: Layout, current: dict[str, str]) -> list[str]:
     problems = []
     for artifact, parents in PARENTS.items():
         recorded = recorded_parents(layout, artifact)
-        for parent in parents:
+        optional = [p for p in OPTIONAL_PARENTS.get(artifact, ()) if p in recorded]
+        for parent in (*parents, *optional):
             have = current.get(parent) or artifact_hashes(layout, [parent])[parent]
             if recorded.get(parent) != have:
                 problems.append(f"{artifact} was not built from the current {parent} "

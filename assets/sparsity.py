@@ -1,0 +1,87 @@
+"""Sparsity stage: the learned allocation of the national fit's record budget (optional).
+
+Not part of `full_rebuild`: the `allocation_search` job materializes it, and a national fit
+with `allocation: learned` (launchpad, or the profile's national_fit) keeps its records.
+"""
+
+import pydantic
+from dagster import AssetExecutionContext, Config, MaterializeResult, asset, define_asset_job
+from dagster import MetadataValue as MV
+
+from assets.metadata import data_version, markdown_table
+from assets.package import calibration_package
+from assets.targets import national_target_config
+from pipeline.config import Profile
+from pipeline.core.hashing import sha256_file
+from pipeline.core.progress import report_to
+from pipeline.sparsity.allocate import allocate
+from pipeline.sparsity.settings import AllocationSettings
+from resources import ComputeResource, ProfileResource, StorageResource
+
+
+def allocation_config_class(defaults: AllocationSettings) -> type[Config]:
+    """The launchpad config: every AllocationSettings field, shown with the profile's value."""
+    fields = {name: (info.annotation, pydantic.Field(getattr(defaults, name),
+                                                     description=info.description))
+              for name, info in AllocationSettings.model_fields.items()}
+    return pydantic.create_model("AllocationConfig", __base__=Config,
+                                 __doc__="The search's settings; defaults: the profile's.",
+                                 **fields)
+
+
+def sparsity_asset(loaded: Profile):
+    config_class = allocation_config_class(loaded.allocation)
+
+    @asset(group_name="fit", code_version="1", deps=[calibration_package,
+                                                     national_target_config],
+           pool="gpu", description="Where the national fit's record budget goes, learned by "
+           "PPO agents (gymnasium env over states x strata) on half the validation split.")
+    def sparsity_allocation(
+        context: AssetExecutionContext, config: config_class, storage: StorageResource,
+        profile: ProfileResource, compute: ComputeResource,
+    ) -> MaterializeResult:
+        layout = storage.layout
+        run_profile = profile.load()
+        shown = loaded.allocation.model_dump()
+        changed = {k: v for k, v in config.model_dump().items() if v != shown[k]}
+        settings = AllocationSettings.model_validate(
+            {**run_profile.allocation.model_dump(), **changed})
+        params = run_profile.national_fit.with_(device=compute.device)
+        with report_to(context.log.info):
+            meta = allocate(layout.package_dir, layout.national_target_config, params,
+                            settings, layout.allocation_dir, runner=compute.runner())
+        return MaterializeResult(metadata=allocation_metadata(meta, layout.allocation_dir),
+                                 data_version=data_version(sha256_file(
+                                     layout.allocation_arrays)))
+
+    return sparsity_allocation
+
+
+def allocation_metadata(meta: dict, out) -> dict:
+    import pandas as pd
+
+    from pipeline.core.layout import ALLOCATION_BUDGETS
+
+    budgets = pd.read_csv(out / ALLOCATION_BUDGETS)
+    moved = budgets.assign(change=budgets["records"] - budgets["budget_method_records"])
+    final, budget = meta["final_episode"], meta["budget_method"]
+    return {
+        "records": meta["records"],
+        "record_budget": meta["record_budget"],
+        "integer_records": meta["integer_records"],
+        "episodes": meta["episodes"],
+        "search_seconds": meta["seconds"],
+        "resumed_from_round": meta["resumed_from_round"],
+        "episode_reward_split_error": final["error"],
+        "episode_report_split_error": final["report_error"],
+        "budget_method_split_error": budget["split_error"],
+        "largest_moves": MV.md(markdown_table(moved.reindex(
+            moved["change"].abs().sort_values(ascending=False).index).head(15))),
+        "settings": MV.json(meta["settings"]),
+        "path": MV.path(str(out)),
+    }
+
+
+allocation_search = define_asset_job(
+    "allocation_search", selection=["sparsity_allocation"],
+    description="The RL search for the national fit's record allocation (sparsity_allocation).")

@@ -1,0 +1,1 @@
+"""Learning where to spend a sparsity budget: environments, agents, the search."""
