@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except InputError as exc:
+    except (InputError, FloatingPointError) as exc:  # bad input, or a fit it made diverge
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except StorageBusy as exc:

@@ -150,3 +150,27 @@ def test_review_accepts_fit_result(fitted, tmp_path):
     review = review_fit(result)
     assert review.passed
     assert np.array_equal(result.weights, np.load(fitted / "weights.npy"))
+
+
+def test_a_learned_allocation_may_spend_less_than_the_budget_never_more():
+    from pipeline.fit.review import _budget_rule
+
+    t = FitThresholds()
+    learned = {"records": 100, "expected_open": [100.0], "kept": 90, "allocation_records": 90}
+    rule, _ = _budget_rule(learned, t)
+    assert rule.passed and "the learned allocation's 90, for a budget of 100" in rule.detail
+    assert not _budget_rule({**learned, "kept": 103, "allocation_records": 103}, t)[0].passed
+    assert not _budget_rule({**learned, "allocation_records": 91}, t)[0].passed
+    assert not _budget_rule({**learned, "allocation_records": None}, t)[0].passed  # -10%
+
+
+def test_losses_below_the_noise_floor_are_never_worse_than_production(fitted):
+    ours = json.loads((fitted / "run_config.json").read_text())
+    n = ours["n_selected"]
+    tiny = {"final_loss": 1e-9 * n, "n_selected": n, "params": ours["params"]}
+    floor = ours["final_loss"] / n * 1.5  # ours just under it, production far below
+    review = review_fit(fitted, FitThresholds(loss_floor=floor), production_run_config=tiny)
+    rule = review.rule("not_worse_than_production")
+    assert rule.passed and f"noise floor {floor:g}" in rule.detail
+    above = review_fit(fitted, FitThresholds(loss_floor=floor / 2), production_run_config=tiny)
+    assert not above.rule("not_worse_than_production").passed

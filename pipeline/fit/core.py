@@ -331,11 +331,14 @@ class _Trainer:
         with torch.no_grad():
             keep = model.keep_mask()
             self.open_at_end = int(keep.sum())
+            gate = model.gates._deterministic_gates().clamp_min(MIN_GATE)
             if self.allocation is not None:
+                # The allocation sets the gates: every kept one open, its trained weight as
+                # it stands (a record the L0 phase had closed starts where it was left).
                 keep = torch.from_numpy(self.allocation.keep.copy())
+                gate = torch.ones_like(gate)
             elif p.records is not None:
                 keep = torch.from_numpy(top_k(model.log_alpha.numpy(), p.records))
-            gate = model.gates._deterministic_gates().clamp_min(MIN_GATE)
             start = (model.log_weight + torch.log(gate))[keep]
         kept_idx = keep.numpy().nonzero()[0]
         last = p.epochs + p.polish_epochs

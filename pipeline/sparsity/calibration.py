@@ -55,7 +55,7 @@ class CalibrationData:
     X_report: sp.csc_matrix  # noqa: N815  (the split half nobody optimizes)
     y_report: np.ndarray
     log_alpha: np.ndarray  # the trained gates' logits, one per column
-    start_weight: np.ndarray  # exp(log_weight)·E[gate] of the trained model: a column's seed
+    start_weight: np.ndarray  # exp(log_weight) of the trained model: a kept column's seed
     gate_prob: np.ndarray  # P(gate open) at the final temperature
     layer: np.ndarray  # state index per column
     group: np.ndarray  # stratum index per column

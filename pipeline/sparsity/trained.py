@@ -82,8 +82,10 @@ def train(package_dir: str | Path, config_path: str | Path, params: FitParams,
     gates = GatedWeights(state["log_weight"], state["log_alpha"], params.beta, params.seed)
     with torch.no_grad():
         gate_prob = gates.gates.get_active_prob().numpy().astype(np.float64)
-        start = gates.production_export().numpy().astype(np.float64)
     log_alpha = state["log_alpha"].numpy().astype(np.float64)
+    # A column an episode keeps starts at its trained weight with the gate open, as the fit
+    # polishing an allocation starts it (`pipeline.fit.core`).
+    start = np.exp(state["log_weight"].numpy().astype(np.float64))
     scope = split_scope(targets, selected)
     reward = scope & reward_halves(names, seed)
     return Trained(result=result, data=_data(pkg, selected, scope, reward, y, log_alpha,
@@ -107,7 +109,7 @@ def _data(pkg: CalibrationPackage, selected: np.ndarray, scope: np.ndarray,
     band = np.searchsorted(np.asarray(PROFILE_INCOME), income, side="right")
     profile = (band * PROFILE_SIZES + np.minimum(size, PROFILE_SIZES) - 1)[record]
     n_profile = (len(PROFILE_INCOME) + 1) * PROFILE_SIZES
-    full = np.where(gate_prob > 0.5, start, 0.0)
+    full = np.where(gate_prob > 0.5, start, 0.0)  # the trained model, gates open or closed
     ae = AreaAutoencoder(train_profiles(full, layer, profile, len(fips), n_profile,
                                         AUTOENCODER_REPLICATES, seed), seed=seed)
     report = scope & ~reward
@@ -116,7 +118,7 @@ def _data(pkg: CalibrationPackage, selected: np.ndarray, scope: np.ndarray,
         X_train=X[selected].tocsc(), y_train=y[selected],
         X_reward=X[reward].tocsc(), y_reward=y[reward],
         X_report=X[report].tocsc(), y_report=y[report],
-        log_alpha=log_alpha, start_weight=np.maximum(start, 1e-6), gate_prob=gate_prob,
+        log_alpha=log_alpha, start_weight=start, gate_prob=gate_prob,
         layer=layer, group=group, profile=profile, sibling=siblings(record, layer, district),
         layer_names=[STATE_ABBR.get(int(f), str(int(f))) for f in fips], n_groups=n_groups,
         n_profile=n_profile, autoencoder=ae)
