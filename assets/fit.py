@@ -24,16 +24,21 @@ LAUNCHPAD_EXCLUDED = ("device",)  # the compute resource chooses the device
 
 def fit_config_class(defaults: FitParams, name: str) -> type[Config]:
     """The launchpad config: every FitParams field, shown with the profile's value."""
+    return launchpad_config(defaults, name, "Fit hyperparameters; the defaults are the "
+                            "profile's. A value left at its default follows the profile (and "
+                            "a changed preset).", LAUNCHPAD_EXCLUDED)
+
+
+def launchpad_config(defaults: pydantic.BaseModel, name: str, doc: str,
+                     excluded: tuple[str, ...] = ()) -> type[Config]:
+    """A Dagster Config with every field of a settings model, its default the given
+    instance's value (the loaded profile's), its description the model's."""
     fields = {
         field: (info.annotation, pydantic.Field(getattr(defaults, field),
                                                 description=info.description))
-        for field, info in type(defaults).model_fields.items()
-        if field not in LAUNCHPAD_EXCLUDED
+        for field, info in type(defaults).model_fields.items() if field not in excluded
     }
-    return pydantic.create_model(
-        name, __base__=Config, __doc__="Fit hyperparameters; the defaults are the "
-        "profile's. A value left at its default follows the profile (and a changed preset).",
-        **fields)
+    return pydantic.create_model(name, __base__=Config, __doc__=doc, **fields)
 
 
 def launch_params(config: Config, shown: FitParams, base: FitParams, device: str

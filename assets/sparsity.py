@@ -4,33 +4,35 @@ Not part of `full_rebuild`: the `allocation_search` job materializes it, and a n
 with `allocation: learned` (launchpad, or the profile's national_fit) keeps its records.
 """
 
-import pydantic
-from dagster import AssetExecutionContext, Config, MaterializeResult, asset, define_asset_job
+from pathlib import Path
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    MaterializeResult,
+    asset,
+    define_asset_job,
+)
 from dagster import MetadataValue as MV
 
+from assets.fit import launchpad_config
 from assets.metadata import data_version, markdown_table
 from assets.package import calibration_package
 from assets.targets import national_target_config
 from pipeline.config import Profile
 from pipeline.core.hashing import sha256_file
+from pipeline.core.layout import ALLOCATION_BUDGETS
 from pipeline.core.progress import report_to
 from pipeline.sparsity.allocate import allocate
 from pipeline.sparsity.settings import AllocationSettings
 from resources import ComputeResource, ProfileResource, StorageResource
 
 
-def allocation_config_class(defaults: AllocationSettings) -> type[Config]:
-    """The launchpad config: every AllocationSettings field, shown with the profile's value."""
-    fields = {name: (info.annotation, pydantic.Field(getattr(defaults, name),
-                                                     description=info.description))
-              for name, info in AllocationSettings.model_fields.items()}
-    return pydantic.create_model("AllocationConfig", __base__=Config,
-                                 __doc__="The search's settings; defaults: the profile's.",
-                                 **fields)
-
-
-def sparsity_asset(loaded: Profile):
-    config_class = allocation_config_class(loaded.allocation)
+def sparsity_asset(loaded: Profile) -> AssetsDefinition:
+    """sparsity_allocation, the launchpad showing the loaded profile's `allocation`."""
+    config_class = launchpad_config(loaded.allocation, "AllocationConfig",
+                                    "The search's settings; the defaults are the profile's.")
 
     @asset(group_name="fit", code_version="1", deps=[calibration_package,
                                                      national_target_config],
@@ -57,11 +59,7 @@ def sparsity_asset(loaded: Profile):
     return sparsity_allocation
 
 
-def allocation_metadata(meta: dict, out) -> dict:
-    import pandas as pd
-
-    from pipeline.core.layout import ALLOCATION_BUDGETS
-
+def allocation_metadata(meta: dict, out: Path) -> dict:
     budgets = pd.read_csv(out / ALLOCATION_BUDGETS)
     moved = budgets.assign(change=budgets["records"] - budgets["budget_method_records"])
     final, budget = meta["final_episode"], meta["budget_method"]

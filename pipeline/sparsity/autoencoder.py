@@ -20,6 +20,18 @@ EPOCHS = 300
 LEARNING_RATE = 1e-2
 
 
+def fit_reconstruction(net: nn.Module, x: torch.Tensor, epochs: int, lr: float) -> float:
+    """Full-batch Adam on ‖net(x) − x‖²; the net is left in eval mode. Its final loss."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(epochs):
+        loss = (net(x) - x).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    net.eval()
+    return float(loss.detach())
+
+
 class AreaAutoencoder:
     def __init__(self, data: np.ndarray, *, hidden: int = 8, code: int = 3, seed: int = 0):
         """Fit to the rows of `data` (full-batch Adam, seeded): deterministic on CPU."""
@@ -35,14 +47,7 @@ class AreaAutoencoder:
         self.mean = x.mean(0)
         self.scale = x.std(0).clamp_min(1e-6)
         z = (x - self.mean) / self.scale
-        opt = torch.optim.Adam(self.net.parameters(), lr=LEARNING_RATE)
-        for _ in range(EPOCHS):
-            loss = (self.net(z) - z).square().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        self.training_loss = float(loss.detach())
-        self.net.eval()
+        self.training_loss = fit_reconstruction(self.net, z, EPOCHS, LEARNING_RATE)
 
     @torch.no_grad()
     def reconstruct(self, rows: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from pipeline.core.hashing import stable_seed
+from pipeline.sparsity.autoencoder import fit_reconstruction
 from pipeline.sparsity.protocol import FEATURES, KEEP, PRUNE, QUANTIZE, SHUFFLE, Score
 
 HIDDEN = (64, 32)  # hidden widths: 64 → 64 → 32 → 10
@@ -192,14 +193,7 @@ class RowAutoencoder:
             torch.manual_seed(_torch_seed("digits-autoencoder", seed))
             self.net = nn.Sequential(nn.Linear(AE_CHUNK, AE_HIDDEN), nn.Tanh(),
                                      nn.Linear(AE_HIDDEN, AE_CHUNK))
-        opt = torch.optim.Adam(self.net.parameters(), lr=AE_LR)
-        for _ in range(AE_EPOCHS):
-            loss = (self.net(chunks) - chunks).square().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        self.net.eval()
-        self.training_error = float(loss.detach())
+        self.training_error = fit_reconstruction(self.net, chunks, AE_EPOCHS, AE_LR)
         with torch.no_grad():
             self.reference = self.net(chunks)
             norm2 = self._per_row(chunks.square())
