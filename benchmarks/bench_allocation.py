@@ -207,9 +207,10 @@ def main() -> None:
             fewer = round(args.fewer * budget)
             p_few = base.with_(records=fewer)
             w_few = args.work / str(fewer)
+            t0 = time.perf_counter()
             t_few = train(args.package, args.config, p_few, w_few, seed=settings.seed)
-            rows.append(row(fewer, "budget method", t_few, t_few.result, 0.0,
-                            f"{args.fewer:.0%} of {budget:,}"))
+            rows.append(row(fewer, "budget method", t_few, t_few.result,
+                            time.perf_counter() - t0, f"{args.fewer:.0%} of {budget:,}"))
             rows.append(learned(t_few, p_few, settings, w_few, two, fewer,
                                 f"learned ({args.fewer:.0%} of {budget:,})")[0])
     two.close()

@@ -47,7 +47,7 @@ def test_fit_command_writes_outputs_with_given_flags(package, tmp_path, capsys):
                              "epochs": 30, "seed": 3, "device": "cpu", "log_freq": 10,
                              "checkpoint_every": 15, "polish_epochs": 200,
                              "temperature_schedule": "constant", "beta_start": 2.0,
-                             "anneal_share": 0.5, "hybrid_share": 0.0,
+                             "anneal_share": 0.5, "hybrid_share": 0.0, "allocation": "budget",
                              "from_preset": ["beta", "lambda_l0", "lambda_l2"],
                              "preset_source": PRESET_SOURCES["national"]}
     assert "2e-2 (raised from the module's 1e-4)" in cfg["params"]["preset_source"]

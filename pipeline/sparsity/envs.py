@@ -88,8 +88,15 @@ class _Episode:
                 "reconstruction": self.score.reconstruction, "error0": self.error0}
 
 
+OBS_BOUND = 10.0  # features are scaled to about O(1); observations are clipped here
+
+
 def _box(n: int) -> gym.spaces.Box:
-    return gym.spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)
+    return gym.spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(n,), dtype=np.float32)
+
+
+def _clip(obs: np.ndarray) -> np.ndarray:
+    return np.clip(obs, -OBS_BOUND, OBS_BOUND).astype(np.float32)
 
 
 class CompressionEnv(gym.Env):
@@ -102,7 +109,7 @@ class CompressionEnv(gym.Env):
         self.observation_space = _box(e.n_layers * e.n_groups * len(FEATURES) + N_GLOBALS)
 
     def _obs(self) -> np.ndarray:
-        return np.concatenate([self.episode.features.ravel(), self.episode.globals()])
+        return _clip(np.concatenate([self.episode.features.ravel(), self.episode.globals()]))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -138,14 +145,15 @@ class GroupEnv(gym.Env):
         self.layer = 0
 
     def high_obs(self) -> np.ndarray:
-        return np.concatenate([self.episode.layer_summary().ravel(), self.episode.globals()])
+        return _clip(np.concatenate([self.episode.layer_summary().ravel(),
+                                     self.episode.globals()]))
 
     def _obs(self) -> np.ndarray:
         e = self.episode
         onehot = np.zeros(e.n_layers, dtype=np.float32)
         onehot[self.layer] = 1.0
-        return np.concatenate([e.features[self.layer].ravel(), e.layer_summary()[self.layer],
-                               onehot, e.globals()])
+        return _clip(np.concatenate([e.features[self.layer].ravel(),
+                                     e.layer_summary()[self.layer], onehot, e.globals()]))
 
     def _choose(self) -> None:
         if self.episode.t % self.ops_per_layer == 0:
