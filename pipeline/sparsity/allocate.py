@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.errors import InputError
-from pipeline.core.hashing import sha256_file, sha256_text
+from pipeline.core.hashing import sha256_array, sha256_file, sha256_text
 from pipeline.core.parallel import Runner
 from pipeline.fit.core import error_summary, identity_digest
 from pipeline.fit.params import FitParams
@@ -56,7 +56,9 @@ def search_config(settings: AllocationSettings, budget: float) -> SearchConfig:
 def run_search(trained: Trained, params: FitParams, settings: AllocationSettings,
                out: Path | None, runner: Runner | None) -> SearchResult:
     config = search_config(settings, params.records / trained.data.n_columns)
-    key = sha256_text(identity_digest(trained.result.identity) + repr(asdict(config)))
+    data = trained.data  # the episodes' data too: a checkpoint resumes only the same search
+    key = sha256_text("|".join([identity_digest(trained.result.identity), repr(asdict(config)),
+                                sha256_array(data.start_weight), sha256_array(data.log_alpha)]))
     factory = CalibrationFactory(trained.data, settings.reconstruction_weight > 0)
     return search(factory, key, config, runner=runner,
                   checkpoint=None if out is None else out / SEARCH_CHECKPOINT)
