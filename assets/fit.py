@@ -45,8 +45,13 @@ def launch_params(config: Config, shown: FitParams, base: FitParams, device: str
                   ) -> FitParams:
     """The run's profile fit (`base`) with what the user changed from the launchpad's
     values (`shown`, the profile loaded with the definitions)."""
-    changed = {k: v for k, v in config.model_dump().items() if v != getattr(shown, k)}
-    return base.with_(**changed, device=device)
+    return base.with_(**launchpad_changes(config, shown), device=device)
+
+
+def launchpad_changes(config: Config, shown: pydantic.BaseModel) -> dict:
+    """The fields the user changed from the launchpad's values (`shown`): a value left as
+    shown follows the profile the run loads."""
+    return {k: v for k, v in config.model_dump().items() if v != getattr(shown, k)}
 
 
 def fit_assets(loaded: Profile) -> list[AssetsDefinition]:

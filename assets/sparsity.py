@@ -16,7 +16,7 @@ from dagster import (
 )
 from dagster import MetadataValue as MV
 
-from assets.fit import launchpad_config
+from assets.fit import launchpad_changes, launchpad_config
 from assets.metadata import data_version, markdown_table
 from assets.package import calibration_package
 from assets.targets import national_target_config
@@ -44,10 +44,9 @@ def sparsity_asset(loaded: Profile) -> AssetsDefinition:
     ) -> MaterializeResult:
         layout = storage.layout
         run_profile = profile.load()
-        shown = loaded.allocation.model_dump()
-        changed = {k: v for k, v in config.model_dump().items() if v != shown[k]}
-        settings = AllocationSettings.model_validate(
-            {**run_profile.allocation.model_dump(), **changed})
+        settings = AllocationSettings.model_validate({
+            **run_profile.allocation.model_dump(),
+            **launchpad_changes(config, loaded.allocation)})
         params = run_profile.national_fit.with_(device=compute.device)
         with report_to(context.log.info):
             meta = allocate(layout.package_dir, layout.national_target_config, params,
