@@ -66,8 +66,11 @@ class CalibrationData:
     n_profile: int
     autoencoder: AreaAutoencoder
     cells: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # ranked columns
+    layer_columns: list[np.ndarray] = field(default_factory=list)  # each layer's, in order
 
     def __post_init__(self) -> None:
+        self.layer_columns = [np.flatnonzero(self.layer == i)
+                              for i in range(len(self.layer_names))]
         key = self.layer.astype(np.int64) * self.n_groups + self.group
         order = np.lexsort((np.arange(len(key)), -self.log_alpha, key))  # most likely first
         bounds = np.searchsorted(key[order], np.arange(len(self.layer_names) * self.n_groups + 1))
@@ -191,7 +194,8 @@ class CalibrationProblem:
         return max(MIN_STEP, math.ceil(STEP * kept))
 
     def fine_tune(self, layer: int) -> None:
-        cols = np.flatnonzero((self.data.layer == layer) & (self.weights > 0) & ~self.integer)
+        cols = self.data.layer_columns[layer]
+        cols = cols[(self.weights[cols] > 0) & ~self.integer[cols]]
         self._polish(cols, FINE_TUNE_EPOCHS, LEARNING_RATE)
 
     def _polish(self, cols: np.ndarray, epochs: int, lr: float) -> None:
@@ -313,7 +317,7 @@ class CalibrationProblem:
 
     def _area_error(self, layer: int) -> float:
         d = self.data
-        cols = np.flatnonzero(d.layer == layer)
+        cols = d.layer_columns[layer]
         dist = np.bincount(d.profile[cols], self.weights[cols], minlength=d.n_profile)
         dist = dist / max(dist.sum(), 1e-300)
         return d.autoencoder.error(dist[None, :], self._full_profiles[layer][None, :])[0]
