@@ -38,6 +38,28 @@ STATE_FIPS = {abbr: fips for fips, abbr, _ in STATES}
 AGE_LABEL = "Estimate!!Total!!Total population!!AGE!!"
 TOTAL_LABEL = "Estimate!!Total!!Total population"
 SNAP_LABEL = "Estimate!!Households receiving food stamps/SNAP!!Households"
+HOUSEHOLDS_LABEL = "Estimate!!Total!!Households"
+# IRS SOI national income components (Publication 1304, TY2023) -> the policyengine-us
+# variable the engine computes per tax unit: returns with the item > 0 and its amount, by
+# AGI band. Left out: capital gains, partnership/S-corp, rents, estates (the CPS file holds
+# none of them, or only their net sum), the QBI deduction (no business detail), losses.
+SOI_COMPONENTS = {
+    "employment_income": "irs_employment_income",
+    "taxable_interest_income": "taxable_interest_income",
+    "exempt_interest": "tax_exempt_interest_income",
+    "ordinary_dividends": "dividend_income",
+    "qualified_dividends": "qualified_dividend_income",
+    "business_net_profits": "self_employment_income",
+    "ira_distributions": "taxable_ira_distributions",
+    "total_pension_income": "pension_income",
+    "taxable_pension_income": "taxable_pension_income",
+    "total_social_security": "social_security",
+    "taxable_social_security": "taxable_social_security",
+    "unemployment_compensation": "unemployment_compensation",
+    "itemized_deductions": "itemized_taxable_income_deductions",
+    "taxable_income": "taxable_income",
+    "income_tax_before_credits": "income_tax_before_credits",
+}
 
 # file -> (source, table, period, units, description); written to sources.csv and README.md.
 SOURCES = {
@@ -91,6 +113,28 @@ SOURCES = {
         "returns; USD",
         "national EITC returns and amount by AGI band and qualifying children "
         "(3 = three or more); held out of training",
+    ),
+    "households_district.csv": (
+        "Census ACS 1-year", "S2201 (S2201_C01_001E)", 2024, "households",
+        "total households per district",
+    ),
+    "households_state.csv": (
+        "Census ACS 1-year", "S2201 (S2201_C01_001E), sum of the state's districts", 2024,
+        "households",
+        "total households per state (50 states + DC): the sum of its districts' estimates. "
+        "ACS totals are sums of the same survey weights, so districts add up to the "
+        "published state total; the script checks that they do for S0101's population",
+    ),
+    "households_national.csv": (
+        "Census ACS 1-year", "S2201 (S2201_C01_001E), sum of the states", 2024,
+        "households", "total households, United States (50 states + DC)",
+    ),
+    "soi_components_national.csv": (
+        "IRS SOI Publication 1304 (soi_targets.csv)",
+        "Tables 1.2 and 1.4, all returns (soi_table names each row's)", 2023, "returns; USD",
+        "national returns with an income item or deduction > 0 and its amount, by AGI band "
+        "[agi_lower, agi_upper); variable is the policyengine-us name the engine computes "
+        "per tax unit, soi_variable and soi_table the source's",
     ),
     "county_cd_distributions.csv": (
         "policyengine-us-data (county_cd_distributions.csv)", "Census 2020 block crosswalk",
@@ -240,6 +284,9 @@ def build(wheel: Wheel) -> dict[str, pd.DataFrame]:
                                      "population": pop["population"].round().astype(np.int64)})
 
     eitc_children = wheel.csv(TARGETS + "eitc_by_agi_and_children.csv")
+    hh_district, hh_state, hh_national = households(
+        wheel.json(RAW + "acs_S2201_district_2024.json"), docs, cd, st, total)
+    soi = wheel.csv(TARGETS + "soi_targets.csv")
 
     frames = {
         "districts.csv": districts,
@@ -251,9 +298,13 @@ def build(wheel: Wheel) -> dict[str, pd.DataFrame]:
         "eitc_state.csv": eitc_state,
         "agi_state.csv": agi_state,
         "population_state.csv": population_state,
-        "soi_national.csv": soi_national(wheel.csv(TARGETS + "soi_targets.csv")),
+        "soi_national.csv": soi_national(soi),
         "eitc_agi_children.csv": eitc_children[
             ["count_children", "agi_lower", "agi_upper", "returns", "amount"]],
+        "households_district.csv": hh_district,
+        "households_state.csv": hh_state,
+        "households_national.csv": hh_national,
+        "soi_components_national.csv": soi_components(soi),
         "county_cd_distributions.csv": wheel.csv(STORAGE + "county_cd_distributions.csv")
         .rename(columns={"county_name": "county"}),
     }
@@ -264,6 +315,55 @@ def build(wheel: Wheel) -> dict[str, pd.DataFrame]:
                          "check the S0101 column selection")
     return {k: v.sort_values(list(v.columns[:3])).reset_index(drop=True)
             for k, v in frames.items()}
+
+
+def households(rows: list[list], docs: dict, cd: pd.DataFrame, st: pd.DataFrame,
+               population: str) -> tuple[pd.DataFrame, ...]:
+    """S2201 total households per district, and their sums per state and for the nation.
+
+    The wheel ships S2201 by district only. An ACS total is a sum of survey weights, so a
+    state's districts add up to its published total: refused unless S0101's district
+    populations sum exactly to the published state populations (the same weighting)."""
+    by_district = cd.groupby("state_fips")[population].apply(lambda s: s.astype(np.int64).sum())
+    published = st.set_index("state_fips")[population].astype(np.int64)
+    if not by_district.equals(published.reindex(by_district.index)):
+        raise InputError(RAW + "acs_S0101_district_2024.json", population,
+                         "district populations do not add up to the state totals",
+                         "ACS district totals are no longer additive: take S2201 by state "
+                         "from the Census API instead of summing districts")
+    col = column_by_label(docs, "S2201_C01_", HOUSEHOLDS_LABEL)
+    hh = acs_frame(rows, "acs_S2201_district")
+    district = pd.DataFrame({
+        "cd_geoid": hh["state_fips"] * 100 + hh["congressional district"].astype(int),
+        "households": hh[col].astype(np.int64)}).sort_values("cd_geoid")
+    state = (district.assign(state_fips=district["cd_geoid"] // 100)
+             .groupby("state_fips", as_index=False)["households"].sum())
+    national = pd.DataFrame({"households": [int(state["households"].sum())]})
+    return district, state, national
+
+
+def soi_components(soi: pd.DataFrame) -> pd.DataFrame:
+    """`SOI_COMPONENTS` by AGI band, latest year, all returns and filing statuses."""
+    year = SOURCES["soi_components_national.csv"][2]
+    t = soi[(soi["Year"] == year) & (soi["Filing status"] == "All") & ~soi["Taxable only"]
+            & ~soi["Full population"] & soi["Variable"].isin(SOI_COMPONENTS)
+            & soi["SOI table"].isin(["Table 1.2", "Table 1.4"])]
+    t = t.assign(measure=np.where(t["Count"], "returns", "amount")).pivot_table(
+        index=["Variable", "SOI table", "AGI lower bound", "AGI upper bound"],
+        columns="measure", values="Value", aggfunc="first").reset_index()
+    missing = sorted(set(SOI_COMPONENTS) - set(t["Variable"]))
+    bands = t.groupby("Variable").size()
+    if missing or (bands != 19).any() or t[["returns", "amount"]].isna().any().any():
+        raise InputError(TARGETS + "soi_targets.csv", "Variable",
+                         f"TY{year}: missing {missing}, bands per item {bands.to_dict()}",
+                         "every component needs returns and amount in each of 19 AGI bands")
+    out = pd.DataFrame({
+        "variable": t["Variable"].map(SOI_COMPONENTS), "agi_lower": t["AGI lower bound"],
+        "agi_upper": t["AGI upper bound"], "returns": t["returns"], "amount": t["amount"],
+        "soi_variable": t["Variable"], "soi_table": t["SOI table"]})
+    # As in soi_national: the "No adjusted gross income" band (-inf, 0] is [-inf, 1).
+    out.loc[np.isneginf(out["agi_lower"]) & (out["agi_upper"] == 0), "agi_upper"] = 1.0
+    return out
 
 
 def soi_national(soi: pd.DataFrame) -> pd.DataFrame:

@@ -95,3 +95,33 @@ def test_simulate_applies_takeup_and_snap():
     assert off.household["snap"].tolist() == [0.0, 0.0]
     assert off.tax_unit["eitc"].tolist() == [0.0, 0.0]
     assert off.tax_unit["ctc"].tolist() == [2625.0, 0.0]
+
+
+def test_soi_items_per_tax_unit():
+    """IRS SOI items under policyengine-us's names: inputs as the tax unit's totals, the
+    rest from Tax-Calculator, hand-checked for a retired single filer."""
+    md = _md()
+    tu = md.tax_unit.assign(
+        e00300=[0.0, 1_000.0], e00400=[0.0, 500.0], e00600=[0.0, 3_000.0],
+        e00650=[0.0, 2_000.0], e01400=[0.0, 4_000.0], e01500=[0.0, 12_000.0],
+        e01700=[0.0, 10_000.0], e02400=[0.0, 30_000.0], e02300=[0.0, 0.0],
+        e00900=[0.0, -2_000.0], e00900p=[0.0, -2_000.0], e00900s=[0.0, 0.0])
+    sim = simulate(Microdata(md.period, md.household, tu, md.person).validate())
+    row = sim.tax_unit.iloc[1]
+    assert row[["irs_employment_income", "taxable_interest_income", "tax_exempt_interest_income",
+                "dividend_income", "qualified_dividend_income", "self_employment_income",
+                "taxable_ira_distributions", "pension_income", "taxable_pension_income",
+                "social_security", "unemployment_compensation"]].tolist() == [
+        50_000.0, 1_000.0, 500.0, 3_000.0, 2_000.0, -2_000.0, 4_000.0, 12_000.0, 10_000.0,
+        30_000.0, 0.0]
+    # Provisional income 50000 + 1000 + 3000 + 4000 + 10000 − 2000 + 500 + 15000 = 81,500,
+    # above $34K: 85% of the benefit (25,500) is less than 0.85 × 47,500 + 4,500.
+    assert row["taxable_social_security"] == 25_500.0
+    agi = 50_000 + 1_000 + 3_000 + 4_000 + 10_000 - 2_000 + 25_500
+    assert row["adjusted_gross_income"] == agi
+    assert row["taxable_income"] == agi - 14_600  # 2024 single standard deduction
+    assert row["itemized_taxable_income_deductions"] == 0.0
+    # 2024 brackets on 74,900 of ordinary income (1,160 + 4,266 + 22% of 27,750), 15% on
+    # the $2,000 of qualified dividends.
+    assert row["income_tax_before_credits"] == 1_160 + 4_266 + 6_105 + 300
+    assert {v for v, e in VARIABLES.items() if e == "tax_unit"} <= set(sim.tax_unit.columns)

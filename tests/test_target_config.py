@@ -78,10 +78,23 @@ def test_unknown_variable_lists_what_exists(targets, tmp_path):
     assert "household_count" in err.value.fix and str(path) in str(err.value)
 
 
-def test_rule_matching_nothing_is_an_error(targets, tmp_path):
-    path = _config(tmp_path, "include:\n  - {variable: snap, geo_level: district}\n")
-    with pytest.raises(InputError, match="matches no target"):
-        select_targets(targets, load_target_config(path))
+@pytest.mark.parametrize(("rule", "field", "fix"), [
+    ("{variable: snap, geo_level: district}", "geo_level", "['state']"),
+    ("{variable: household_count, domain_variable: snap, geo_level: national}", "geo_level",
+     "['district', 'state']"),
+    ("{variable: irs_employment_income, geo_level: state}", "geo_level", "['national']"),
+    ("{variable: eitc, domain_variable: age}", "domain_variable", "occur together"),
+])
+def test_family_with_no_rows_at_the_named_level_is_an_error(targets, tmp_path, rule, field,
+                                                            fix):
+    """Each field exists, but the DB has no such family at that level: refused, naming the
+    rule's field and where the family exists, whether judged against the targets or
+    against a package's vocabulary."""
+    path = _config(tmp_path, f"include:\n  - {rule}\n")
+    for vocabulary in (None, target_vocabulary(targets)):
+        with pytest.raises(InputError, match="has no") as err:
+            select_targets(targets, load_target_config(path), vocabulary=vocabulary)
+        assert err.value.field == f"include[0].{field}" and fix in err.value.fix
 
 
 @pytest.mark.parametrize(("text", "field"), [

@@ -12,17 +12,9 @@ import pytest
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
 from pipeline.core.packaged import SNAPSHOT_DIR
+from pipeline.engine import VARIABLES as ENGINE
 from pipeline.targets.db import check_target_db, load_targets
 from pipeline.targets.etl import build_target_db
-
-ENGINE = {
-    "person_count": "person", "age": "person",
-    "tax_unit_count": "tax_unit", "adjusted_gross_income": "tax_unit", "income_tax": "tax_unit",
-    "eitc": "tax_unit", "eitc_child_count": "tax_unit", "ctc": "tax_unit",
-    "is_tax_filer": "tax_unit",
-    "household_count": "household", "snap": "household", "state_fips": "household",
-    "congressional_district_geoid": "household",
-}
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +26,14 @@ def built(tmp_path_factory):
 
 def test_summary_counts(built):
     _, summary, df = built
-    assert summary["n_targets"] == len(df) == 10_760
-    assert summary["by_geo_level"] == {"district": 8_284, "national": 283, "state": 2_193}
-    # EITC by AGI x children; negative AGI totals; 10% of every variable x level's rest
-    assert summary["n_holdout"] == 224 + 52 + 1049
+    # Households: 436 districts + 51 states + the nation; SOI items: 15 x 19 bands x 2.
+    assert summary["n_targets"] == len(df) == 10_760 + 488 + 570
+    assert summary["by_geo_level"] == {"district": 8_284 + 436, "national": 283 + 1 + 570,
+                                       "state": 2_193 + 51}
+    # EITC by AGI x children; negative and zero totals; 10% of every variable x level's rest
+    assert summary["n_holdout"] == 224 + 52 + 4 + 1155
     assert summary["by_holdout_group"] == {"eitc_agi_children": 224, "negative_total": 52,
-                                           "validation_split": 1049}
+                                           "validation_split": 1155, "zero_total": 4}
     assert df["target_name"].is_unique
 
 
@@ -48,8 +42,8 @@ def test_every_district_has_18_age_bins(built):
     age = df[(df.geo_level == "district") & (df.domain_variable == "age")]
     assert len(age) == 436 * 18
     assert age.groupby("geographic_id").size().eq(18).all()
-    snap = df[(df.geo_level == "district") & (df.variable == "household_count")]
-    assert len(snap) == 436 and set(snap.domain_variable) == {"snap"}
+    households = df[(df.geo_level == "district") & (df.variable == "household_count")]
+    assert len(households) == 2 * 436 and set(households.domain_variable) == {"snap", ""}
 
 
 def test_known_values_round_trip(built):
@@ -84,6 +78,59 @@ def test_known_values_round_trip(built):
     assert v["cd_1198/household_count/[snap>0]"] > 0 and v["cd_200/person_count/[age>=85]"] > 0
 
 
+def test_households_are_acs_s2201_at_every_level(built):
+    """S2201 total households: AL-1 300,636; a state is the sum of its districts and the
+    nation of its states (ACS totals add up), 132,737,146 for the 50 states and DC."""
+    _, _, df = built
+    hh = df[(df.variable == "household_count") & (df.domain_variable == "")]
+    v = hh.set_index("target_name")["value"]
+    assert v["cd_101/household_count"] == 300_636
+    assert v["nation/household_count"] == 132_737_146
+    assert hh.groupby("geo_level")["value"].sum().to_dict() == {
+        "district": 132_737_146, "national": 132_737_146, "state": 132_737_146}
+    states = hh[hh.geo_level == "state"].set_index("geographic_id")["value"]
+    districts = hh[hh.geo_level == "district"]
+    by_state = districts.groupby(districts.geographic_id.str[:-2])["value"].sum()
+    assert states.sort_index().equals(by_state.sort_index())
+    assert (hh["uprating_factor"] == 1).all() and (hh["original_period"] == 2024).all()
+
+
+def test_soi_items_by_agi_band(built):
+    """IRS SOI TY2023 wages, $50K-$75K: 20,553,619 returns, $1,182,724,271,000; uprated to
+    2024 by tax units and AWAGE 2024 (1.048019), band edges by ATXPY (1.048148)."""
+    path, _, df = built
+    soi = df[df.original_period == 2023].set_index("target_name")
+    band = ("[adjusted_gross_income>=52407,adjusted_gross_income<78611,"
+            "irs_employment_income>0,is_tax_filer==1]")
+    units = 214_875_995 / 212_283_534
+    assert soi.loc[f"nation/tax_unit_count/{band}", "original_value"] == 20_553_619
+    assert soi.loc[f"nation/tax_unit_count/{band}", "value"] == pytest.approx(20_553_619 * units)
+    wages = soi.loc[f"nation/irs_employment_income/{band}"]
+    assert wages["original_value"] == 1_182_724_271_000
+    assert wages["value"] == pytest.approx(1_182_724_271_000 * units * 1.048019)
+    items = df[df.domain_variable.str.count(",") == 2].copy()
+    items = items[items.domain_variable.str.contains("is_tax_filer")
+                  & ~items.domain_variable.str.contains("eitc")]
+    assert len(items) == 570 and items.groupby("domain_variable").size().eq(38).all()
+    assert set(items.variable) - {"tax_unit_count"} == {
+        "irs_employment_income", "taxable_interest_income", "tax_exempt_interest_income",
+        "dividend_income", "qualified_dividend_income", "self_employment_income",
+        "taxable_ira_distributions", "pension_income", "taxable_pension_income",
+        "social_security", "taxable_social_security", "unemployment_compensation",
+        "itemized_taxable_income_deductions", "taxable_income", "income_tax_before_credits"}
+    # SOI publishes 0 taxable income and 0 itemized deductions for returns without AGI:
+    # held out as zero totals (the loss cannot weigh a miss of a zero).
+    zero = df[df.holdout_group == "zero_total"]
+    assert len(zero) == 4 and (zero.value == 0).all()
+    assert set(zero.target_name.str.extract(r",(\w+)>0", expand=False)) == {
+        "taxable_income", "itemized_taxable_income_deductions"}
+    with sqlite3.connect(path) as conn:
+        sources = {s for (s,) in conn.execute("SELECT DISTINCT source FROM targets")}
+    assert "IRS SOI Publication 1304 (soi_targets.csv): Tables 1.2 and 1.4, all returns "\
+        "(soi_table names each row's)" in sources
+    assert "Census ACS 1-year: S2201 (S2201_C01_001E), sum of the state's districts" in sources
+
+
 def test_national_age_total_is_s0101_total(built):
     _, _, df = built
     for level, n_geo in [("national", 1), ("state", 51), ("district", 436)]:
@@ -103,7 +150,7 @@ def test_periods_sources_and_holdout(built):
     same_year = df[df["original_period"] == 2024]
     assert (same_year["uprating_factor"] == 1).all()
     assert (same_year["value"] == same_year["original_value"]).all()
-    hold = df[(df.holdout == 1) & (df.holdout_group != "validation_split")]
+    hold = df[(df.holdout == 1) & ~df.holdout_group.isin(["validation_split", "zero_total"])]
     assert len(hold) == 276
     assert set(hold.domain_variable) == {"adjusted_gross_income,eitc,eitc_child_count",
                                          "adjusted_gross_income,is_tax_filer"}
@@ -217,6 +264,15 @@ def _edit(path, fn):
         df.index == 2, "n/a", df["amount"].astype(str)))),
     ("snap_district.csv", "cd_geoid", lambda df: df.__setitem__("cd_geoid", np.where(
         df.index == 1, df["cd_geoid"].iloc[0], df["cd_geoid"]))),
+    # A household target of zero or less is refused, naming the file and the column.
+    ("households_district.csv", "households", lambda df: df.__setitem__(
+        "households", np.where(df.index == 7, 0, df["households"]))),
+    ("households_state.csv", "households", lambda df: df.__setitem__(
+        "households", np.where(df.index == 3, -12, df["households"]))),
+    ("households_national.csv", "households", lambda df: df.__setitem__("households", 0)),
+    ("households_district.csv", "cd_geoid", lambda df: df.drop(index=5, inplace=True)),
+    ("soi_components_national.csv", "returns", lambda df: df.__setitem__(
+        "returns", np.where(df.index == 9, -1, df["returns"]))),
 ])
 def test_bad_input_names_file_field_and_leaves_nothing(tmp_path, file, field, edit):
     snap = _snapshot_copy(tmp_path)

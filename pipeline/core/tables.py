@@ -17,15 +17,16 @@ from pandera.errors import SchemaError
 from pipeline.core.errors import InputError
 
 
-def _numbers(s: pd.Series) -> pd.Series:
+def numbers(s: pd.Series) -> pd.Series:
+    """A column as floats, text read as NaN (so element checks name the row)."""
     return pd.to_numeric(s, errors="coerce").astype(float)
 
 
 # Element checks that also catch text in a numeric column (it reads as NaN here) and name
 # the row, where a dtype check would only name the column.
-NUMBER = pa.Check(lambda s: _numbers(s).notna(), error="a number (infinity allowed)")
-FINITE = pa.Check(lambda s: np.isfinite(_numbers(s)), error="a finite number")
-NON_NEGATIVE = pa.Check(lambda s: _numbers(s).fillna(0) >= 0, error="not negative")
+NUMBER = pa.Check(lambda s: numbers(s).notna(), error="a number (infinity allowed)")
+FINITE = pa.Check(lambda s: np.isfinite(numbers(s)), error="a finite number")
+NON_NEGATIVE = pa.Check(lambda s: numbers(s).fillna(0) >= 0, error="not negative")
 
 
 def check_table(schema: pa.DataFrameSchema, df: pd.DataFrame, file: str | Path | None,

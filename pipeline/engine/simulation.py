@@ -7,6 +7,10 @@ Tax-Calculator's input columns, annual ÷ 12:
   e01400, pensions e01500, unemployment e02300, Social Security e02400, SSI ssi_ben,
   TANF tanf_ben, veterans' benefits vet_ben.
 An absent column counts as zero, as it does in Tax-Calculator.
+
+Tax units also carry the IRS SOI income items the CPS holds as inputs (`SOI_INPUTS`,
+policyengine-us's names, each the tax unit's total: policyengine-us holds most of them
+per person) beside the ones Tax-Calculator computes (`taxes.SOI_ITEMS`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.engine.snap import snap_monthly_benefit
-from pipeline.engine.taxes import TaxResults, compute_taxes
+from pipeline.engine.taxes import SOI_ITEMS, TaxResults, compute_taxes
 from pipeline.microdata import Microdata
 
 _EARNED = ("e00200",)
@@ -25,6 +29,20 @@ _EARNED_POSITIVE = ("e00900", "e02100")
 _UNEARNED = ("e00300", "e00400", "e00600", "e00800", "e01400", "e01500", "e02300", "e02400",
              "ssi_ben", "tanf_ben", "vet_ben")
 _ELDERLY_AGE = 60
+# policyengine-us name -> the Tax-Calculator input holding the tax unit's total.
+SOI_INPUTS = {
+    "irs_employment_income": "e00200",  # wages net of elective deferrals (W-2 box 1)
+    "taxable_interest_income": "e00300",
+    "tax_exempt_interest_income": "e00400",
+    "dividend_income": "e00600",  # ordinary dividends, qualified ones included
+    "qualified_dividend_income": "e00650",
+    "self_employment_income": "e00900",  # Schedule C net profit or loss
+    "taxable_ira_distributions": "e01400",
+    "pension_income": "e01500",
+    "taxable_pension_income": "e01700",
+    "social_security": "e02400",
+    "unemployment_compensation": "e02300",
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,8 @@ def simulate(md: Microdata, taxes: TaxResults | None = None) -> Simulation:
             "eitc": t["eitc_entitlement"].to_numpy() * tu["takes_up_eitc"].to_numpy(bool),
             "eitc_child_count": t["eitc_child_count"].to_numpy(),
             "ctc": t["ctc"].to_numpy(),
+            **{name: _column(tu, col) for name, col in SOI_INPUTS.items()},
+            **{name: t[name].to_numpy() for name in SOI_ITEMS},
             "is_tax_filer": t["is_tax_filer"].to_numpy(bool),
         }),
         household=pd.DataFrame({

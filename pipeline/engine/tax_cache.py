@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.engine.taxes import TaxResults, tax_inputs, tax_unit_taxes
+from pipeline.engine.taxes import SOI_ITEMS, TaxResults, tax_inputs, tax_unit_taxes
 
 _KEYS = ("tax-cache-key-01", "tax-cache-key-02")  # two 64-bit hashes: a 128-bit key
 _RESULTS = ("adjusted_gross_income", "income_tax", "eitc_entitlement", "eitc_child_count",
-            "ctc", "is_tax_filer")
+            "ctc", *SOI_ITEMS, "is_tax_filer")
 
 
 def row_keys(tax_unit: pd.DataFrame) -> pd.MultiIndex:

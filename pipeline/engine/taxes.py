@@ -9,6 +9,11 @@ Outputs per tax unit (Tax-Calculator names in brackets):
   by `simulate`), `eitc_child_count` (the EIC input),
 - `ctc` (ctc_total = nonrefundable CTC + additional CTC + credit for other dependents: the
   IRS reports the child credit and the other-dependent credit on one 1040 line),
+- the IRS SOI income and deduction items Tax-Calculator computes, under policyengine-us's
+  names: `taxable_social_security` (c02500), `taxable_income` (c04800),
+  `income_tax_before_credits` (c05800: regular tax plus AMT, before any credit),
+  `itemized_taxable_income_deductions` (c04470: 0 where the unit takes the standard
+  deduction),
 - `is_tax_filer`: gross income (AGI, or self-employment income ≥ $400) at or above the
   standard deduction for the unit's filing status plus its aged add-ons (the filing
   requirement), or any EITC or additional CTC (units file to claim refundable credits), or
@@ -29,6 +34,13 @@ import taxcalc
 from pipeline.microdata import Microdata
 
 _SET_BY_ENGINE = ("RECID", "FLPDYR", "s006")
+# policyengine-us name -> the Tax-Calculator output that is the same IRS SOI item.
+SOI_ITEMS = {
+    "taxable_social_security": "c02500",
+    "taxable_income": "c04800",
+    "income_tax_before_credits": "c05800",
+    "itemized_taxable_income_deductions": "c04470",
+}
 _USABLE = taxcalc.Records(data=None).USABLE_READ_VARS
 
 
@@ -102,6 +114,7 @@ def tax_unit_taxes(tu: pd.DataFrame, period: int) -> TaxResults:
         "eitc_entitlement": eitc,
         "eitc_child_count": calc.array("EIC").astype(np.int64),
         "ctc": calc.array("ctc_total"),
+        **{name: calc.array(col) for name, col in SOI_ITEMS.items()},
         "is_tax_filer": files,
     })
     return TaxResults(period, frame)

@@ -118,14 +118,37 @@ def target_vocabulary(targets_df: pd.DataFrame) -> dict[str, list]:
     }
 
 
+def _check_family(rule: TargetRule, groups: list[list[str]], path: str | Path | None,
+                  where: str) -> None:
+    """A rule whose fields each exist but never together (a family with no rows at the
+    level it names) is an error, against the whole DB's (variable, domain, level) groups:
+    a package for a few states still carries them."""
+    want = (rule.variable, rule.domain_variable, rule.geo_level)
+    if sum(w is not None for w in want) < 2:
+        return
+    if any(all(w is None or w == have for w, have in zip(want, group, strict=True))
+           for group in groups):
+        return
+    family = [w for w in want[:2] if w is not None]
+    levels = sorted({lvl for v, d, lvl in groups
+                     if rule.variable in (None, v) and rule.domain_variable in (None, d)})
+    field = "geo_level" if rule.geo_level is not None and levels else (
+        "domain_variable" if rule.domain_variable is not None else "variable")
+    raise InputError(path, f"{where}.{field}",
+                     f"the target DB has no {'/'.join(family) or 'target'} rows"
+                     + (f" at the {rule.geo_level} level" if rule.geo_level else ""),
+                     f"name a level where they exist: {levels}" if levels else
+                     "name a variable and domain_variable that occur together")
+
+
 def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
                    path: str | Path | None = None,
                    vocabulary: dict[str, list] | None = None) -> np.ndarray:
     """Boolean mask over `targets_df`: include first, then exclude; never a holdout target.
 
-    Names are checked against `vocabulary` (the whole target DB's, which a package carries),
-    else against `targets_df`. Only against the whole DB must every rule match a target:
-    a package for a few states has no national targets for a national rule to match.
+    Names, and the families rules name, are checked against `vocabulary` (the whole target
+    DB's, which a package carries), else against `targets_df`: a package for a few states
+    has no national targets for a national rule to match, and that is no error.
     """
     path = path if path is not None else config.path
     existing = vocabulary or target_vocabulary(targets_df)
@@ -138,9 +161,7 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
                     raise InputError(path, f"{section}[{i}].{field}",
                                      f"{want!r} matches no target",
                                      f"use one of {existing[field]}")
-            if vocabulary is None and not rule.mask(targets_df).any():
-                raise InputError(path, f"{section}[{i}]", f"{rule} matches no target",
-                                 "combine fields that occur together, or drop the rule")
+            _check_family(rule, existing["groups"], path, f"{section}[{i}]")
     if config.include is None:
         selected = np.ones(len(targets_df), dtype=bool)
     else:

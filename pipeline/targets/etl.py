@@ -22,7 +22,7 @@ from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import InputError
 from pipeline.core.geo import STATE_ABBR, load_districts, read_snapshot
 from pipeline.core.packaged import SNAPSHOT_DIR
-from pipeline.core.tables import FINITE, NON_NEGATIVE, NUMBER
+from pipeline.core.tables import FINITE, NON_NEGATIVE, NUMBER, numbers
 from pipeline.targets.db import (
     Constraint,
     create_schema,
@@ -41,6 +41,10 @@ EITC = ("eitc", ">", 0)
 _COUNT = pa.Column(None, [FINITE, NON_NEGATIVE])  # counts and dollar totals
 _BOUND = pa.Column(None, NUMBER)  # band edges: -inf and inf mark open bands
 _STATE = pa.Column("int64", pa.Check.isin(sorted(STATE_FIPS)))
+# A household total is never 0: every area has households, and no weights can make a
+# positive number of records sum to 0 households.
+_HOUSEHOLDS = pa.Column(None, [FINITE, pa.Check(lambda s: numbers(s) > 0,
+                                                error="a household total above 0")])
 
 
 def _schema(name: str, columns: dict[str, pa.Column], unique: list[str],
@@ -88,14 +92,26 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
          pa.Check(lambda df: (df["measure"] == "agi")
                   | (pd.to_numeric(df["value"], errors="coerce") >= 0),
                   error="returns and income_tax are never negative", name="value")]),
+    "households_district.csv": _schema("households_district", {
+        "cd_geoid": pa.Column("int64"), "households": _HOUSEHOLDS}, ["cd_geoid"]),
+    "households_state.csv": _schema("households_state", {
+        "state_fips": _STATE, "households": _HOUSEHOLDS}, ["state_fips"]),
+    "households_national.csv": _schema("households_national", {
+        "households": _HOUSEHOLDS}, [],
+        [pa.Check(lambda df: len(df) == 1, error="exactly one row (the nation)",
+                  name="households")]),
+    "soi_components_national.csv": _schema("soi_components_national", {
+        "variable": pa.Column(str), "agi_lower": _BOUND, "agi_upper": _BOUND,
+        "returns": _COUNT, "amount": _COUNT, "soi_variable": pa.Column(str),
+        "soi_table": pa.Column(str)}, ["variable", "agi_lower"]),
     "eitc_agi_children.csv": _schema("eitc_agi_children", {
         "count_children": pa.Column("int64", pa.Check.isin([0, 1, 2, 3])),
         "agi_lower": _BOUND, "agi_upper": _BOUND, "returns": _COUNT, "amount": _COUNT},
         ["count_children", "agi_lower"]),
 }
-# Held-out groups: a whole validation file (named after it), and negative totals.
+# Held-out groups: a whole validation file (named after it), negative and zero totals.
 HOLDOUT_FILES = frozenset({"eitc_agi_children.csv"})
-NEGATIVE_TOTAL = "negative_total"
+NEGATIVE_TOTAL, ZERO_TOTAL = "negative_total", "zero_total"
 
 
 @dataclass(frozen=True)
@@ -108,12 +124,16 @@ class Row:
 
 
 def _holdout_group(row: Row) -> str:
-    """Held out of training ("" when trained on): a whole validation file, or a negative
-    total (the net AGI of the below-$1 band), which the fit's relative loss (y − ŷ)/(y + 1)
-    cannot use."""
+    """Held out of training ("" when trained on): a whole validation file, or a total the
+    fit's relative loss (y − ŷ)/(y + 1) cannot use: a negative one (the net AGI of the
+    below-$1 band), or a zero (SOI's taxable income and itemized deductions of returns
+    without AGI), where a miss of one dollar or one return would weigh as much as a 100%
+    miss."""
     if row.file in HOLDOUT_FILES:
         return Path(row.file).stem
-    return NEGATIVE_TOTAL if row.value < 0 else ""
+    if row.value < 0:
+        return NEGATIVE_TOTAL
+    return ZERO_TOTAL if row.value == 0 else ""
 
 
 def _bounds(var: str, lower: float, upper: float) -> tuple[Constraint, ...]:
@@ -169,7 +189,7 @@ def _rows(snapshot: Path) -> list[Row]:
         raise InputError(snapshot / "districts.csv", "state_fips", f"unknown states {bad}",
                          "keep only districts of the 50 states and DC")
     frames = {name: _read(snapshot, name) for name in SCHEMAS}
-    for name in ("age_district.csv", "snap_district.csv"):
+    for name in ("age_district.csv", "snap_district.csv", "households_district.csv"):
         _check_districts(snapshot, districts, frames[name], name)
 
     rows: list[Row] = []
@@ -191,6 +211,15 @@ def _rows(snapshot: Path) -> list[Row]:
         agi(nat, lo, hi, soi[("returns", lo, hi)], soi[("agi", lo, hi)], "soi_national.csv")
     rows.append(Row(nat, "income_tax", (FILER,),
                     soi[("income_tax", -np.inf, np.inf)], "soi_national.csv"))
+    name = "soi_components_national.csv"
+    for var, lo, hi, n, amount in frames[name][
+            ["variable", "agi_lower", "agi_upper", "returns", "amount"]].itertuples(index=False):
+        dom = (FILER, *_bounds("adjusted_gross_income", lo, hi), (var, ">", 0))
+        rows.append(Row(nat, "tax_unit_count", dom, n, name))
+        rows.append(Row(nat, var, dom, amount, name))
+    rows.append(Row(nat, "household_count", (),
+                    frames["households_national.csv"]["households"].iat[0],
+                    "households_national.csv"))
     for k, lo, hi, n, amount in frames["eitc_agi_children.csv"][
             ["count_children", "agi_lower", "agi_upper", "returns", "amount"]].itertuples(
             index=False):
@@ -211,6 +240,8 @@ def _rows(snapshot: Path) -> list[Row]:
         age(geo, g["age_state.csv"], "age_state.csv")
         rows.append(Row(geo, "person_count", (), g["population_state.csv"]["population"].iat[0],
                         "population_state.csv"))
+        rows.append(Row(geo, "household_count", (), g["households_state.csv"]["households"].iat[0],
+                        "households_state.csv"))
         snap = g["snap_state.csv"].iloc[0]
         rows.append(Row(geo, "household_count", (SNAP,), snap["households"], "snap_state.csv"))
         rows.append(Row(geo, "snap", (SNAP,), snap["cost"], "snap_state.csv"))
@@ -223,10 +254,13 @@ def _rows(snapshot: Path) -> list[Row]:
 
     age_cd = frames["age_district.csv"].groupby("cd_geoid")
     snap_cd = frames["snap_district.csv"].set_index("cd_geoid")["households"]
+    households_cd = frames["households_district.csv"].set_index("cd_geoid")["households"]
     for geoid in districts["cd_geoid"]:
         geo = ("district", int(geoid))
         age(geo, age_cd.get_group(geoid), "age_district.csv")
         rows.append(Row(geo, "household_count", (SNAP,), snap_cd[geoid], "snap_district.csv"))
+        rows.append(Row(geo, "household_count", (), households_cd[geoid],
+                        "households_district.csv"))
     return rows
 
 

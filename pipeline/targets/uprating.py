@@ -59,6 +59,22 @@ BASIS: dict[str, Basis] = {
     "income_tax": Basis("tax_units", "ATXPY"),
     "eitc": Basis("tax_units", "ACPIU", lagged=True),
     "snap": Basis("persons", "ACPIU", lagged=True),
+    # IRS SOI items: each with the factor Tax-Calculator grows the CPS column it comes from.
+    "irs_employment_income": Basis("tax_units", "AWAGE"),
+    "taxable_interest_income": Basis("tax_units", "AINTS"),
+    "tax_exempt_interest_income": Basis("tax_units", "AINTS"),
+    "dividend_income": Basis("tax_units", "ADIVS"),
+    "qualified_dividend_income": Basis("tax_units", "ADIVS"),
+    "self_employment_income": Basis("tax_units", "ASCHCI"),
+    "taxable_ira_distributions": Basis("tax_units", "ATXPY"),
+    "pension_income": Basis("tax_units", "ATXPY"),
+    "taxable_pension_income": Basis("tax_units", "ATXPY"),
+    "social_security": Basis("tax_units", "ASOCSEC"),
+    "taxable_social_security": Basis("tax_units", "ASOCSEC"),
+    "unemployment_compensation": Basis("tax_units", "AUCOMP"),
+    "itemized_taxable_income_deductions": Basis("tax_units", "ATXPY"),
+    "taxable_income": Basis("tax_units", "ATXPY"),
+    "income_tax_before_credits": Basis("tax_units", "ATXPY"),
 }
 _POSITIVE = pa.Check(lambda s: pd.to_numeric(s, errors="coerce") > 0,
                      error="a positive factor (growth factors are never negative or zero)")
