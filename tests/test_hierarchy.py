@@ -48,7 +48,8 @@ def test_gaps_compare_each_parent_with_the_sum_of_its_children():
 
 def test_real_db_snap_states_disagree_with_their_districts(targets):
     gaps = hierarchy_gaps(targets)
-    snap = gaps[(gaps.variable == "household_count") & (gaps.parent_level == "state")]
+    households = gaps[(gaps.variable == "household_count") & (gaps.parent_level == "state")]
+    snap = households[households.domain_variable == "snap"]
     de = snap.set_index("parent_id").loc["10"]
     # Delaware: USDA FY2023 59,192 households (uprated to 2024) against ACS 2024's 41,214.
     assert de["parent_value"] == pytest.approx(59_192.25 * PERSONS)
@@ -62,3 +63,8 @@ def test_real_db_snap_states_disagree_with_their_districts(targets):
     assert summary.loc[("person_count", "age", "national vs states"), "comparisons"] == 18
     assert summary.index[0] == ("household_count", "snap", "state vs districts")
     assert summary.iloc[0]["comparisons"] == 51 and summary.iloc[0]["worst"] == "32 [snap>0]"
+    # ACS S2201 total households: states and the nation are sums of their parts, exactly.
+    total = households[households.domain_variable == ""]
+    assert len(total) == 51 and (total["gap"] == 0).all()
+    for levels in ("state vs districts", "national vs states"):
+        assert summary.loc[("household_count", "", levels), "max_abs_gap"] == 0

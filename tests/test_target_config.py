@@ -33,26 +33,34 @@ def _config(tmp_path, text):
     return path
 
 
+TARGETS = 10_760 + 488 + 570  # today's, households, SOI items
+HELD_OUT = 224 + 52 + 4  # EITC by AGI x children, negative and zero totals
+SOI_EXCLUDED = 13 * 38 - 4  # the SOI items the config holds out (two zero cells each)
+
+
 def test_default_config_trains_on_all_but_holdout_population_and_income_tax(targets):
     config = load_target_config(DEFAULT)
     assert config.include is None
-    assert config.exclude == (TargetRule("person_count", "state", ""),
-                              TargetRule("income_tax", "national", None))
+    assert config.exclude[:2] == (TargetRule("person_count", "state", ""),
+                                  TargetRule("income_tax", "national", None))
     selected = select_targets(targets, config)
-    assert selected.sum() == 10_760 - 276 - 51 - 1 == 10_432
+    assert selected.sum() == TARGETS - HELD_OUT - 51 - 1 - SOI_EXCLUDED == 10_996
     assert not selected[targets.holdout.to_numpy() == 1].any()
     dropped = targets[~selected & (targets.holdout == 0)]
-    assert sorted(dropped.target_name.str.split("/").str[1].unique()) == [
-        "income_tax", "person_count"]
-    assert len(dropped) == 52
+    assert len(dropped) == 52 + SOI_EXCLUDED
+    trained = targets[selected]
+    assert set(trained.variable) == {
+        "person_count", "household_count", "tax_unit_count", "adjusted_gross_income", "eitc",
+        "snap", "social_security", "taxable_social_security"}
+    assert (trained.variable == "household_count").sum() == 2 * 436 + 2 * 51 + 1
 
 
 def test_include_then_exclude(targets, tmp_path):
     path = _config(tmp_path, "include:\n  - {geo_level: district}\n  - {variable: snap}\n"
                              "exclude:\n  - {domain_variable: age}\n")
     selected = select_targets(targets, load_target_config(path))
-    # district SNAP households (436) + state SNAP cost (51)
-    assert selected.sum() == 436 + 51
+    # district SNAP and total households (2 x 436) + state SNAP cost (51)
+    assert selected.sum() == 2 * 436 + 51
     assert set(targets[selected].variable) == {"household_count", "snap"}
 
 
@@ -114,7 +122,7 @@ def test_malformed_config_is_input_error(tmp_path, text, field):
 
 def test_empty_config_selects_everything_but_holdout(targets, tmp_path):
     config = load_target_config(_config(tmp_path, "# nothing\n"))
-    assert select_targets(targets, config).sum() == 10_760 - 276
+    assert select_targets(targets, config).sum() == TARGETS - HELD_OUT
 
 
 def test_package_subset_is_judged_against_the_db_names(targets, tmp_path):
@@ -137,12 +145,13 @@ SNAP_DISTRICTS = "{variable: household_count, domain_variable: snap, level: dist
 
 def test_default_config_scales_acs_snap_districts_to_usda_states(targets):
     configured, selected = apply_target_config(DEFAULT, targets)
-    assert selected.sum() == 10_432  # reconciling changes values, not the selection
+    assert selected.sum() == 10_996  # reconciling changes values, not the selection
     changed = configured[configured.reconcile_rule != ""]
     assert set(changed.reconcile_rule) == {"snap_households_to_usda_states"}
     assert len(changed) == 436 and set(changed.geo_level) == {"district"}
     state = configured[(configured.geo_level == "state")
-                       & (configured.variable == "household_count")].set_index("geographic_id")
+                       & (configured.variable == "household_count")
+                       & (configured.domain_variable == "snap")].set_index("geographic_id")
     sums = changed.groupby(changed.geographic_id.astype(int) // 100)["value"].sum()
     for fips, total in sums.items():
         assert total == pytest.approx(state.at[str(fips), "value"], rel=1e-12)
@@ -164,9 +173,10 @@ def test_default_config_scales_acs_snap_districts_to_usda_states(targets):
 def test_drop_takes_a_level_out_of_training_and_says_why(targets, tmp_path):
     path = _config(tmp_path, f"reconcile:\n  - {SNAP_DISTRICTS}, method: drop}}\n")
     configured, selected = apply_target_config(path, targets)
-    snap = (targets.variable == "household_count") & (targets.geo_level == "district")
+    snap = ((targets.variable == "household_count") & (targets.geo_level == "district")
+            & (targets.domain_variable == "snap"))
     assert not selected[snap.to_numpy()].any()
-    assert selected.sum() == 10_760 - 276 - 436
+    assert selected.sum() == TARGETS - HELD_OUT - 436
     assert set(configured.loc[snap, "reconcile_rule"]) == {
         "drop district household_count[snap] for state"}
     assert (configured.value == targets.value).all()
@@ -177,7 +187,8 @@ def test_rules_apply_in_order(targets, tmp_path):
     path = _config(tmp_path, f"reconcile:\n  - {SNAP_DISTRICTS}, method: scale, name: a}}\n"
                              f"  - {SNAP_DISTRICTS}, method: drop, name: b}}\n")
     configured, selected = apply_target_config(path, targets)
-    snap = (configured.variable == "household_count") & (configured.geo_level == "district")
+    snap = ((configured.variable == "household_count") & (configured.geo_level == "district")
+            & (configured.domain_variable == "snap"))
     assert set(configured.loc[snap, "reconcile_rule"]) == {"b"}
     assert (configured.loc[snap, "reconcile_factor"] != 1).all()
 
