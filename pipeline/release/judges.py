@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -60,7 +61,8 @@ def fit_review(fit: Fit) -> Judge:
     return judge
 
 
-def _current_run_config(layout: Layout, fit: Fit):
+def _current_run_config(layout: Layout, fit: Fit) -> Path | None:
+    """The fit's run config in CURRENT, where CURRENT has that fit."""
     release = current_release(layout.root)
     path = release.path / fit.release_dir / RUN_CONFIG if release else None
     return path if path is not None and path.is_file() else None

@@ -1,9 +1,10 @@
 """`calibrate allocate` and the `sparsity_allocation` asset: search, then save.
 
 The search spends the national fit's record budget (`records`): it trains the national
-model once, runs the RL search over states and strata (`calibration.py`, `search.py`) and
-saves the final episode's keep and integer masks. A national fit with
-`allocation: learned` then keeps exactly those records (`pipeline.fit.training.fit`).
+model once, runs the RL search over states and strata (`problems/calibration.py`,
+`search.py`) and saves the final episode's keep and integer masks
+(`pipeline.fit.allocation`). A national fit with `allocation: learned` then keeps exactly
+those records (`pipeline.fit.training.fit`).
 """
 
 from __future__ import annotations
