@@ -1,6 +1,6 @@
-"""Fit stage: one L0 fit asset per entry of the fit table (the local-area and national fits),
-each with its launchpad config. Their gate-1 checks come from the gate table
-(`assets/gates.py`)."""
+"""Fit stage: one L0 fit asset per entry of the fit table (the local-area and national fits,
+each with its launchpad config, and their held-out twins). Their gate-1 checks come from
+the gate table (`assets/gates.py`)."""
 
 from pathlib import Path
 
@@ -11,12 +11,13 @@ from dagster import MetadataValue as MV
 from assets.metadata import data_version, loss_chart, markdown_table, svg_image
 from assets.package import calibration_package
 from pipeline.config import Profile
-from pipeline.core.fit_table import Fit
+from pipeline.core.fit_table import Fit, twin_of
 from pipeline.core.hashing import sha256_file
 from pipeline.core.progress import report_to
 from pipeline.fit import FitParams, FitResult, fit_package
 from pipeline.fit.frontier import frontier_svg
 from pipeline.fit.outputs import diagnostics_frame
+from pipeline.fit.params import params_as_run
 from resources import ComputeResource, ProfileResource, StorageResource
 
 LAUNCHPAD_EXCLUDED = ("device",)  # the compute resource chooses the device
@@ -55,8 +56,10 @@ def launchpad_changes(config: Config, shown: pydantic.BaseModel) -> dict:
 
 
 def fit_assets(loaded: Profile, fits: tuple[Fit, ...]) -> list[AssetsDefinition]:
-    """One asset per fit, the launchpad showing the loaded profile's section of each."""
-    return [fit_asset(fit, loaded) for fit in fits]
+    """One asset per fit, the launchpad showing the loaded profile's section of each; a
+    held-out fit reruns its twin's settings as that fit ran (no launchpad of its own)."""
+    return [fit_asset(fit, loaded) if fit.twin is None else heldout_asset(fit, twin_of(fit, fits))
+            for fit in fits]
 
 
 def fit_asset(fit: Fit, loaded: Profile) -> AssetsDefinition:
@@ -87,9 +90,31 @@ def fit_asset(fit: Fit, loaded: Profile) -> AssetsDefinition:
     return _fit
 
 
+def heldout_asset(fit: Fit, twin: Fit) -> AssetsDefinition:
+    @asset(name=fit.weights, group_name="fit", code_version="1",
+           deps=[calibration_package, fit.config.asset, twin.weights], pool="gpu",
+           description=f"{fit.description} Its settings are the {twin.label}'s as it ran.")
+    def _heldout(context: AssetExecutionContext, storage: StorageResource,
+                 compute: ComputeResource) -> MaterializeResult:
+        layout = storage.layout
+        params = params_as_run(layout.run_config(twin)).with_(device=compute.device)
+        with report_to(context.log.info):
+            result = fit_package(layout.package_dir, layout.target_config(fit.config),
+                                 layout.fit_dir(fit), params, fit=fit,
+                                 twin_weights=layout.weights(twin))
+        context.log.info(f"{fit.label} done: {result.kept:,} records kept, validation split "
+                         f"{result.error_summaries['validation_split']}")
+        return MaterializeResult(metadata=fit_metadata(result, layout.fit_dir(fit), fit.label),
+                                 data_version=data_version(sha256_file(layout.weights(fit))))
+
+    return _heldout
+
+
 def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
     summary = result.error_summaries["exported"]
-    split = result.error_summaries["validation_split"]
+    # A published fit trains the split: its generalization is its held-out twin's.
+    split = result.error_summaries.get("validation_split") or {
+        "mean": float("nan"), "median": float("nan"), "count": 0}
     history = result.loss_history
     trained = diagnostics_frame(result)
     trained = trained[trained["selected"]]

@@ -132,13 +132,13 @@ def release_summary(release: "Release") -> str:
 
 
 def _fit_line(label: str, fit: dict) -> str:
-    err, split = fit["error_summary"], fit.get("validation_split") or {}
+    err, split = fit["error_summary"], fit.get("validation_split")
     budget = fit["hyperparameters"].get("records")
+    held = (f"validation split mean {split['mean']:.4f} over {split['count']} targets held "
+            "out" if split else "trained on the validation split")
     return (f"  {label}: {fit['records_kept']:,} records kept"
             f"{f' (budget {budget:,})' if budget else ''}; trained mean rel error "
-            f"{err['mean']:.4f}, median {err['median']:.4f}, max {err['max']:.4f}; "
-            f"validation split mean {split.get('mean', float('nan')):.4f} "
-            f"over {split.get('count', 0)} targets")
+            f"{err['mean']:.4f}, median {err['median']:.4f}, max {err['max']:.4f}; {held}")
 
 
 if __name__ == "__main__":

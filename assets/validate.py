@@ -1,40 +1,36 @@
-"""Validate stage: every target recomputed from each publishing fit's files (gate 2, its
-check, comes from the gate table)."""
+"""Validate stage: every target recomputed from each publishing fit's files, and each
+figures-only fit's on the matrix (gate 2, its check, comes from the gate table)."""
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from assets.metadata import column_schema, file_result, markdown_table
-from pipeline.core.fit_table import Fit, configs, published
+from pipeline.core.fit_table import Fit, configs, figures_only
 from pipeline.core.layout import Layout
 from pipeline.core.lineage import parent_hashes, write_lineage
 from pipeline.core.progress import report_to
-from pipeline.validate.fit_views import load_fits, walk_storage
+from pipeline.validate.fit_views import validate_fits
 from pipeline.validate.quality import heldout_metrics
 from pipeline.validate.sanity import FAIL
 from pipeline.validate.scoring import ABSOLUTE, IN_SCOPE, OUT_OF_SCOPE
-from pipeline.validate.totals import (
-    VALIDATION_RESULTS,
-    validate_h5s,
-    write_validation_csv,
-)
+from pipeline.validate.totals import VALIDATION_RESULTS, write_validation_csv
 from resources import ComputeResource, StorageResource
 
 
 def validation_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
-    shown = published(fits)
-
-    @asset(name="validation_results", group_name="validate", code_version="3",
-           deps=["stacked_h5s", *(c.asset for c in configs(shown))],
+    @asset(name="validation_results", group_name="validate", code_version="4",
+           deps=["stacked_h5s", *(c.asset for c in configs(fits)),
+                 *(f.weights for f in figures_only(fits))],
            description="Every target recomputed by the engine from each fit's published H5 "
-                       "files, scored relative (or absolute near zero), with its provenance.")
+                       "files (a fit that publishes none, such as a held-out fit: X·w on "
+                       "the package's matrix), scored relative (or absolute near zero), "
+                       "with its provenance.")
     def _validation(context: AssetExecutionContext, storage: StorageResource,
                     compute: ComputeResource) -> MaterializeResult:
         layout = storage.layout
         lineage = parent_hashes(layout, "validation_results", fits)
-        pkg, views = load_fits(layout, shown)
         with report_to(context.log.info):
-            df = validate_h5s(walk_storage(layout, pkg, views, compute.runner()), views)
+            df = validate_fits(layout, compute.runner(), fits)
         write_validation_csv(df, layout.validation_csv)
         write_lineage(layout.validation_lineage, lineage)
         return _metadata(df, layout)

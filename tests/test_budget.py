@@ -8,9 +8,11 @@ import pytest
 from test_fit import make_package, make_problem
 
 from pipeline.core.errors import InputError
+from pipeline.core.fit_table import LOCAL, LOCAL_HELDOUT, NATIONAL
 from pipeline.fit import FitParams, fit, fit_package
 from pipeline.fit.frontier import frontier_svg
-from pipeline.fit.params import PRESETS, NationalFitParams
+from pipeline.fit.package_fit import trains_split
+from pipeline.fit.params import PRESETS, NationalFitParams, params_as_run
 from pipeline.fit.selection import design_weighted_sample, top_k
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -98,16 +100,35 @@ def test_presets_are_productions_with_their_source():
 
 
 def test_frontier_collects_one_point_per_setting_and_marks_the_fit(tmp_path):
+    """A held-out fit's frontier: records kept against training and split error (a
+    published fit trains the split, so its points have no split error)."""
     pkg = make_package(tmp_path)
     out = tmp_path / "fit"
-    first = fit_package(pkg, None, out, BUDGET)
-    second = fit_package(pkg, None, out, BUDGET.with_(records=60))
-    again = fit_package(pkg, None, out, BUDGET.with_(records=60))  # replaces its point
-    assert list(again.frontier["records_kept"]) == [60, 90]
+    first = fit_package(pkg, None, out, BUDGET, fit=LOCAL_HELDOUT)
+    second = fit_package(pkg, None, out, BUDGET.with_(records=60), fit=LOCAL_HELDOUT)
+    again = fit_package(pkg, None, out, BUDGET.with_(records=60), fit=LOCAL_HELDOUT)
+    assert list(again.frontier["records_kept"]) == [60, 90]  # the rerun replaced its point
     assert again.frontier["training_error"].tolist()[1] == pytest.approx(
         first.error_summaries["exported"]["mean"])
     assert second.frontier["split_error"].isna().sum() == 0
+    published = fit_package(pkg, None, tmp_path / "published", BUDGET)
+    assert "validation_split" not in published.error_summaries
+    assert published.frontier["split_error"].isna().all()
     svg = frontier_svg(again.frontier, 60, 0.01, 0.02, "national fit")
     assert svg.count('r="8"') == 2 and "this fit" in svg and ">records kept<" in svg
     text = base64.b64encode(svg.encode()).decode()
     assert re.fullmatch(r"[A-Za-z0-9+/=]+", text)
+
+
+def test_a_held_out_twin_reruns_the_settings_its_fit_ran_with(tmp_path):
+    """The twin reads the fit's run config (launchpad changes included); a learned
+    allocation keeps its fit off the split (it was searched against the split)."""
+    pkg = make_package(tmp_path)
+    ran = BUDGET.with_(records=60, learning_rate=0.1)
+    fit_package(pkg, None, tmp_path / "published", ran)
+    assert params_as_run(tmp_path / "published" / "run_config.json").model_dump() == (
+        ran.model_dump())
+    with pytest.raises(InputError, match="materialize that fit first"):
+        params_as_run(tmp_path / "none" / "run_config.json")
+    assert trains_split(LOCAL, ran) and not trains_split(LOCAL_HELDOUT, ran)
+    assert not trains_split(NATIONAL, NationalFitParams(allocation="learned"))

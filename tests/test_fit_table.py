@@ -1,8 +1,10 @@
-"""The fit table: a third fit is one entry, and the assets, checks, lineage and release
+"""The fit table: a further fit is one entry, and the assets, checks, lineage and release
 follow it.
 
-The third fit here is a held-out fit: the local fit's package, settings and config file,
-fitted on its own and released with its figures, publishing no files of its own.
+The third fit here (beside the two publishing fits) is a figures-only fit with a config
+file of its own: the local fit's package and settings, fitted on its own and released with
+its figures, publishing no files of its own. The shipped table's held-out twins are such
+fits too, sharing their twin's config and rerunning its settings.
 """
 
 from dataclasses import replace
@@ -14,7 +16,15 @@ from factories import artifact_tree
 
 from assets.definitions import make_definitions
 from pipeline.config import Profile, load_profile
-from pipeline.core.fit_table import FITS, LOCAL, Fit, TargetConfig
+from pipeline.core.fit_table import (
+    FITS,
+    LOCAL,
+    LOCAL_HELDOUT,
+    NATIONAL,
+    NATIONAL_HELDOUT,
+    Fit,
+    TargetConfig,
+)
 from pipeline.core.layout import WEIGHTS, Layout
 from pipeline.core.lineage import parents, recorded_parents
 from pipeline.core.report import GateReport, Rule
@@ -31,7 +41,8 @@ HELDOUT = Fit(
     section=LOCAL.section, preset=LOCAL.preset, records=None, review="heldout_fit_review",
     release_dir="heldout_weights", manifest_key="heldout_fit", publishes=None,
     allocation=False, description="The local fit again, released for its figures only.")
-THREE = (*FITS, HELDOUT)
+TWO = (LOCAL, NATIONAL)
+THREE = (*TWO, HELDOUT)
 
 
 def test_every_fit_has_its_profile_section_with_its_preset_and_budget():
@@ -46,16 +57,39 @@ def test_every_fit_has_its_profile_section_with_its_preset_and_budget():
 def test_a_third_fit_gets_its_parents_and_gate_and_stays_out_of_the_files():
     table = parents(THREE)
     assert table["heldout_weights"] == ("calibration_package", "heldout_target_config")
-    # It publishes nothing: the files and validation descend from the other two only.
-    assert table["stacked_h5s"] == parents()["stacked_h5s"]
-    assert table["validation_results"] == parents()["validation_results"]
+    # It publishes nothing: the files descend from the other two only; validation (on the
+    # matrix for a figures-only fit) descends from it too.
+    assert table["stacked_h5s"] == parents(TWO)["stacked_h5s"]
+    assert table["validation_results"] == (
+        *parents(TWO)["validation_results"][:3], "heldout_target_config", "stacked_h5s",
+        "heldout_weights")
     gates = {g.name: g for g in gate_table(THREE)}
     assert gates["heldout_fit_review"].subject == "heldout_weights"
     assert gates["heldout_fit_review"].inputs == (
         "calibration_package", "heldout_target_config", "heldout_weights", CURRENT_RELEASE)
     assert "heldout_target_config" in gates["package_validity"].inputs
     assert "heldout_weights" not in gates["xw_consistency"].inputs
-    assert len(gates) == len(gate_table()) + 1
+    assert "heldout_weights" in gates["simulation_quality"].inputs
+    assert len(gates) == len(gate_table(TWO)) + 1
+
+
+def test_the_held_out_twins_rerun_their_fits_and_are_judged_by_gate_2():
+    """Each published fit has a held-out twin: its config, settings and package, the split
+    held out; the twin descends from the fit it reruns, publishes nothing, and its figures
+    reach gate 2 through validation."""
+    assert FITS == (LOCAL, NATIONAL, LOCAL_HELDOUT, NATIONAL_HELDOUT)
+    table = parents()
+    for fit, twin in ((LOCAL_HELDOUT, LOCAL), (NATIONAL_HELDOUT, NATIONAL)):
+        assert fit.holds_out_split and not twin.holds_out_split and fit.publishes is None
+        assert (fit.config, fit.section, fit.records) == (twin.config, twin.section,
+                                                          twin.records)
+        assert table[fit.weights] == ("calibration_package", twin.config.asset, twin.weights)
+        assert fit.weights not in table["stacked_h5s"]
+        assert fit.weights in table["validation_results"]
+    gates = {g.name: g for g in gate_table()}
+    assert set(gates) >= {"local_heldout_fit_review", "national_heldout_fit_review"}
+    assert {"local_heldout_weights", "national_heldout_weights"} <= set(
+        gates["simulation_quality"].inputs)
 
 
 def test_a_third_fit_is_released_and_its_lineage_checked(tmp_path):
@@ -83,7 +117,7 @@ def test_a_third_fit_gets_its_assets_check_and_launchpad():
         graph.get_all_asset_keys())
     assert graph.get(AssetKey("heldout_weights")).parent_keys == {
         AssetKey("calibration_package"), AssetKey("heldout_target_config")}
-    assert AssetKey("heldout_weights") in graph.get(AssetKey("promoted_release")).parent_keys
+    assert AssetKey("heldout_weights") in graph.get(AssetKey("validation_results")).parent_keys
     assert AssetCheckKey(AssetKey("heldout_weights"), "heldout_fit_review") in (
         graph.asset_check_keys)
     ops = defs.resolve_job_def("refit").run_config_schema.config_type.fields["ops"]

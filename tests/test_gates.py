@@ -52,8 +52,9 @@ def test_failed_and_missing_verdicts_refuse(tmp_path):
 
 @pytest.mark.parametrize("fit", FITS, ids=FIT_IDS)
 def test_a_refit_after_the_checks_cannot_be_promoted(tmp_path, fit):
-    """The mixed-fit release: a fit's new weights pass its gate 1, but the files and X·w
-    judged the old ones. Promotion refuses the mix, naming that fit and no other."""
+    """The mixed-fit release: a fit's new weights pass its gate 1, but the files, X·w and
+    validation (or a held-out twin) judged or descend from the old ones. Promotion refuses
+    the mix, naming that fit and only what depends on it."""
     layout = artifact_tree(tmp_path)
     _judge_all(layout)
     np.save(layout.weights(fit), np.array([0.0, 4.0, 2.5]))  # a refit with another seed
@@ -61,23 +62,32 @@ def test_a_refit_after_the_checks_cannot_be_promoted(tmp_path, fit):
     with pytest.raises(GateError) as info:
         require_all_passed(layout)
     message = str(info.value)
-    assert f"xw_consistency: judged other {fit.weights}" in message
-    assert f"stacked_h5s was not built from the current {fit.weights}" in message
+    stale = [g.name for g in GATES if fit.weights in g.inputs and g.name != fit.review]
+    children = [a for a, up in parents().items() if fit.weights in up]
+    assert stale and children
+    for gate in stale:
+        assert f"{gate}: judged other {fit.weights}" in message
+    for child in children:
+        assert f"{child} was not built from the current {fit.weights}" in message
     assert f"{fit.review}:" not in message
-    assert not any(other.weights in message for other in FITS if other != fit)
+    assert not any(other.weights in message for other in FITS
+                   if other != fit and other.weights not in children)
 
 
 @pytest.mark.parametrize("fit", FITS, ids=FIT_IDS)
 def test_a_new_config_makes_every_verdict_on_it_stale(tmp_path, fit):
+    """Every fit of that config (a fit and its held-out twin share one) is judged again;
+    the other fits' gate 1 stands."""
     layout = artifact_tree(tmp_path)
     _judge_all(layout)
     layout.target_config(fit.config).write_text("exclude: [{variable: snap}]\n")
     with pytest.raises(GateError) as info:
         require_all_passed(layout)
     message = str(info.value)
-    for gate in ("package_validity", fit.review, "xw_consistency", "simulation_quality"):
+    sharing = [f for f in FITS if f.config == fit.config]
+    for gate in ("package_validity", *(f.review for f in sharing), "simulation_quality"):
         assert re.search(rf"(refused: |; ){gate}: judged other", message), gate
     for other in FITS:
-        if other != fit:
+        if other not in sharing:
             assert not re.search(rf"(refused: |; ){other.review}: judged other", message)
     assert f"{fit.weights} was not built from the current {fit.config.asset}" in message

@@ -147,3 +147,12 @@ def test_heldout_metrics_ignore_trained_and_out_of_scope_rows():
                holdout=["", EITC, EITC, EITC], scope=["in_scope"] * 3 + ["out_of_scope"])
     assert heldout_metrics(v) == {LOCAL_EITC: {"count": 2.0, "median": pytest.approx(0.25),
                                                "p90": pytest.approx(0.29)}}
+
+
+def test_a_trained_split_target_counts_in_no_heldout_metric():
+    """A published fit trains the validation split: those rows measure nothing held out
+    (its held-out twin's rows do)."""
+    v = _frame([0.1, 0.2, 0.3, 0.4], training=[True, True, False, False],
+               holdout=["", "validation_split", "validation_split", EITC])
+    assert set(heldout_metrics(v)) == {"local/validation_split", LOCAL_EITC}
+    assert heldout_metrics(v)["local/validation_split"]["count"] == 1.0

@@ -48,13 +48,20 @@ def test_the_split_is_the_db_names_and_the_seed_and_nothing_else(db, tmp_path):
     assert ((again.holdout_group == VALIDATION_SPLIT).to_numpy() == other).all()
 
 
-def test_no_config_trains_on_the_split(db, tmp_path):
+def test_only_a_published_fit_trains_on_the_split(db, tmp_path):
+    """No config trains the split by itself; a published fit trains it where its config
+    selects it (`train_split`), never another held-out group."""
     greedy = tmp_path / "all.yaml"
     greedy.write_text("include:\n  - {geo_level: district}\n  - {geo_level: state}\n"
                       "  - {geo_level: national}\n")
+    split = (db.holdout_group == VALIDATION_SPLIT).to_numpy()
     for config in (DEFAULT_TARGET_CONFIG, greedy):
-        _, selected = apply_target_config(config, db)
-        assert not selected[(db.holdout_group == VALIDATION_SPLIT).to_numpy()].any()
+        _, held_out = apply_target_config(config, db)
+        assert not held_out[split].any()
+        _, published = apply_target_config(config, db, train_split=True)
+        assert (published & ~split == held_out).all()
+        assert not published[(db.holdout == 1).to_numpy() & ~split].any()
+    assert published[split].all()  # the greedy config selects every split target
 
 
 def test_a_fit_is_judged_on_the_split_of_the_groups_it_trains(db, tmp_path):

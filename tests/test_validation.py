@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from factories import CD, W, base_microdata, make_package
 
 from pipeline.core.errors import InputError
-from pipeline.core.fit_table import LOCAL
+from pipeline.core.fit_table import LOCAL, LOCAL_HELDOUT
 from pipeline.engine import compute_taxes, simulate, takeup
 from pipeline.engine.takeup import draw_takeup
 from pipeline.publish.stacking import stack_h5s
@@ -21,6 +21,7 @@ from pipeline.validate.totals import (
     COLUMNS,
     FitTargets,
     validate_h5s,
+    validate_matrix,
     walk_published,
     write_validation_csv,
 )
@@ -182,3 +183,18 @@ def test_cache_does_not_hide_a_damaged_file(validated, tmp_path):
     victim.write_bytes(victim.read_bytes()[:100])
     with pytest.raises(InputError, match="CA.h5.*differs"):
         _validate(stacked, _targets(), SELECTED, tmp_path / "cache")
+
+
+def test_a_figures_only_fit_is_validated_on_the_matrix(validated):
+    """A held-out fit publishes no files: its rows are X·w on the package's matrix, which
+    equal what the files give for the same weights (the X·w gate's invariant)."""
+    pkg, w, _, df = validated
+    view = FitTargets.of(LOCAL_HELDOUT, pkg.targets, SELECTED)
+    rows = validate_matrix(pkg.X, view, w)
+    assert tuple(rows.columns) == COLUMNS and (rows["fit"] == "local_heldout").all()
+    assert rows["sim_value"].to_numpy() == pytest.approx(df["sim_value"].to_numpy(), rel=1e-6)
+    assert (rows["sanity_check"] == "PASS").all()
+    assert rows["sanity_reason"].str.contains("X·w").all()
+    assert rows["score"].to_numpy() == pytest.approx(df["score"].to_numpy(), rel=1e-5,
+                                                     abs=1e-9)
+    assert rows["in_training"].tolist() == SELECTED.tolist()

@@ -7,6 +7,11 @@ launchpad configs, the gate-1 checks, the lineage's parents, the release's files
 manifest are generated from this table, so a third fit is one more entry (plus, if it has
 settings of its own, its profile section). The names are the public ones: asset names,
 directories, release paths and manifest keys stay what releases already hold.
+
+The published fits train on every trusted target, the validation split included. How well
+a fit's settings generalize is measured by its held-out twin: the same package, config and
+settings (the twin's, as that fit ran), with the split held out; it publishes no files, its
+figures are validated on the package's matrix and judged by gate 2 like the others.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class Fit:
     publishes: str | None  # AREA_FILES, a single file (NATIONAL_FILE), or None: figures only
     allocation: bool  # whether a learned allocation (sparsity_allocation) may choose its records
     description: str
+    holds_out_split: bool = False  # never trains the validation split (a held-out fit)
+    twin: str | None = None  # the fit whose settings and config it reruns (its `name`)
 
     @property
     def label(self) -> str:
@@ -68,7 +75,24 @@ NATIONAL = Fit(
     description="The national L0 fit under a record budget (national.h5); national and "
                 "state targets. With allocation: learned, sparsity_allocation chooses the "
                 "records.")
-FITS: tuple[Fit, ...] = (LOCAL, NATIONAL)
+LOCAL_HELDOUT = Fit(
+    name="local_heldout", weights="local_heldout_weights", config=LOCAL_CONFIG,
+    section=LOCAL.section, preset=LOCAL.preset, records=LOCAL.records,
+    review="local_heldout_fit_review", release_dir="heldout/local",
+    manifest_key="local_heldout_fit", publishes=None, allocation=False,
+    description="The local fit's held-out twin: its package, config and settings, the "
+                "validation split held out; figures only (the local fit's generalization).",
+    holds_out_split=True, twin=LOCAL.name)
+NATIONAL_HELDOUT = Fit(
+    name="national_heldout", weights="national_heldout_weights", config=NATIONAL_CONFIG,
+    section=NATIONAL.section, preset=NATIONAL.preset, records=NATIONAL.records,
+    review="national_heldout_fit_review", release_dir="heldout/national",
+    manifest_key="national_heldout_fit", publishes=None, allocation=False,
+    description="The national fit's held-out twin: its package, config and settings, the "
+                "validation split held out; figures only (the national fit's "
+                "generalization).",
+    holds_out_split=True, twin=NATIONAL.name)
+FITS: tuple[Fit, ...] = (LOCAL, NATIONAL, LOCAL_HELDOUT, NATIONAL_HELDOUT)
 
 
 def configs(fits: tuple[Fit, ...] = FITS) -> tuple[TargetConfig, ...]:
@@ -81,10 +105,25 @@ def published(fits: tuple[Fit, ...] = FITS) -> tuple[Fit, ...]:
     return tuple(f for f in fits if f.publishes is not None)
 
 
+def figures_only(fits: tuple[Fit, ...] = FITS) -> tuple[Fit, ...]:
+    """The fits that publish no files: validated on the package's matrix."""
+    return tuple(f for f in fits if f.publishes is None)
+
+
 def publisher(kind: str, fits: tuple[Fit, ...] = FITS) -> Fit:
     """The one fit that publishes `kind` (AREA_FILES or a file name)."""
     [fit] = [f for f in fits if f.publishes == kind]
     return fit
+
+
+def twin_of(fit: Fit, fits: tuple[Fit, ...] = FITS) -> Fit | None:
+    """The fit whose settings a held-out fit reruns (None for a fit of its own)."""
+    if fit.twin is None:
+        return None
+    found = [f for f in fits if f.name == fit.twin]
+    if not found:
+        raise ValueError(f"{fit.name}'s twin {fit.twin!r} is not in the fit table given")
+    return found[0]
 
 
 def allocated(fits: tuple[Fit, ...] = FITS) -> Fit:

@@ -17,7 +17,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pipeline.core.atomic import write_json
-from pipeline.core.fit_table import FITS, Fit, allocated, configs, published
+from pipeline.core.fit_table import (
+    FITS,
+    Fit,
+    allocated,
+    configs,
+    figures_only,
+    published,
+    twin_of,
+)
 from pipeline.core.hashing import sha256_file
 from pipeline.core.layout import Layout
 
@@ -42,8 +50,11 @@ def package_content_sha(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def fit_parents(fit: Fit) -> tuple[str, ...]:
-    return ("calibration_package", fit.config.asset)
+def fit_parents(fit: Fit, fits: tuple[Fit, ...] = FITS) -> tuple[str, ...]:
+    """A fit descends from the package and its config; a held-out fit also from its twin,
+    whose settings (as run) it reruns."""
+    twin = twin_of(fit, fits)
+    return ("calibration_package", fit.config.asset, *((twin.weights,) if twin else ()))
 
 
 def parents(fits: tuple[Fit, ...] = FITS) -> dict[str, tuple[str, ...]]:
@@ -51,11 +62,12 @@ def parents(fits: tuple[Fit, ...] = FITS) -> dict[str, tuple[str, ...]]:
     shown = published(fits)
     return {
         "calibration_package": ("target_db",),
-        **{fit.weights: fit_parents(fit) for fit in fits},
+        **{fit.weights: fit_parents(fit, fits) for fit in fits},
         # The published files come from the publishing fits: the manifest records their weights.
         "stacked_h5s": ("calibration_package", *(fit.weights for fit in shown)),
-        "validation_results": ("calibration_package", *(c.asset for c in configs(shown)),
-                               "stacked_h5s"),
+        # Figures-only fits are validated on the package's matrix: their weights are parents.
+        "validation_results": ("calibration_package", *(c.asset for c in configs(fits)),
+                               "stacked_h5s", *(f.weights for f in figures_only(fits))),
     }
 
 

@@ -26,14 +26,16 @@ COLUMNS = ["records_kept", "training_error", "split_error", "records", "lambda_l
 
 
 def frontier_point(result: FitResult, lineage: dict[str, str | None]) -> dict[str, Any]:
-    """This fit's point: kept records, mean |rel error| trained and on the split."""
+    """This fit's point: kept records, mean |rel error| trained and on the split (NaN for a
+    fit that trains the split: its held-out twin's frontier has the point)."""
     p = result.params
     budget = result.budget
     key = {k: v for k, v in p.model_dump().items() if k not in _NOT_IN_KEY}
     return {
         "records_kept": result.kept,
         "training_error": result.error_summaries["exported"]["mean"],
-        "split_error": result.error_summaries["validation_split"]["mean"],
+        "split_error": (result.error_summaries.get("validation_split")
+                        or {"mean": float("nan")})["mean"],
         "records": p.records,
         "lambda_l0": budget["lambda_l0"][-1] if budget["lambda_l0"] else p.lambda_l0,
         "temperature_schedule": p.temperature_schedule, "hybrid_share": p.hybrid_share,
@@ -66,6 +68,7 @@ def frontier_svg(frame: pd.DataFrame, kept: int, training_error: float, split_er
     xs = frame["records_kept"].astype(float).tolist()
     return scatter_svg(
         [Series("training error", xs, frame["training_error"].astype(float).tolist(), True),
-         Series("split error", xs, frame["split_error"].astype(float).tolist(), True)],
+         Series("split error", xs,
+                pd.to_numeric(frame["split_error"], errors="coerce").tolist(), True)],
         title, "records kept", "mean |rel error|",
         marked=[(kept, training_error, "this fit"), (kept, split_error, "")])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import InputError
-from pipeline.core.fit_table import LOCAL, Fit, allocated
+from pipeline.core.fit_table import LOCAL, Fit, allocated, twin_of
 from pipeline.core.layout import CHECKPOINT, RUN_CONFIG
 from pipeline.core.lineage import ALLOCATION, record_parents
 from pipeline.fit import training
@@ -31,18 +31,26 @@ def fit_package(
     trust_pickle: bool = False,
     fit: Fit = LOCAL,
     allocation_dir: str | Path | None = None,
+    twin_weights: str | Path | None = None,
 ) -> FitResult:
-    """Load, select targets (never holdout), fit, and write outputs to `out_dir`.
+    """Load, select targets (never holdout; the validation split only where `trains_split`),
+    fit, and write outputs to `out_dir`.
 
-    `fit` (an entry of the fit table) names the artifacts the recorded lineage speaks of.
-    With `allocation: learned`, the allocation in `allocation_dir` chooses the records
-    kept, and joins the lineage.
+    `fit` (an entry of the fit table) names the artifacts the recorded lineage speaks of;
+    a held-out fit also records its twin's weights (`twin_weights`, the fit whose settings
+    it reran). With `allocation: learned`, the allocation in `allocation_dir` chooses the
+    records kept, and joins the lineage.
     """
-    pkg, selected = load_selection(package_dir, target_config_path, trust_pickle=trust_pickle)
+    split_trained = trains_split(fit, params)
+    pkg, selected = load_selection(package_dir, target_config_path, trust_pickle=trust_pickle,
+                                   train_split=split_trained)
     targets = pkg.targets
     out = Path(out_dir)
-    lineage = record_parents(fit.weights, {"calibration_package": pkg.path,
-                                           fit.config.asset: target_config_path}, (fit,))
+    paths = {"calibration_package": pkg.path, fit.config.asset: target_config_path}
+    twin = twin_of(fit)
+    if twin is not None:
+        paths[twin.weights] = twin_weights
+    lineage = record_parents(fit.weights, paths, (fit,) if twin is None else (fit, twin))
     allocation = None
     if params.allocation == "learned":
         if allocation_dir is None:
@@ -66,9 +74,11 @@ def fit_package(
         allocation=allocation,
     )
     result.targets = targets
-    scope = split_scope(targets, selected)
-    result.error_summaries["validation_split"] = {
-        **error_summary(result.estimates[scope], result.y[scope]), "count": int(scope.sum())}
+    if not split_trained:  # a published fit's split error is its held-out twin's
+        scope = split_scope(targets, selected)
+        result.error_summaries["validation_split"] = {
+            **error_summary(result.estimates[scope], result.y[scope]),
+            "count": int(scope.sum())}
     out.mkdir(parents=True, exist_ok=True)
     result.frontier = record_frontier(out, frontier_point(result, lineage))
     write_outputs(result, out, {
@@ -78,8 +88,16 @@ def fit_package(
         "package_dir": str(package_dir),
         "package_version": pkg.metadata.get("package_version", PACKAGE_VERSION),
         "resumed_from": None if resume_from is None else str(resume_from),
+        "trains_split": split_trained,
     })
     return result
+
+
+def trains_split(fit: Fit, params: FitParams) -> bool:
+    """Whether `fit` trains the validation split: a published fit does, unless a learned
+    allocation chooses its records (the allocation was searched against the split, and only
+    keeps its meaning on that very L0 phase); a held-out fit never does."""
+    return not fit.holds_out_split and params.allocation != "learned"
 
 
 def design_weights(pkg: CalibrationPackage) -> np.ndarray | None:

@@ -7,10 +7,13 @@ run config records where the preset's values come from.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
+from pipeline.core.errors import InputError
 from pipeline.core.fit_table import LOCAL, NATIONAL
 from pipeline.core.settings import Settings, parse_settings
 
@@ -126,3 +129,15 @@ class NationalFitParams(FitParams):
                            .description)
     records: int | None = Field(NATIONAL.records, ge=1,
                                 description=FitParams.model_fields["records"].description)
+
+
+def params_as_run(run_config: str | Path) -> FitParams:
+    """The hyperparameters a fit ran with (its run config's `params`): what a held-out twin
+    reruns, launchpad changes and all."""
+    path = Path(run_config)
+    if not path.is_file():
+        raise InputError(path, None, "the fit whose settings are to be rerun has no run "
+                         "config", "materialize that fit first")
+    recorded = json.loads(path.read_text()).get("params", {})
+    return parse_settings(FitParams, {k: v for k, v in recorded.items()
+                                      if k in FitParams.model_fields}, path)

@@ -23,6 +23,7 @@ from pipeline.core.contracts import check_table
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
 from pipeline.targets.db import TARGETS, with_provenance
+from pipeline.targets.split import VALIDATION_SPLIT
 from pipeline.targets.target_config import apply_target_config
 
 PACKAGE_VERSION = 2  # 2: metadata.json records every file's sha256
@@ -166,7 +167,7 @@ def verify_package_files(path: str | Path) -> None:
 
 def load_selection(
     package_dir: str | Path, target_config: str | Path | None, *, trust_pickle: bool = False,
-    matrix: bool = True,
+    matrix: bool = True, train_split: bool = False,
 ) -> tuple[CalibrationPackage, np.ndarray]:
     """The package as a config sees it, and the targets the config trains on.
 
@@ -174,13 +175,17 @@ def load_selection(
     `reconcile_factor` say which rule changed a target, and by how much): the fit, the
     package gate, validation and gate 2 all read the values from here. Without a config,
     every non-holdout target is selected and nothing is reconciled. The config is judged
-    against the target DB's names the package carries.
+    against the target DB's names the package carries. The validation split is trained
+    only with `train_split` (a published fit).
     """
     pkg = load_package(package_dir, trust_pickle=trust_pickle, matrix=matrix)
     if target_config is None:
-        return pkg, pkg.targets["holdout"].astype(int).to_numpy() == 0
+        trusted = pkg.targets["holdout"].astype(int).to_numpy() == 0
+        if train_split:
+            trusted |= (pkg.targets["holdout_group"] == VALIDATION_SPLIT).to_numpy()
+        return pkg, trusted
     pkg.targets, selected = apply_target_config(target_config, pkg.targets,
-                                                pkg.target_vocabulary)
+                                                pkg.target_vocabulary, train_split=train_split)
     return pkg, selected
 
 

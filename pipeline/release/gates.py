@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.core.fit_table import FITS, Fit, configs, published
+from pipeline.core.fit_table import FITS, Fit, configs, figures_only, published
 from pipeline.release import judges
 from pipeline.release.judges import Judge
 
@@ -62,9 +62,10 @@ def gate_table(fits: tuple[Fit, ...] = FITS) -> tuple[Gate, ...]:
              "Each fit's X·w from the matrix equals the totals the engine computes from its "
              "H5 files.", judges.consistency),
         Gate("simulation_quality", "validation_results",
-             (*shown_configs, "stacked_h5s", "validation_results", CURRENT_RELEASE),
+             (*every_config, "stacked_h5s", *(f.weights for f in figures_only(fits)),
+              "validation_results", CURRENT_RELEASE),
              "Gate 2: no regression against the CURRENT release; no sanity FAIL; every "
-             "publishing fit.", judges.simulation_quality),
+             "fit (a held-out fit's figures on the matrix).", judges.simulation_quality),
     )
 
 

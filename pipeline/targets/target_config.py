@@ -19,6 +19,7 @@ from pipeline.core.atomic import write_text
 from pipeline.core.errors import InputError
 from pipeline.targets.db import normalise_domain
 from pipeline.targets.reconcile import ReconcileRule, parse_rule, reconcile, target_groups
+from pipeline.targets.split import VALIDATION_SPLIT
 
 RULE_FIELDS = ("variable", "geo_level", "domain_variable")
 GEO_LEVELS = ("national", "state", "district")
@@ -143,8 +144,11 @@ def _check_family(rule: TargetRule, groups: list[list[str]], path: str | Path | 
 
 def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
                    path: str | Path | None = None,
-                   vocabulary: dict[str, list] | None = None) -> np.ndarray:
-    """Boolean mask over `targets_df`: include first, then exclude; never a holdout target.
+                   vocabulary: dict[str, list] | None = None, *,
+                   train_split: bool = False) -> np.ndarray:
+    """Boolean mask over `targets_df`: include first, then exclude; never a holdout target,
+    except the validation split's when `train_split` (a published fit trains on every
+    trusted target; its held-out twin, and everything that measures generalization, not).
 
     Names, and the families rules name, are checked against `vocabulary` (the whole target
     DB's, which a package carries), else against `targets_df`: a package for a few states
@@ -170,26 +174,29 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
             selected |= rule.mask(targets_df)
     for rule in config.exclude:
         selected &= ~rule.mask(targets_df)
-    selected &= targets_df["holdout"].to_numpy() == 0
-    return selected
+    trusted = targets_df["holdout"].to_numpy() == 0
+    if train_split:
+        trusted |= (targets_df["holdout_group"] == VALIDATION_SPLIT).to_numpy()
+    return selected & trusted
 
 
 def configure_targets(targets_df: pd.DataFrame, config: TargetConfig,
                       path: str | Path | None = None,
-                      vocabulary: dict[str, list] | None = None) -> tuple[pd.DataFrame,
-                                                                           np.ndarray]:
+                      vocabulary: dict[str, list] | None = None, *,
+                      train_split: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """The targets as the fit sees them (values reconciled) and the selection."""
     path = path if path is not None else config.path
-    selected = select_targets(targets_df, config, path, vocabulary)
+    selected = select_targets(targets_df, config, path, vocabulary, train_split=train_split)
     groups = (vocabulary or target_vocabulary(targets_df))["groups"]
     return reconcile(targets_df, selected, config.reconcile, groups, path)
 
 
 def apply_target_config(path: str | Path, targets_df: pd.DataFrame,
-                        vocabulary: dict[str, list] | None = None) -> tuple[pd.DataFrame,
-                                                                            np.ndarray]:
+                        vocabulary: dict[str, list] | None = None, *,
+                        train_split: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """Load the YAML at `path`, then select and reconcile (errors name that file)."""
-    return configure_targets(targets_df, load_target_config(path), Path(path), vocabulary)
+    return configure_targets(targets_df, load_target_config(path), Path(path), vocabulary,
+                             train_split=train_split)
 
 
 def install_target_config(

@@ -1,32 +1,53 @@
 """The fits under a storage root as validation and the gates see them.
 
-Each fit's view of the package (its targets under its own config, `FitTargets`), and the
+Each fit's view of the package (its targets under its own config, `FitTargets`), the
 one (cached) walk over the published files that the checks and the validation results
-share.
+share, and every fit's validation rows (`validate_fits`).
 """
 
 from __future__ import annotations
 
-from pipeline.core.fit_table import FITS, Fit
+import json
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.fit_table import FITS, Fit, figures_only, published
 from pipeline.core.layout import Layout
 from pipeline.core.parallel import Runner
 from pipeline.microdata import read_h5
 from pipeline.package.store import CalibrationPackage, load_package
 from pipeline.targets.target_config import apply_target_config
 from pipeline.validate.published import seed_cache
-from pipeline.validate.totals import FitTargets, Published, walk_published
+from pipeline.validate.totals import (
+    FitTargets,
+    Published,
+    validate_h5s,
+    validate_matrix,
+    walk_published,
+)
 
 
 def load_fits(layout: Layout, fits: tuple[Fit, ...] = FITS, *, matrix: bool = False
               ) -> tuple[CalibrationPackage, list[FitTargets]]:
-    """The package (loaded once) and each fit's targets under its own config."""
+    """The package (loaded once) and each fit's targets under its own config, selected as
+    the fit selected them (`split_trained`)."""
     pkg = load_package(layout.package_dir, matrix=matrix)
     views = []
     for fit in fits:
         targets, selected = apply_target_config(layout.target_config(fit.config), pkg.targets,
-                                                pkg.target_vocabulary)
+                                                pkg.target_vocabulary,
+                                                train_split=split_trained(layout, fit))
         views.append(FitTargets.of(fit, targets, selected))
     return pkg, views
+
+
+def split_trained(layout: Layout, fit: Fit) -> bool:
+    """Whether the fit trained the validation split, as its run config records (a learned
+    allocation keeps it out); before the fit has run, as the fit table says."""
+    path = layout.run_config(fit)
+    recorded = json.loads(path.read_text()).get("trains_split") if path.is_file() else None
+    return not fit.holds_out_split if recorded is None else bool(recorded)
 
 
 def walk_storage(layout: Layout, pkg: CalibrationPackage, views: list[FitTargets],
@@ -35,3 +56,18 @@ def walk_storage(layout: Layout, pkg: CalibrationPackage, views: list[FitTargets
     return walk_published(layout.stacked_dir, views,
                           lambda: seed_cache(read_h5(pkg.base_h5)), runner,
                           layout.validation_cache)
+
+
+def validate_fits(layout: Layout, runner: Runner, fits: tuple[Fit, ...] = FITS
+                  ) -> pd.DataFrame:
+    """Every fit's validation rows: the publishing fits' from their files (one walk), the
+    figures-only fits' from the package's matrix and their weights."""
+    shown, others = published(fits), figures_only(fits)
+    pkg, views = load_fits(layout, shown)
+    frames = [validate_h5s(walk_storage(layout, pkg, views, runner), views)]
+    if others:
+        pkg, extra = load_fits(layout, others, matrix=True)
+        frames += [validate_matrix(pkg.X, view, np.load(layout.weights(fit),
+                                                        allow_pickle=False))
+                   for fit, view in zip(others, extra, strict=True)]
+    return pd.concat(frames, ignore_index=True)

@@ -60,17 +60,19 @@ def heldout_metrics(validation: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def heldout_groups(validation: pd.DataFrame) -> pd.Series:
     """Each row's held-out metric, `<fit>/<holdout_group>`, or "" where none counts it:
-    trained and out-of-scope rows, and split targets of a (variable, area type, domain) the
-    fit does not train on (`pipeline.targets.split.split_scope`: a split target of a group
-    the config leaves out says nothing about how the fit generalizes)."""
+    trained rows (a published fit trains the validation split: its held-out twin's rows
+    measure it), out-of-scope rows, and split targets of a (variable, area type, domain)
+    the fit does not train on (`pipeline.targets.split.split_scope`: a split target of a
+    group the config leaves out says nothing about how the fit generalizes)."""
     v = validation
 
     def key(frame: pd.DataFrame) -> pd.Series:
         return (frame["fit"] + "|" + frame["variable"] + "|" + frame["area_type"] + "|"
                 + domain_of(frame["target_name"].astype(str)))
 
-    trained = set(key(v[v["in_training"].astype(bool)]))
-    counted = (v["holdout_group"] != "") & (v["scope"] == IN_SCOPE) & (
+    in_training = v["in_training"].astype(bool)
+    trained = set(key(v[in_training]))
+    counted = (v["holdout_group"] != "") & ~in_training & (v["scope"] == IN_SCOPE) & (
         (v["holdout_group"] != VALIDATION_SPLIT) | key(v).isin(trained))
     return pd.Series(np.where(counted, v["fit"] + "/" + v["holdout_group"], ""),
                      index=v.index)

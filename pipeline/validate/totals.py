@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import scipy.sparse as sp
 
 from pipeline.core.atomic import atomic_path
 from pipeline.core.contracts import check_table
@@ -77,6 +78,7 @@ COLUMNS = tuple(VALIDATION_RESULTS.columns)
 _PROVENANCE = ("holdout_group", "original_value", "original_period", "uprating_factor",
                "reconcile_rule", "reconcile_factor")
 _EMPTY = "no households in the published files"
+_MATRIX = "publishes no files: totals are X·w on the package's matrix"
 
 
 @dataclass(frozen=True)
@@ -172,39 +174,56 @@ def validate_h5s(published: Published, fits: list[FitTargets]) -> pd.DataFrame:
                for rel, group in published.walk.sanity.groupby("file")}
     frames = []
     for view in fits:
-        targets = check_table(TARGETS, view.rows, None,
-                              "pass the targets frame load_selection returns")
         sanity = [summarize([r for rel, _ in p for r in by_file[rel]]) if p
                   else (WARN, _EMPTY) for p in published.places[view.fit]]
-        areas = published.areas[view.fit]
-        sim_value = published.sim_value(view.fit)
-        target = targets["value"].to_numpy(dtype=np.float64)
-        error = sim_value - target
-        rel_error = error / np.maximum(np.abs(target), 1.0)
-        frame = pd.DataFrame({
-            "area_type": targets["geo_level"].to_numpy(),
-            "area_id": targets["geographic_id"].astype(str).to_numpy(),
-            "display_name": [a[2] for a in areas],
-            "district": [a[3] for a in areas],
-            "variable": targets["variable"].to_numpy(),
-            "target_name": targets["target_name"].to_numpy(),
-            "period": targets["period"].to_numpy(),
-            "target_value": target,
-            "sim_value": sim_value,
-            "error": error,
-            "rel_error": rel_error,
-            "abs_error": np.abs(error),
-            "rel_abs_error": np.abs(rel_error),
-            "sanity_check": [status for status, _ in sanity],
-            "sanity_reason": [reason for _, reason in sanity],
-            "in_training": view.selected[view.validated],
-            **{c: targets[c].to_numpy() for c in _PROVENANCE},
-        })
-        scores = score_errors(frame, targets["original_value"].to_numpy(),
-                              targets["original_period"].to_numpy(),
-                              targets["period"].to_numpy())
-        frames.append(pd.concat([frame, scores], axis=1).assign(fit=view.fit))
+        frames.append(_results(view, published.sim_value(view.fit), published.areas[view.fit],
+                               sanity))
     return pd.concat(frames, ignore_index=True)[list(COLUMNS)]
+
+
+def validate_matrix(X: sp.spmatrix, view: FitTargets, weights: np.ndarray  # noqa: N803
+                    ) -> pd.DataFrame:
+    """Validation rows of a fit that publishes no files (a held-out fit): its totals are
+    X·w on the package's matrix, which the X·w gate shows equal to what the engine computes
+    from the published fits' files. Scored, flagged and judged like any other fit's."""
+    rows = view.rows
+    where = np.flatnonzero(view.validated)
+    sim_value = np.asarray(X[where].astype(np.float64) @ np.asarray(weights, np.float64))
+    areas = [_area(level, str(geo)) for level, geo in
+             zip(rows["geo_level"], rows["geographic_id"], strict=True)]
+    return _results(view, sim_value, areas, [(PASS, _MATRIX)] * len(rows))[list(COLUMNS)]
+
+
+def _results(view: FitTargets, sim_value: np.ndarray, areas: list[tuple[str, int, str, str]],
+             sanity: list[tuple[str, str]]) -> pd.DataFrame:
+    """One fit's rows: its totals beside the targets, production's errors and the score."""
+    targets = check_table(TARGETS, view.rows, None,
+                          "pass the targets frame load_selection returns")
+    target = targets["value"].to_numpy(dtype=np.float64)
+    error = sim_value - target
+    rel_error = error / np.maximum(np.abs(target), 1.0)
+    frame = pd.DataFrame({
+        "area_type": targets["geo_level"].to_numpy(),
+        "area_id": targets["geographic_id"].astype(str).to_numpy(),
+        "display_name": [a[2] for a in areas],
+        "district": [a[3] for a in areas],
+        "variable": targets["variable"].to_numpy(),
+        "target_name": targets["target_name"].to_numpy(),
+        "period": targets["period"].to_numpy(),
+        "target_value": target,
+        "sim_value": sim_value,
+        "error": error,
+        "rel_error": rel_error,
+        "abs_error": np.abs(error),
+        "rel_abs_error": np.abs(rel_error),
+        "sanity_check": [status for status, _ in sanity],
+        "sanity_reason": [reason for _, reason in sanity],
+        "in_training": view.selected[view.validated],
+        **{c: targets[c].to_numpy() for c in _PROVENANCE},
+    })
+    scores = score_errors(frame, targets["original_value"].to_numpy(),
+                          targets["original_period"].to_numpy(), targets["period"].to_numpy())
+    return pd.concat([frame, scores], axis=1).assign(fit=view.fit)
 
 
 def read_validation_csv(path: str | Path) -> pd.DataFrame:
