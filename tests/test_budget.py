@@ -131,4 +131,4 @@ def test_a_held_out_twin_reruns_the_settings_its_fit_ran_with(tmp_path):
     with pytest.raises(InputError, match="materialize that fit first"):
         params_as_run(tmp_path / "none" / "run_config.json")
     assert trains_split(LOCAL, ran) and not trains_split(LOCAL_HELDOUT, ran)
-    assert not trains_split(NATIONAL, NationalFitParams(allocation="learned"))
+    assert not trains_split(NATIONAL, NationalFitParams(allocation="learned", hybrid_share=0))

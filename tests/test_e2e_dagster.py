@@ -281,7 +281,7 @@ def test_a_learned_allocation_feeds_a_gated_promoted_national_file(world):
     meta = json.loads((world.root / "sparsity_allocation" / "allocation.json").read_text())
     assert 0 < meta["records"] <= 1000 and meta["episodes"] == 4
     result = world.run("refit", run_config={"ops": {"national_weights": {
-        "config": {"allocation": "learned"}}}})
+        "config": {"allocation": "learned", "hybrid_share": 0.0}}}})
     assert result.success and _promoted(result), _checks(result)
     release = current_release(world.root)
     stacked = json.loads((world.root / "stacked_h5s" / "manifest.json").read_text())

@@ -25,8 +25,11 @@ def test_shipped_profiles_state_only_what_differs():
     learned = load_profile("demo_learned")
     assert learned.national_fit.allocation == "learned" and demo.national_fit.allocation \
         == "budget"
-    assert learned.national_fit.model_dump(exclude={"allocation"}) == \
-        demo.national_fit.model_dump(exclude={"allocation"})  # the search's L0 phase
+    # The search's L0 phase: the demo's national fit without its design-weighted draw (the
+    # allocation chooses every record).
+    assert demo.national_fit.hybrid_share == 0.9 and learned.national_fit.hybrid_share == 0
+    assert learned.national_fit.model_dump(exclude={"allocation", "hybrid_share"}) == \
+        demo.national_fit.model_dump(exclude={"allocation", "hybrid_share"})
 
 
 @pytest.mark.parametrize("text, key, message", [
@@ -43,6 +46,8 @@ def test_shipped_profiles_state_only_what_differs():
     ("national_fit: {records: -5}\n", "national_fit.records", "greater than or equal to 1"),
     ("national_fit: {hybrid_share: 1.5}\n", "national_fit.hybrid_share", "less than 1"),
     ("fit: {hybrid_share: 0.3}\n", "fit", "hybrid_share is a share of the record budget"),
+    ("national_fit: {allocation: learned}\n", "national_fit",
+     "allocation: learned chooses every record of the budget: set hybrid_share: 0"),
     ("fit: {temperature_schedule: linear_ish}\n", "fit.temperature_schedule", "'cosine'"),
     ("validation_split: {share: 1}\n", "validation_split.share", "less than 1"),
     ("allocation: {episodes: 0}\n", "allocation.episodes", "greater than or equal to 1"),

@@ -330,7 +330,8 @@ def test_calibrate_allocate_then_fit_with_it(built_world, tmp_path, capsys):
     code = calibrate(["fit", "--package", package, "--profile", "ci", "--national",
                       "--target-config", str(built_world.root / "national_target_config" /
                                               "targets_national.yaml"),
-                      "--allocation", "learned", "--allocation-from", str(out),
+                      "--allocation", "learned", "--hybrid-share", "0",
+                      "--allocation-from", str(out),
                       "--out", str(fit_out)])
     assert code == 0, capsys.readouterr()
     weights = np.load(fit_out / "weights.npy")

@@ -74,6 +74,9 @@ def allocate(package_dir: str | Path, config_path: str | Path, params: FitParams
     if params.records is None:
         raise InputError(None, "national_fit.records", "the allocation spends a record "
                          "budget, and none is set", "set national_fit.records (e.g. 50000)")
+    # The allocation chooses every record of the budget: no design-weighted draw (the
+    # national fit's default hybrid), in the search as in the fit that keeps it.
+    params = params.with_(hybrid_share=0.0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     trained = train_calibration(package_dir, config_path, params.with_(allocation="budget"), out,
