@@ -101,7 +101,9 @@ def heldout_asset(fit: Fit, twin: Fit) -> AssetsDefinition:
         with report_to(context.log.info):
             result = fit_package(layout.package_dir, layout.target_config(fit.config),
                                  layout.fit_dir(fit), params, fit=fit,
-                                 twin_weights=layout.weights(twin))
+                                 twin_weights=layout.weights(twin),
+                                 allocation_dir=layout.allocation_dir
+                                 if params.allocation == "learned" else None)
         context.log.info(f"{fit.label} done: {result.kept:,} records kept, validation split "
                          f"{result.error_summaries['validation_split']}")
         return MaterializeResult(metadata=fit_metadata(result, layout.fit_dir(fit), fit.label),

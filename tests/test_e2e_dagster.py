@@ -26,7 +26,7 @@ from pipeline.validate.totals import read_validation_csv
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 GATES = {"target_db_integrity", "package_validity", "fit_review", "national_fit_review",
-         "structural_sanity",
+         "local_heldout_fit_review", "national_heldout_fit_review", "structural_sanity",
          "xw_consistency", "simulation_quality"}
 
 
@@ -83,9 +83,14 @@ def test_full_rebuild_promotes_behind_passed_gates(built_world):
     # The X·w invariant holds to float rounding, not just the 1% tolerance.
     verdict = json.loads((built_world.root / "gates" / "xw_consistency.json").read_text())
     metrics = verdict["report"]["metrics"]
-    assert metrics["local_max_rel_deviation"] < 1e-6 and metrics["local_targets"] == 238
-    # Both fits are checked, each against its own files.
-    assert metrics["national_max_rel_deviation"] < 1e-6 and metrics["national_targets"] == 150
+    # Households (4 states, 5 districts) and the validation split are trained.
+    assert metrics["local_max_rel_deviation"] < 1e-6 and metrics["local_targets"] == 268
+    # Both publishing fits are checked, each against its own files.
+    assert metrics["national_max_rel_deviation"] < 1e-6 and metrics["national_targets"] == 168
+    # Each has a held-out twin: the same fit with the split (20 and 14 targets) held out.
+    validity = json.loads((built_world.root / "gates" / "package_validity.json").read_text())
+    assert "local_heldout: 248 of 276" in validity["report"]["summary"]
+    assert "national_heldout: 154 of 276" in validity["report"]["summary"]
 
 
 def test_national_file_comes_from_its_own_fit_under_the_budget(built_world):
@@ -98,7 +103,11 @@ def test_national_file_comes_from_its_own_fit_under_the_budget(built_world):
     assert abs(national["records_kept"] / 1000 - 1) <= 0.02
     assert national["records_kept"] < local["records_kept"]
     assert national["mean_rel_error"] < 0.01
-    assert national["split_targets"] > 0 and national["split_mean_rel_error"] > 0
+    assert national["split_targets"] == 0  # trained: its held-out twin measures the split
+    twin = _metadata(result, "national_heldout_weights")
+    assert twin["split_targets"] == 14 and twin["split_mean_rel_error"] > 0
+    assert twin["record_budget"] == 1000 and twin["hyperparameters"] == national[
+        "hyperparameters"]
     assert "data:image/svg+xml;base64," in national["frontier"]
     published = _metadata(result, "stacked_h5s")
     assert published["national_households"] == national["records_kept"]
@@ -116,7 +125,8 @@ def test_national_file_comes_from_its_own_fit_under_the_budget(built_world):
 def test_release_validates_uprated_reconciled_targets_with_provenance(built_world):
     release = current_release(built_world.root)
     both = read_validation_csv(release.path / "validation_results.csv")
-    assert set(both["fit"]) == {"local", "national"}
+    # The published fits and their held-out twins, each validated.
+    assert set(both["fit"]) == {"local", "national", "local_heldout", "national_heldout"}
     v = both[both["fit"] == "local"].set_index("target_name")
     # Delaware's one district: ACS 41,214 SNAP households, scaled to the state's USDA count
     de = v.loc["cd_1000/household_count/[snap>0]"]
@@ -130,11 +140,17 @@ def test_release_validates_uprated_reconciled_targets_with_provenance(built_worl
     assert eitc["target_value"] == pytest.approx(eitc["original_value"]
                                                  * eitc["uprating_factor"])
     assert eitc["uprating_factor"] == pytest.approx(1.1523, abs=1e-4)
-    # no national targets in ci; the split holds out 10% of each variable x level group
+    # no national targets in ci; the split marks 10% of each variable x level group
     assert set(v["holdout_group"]) == {"", "negative_total", "validation_split"}
     assert release.manifest["heldout"]["local/negative_total"]["count"] == 4
-    assert release.manifest["heldout"]["local/validation_split"]["count"] == (
-        v["holdout_group"] == "validation_split").sum() == 21
+    # The published fit trains the split; its twin holds it out and the manifest shows it.
+    split = v["holdout_group"] == "validation_split"
+    assert split.sum() == 20 and v.loc[split, "in_training"].all()
+    assert "local/validation_split" not in release.manifest["heldout"]
+    twin = both[both["fit"] == "local_heldout"].set_index("target_name")
+    assert not twin.loc[split[split].index, "in_training"].any()
+    assert release.manifest["heldout"]["local_heldout/validation_split"]["count"] == 20
+    assert "local_heldout_fit" in release.manifest
     metadata = _metadata(built_world.result, "target_db")
     assert "household_count | snap | state vs districts | 51" in metadata["hierarchy_gaps"]
     assert "snap_households_to_usda_states | 436 |" in _metadata(
@@ -146,7 +162,8 @@ def test_config_change_refits_without_rebuilding_the_package(world):
     before_weights = _materializations(world, "calibration_weights")
     previous = current_release(world.root).version
     world.config.write_text(world.config.read_text().replace(
-        "exclude:\n", "exclude:\n  - {variable: household_count, geo_level: district}\n", 1))
+        "exclude:\n", "exclude:\n  - {variable: household_count, geo_level: district, "
+        "domain_variable: snap}\n", 1))
     # The daemon builds only the sensor's own resources (never the run's storage lock).
     resources = {"target_config_file": world.defs.resources["target_config_file"]}
     context = build_sensor_context(instance=world.instance, resources=resources,
@@ -161,10 +178,10 @@ def test_config_change_refits_without_rebuilding_the_package(world):
     assert _materializations(world, "calibration_weights") == before_weights + 1
     run = json.loads((world.root / "calibration_weights" / "run_config.json").read_text())
     package = json.loads((world.root / "calibration_package" / "metadata.json").read_text())
-    # ci: 4 negative totals and 21 split targets held out, 4 state populations excluded
-    # (the national income tax rule matches nothing in four states), and now the 3 of 5
-    # districts' SNAP households that were not in the split.
-    assert run["n_selected"] == package["n_targets"] - 4 - 21 - 4 - 3
+    # ci: 4 negative totals held out, 4 state populations excluded (the national income
+    # tax rule matches nothing in four states), and now the 5 districts' SNAP households
+    # (the split is trained: only the held-out twin leaves it out).
+    assert run["n_selected"] == package["n_targets"] - 4 - 4 - 5
     assert current_release(world.root).version != previous
     # The sensor now sees the config it refitted on and asks for nothing more.
     with build_sensor_context(instance=world.instance, resources=resources,
@@ -263,9 +280,10 @@ def test_a_two_worker_cluster_publishes_the_same_files(built_world, tmp_path):
         instance.dispose()
     ours = current_release(cluster.root).manifest["files"]
     theirs = current_release(built_world.root).manifest["files"]
-    for files in (ours, theirs):  # the fit's record holds its paths and its speed
-        files.pop("run_config.json")
-        files.pop("national_weights/run_config.json")
+    for files in (ours, theirs):  # a fit's record holds its paths and its speed
+        for fit in ("run_config.json", "national_weights/run_config.json",
+                    "heldout/local/run_config.json", "heldout/national/run_config.json"):
+            files.pop(fit)
     assert ours == theirs and len(ours) > 10
 
 
@@ -289,6 +307,10 @@ def test_a_learned_allocation_feeds_a_gated_promoted_national_file(world):
     assert release.manifest["national_fit"]["hyperparameters"]["allocation"] == "learned"
     run_config = json.loads((world.root / "national_weights" / "run_config.json").read_text())
     assert run_config["lineage"]["sparsity_allocation"] == meta["arrays_sha256"]
+    # Its held-out twin reruns it as it ran: the same allocation, the split held out.
+    twin = json.loads((world.root / "national_heldout_weights" / "run_config.json").read_text())
+    assert twin["lineage"]["sparsity_allocation"] == meta["arrays_sha256"]
+    assert twin["params"]["allocation"] == "learned"
 
     again = world.run("allocation_search", run_config={"ops": {"sparsity_allocation": {
         "config": {"seed": 1}}}})  # a new allocation: the fit no longer descends from it

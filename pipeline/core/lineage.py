@@ -73,8 +73,10 @@ def parents(fits: tuple[Fit, ...] = FITS) -> dict[str, tuple[str, ...]]:
 
 def optional_parents(fits: tuple[Fit, ...] = FITS) -> dict[str, tuple[str, ...]]:
     """Parents an artifact records only sometimes, checked whenever it recorded them: a fit
-    with `allocation: learned` names the allocation it kept."""
-    return {fit.weights: (ALLOCATION,) for fit in fits if fit.allocation}
+    with `allocation: learned` names the allocation it kept (and so does its held-out
+    twin, which reruns it)."""
+    return {fit.weights: (ALLOCATION,) for fit in fits
+            if fit.allocation or (fit.twin is not None and twin_of(fit, fits).allocation)}
 
 
 def allocation_parents(fits: tuple[Fit, ...] = FITS) -> tuple[str, ...]:

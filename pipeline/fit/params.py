@@ -150,5 +150,7 @@ def params_as_run(run_config: str | Path) -> FitParams:
         raise InputError(path, None, "the fit whose settings are to be rerun has no run "
                          "config", "materialize that fit first")
     recorded = json.loads(path.read_text()).get("params", {})
-    return parse_settings(FitParams, {k: v for k, v in recorded.items()
-                                      if k in FitParams.model_fields}, path)
+    params = parse_settings(FitParams, {k: v for k, v in recorded.items()
+                                        if k in FitParams.model_fields}, path)
+    params._from_preset = frozenset(recorded.get("from_preset", ()))  # its record reads alike
+    return params
