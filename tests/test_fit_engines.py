@@ -56,17 +56,50 @@ def test_fused_engine_follows_torch_autograd_and_adam():
 
 
 def test_fused_results_do_not_depend_on_thread_count():
-    X, y = _problem()
+    """Chunks are cut by the number of columns alone: 1, 2 or 3 threads, the same bits."""
+    rng = np.random.default_rng(4)
+    n = 40_000
+    X = sp.random(30, n, density=0.02, format="csr", random_state=rng, dtype=np.float32)
+    y = X @ (rng.gamma(2.0, 60.0, n) * (rng.random(n) < 0.5))
     p = FitParams(lambda_l0=1e-4, device="cpu", seed=3)
     runs = []
-    for threads in (1, 2):
-        fused.set_threads(threads)
-        lw, la = initial_parameters(np.full(400, 100.0), 3)
-        eng = FusedEngine(X, y, lw, la, p)
-        fused.set_threads(threads)
-        runs.append([eng.l0_step(e, 1e-4)[0] for e in range(10)] + [eng.lw.copy()])
-    fused.set_threads(1)
-    assert runs[0][:10] == runs[1][:10] and np.array_equal(runs[0][10], runs[1][10])
+    for threads in (1, 2, 3):
+        lw, la = initial_parameters(np.full(n, 100.0), 3)
+        eng = FusedEngine(X, y, lw, la, p, threads=threads)
+        assert eng.runner.n_chunks == 19 and eng.runner.threads == threads
+        steps = [eng.l0_step(e, 1e-4) for e in range(6)]
+        kept = np.flatnonzero(eng.la > 0)
+        w = eng.polish(kept, torch.from_numpy(eng.lw[kept].copy()), 4, lambda *_: None)
+        runs.append(([s[0] for s in steps], [s[1] for s in steps], eng.state.copy(), w))
+    for other in runs[1:]:
+        assert other[0] == runs[0][0]
+        assert all(np.array_equal(a, b) for a, b in zip(other[1], runs[0][1], strict=True))
+        assert np.array_equal(other[2], runs[0][2]) and np.array_equal(other[3], runs[0][3])
+
+
+def test_column_matrix_products_equal_scipy():
+    """X by columns with uint16 rows (int32 beyond 65,535 targets); the pass's ŷ is X·w in
+    float64, and an empty column or target is no special case."""
+    rng = np.random.default_rng(2)
+    X = sp.random(50, 9_000, density=0.01, format="csr", random_state=rng, dtype=np.float32)
+    keep = np.ones(9_000)
+    keep[17] = 0
+    X = sp.csr_matrix(X @ sp.diags(keep.astype(np.float32)))
+    X.eliminate_zeros()
+    cm = fused.ColumnMatrix.from_csr(X)
+    assert cm.rows.dtype == np.uint16 and cm.nnz == X.nnz and cm.bytes_per_pass == 6 * X.nnz
+    csc = X.tocsc()
+    csc.sort_indices()
+    assert np.array_equal(cm.indptr, csc.indptr) and np.array_equal(cm.rows, csc.indices)
+    assert np.array_equal(cm.vals, csc.data)
+    wide = fused.ColumnMatrix.from_csr(sp.csr_matrix(([1.0], ([70_000], [3])),
+                                                     shape=(70_001, 5)))
+    assert wide.rows.dtype == np.int32 and wide.rows.tolist() == [70_000]
+    p = FitParams(lambda_l0=1e-4, device="cpu", seed=1)
+    lw, la = initial_parameters(np.full(9_000, 100.0), 1)
+    eng = FusedEngine(X, X @ np.ones(9_000), lw, la, p, threads=2)
+    w = eng.sampled_weights(0)
+    np.testing.assert_allclose(eng.yhat, X.astype(np.float64) @ w, rtol=1e-12)
 
 
 def test_engines_agree_under_a_budget_a_temperature_schedule_and_pinned_gates():

@@ -29,7 +29,7 @@ import torch
 
 from pipeline.core.hashing import stable_seed
 from pipeline.fit.core import rel_error
-from pipeline.fit.engines import polish_lr
+from pipeline.fit.stopping import polish_lr
 from pipeline.sparsity.autoencoder import AreaAutoencoder
 from pipeline.sparsity.protocol import FEATURES, KEEP, PRUNE, QUANTIZE, SHUFFLE, Score
 
