@@ -11,6 +11,7 @@ from pipeline.fit.model import gate_noise, initial_parameters
 from pipeline.fit.params import FitParams
 from pipeline.fit.schedules import BudgetController
 from pipeline.fit.selection import PINNED_OPEN
+from pipeline.fit.stopping import PolishSchedule
 
 
 def _problem():
@@ -48,8 +49,8 @@ def test_fused_engine_follows_torch_autograd_and_adam():
     kept = np.arange(0, 400, 3)
     start = torch.from_numpy(fe.lw[kept].copy())
     losses_f, losses_t = [], []
-    w_f = fe.polish(kept, start, 15, lambda k, loss, yhat: losses_f.append(loss))
-    w_t = te.polish(kept, start, 15, lambda k, loss, yhat: losses_t.append(loss))
+    w_f = fe.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_f.append(loss))
+    w_t = te.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_t.append(loss))
     np.testing.assert_allclose(losses_f, losses_t, rtol=1e-4)
     np.testing.assert_allclose(w_f, w_t, rtol=1e-4)
     assert (w_f[np.setdiff1d(np.arange(400), kept)] == 0).all()
@@ -69,7 +70,8 @@ def test_fused_results_do_not_depend_on_thread_count():
         assert eng.runner.n_chunks == 19 and eng.runner.threads == threads
         steps = [eng.l0_step(e, 1e-4) for e in range(6)]
         kept = np.flatnonzero(eng.la > 0)
-        w = eng.polish(kept, torch.from_numpy(eng.lw[kept].copy()), 4, lambda *_: None)
+        w = eng.polish(kept, torch.from_numpy(eng.lw[kept].copy()), PolishSchedule(p, 4),
+                       lambda *_: None)
         runs.append(([s[0] for s in steps], [s[1] for s in steps], eng.state.copy(), w))
     for other in runs[1:]:
         assert other[0] == runs[0][0]
