@@ -97,6 +97,12 @@ def test_column_matrix_products_equal_scipy():
     wide = fused.ColumnMatrix.from_csr(sp.csr_matrix(([1.0], ([70_000], [3])),
                                                      shape=(70_001, 5)))
     assert wide.rows.dtype == np.int32 and wide.rows.tolist() == [70_000]
+    mask = rng.random(50) < 0.6  # the selected rows, renumbered, without copying X
+    part = fused.ColumnMatrix.from_csr(X, mask)
+    sub = X[mask].tocsc()
+    sub.sort_indices()
+    assert part.shape == (mask.sum(), 9_000) and np.array_equal(part.rows, sub.indices)
+    assert np.array_equal(part.indptr, sub.indptr) and np.array_equal(part.vals, sub.data)
     p = FitParams(lambda_l0=1e-4, device="cpu", seed=1)
     lw, la = initial_parameters(np.full(9_000, 100.0), 1)
     eng = FusedEngine(X, X @ np.ones(9_000), lw, la, p, threads=2)

@@ -270,10 +270,10 @@ class _Trainer:
         self.expected_open: list[float] = []  # Σ P(gate > 0) of each L0 epoch, before its step
         self.open_at_end: int | None = None
         self.engine: TorchEngine | FusedEngine
-        X_sel = X if sel.all() else X[sel]  # noqa: N806
-        if device.type == "cpu":
-            self.engine = FusedEngine(X_sel, y, log_weight, log_alpha, params)
+        if device.type == "cpu":  # takes the selected rows itself, without a copy of X
+            self.engine = FusedEngine(X, y, log_weight, log_alpha, params, rows=sel)
         else:
+            X_sel = X if sel.all() else X[sel]  # noqa: N806
             self.engine = TorchEngine(X_sel, y, log_weight, log_alpha, params, device)
         self.epoch = 0
         self.losses: list[float] = []

@@ -125,9 +125,11 @@ class FusedEngine:
     """
 
     def __init__(self, X: sp.csr_matrix, y: np.ndarray, log_weight: torch.Tensor,  # noqa: N803
-                 log_alpha: torch.Tensor, params: Any, threads: int | None = None):
+                 log_alpha: torch.Tensor, params: Any, threads: int | None = None,
+                 rows: np.ndarray | None = None):
+        """`rows`: a mask of X's rows to fit (y has one entry per selected row)."""
         self.params, self.y = params, y
-        self.X = fused.ColumnMatrix.from_csr(X)
+        self.X = fused.ColumnMatrix.from_csr(X, rows)
         self.n_cols = self.X.shape[1]
         self.threads = threads or torch.get_num_threads()
         self.runner = fused.ChunkRunner(self.n_cols, self.threads)

@@ -314,13 +314,20 @@ def exp32(x):
 
 
 @njit(cache=True)
-def _fill_columns(indptr, indices, data, col_ptr, rows, vals):
+def _count_columns(indptr, indices, keep, counts):
+    for i in keep:
+        for k in range(indptr[i], indptr[i + 1]):
+            counts[indices[k]] += 1
+
+
+@njit(cache=True)
+def _fill_columns(indptr, indices, data, keep, col_ptr, rows, vals):
     nxt = col_ptr[:-1].copy()
-    for i in range(indptr.size - 1):
+    for new, i in enumerate(keep):
         for k in range(indptr[i], indptr[i + 1]):
             j = indices[k]
             p = nxt[j]
-            rows[p] = i
+            rows[p] = new
             vals[p] = data[k]
             nxt[j] = p + 1
 
@@ -336,16 +343,21 @@ class ColumnMatrix:
     shape: tuple[int, int]
 
     @classmethod
-    def from_csr(cls, X: sp.csr_matrix) -> ColumnMatrix:  # noqa: N803
+    def from_csr(cls, X: sp.csr_matrix, rows: np.ndarray | None = None  # noqa: N803
+                 ) -> ColumnMatrix:
+        """X's rows where the mask `rows` is set (all by default), renumbered in order."""
         X = sp.csr_matrix(X, dtype=np.float32)
-        n_t, n_c = X.shape
-        counts = np.bincount(X.indices, minlength=n_c)
+        keep = np.flatnonzero(rows) if rows is not None else np.arange(X.shape[0])
+        n_t, n_c = len(keep), X.shape[1]
+        counts = np.zeros(n_c, np.int64)
+        _count_columns(X.indptr, X.indices, keep, counts)
         col_ptr = np.zeros(n_c + 1, np.uint64)
         np.cumsum(counts, out=col_ptr[1:])
-        rows = np.empty(X.nnz, np.uint16 if n_t <= np.iinfo(np.uint16).max else np.int32)
-        vals = np.empty(X.nnz, np.float32)
-        _fill_columns(X.indptr, X.indices, X.data, col_ptr, rows, vals)
-        return cls(col_ptr, rows, vals, (n_t, n_c))
+        nnz = int(col_ptr[-1])
+        index = np.empty(nnz, np.uint16 if n_t <= np.iinfo(np.uint16).max else np.int32)
+        vals = np.empty(nnz, np.float32)
+        _fill_columns(X.indptr, X.indices, X.data, keep, col_ptr, index, vals)
+        return cls(col_ptr, index, vals, (n_t, n_c))
 
     @property
     def nnz(self) -> int:
