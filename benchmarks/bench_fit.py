@@ -6,7 +6,8 @@ Run (results/fit.txt holds a run; timed parts belong under `flock -x /work/locks
 
 Speed: a seeded problem of the production package's shape (10,760 targets x 5,160,000
 columns, 15 non-zeros a column: 77.4M), each configuration in its own process under
-`/usr/bin/time -v` (its peak RSS covers building the problem, the engine and the epochs).
+`/usr/bin/time -v` (its peak RSS covers loading the problem as CSR, the engine and the
+epochs).
 Seconds per L0 epoch and per polish epoch at 1 and 2 threads, then with another process
 spinning on one core. The floor is the issue's: the bytes of X that one X·w plus one Xᵀ·g
 read as int32 CSR (8 bytes a non-zero, twice) over this machine's copy bandwidth, measured
@@ -72,7 +73,13 @@ def copy_bandwidth() -> float:
     return 2 * a.nbytes / min(_timed(lambda: np.copyto(b, a)) for _ in range(5))
 
 
-def speed_worker(threads: int) -> dict:
+def _load(problem: str) -> tuple[sp.csr_matrix, np.ndarray]:
+    with np.load(problem) as f:
+        X = sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))  # noqa: N806
+        return X, f["y"]
+
+
+def speed_worker(threads: int, problem: str) -> dict:
     """One configuration, in its own process: s/epoch of the fused engine, L0 and polish."""
     import torch
 
@@ -82,7 +89,7 @@ def speed_worker(threads: int) -> dict:
     from pipeline.fit.params import FitParams
     from pipeline.fit.stopping import PolishSchedule
 
-    X, y = build(PRODUCTION)  # noqa: N806
+    X, y = _load(problem)  # noqa: N806
     params = FitParams(preset="local", device="cpu", stopping="fixed")
     lw, la = initial_parameters(np.full(X.shape[1], 100.0), params.seed)
     t = time.perf_counter()
@@ -104,27 +111,27 @@ def speed_worker(threads: int) -> dict:
             "state_bytes": engine.state.nbytes * 2}
 
 
-def products_worker(threads: int) -> dict:
+def products_worker(threads: int, problem: str) -> dict:
     """The previous engine's products alone: torch int32 CSR X·w and Xᵀ·g (MKL)."""
     import torch
 
     torch.set_num_threads(threads)
     from pipeline.fit.operator import SparseOperator
 
-    X, _ = build(PRODUCTION)  # noqa: N806
+    X, _ = _load(problem)  # noqa: N806
     op = SparseOperator(X, torch.device("cpu"))
     w, g = torch.ones(X.shape[1]), torch.ones(X.shape[0])
     op.matvec(w), op.rmatvec(g)
     return {"products": min(_timed(lambda: (op.matvec(w), op.rmatvec(g))) for _ in range(5))}
 
 
-def _spawn(worker: str, threads: int, busy: bool = False) -> dict:
+def _spawn(worker: str, threads: int, problem: str, busy: bool = False) -> dict:
     """Run a worker under /usr/bin/time -v; its JSON line plus the peak RSS in GiB."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         res = subprocess.run(["/usr/bin/time", "-v", sys.executable, __file__, "--worker",
-                              worker, str(threads)], capture_output=True, text=True,
+                              worker, str(threads), problem], capture_output=True, text=True,
                              check=True, env=env)
     finally:
         if spinner is not None:
@@ -136,7 +143,7 @@ def _spawn(worker: str, threads: int, busy: bool = False) -> dict:
     return out
 
 
-def speed(bw: float) -> None:
+def speed(bw: float, problem: str) -> None:
     n_t, n_c, per = PRODUCTION
     nnz = n_c * per
     floor = 2 * nnz * 8 / bw
@@ -148,8 +155,8 @@ def speed(bw: float) -> None:
             f"{'/floor':>8}{'GB/s moved':>11}{'peak GiB':>10}{'CSR products s':>16}")
     print(head)
     for threads, busy in ((1, False), (2, False), (1, True), (2, True)):
-        ours = _spawn("speed", threads, busy)
-        anchor = _spawn("products", threads, busy)
+        ours = _spawn("speed", threads, problem, busy)
+        anchor = _spawn("products", threads, problem, busy)
         moved = (ours["pass_bytes"] + ours["state_bytes"]) / ours["l0"] / 1e9
         label = f"{threads} thread{'s' if threads > 1 else ''}" + (", 1 core busy" if busy
                                                                    else "")
@@ -225,7 +232,13 @@ def main() -> None:
           f"average {os.getloadavg()[0]:.2f} at start; numpy copy bandwidth "
           f"{bw / 1e9:.1f} GB/s (read + write)")
     if not args.skip_speed:
-        speed(bw)
+        with tempfile.TemporaryDirectory() as tmp:
+            X, y = build(PRODUCTION)  # noqa: N806  (once; each worker loads it)
+            problem = str(Path(tmp) / "problem.npz")
+            np.savez(problem, data=X.data, indices=X.indices, indptr=X.indptr,
+                     shape=np.array(X.shape), y=y)
+            del X
+            speed(bw, problem)
     if args.package:
         convergence(args.package, args.profile)
     accuracy()
@@ -235,6 +248,6 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker = {"speed": speed_worker, "products": products_worker}[sys.argv[2]]
-        print(json.dumps(worker(int(sys.argv[3]))))
+        print(json.dumps(worker(int(sys.argv[3]), sys.argv[4])))
     else:
         main()
