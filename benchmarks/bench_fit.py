@@ -6,14 +6,14 @@ Run (results/fit.txt holds a run; timed parts belong under `flock -x /work/locks
 
 Speed: a seeded problem of the production package's shape (10,760 targets x 5,160,000
 columns, 15 non-zeros a column: 77.4M), each configuration in its own process under
-`/usr/bin/time -v` (its peak RSS covers loading the problem as CSR, the engine and the
+`/usr/bin/time -v` (its peak RSS covers loading the problem as CSR, the backend and the
 epochs).
 Seconds per L0 epoch and per polish epoch at 1 and 2 threads, then with another process
 spinning on one core. The floor is the issue's: the bytes of X that one X·w plus one Xᵀ·g
 read as int32 CSR (8 bytes a non-zero, twice) over this machine's copy bandwidth, measured
 in the same run. The kernel reads X once an epoch (6 bytes a non-zero: uint16 rows), so
 it can beat that floor; the bytes it does move are printed beside it. The anchor is the
-previous engine's two products alone (torch int32 CSR, MKL), timed in the same run.
+previous backend's two products alone (torch int32 CSR, MKL), timed in the same run.
 
 Convergence (with --package and its target configs): the local fit (the production
 profile's `fit`) and the national fit (its `national_fit`), each with `stopping: fixed`
@@ -80,11 +80,11 @@ def _load(problem: str) -> tuple[sp.csr_matrix, np.ndarray]:
 
 
 def speed_worker(threads: int, problem: str) -> dict:
-    """One configuration, in its own process: s/epoch of the fused engine, L0 and polish."""
+    """One configuration, in its own process: s/epoch of the fused backend, L0 and polish."""
     import torch
 
     torch.set_num_threads(threads)
-    from pipeline.fit.engines import FusedEngine
+    from pipeline.fit.backends import FusedBackend
     from pipeline.fit.model import initial_parameters
     from pipeline.fit.params import FitParams
     from pipeline.fit.stopping import PolishSchedule
@@ -93,26 +93,26 @@ def speed_worker(threads: int, problem: str) -> dict:
     params = FitParams(preset="local", device="cpu", stopping="fixed")
     lw, la = initial_parameters(np.full(X.shape[1], 100.0), params.seed)
     t = time.perf_counter()
-    engine = FusedEngine(X, y, lw, la, params, threads=threads)
+    backend = FusedBackend(X, y, lw, la, params, threads=threads)
     setup = time.perf_counter() - t
     del X
     for epoch in range(2):
-        engine.l0_step(epoch, params.lambda_l0)
+        backend.l0_step(epoch, params.lambda_l0)
     times = []
     for epoch in range(2, 2 + TIMED_EPOCHS):
-        times.append(_timed(lambda e=epoch: engine.l0_step(e, params.lambda_l0)))
+        times.append(_timed(lambda e=epoch: backend.l0_step(e, params.lambda_l0)))
     stamps: list[float] = []
-    kept = np.arange(engine.n_cols)
-    engine.polish(kept, torch.from_numpy(engine.lw.copy()),
+    kept = np.arange(backend.n_cols)
+    backend.polish(kept, torch.from_numpy(backend.lw.copy()),
                   PolishSchedule(params, TIMED_EPOCHS + 2),
                   lambda *_: stamps.append(time.perf_counter()))
     return {"l0": float(np.median(times)), "polish": float(np.median(np.diff(stamps)[1:])),
-            "setup": setup, "nnz": engine.X.nnz, "pass_bytes": engine.X.bytes_per_pass,
-            "state_bytes": engine.state.nbytes * 2}
+            "setup": setup, "nnz": backend.X.nnz, "pass_bytes": backend.X.bytes_per_pass,
+            "state_bytes": backend.state.nbytes * 2}
 
 
 def products_worker(threads: int, problem: str) -> dict:
-    """The previous engine's products alone: torch int32 CSR X·w and Xᵀ·g (MKL)."""
+    """The previous backend's products alone: torch int32 CSR X·w and Xᵀ·g (MKL)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -165,7 +165,7 @@ def speed(bw: float, problem: str) -> None:
               f"{ours['peak_gib']:>10.2f}{anchor['products']:>16.4f}", flush=True)
     print(f"(one epoch moves X once, {ours['pass_bytes'] / 1e9:.2f} GB, plus "
           f"{ours['state_bytes'] / 1e9:.2f} GB of per-column state read and written; "
-          f"building the engine took {ours['setup']:.1f} s)")
+          f"building the backend took {ours['setup']:.1f} s)")
 
 
 def convergence(package: str, profile_name: str) -> None:

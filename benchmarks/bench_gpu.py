@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config.profile import load_profile  # noqa: E402
 from pipeline.fit import fit  # noqa: E402
-from pipeline.fit.engines import FusedEngine, TorchEngine  # noqa: E402
+from pipeline.fit.backends import FusedBackend, TorchBackend  # noqa: E402
 from pipeline.fit.model import initial_parameters  # noqa: E402
 from pipeline.fit.package_fit import fit_package  # noqa: E402
 from pipeline.fit.params import FitParams  # noqa: E402
@@ -94,9 +94,9 @@ def epoch_times(X: sp.csr_matrix, y: np.ndarray) -> None:  # noqa: N803
     params = FitParams(preset="local")
     log_w, log_a = initial_parameters(np.full(X.shape[1], 100.0), params.seed)
     engines = {
-        "cuda": lambda: TorchEngine(X, y, log_w.clone(), log_a.clone(), params,
+        "cuda": lambda: TorchBackend(X, y, log_w.clone(), log_a.clone(), params,
                                     torch.device("cuda")),
-        "cpu": lambda: FusedEngine(X, y, log_w.clone(), log_a.clone(), params),
+        "cpu": lambda: FusedBackend(X, y, log_w.clone(), log_a.clone(), params),
     }
     seconds = {}
     for name, timed in (("cuda", 50), ("cpu", 5)):

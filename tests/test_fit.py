@@ -92,7 +92,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
 
 
 def test_periodic_checkpoint_resumes_identically(tmp_path, monkeypatch):
-    import pipeline.fit.core as core
+    import pipeline.fit.training as core
 
     X, y, iw = make_problem()
     saved = []
@@ -205,16 +205,16 @@ def test_cuda_fit_matches_cpu_up_to_float_tolerance():
 
 
 def test_the_cuda_code_path_on_the_cpu_matches_the_fused_kernel(monkeypatch):
-    """The CUDA path is the torch engine; run here on the CPU, through the whole fit, it
+    """The CUDA path is the torch backend; run here on the CPU, through the whole fit, it
     must pass what the CUDA test asks of a device."""
-    from pipeline.fit import core
-    from pipeline.fit.engines import TorchEngine
+    from pipeline.fit import training
+    from pipeline.fit.backends import TorchBackend
 
     X, y, iw = make_problem()
     params = PARAMS.with_(epochs=300, polish_epochs=200)
     fused = fit(X, y, iw, params)
-    monkeypatch.setattr(core, "FusedEngine", lambda X, y, lw, la, p, rows: TorchEngine(  # noqa: N803
+    monkeypatch.setattr(training, "FusedBackend", lambda X, y, lw, la, p, rows: TorchBackend(  # noqa: N803
         X[rows], y, lw, la, p, torch.device("cpu")))
     emulated = fit(X, y, iw, params)
     _assert_same_fit(emulated, fused)
-    assert not np.array_equal(emulated.weights, fused.weights)  # it did run the other engine
+    assert not np.array_equal(emulated.weights, fused.weights)  # it did run the other backend

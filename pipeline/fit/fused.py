@@ -335,7 +335,7 @@ def _fill_columns(indptr, indices, data, keep, col_ptr, rows, vals):
 @dataclass(frozen=True)
 class ColumnMatrix:
     """X by columns, row indices as narrow as the targets allow (uint16 up to 65,535
-    targets): 6 bytes a non-zero instead of CSR's 8, and the only copy of X an engine keeps."""
+    targets): 6 bytes a non-zero instead of CSR's 8, and the only copy of X the backend keeps."""
 
     indptr: np.ndarray  # uint64, n_cols + 1 (unsigned: no negative-index checks)
     rows: np.ndarray  # uint16 or int32, sorted within each column

@@ -41,7 +41,7 @@ def adam_groups(lr: float) -> list[dict[str, Any]]:
     return torch.optim.Adam([torch.zeros(1), torch.zeros(1)], lr=lr).state_dict()["param_groups"]
 
 
-class TorchEngine:
+class TorchBackend:
     """Autograd through l0-python's Hard Concrete and a CSR operator; torch.optim.Adam."""
 
     def __init__(self, X: sp.csr_matrix, y: np.ndarray, log_weight: torch.Tensor,  # noqa: N803
@@ -117,7 +117,7 @@ class TorchEngine:
         return weights
 
 
-class FusedEngine:
+class FusedBackend:
     """CPU: fused.py's one pass over X per epoch (X by columns, the only copy it keeps).
 
     State between epochs: after the pass that ended step e, ŷ and the penalty sums belong
