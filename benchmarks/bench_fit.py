@@ -170,6 +170,7 @@ def speed(bw: float, problem: str) -> None:
 
 def convergence(package: str, profile_name: str) -> None:
     from pipeline.config import load_profile
+    from pipeline.core.fit_table import FITS
     from pipeline.core.layout import Layout
     from pipeline.fit.package_fit import fit_package
 
@@ -178,17 +179,15 @@ def convergence(package: str, profile_name: str) -> None:
     print(f"\n## Convergence on {package} (profile {profile_name}; 2 threads)")
     print(f"{'fit':<10}{'stopping':<11}{'L0 ep':>7}{'polish ep':>10}{'seconds':>9}"
           f"{'kept':>11}{'trained mean':>14}{'split mean':>12}")
-    for label, params, config in (
-            ("local", profile.fit, layout.target_config),
-            ("national", profile.national_fit, layout.national_target_config)):
+    for fit in FITS:
         for stopping in ("fixed", "converged"):
-            p = params.with_(stopping=stopping, device="cpu")
+            p = getattr(profile, fit.section).with_(stopping=stopping, device="cpu")
             with tempfile.TemporaryDirectory() as out:
                 t = time.perf_counter()
-                r = fit_package(package, config, out, p)
+                r = fit_package(package, layout.target_config(fit.config), out, p, fit=fit)
                 seconds = time.perf_counter() - t
             s = r.stopping
-            print(f"{label:<10}{stopping:<11}{s['l0']['epochs']:>7,}{s['polish']['epochs']:>10,}"
+            print(f"{fit.name:<10}{stopping:<11}{s['l0']['epochs']:>7,}{s['polish']['epochs']:>10,}"
                   f"{seconds:>9.0f}{r.kept:>11,}"
                   f"{r.error_summaries['exported']['mean']:>14.4%}"
                   f"{r.error_summaries['validation_split']['mean']:>12.4%}", flush=True)

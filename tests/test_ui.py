@@ -60,6 +60,21 @@ def test_loss_plot_has_axes_the_handover_and_the_final_epoch():
     assert ("300", "L0", "0.3333") in rows and ("301", "polish", "3.142") in rows
 
 
+def test_loss_plot_marks_where_each_phase_converged_and_states_the_rule():
+    l0 = [100.0 / (1 + e) for e in range(300)]
+    polish = [3.0 - e / 100 for e in range(120)]
+    stopping = {"l0": {"epochs": 300, "max_epochs": 1000, "converged_at": 300,
+                       "rule": "converged: best loss of the last 100 epochs ..."},
+                "polish": {"epochs": 120, "max_epochs": 500, "converged_at": 84,
+                           "rule": "converged: ..., then the learning-rate decay"}}
+    text = loss_chart(l0, polish, stopping)
+    svg = base64.b64decode(re.search(r"base64,([^)]+)\)", text).group(1)).decode()
+    assert "L0 converged at 300; polish from epoch 301" in svg
+    assert "polish converged: decay" in svg
+    assert "- L0 phase: 300 of at most 1,000 epochs; converged: best loss" in text
+    assert "- polish: 120 of at most 500 epochs; converged: ..., then the" in text
+
+
 def test_automation_defaults_are_stated_where_a_user_looks():
     [target_config_changed] = [s for s in make_definitions(profile="ci").sensors
                                if s.name == "target_config_changed"]
