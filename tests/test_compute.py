@@ -35,5 +35,6 @@ def test_the_resource_refuses_cuda_before_any_step():
 
 def test_the_fit_says_which_device_it_ran_on():
     assert describe(torch.device("cpu"), 2) == "cpu (2 threads)"
+    assert describe(torch.device("cpu"), 1) == "cpu (1 thread)"
     if torch.cuda.is_available():
         assert describe(torch.device("cuda")).startswith("cuda:0 (")

@@ -65,8 +65,15 @@ def test_polish_decays_over_three_sevenths_of_the_epochs_it_ran():
 def test_budget_and_temperature_schedule_hold_the_phase_until_their_ramps_end():
     params = BASE.with_(records=100, stop_window=5, stop_tolerance=0.5)
     rule = L0Stopping(params, ramp_epochs=750)
-    assert not any(rule.update(e, 1.0, 100.0) for e in range(1, 750))
-    assert rule.update(750, 1.0, 100.0) and rule.stopped_at == 750
+    # Flat from the start, but only the 2 x 5 epochs after the ramp are compared.
+    assert not any(rule.update(e, 1.0, 100.0) for e in range(1, 760))
+    assert rule.update(760, 1.0, 100.0) and rule.stopped_at == 760
+    # A low loss during the ramp (λ_L0 low for a while) is not the best to beat after it:
+    # the loss still falls 10% an epoch there, so the phase goes on.
+    ramped = L0Stopping(BASE.with_(records=100, stop_window=5, stop_tolerance=0.01),
+                        ramp_epochs=20)
+    losses = [10.0] * 10 + [1.0] + [10.0] * 9 + [8.0 * 0.9**k for k in range(10)]
+    assert not any(ramped.update(e, v, 100.0) for e, v in enumerate(losses, 1))
     moving = L0Stopping(params, ramp_epochs=10)
     # The loss is flat but the kept count still moves by more than 0.5 x 100 per window.
     assert not any(moving.update(e, 1.0, 1000.0 - 60 * e) for e in range(1, 15))

@@ -52,4 +52,5 @@ def describe(device: torch.device, threads: int | None = None) -> str:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"cpu ({threads or torch.get_num_threads()} threads)"
+    n = threads or torch.get_num_threads()
+    return f"cpu ({n} thread{'' if n == 1 else 's'})"

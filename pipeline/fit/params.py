@@ -62,7 +62,7 @@ class FitParams(Settings):
                                "polish_epochs, as production ran them")
     stop_window: int = Field(100, gt=0, description="epochs over which a phase must improve "
                              "by stop_tolerance to go on")
-    stop_tolerance: float = Field(1e-3, gt=0, allow_inf_nan=False, description="relative "
+    stop_tolerance: float = Field(1e-2, gt=0, allow_inf_nan=False, description="relative "
                                   "improvement of the best loss over the window below which "
                                   "a phase has converged")
     temperature_schedule: Schedule = Field("constant", description="l0-python's "

@@ -8,8 +8,9 @@ hundreds. Under `stopping: converged` (the default) `epochs` and `polish_epochs`
   gate draw, so it is noisy; comparing bests, not the latest value, keeps one lucky draw
   from ending or prolonging the phase. Under a record budget the kept count must have
   settled too (the expected open count moved by at most `stop_tolerance` of the budget
-  over the window), and neither stops before the budget's ramp or a temperature schedule
-  has ended: until then the objective itself is still moving.
+  over the window). Epochs before the budget's ramp or a temperature schedule has ended
+  are not compared at all: until then λ_L0 or β, and so what the loss measures, still
+  move.
 - The polish uses the same rule at its full learning rate; when it fires at epoch k the
   learning rate decays linearly to zero over the next round(k·3/7) epochs, the shape a
   fixed polish of k/0.7 epochs has (`POLISH_DECAY_START`), so the exported weights are a
@@ -86,11 +87,12 @@ class L0Stopping:
         self.stopped_at: int | None = None
 
     def update(self, epoch: int, loss: float, expected_open: float) -> bool:
-        """After L0 epoch `epoch` (1-based): has the phase converged?"""
+        """After L0 epoch `epoch` (1-based): has the phase converged? Epochs before the
+        ramps end are not compared: λ_L0 or β still changes what the loss measures."""
+        if self.fixed or self.stopped_at is not None or epoch <= self.earliest:
+            return self.stopped_at is not None
         flat = self.loss.update(loss)
         settled = self.kept.update(expected_open) if self.kept is not None else True
-        if self.fixed or self.stopped_at is not None or epoch < self.earliest:
-            return self.stopped_at is not None
         if flat and settled:
             self.stopped_at = epoch
         return self.stopped_at is not None
