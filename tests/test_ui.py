@@ -25,7 +25,10 @@ def test_launchpad_shows_the_profiles_fit_values(profile):
     assert {k: f.default_value for k, f in fields.items()} == {
         k: getattr(fit, k) for k in fields}
     assert "device" not in fields  # CALIBRATION_DEVICE (the compute resource) decides
-    assert fields["epochs"].description == "L0 epochs (from the preset; the total when resuming)"
+    assert fields["epochs"].description == ("L0 epochs (from the preset; the total when "
+                                            "resuming); with stopping: converged, the most")
+    assert fields["stopping"].default_value == "converged"  # fixed: production's counts
+    assert fields["stop_window"].default_value == 100
     # The national fit has its own launchpad: its budget is the field a user edits.
     national = ops.fields["national_weights"].config_type.fields["config"].config_type.fields
     nat = load_profile(profile).national_fit
