@@ -137,3 +137,50 @@ def test_backends_agree_under_a_budget_a_temperature_schedule_and_pinned_gates()
     np.testing.assert_allclose(fe.la, te.model.log_alpha.detach().numpy(), atol=2e-2)
     assert (fe.la[:30] == PINNED_OPEN).all()
     assert (te.model.log_alpha.detach().numpy()[:30] == PINNED_OPEN).all()
+
+
+def test_the_calibration_distance_is_the_same_objective_on_both_backends():
+    """λ_CD > 0: the distance to the reference weights (scaled by the records L0 is
+    expected to drop) has the same value and gradient in the fused kernel and autograd, in
+    the L0 phase and the polish; it pulls the kept weights toward their references."""
+    torch.set_num_threads(1)
+    X, y = _problem()
+    rng = np.random.default_rng(3)
+    reference = rng.gamma(4.0, 25.0, 400)
+    p = FitParams(lambda_l0=1e-2, lambda_l2=1e-6, calibration_distance=50.0, device="cpu",
+                  seed=7)
+    lw, la = initial_parameters(np.full(400, 100.0), 7)
+    fe = FusedBackend(X, y, lw.clone(), la.clone(), p, reference=reference)
+    te = TorchBackend(X, y, lw.clone(), la.clone(), p, torch.device("cpu"), reference=reference)
+    plain = FusedBackend(X, y, lw.clone(), la.clone(), p.with_(calibration_distance=0.0))
+    # epoch 0's term: the open draws' Σ (w − r)²/r, r scaled by the expected kept share
+    w0 = fe.sampled_weights(0)
+    scale = reference.sum() / (reference * te.model.gates.get_active_prob().detach().numpy()
+                               ).sum()
+    r0 = scale * reference
+    term = 50.0 / reference.sum() * (np.square(w0 - r0) / r0)[w0 > 0].sum()
+    without = plain.l0_step(0, 1e-2)[0]
+    assert term > 0.01 * without
+    for epoch in range(25):
+        (loss_f, yhat_f, _), (loss_t, yhat_t, _) = (fe.l0_step(epoch, 1e-2),
+                                                    te.l0_step(epoch, 1e-2))
+        if epoch == 0:
+            assert loss_f == pytest.approx(without + term, rel=1e-5)
+        assert abs(loss_f - loss_t) <= 1e-5 * loss_t
+        np.testing.assert_allclose(yhat_f, yhat_t, rtol=2e-5)
+    np.testing.assert_allclose(fe.lw, te.model.log_weight.detach().numpy(), atol=1e-4)
+    np.testing.assert_allclose(fe.la, te.model.log_alpha.detach().numpy(), atol=1e-2)
+    kept = np.arange(0, 400, 3)
+    start = torch.from_numpy(fe.lw[kept].copy())
+    losses_f, losses_t = [], []
+    w_f = fe.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_f.append(loss))
+    w_t = te.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_t.append(loss))
+    np.testing.assert_allclose(losses_f, losses_t, rtol=1e-4)
+    np.testing.assert_allclose(w_f, w_t, rtol=1e-4)
+    w_plain = plain.polish(kept, start, PolishSchedule(p, 15), lambda *_: None)
+    target = reference[kept] * reference.sum() / reference[kept].sum()
+
+    def distance(w):
+        return np.square(w[kept] / target - 1).mean()
+
+    assert distance(w_f) < distance(w_plain)

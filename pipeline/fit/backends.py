@@ -36,17 +36,31 @@ def _adam_scalars(lr: float, step: int) -> tuple[float, float]:
     return lr / (1 - BETAS[0] ** step), math.sqrt(1 - BETAS[1] ** step)
 
 
+def distance_scale(reference: np.ndarray, weight: np.ndarray) -> float:
+    """The calibration distance's scale: the reference weights' total over their total
+    weighted by `weight` (each column's chance of being kept), so the kept records' targets
+    r = scale·reference still add up to the population when L0 drops records."""
+    return float(reference.sum() / np.dot(reference, weight))
+
+
 def adam_groups(lr: float) -> list[dict[str, Any]]:
     """torch.optim.Adam's param_groups for [log_weight, log_alpha], as its state_dict has them."""
     return torch.optim.Adam([torch.zeros(1), torch.zeros(1)], lr=lr).state_dict()["param_groups"]
 
 
 class TorchBackend:
-    """Autograd through l0-python's Hard Concrete and a CSR operator; torch.optim.Adam."""
+    """Autograd through l0-python's Hard Concrete and a CSR operator; torch.optim.Adam.
+
+    `reference`: the weights the calibration distance keeps kept records near (one per
+    column, positive; needed when params.calibration_distance > 0)."""
 
     def __init__(self, X: sp.csr_matrix, y: np.ndarray, log_weight: torch.Tensor,  # noqa: N803
-                 log_alpha: torch.Tensor, params: Any, device: torch.device):
+                 log_alpha: torch.Tensor, params: Any, device: torch.device,
+                 reference: np.ndarray | None = None):
         self.X, self.params, self.device = X, params, device
+        self.reference = _reference(reference, X.shape[1], params)
+        self.design = torch.as_tensor(self.reference, dtype=torch.float32, device=device)
+        self.lambda_cd = params.calibration_distance / float(self.reference.sum())
         self.op = SparseOperator(X, device)
         self.y = torch.as_tensor(y, dtype=torch.float64, device=device)
         self.model = GatedWeights(log_weight.to(device), log_alpha.to(device), params.beta,
@@ -67,10 +81,17 @@ class TorchBackend:
             self.model.gates.temperature = p.beta
             expected = float(self.model.l0_penalty())
         self.model.gates.temperature = self.temperature(epoch)
-        data, yhat = self._data_loss(self.model.sampled(epoch), self.op)
+        w = self.model.sampled(epoch)
+        data, yhat = self._data_loss(w, self.op)
         loss = data + lambda_l0 * self.model.l0_penalty()
         if p.lambda_l2 > 0:
             loss = loss + p.lambda_l2 * self.model.l2_penalty()
+        if self.lambda_cd > 0:
+            with torch.no_grad():
+                scale = distance_scale(self.reference,
+                                       self.model.gates.get_active_prob().cpu().numpy())
+            loss = loss + self.lambda_cd * GatedWeights.calibration_distance(
+                w, self.design * np.float32(scale))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -98,12 +119,19 @@ class TorchBackend:
                on_epoch: OnEpoch) -> np.ndarray:
         p = self.params
         op = SparseOperator(self.X[:, kept_idx], self.device)
+        scale = distance_scale(self.reference, np.isin(np.arange(len(self.reference)),
+                                                       kept_idx))
+        kept_reference = self.design[torch.as_tensor(kept_idx, device=self.device)] * np.float32(
+            scale)
         log_w = torch.nn.Parameter(start.to(self.device).clone())
         opt = torch.optim.Adam([log_w], lr=p.learning_rate)
         k, done = 0, schedule.total == 0
         while not done:
             data, yhat = self._data_loss(torch.exp(log_w), op)
             loss = data + p.lambda_l2 * torch.exp(log_w).square().sum() if p.lambda_l2 else data
+            if self.lambda_cd > 0:
+                loss = loss + self.lambda_cd * GatedWeights.calibration_distance(
+                    torch.exp(log_w), kept_reference)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.param_groups[0]["lr"] = schedule.lr(k)
@@ -126,18 +154,22 @@ class FusedBackend:
 
     def __init__(self, X: sp.csr_matrix, y: np.ndarray, log_weight: torch.Tensor,  # noqa: N803
                  log_alpha: torch.Tensor, params: Any, threads: int | None = None,
-                 rows: np.ndarray | None = None):
-        """`rows`: a mask of X's rows to fit (y has one entry per selected row)."""
+                 rows: np.ndarray | None = None, reference: np.ndarray | None = None):
+        """`rows`: a mask of X's rows to fit (y has one entry per selected row);
+        `reference`: as TorchBackend's."""
         self.params, self.y = params, y
         self.X = fused.ColumnMatrix.from_csr(X, rows)
         self.n_cols = self.X.shape[1]
+        self.reference = _reference(reference, self.n_cols, params)
+        self.design = np.ascontiguousarray(self.reference, np.float32)
+        self.reference_total = float(self.reference.sum())
         self.threads = threads or torch.get_num_threads()
         self.runner = fused.ChunkRunner(self.n_cols, self.threads)
         self.state = np.zeros((7, self.n_cols), np.float32)  # fused.LW ... fused.GATE
         self.state[fused.LW] = log_weight.numpy()
         self.state[fused.LA] = log_alpha.numpy()
         self.part = np.empty((self.runner.n_chunks, len(y)), np.float64)
-        self.sums = np.zeros((self.runner.n_chunks, 3), np.float64)
+        self.sums = np.zeros((self.runner.n_chunks, fused.N_SUMS), np.float64)
         self.yhat = np.zeros(len(y))
         self.step = 0
         self.drawn_for: int | None = None  # epoch whose draw ŷ and the sums hold
@@ -145,7 +177,8 @@ class FusedBackend:
         self.hyper = np.zeros(len(fused.HYPER), np.float32)
         for name, value in (("beta1", BETAS[0]), ("beta2", BETAS[1]), ("eps", EPS),
                             ("lambda_l0", params.lambda_l0), ("lambda_l2", params.lambda_l2),
-                            ("shift_final", _shift(params.beta))):
+                            ("shift_final", _shift(params.beta)), ("cd_scale", 1.0),
+                            ("lambda_cd", params.calibration_distance / self.reference_total)):
             self.hyper[fused.H[name]] = value
         self._draw(0)  # loads the compiled kernel (~0.2 s) outside the timed epochs
 
@@ -169,8 +202,9 @@ class FusedBackend:
         beta = self.temperature(epoch)
         h[H["inv_beta_draw"]], h[H["shift_draw"]] = 1 / beta, _shift(beta)
         self.runner.run(fused.l0_chunk, self.X.indptr, self.X.rows, self.X.vals, r,
-                        self.state, h, np.uint64(fused.noise_key(self.params.seed, epoch)),
-                        do_step, self.part, self.sums)
+                        self.state, self.design, h,
+                        np.uint64(fused.noise_key(self.params.seed, epoch)), do_step,
+                        self.part, self.sums)
         self.yhat = self.part.sum(axis=0)  # chunk partials, added in chunk order
         self.drawn_for = epoch
 
@@ -184,10 +218,14 @@ class FusedBackend:
         p = self.params
         yhat = self.yhat
         data, r = _data_term(self.y, yhat)
-        pen, l2, expected = self.sums.sum(axis=0)
+        pen, l2, expected, design_open, _ = self.sums.sum(axis=0)
         loss = float(data + lambda_l0 * pen + (p.lambda_l2 * l2 if p.lambda_l2 > 0 else 0.0))
         self.hyper[fused.H["lambda_l0"]] = lambda_l0
-        self._pass(True, epoch + 1, r.astype(np.float32))
+        # the distance's scale from this draw's P(gate > 0), as the torch path computes it
+        self.hyper[fused.H["cd_scale"]] = self.reference_total / design_open
+        self._pass(True, epoch + 1, r.astype(np.float32))  # its step sums the distance
+        if p.calibration_distance > 0:
+            loss += float(self.hyper[fused.H["lambda_cd"]]) * self.sums[:, 4].sum()
         self.step += 1
         return loss, yhat, float(expected)
 
@@ -228,14 +266,16 @@ class FusedBackend:
         state = np.zeros((3, len(cols)), np.float32)  # fused.PW, PM, PV
         state[fused.PW] = start.cpu().numpy()
         part = np.empty((runner.n_chunks, len(self.y)), np.float64)
-        sums = np.zeros((runner.n_chunks, 3), np.float64)
+        sums = np.zeros((runner.n_chunks, fused.N_SUMS), np.float64)
         h, H = self.hyper.copy(), fused.H  # noqa: N806
-        lam2 = self.params.lambda_l2
+        # every kept gate is open: the distance's scale is the kept records' share
+        h[H["cd_scale"]] = distance_scale(self.reference, np.isin(np.arange(self.n_cols), cols))
+        lam2, lam_cd = self.params.lambda_l2, self.params.calibration_distance
         r = np.zeros(len(self.y), np.float32)
 
         def run(do_step: bool) -> np.ndarray:
             runner.run(fused.polish_chunk, cols, self.X.indptr, self.X.rows, self.X.vals, r,
-                       state, h, do_step, part, sums)
+                       state, self.design, h, do_step, part, sums)
             return part.sum(axis=0)
 
         yhat = run(False)
@@ -245,7 +285,9 @@ class FusedBackend:
             loss = float(data + lam2 * sums[:, 1].sum()) if lam2 else data
             r[:] = grad
             h[H["step_size"]], h[H["bc2_sqrt"]] = _adam_scalars(schedule.lr(k), k + 1)
-            yhat_next = run(True)
+            yhat_next = run(True)  # its step sums the distance of the weights it left
+            if lam_cd > 0:
+                loss += float(h[H["lambda_cd"]]) * sums[:, 4].sum()
             on_epoch(k, loss, yhat)
             done = schedule.update(k, loss)
             yhat = yhat_next
@@ -254,6 +296,18 @@ class FusedBackend:
         weights = np.zeros(self.n_cols, dtype=np.float64)
         weights[cols] = fused.exp32(state[fused.PW])
         return weights
+
+
+def _reference(reference: np.ndarray | None, n_columns: int, params: Any) -> np.ndarray:
+    """The distance's reference weights (float64); ones when the term is off."""
+    if reference is None:
+        if params.calibration_distance > 0:
+            raise ValueError("calibration_distance > 0 needs reference weights")
+        return np.ones(n_columns)
+    reference = np.asarray(reference, dtype=np.float64)
+    if reference.shape != (n_columns,) or not (reference > 0).all():
+        raise ValueError(f"need {n_columns:,} positive reference weights")
+    return reference
 
 
 def _shift(beta: float) -> float:

@@ -48,9 +48,15 @@ LOG_ALPHA_BOUND = F(20.0)
 
 # The kernels' float32 hyperparameter vector, by name.
 HYPER = ("beta1", "beta2", "eps", "step_size", "bc2_sqrt", "lambda_l0", "lambda_l2",
-         "inv_beta_step", "shift_step", "inv_beta_draw", "shift_draw", "shift_final")
+         "inv_beta_step", "shift_step", "inv_beta_draw", "shift_draw", "shift_final",
+         "lambda_cd", "cd_scale")
 H = {name: i for i, name in enumerate(HYPER)}
-(_B1, _B2, _EPS, _STEP, _BC2, _LAM0, _LAM2, _IBS, _SHS, _IBD, _SHD, _SHF) = range(len(HYPER))
+(_B1, _B2, _EPS, _STEP, _BC2, _LAM0, _LAM2, _IBS, _SHS, _IBD, _SHD, _SHF, _LCD,
+ _SCD) = range(len(HYPER))
+# Columns of a chunk's sums: Σ P(gate > 0), Σ exp(log_weight)² (the polish: Σ w²),
+# Σ P(gate > 0) at the final β, Σ design·P(gate > 0), Σ calibration distance of the
+# draw stepped from.
+N_SUMS = 5
 # State rows: the L0 phase's per-column arrays (its six parameters and Adam moments, and
 # the current draw's pre-stretch gate, which the next step differentiates); the polish's.
 LW, LA, M_LW, V_LW, M_LA, V_LA, GATE = range(7)
@@ -185,18 +191,21 @@ def _scatter(ip, rows, vals, b, w, out):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def l0_chunk(c, bounds, indptr, rows, vals, r, state, hyper, key_draw, do_step, part, sums):
+def l0_chunk(c, bounds, indptr, rows, vals, r, state, design, hyper, key_draw, do_step,
+             part, sums):
     """Chunk c of an L0 epoch: optionally one Adam step from the current draw (its gates
-    in state[GATE], its data gradient g = Xᵀ·r), then the draw of `key_draw`: its gates,
-    its X·w into part[c], and into sums[c] its Σ P(gate > 0), Σ exp(log_weight)² and
-    Σ P(gate > 0) at the final β.
+    in state[GATE], its data gradient g = Xᵀ·r, and the calibration distance's to the
+    reference weights cd_scale·design), then the draw of `key_draw`: its gates, its X·w
+    into part[c], and into sums[c] (N_SUMS) its Σ P(gate > 0), Σ exp(log_weight)²,
+    Σ P(gate > 0) at the final β and Σ design·P(gate > 0); the step adds the distance of
+    the draw it stepped from.
 
     Loops run over block views with a 0-based index (a computed index defeats
     vectorisation: numba must allow for a negative one), indptr is unsigned for the same
     reason."""
     b1, b2, eps, step_size, bc2 = (hyper[_B1], hyper[_B2], hyper[_EPS], hyper[_STEP],
                                    hyper[_BC2])
-    lam0, lam2 = hyper[_LAM0], hyper[_LAM2]
+    lam0, lam2, lam_cd, cd_scale = hyper[_LAM0], hyper[_LAM2], hyper[_LCD], hyper[_SCD]
     inv_beta_step, shift_step = hyper[_IBS], hyper[_SHS]
     inv_beta, shift, shift_final = hyper[_IBD], hyper[_SHD], hyper[_SHF]
     out = part[c]
@@ -205,12 +214,14 @@ def l0_chunk(c, bounds, indptr, rows, vals, r, state, hyper, key_draw, do_step, 
     w_b = np.empty(BLOCK, np.float32)
     p_b = np.empty(BLOCK, np.float32)
     e2_b = np.empty(BLOCK, np.float32)
-    pen = l2 = pen_final = 0.0
+    cd_b = np.empty(BLOCK, np.float32)
+    pen = l2 = pen_final = design_open = cd = 0.0
     for j0 in range(bounds[c], bounds[c + 1], BLOCK):
         j1 = min(j0 + BLOCK, bounds[c + 1])
         n = j1 - j0
         ip = indptr[j0:j1 + 1]
         lw, la, gate = state[LW, j0:j1], state[LA, j0:j1], state[GATE, j0:j1]
+        d = design[j0:j1]
         if do_step:
             m_lw, v_lw = state[M_LW, j0:j1], state[V_LW, j0:j1]
             m_la, v_la = state[M_LA, j0:j1], state[V_LA, j0:j1]
@@ -226,13 +237,20 @@ def l0_chunk(c, bounds, indptr, rows, vals, r, state, hyper, key_draw, do_step, 
                 zm = F(1.0) if (t >= F(0.0)) and (t <= F(1.0)) else F(0.0)
                 am = F(1.0) if (laj >= -LOG_ALPHA_BOUND) and (laj <= LOG_ALPHA_BOUND) \
                     else F(0.0)
-                glw = gj * (ej * z) + lam2 * (F(2.0) * ej * ej)
+                # the calibration distance (w − r)²/r of an open draw, r = cd_scale·design
+                wj = ej * z
+                ref = cd_scale * d[b]
+                dev = wj - ref
+                cd_b[b] = dev * dev / ref if wj > F(0.0) else F(0.0)
+                gj = gj + (F(2.0) * lam_cd * dev / ref if wj > F(0.0) else F(0.0))
+                glw = gj * wj + lam2 * (F(2.0) * ej * ej)
                 gla = am * (gj * ej * zm * STRETCH_SPAN * sj * (F(1.0) - sj) * inv_beta_step
                             + lam0 * pj * (F(1.0) - pj))
                 lw[b], m_lw[b], v_lw[b] = _adam(lw[b], glw, m_lw[b], v_lw[b], b1, b2,
                                                 step_size, bc2, eps)
                 la[b], m_la[b], v_la[b] = _adam(laj, gla, m_la[b], v_la[b], b1, b2,
                                                 step_size, bc2, eps)
+            cd += _sum(cd_b, n)
         for b in range(n):  # the next draw
             s = _pre_gate(key_draw, j0 + b, la[b], inv_beta)
             gate[b] = s
@@ -242,6 +260,9 @@ def l0_chunk(c, bounds, indptr, rows, vals, r, state, hyper, key_draw, do_step, 
             e2_b[b] = ej * ej
         pen += _sum(p_b, n)
         l2 += _sum(e2_b, n)
+        for b in range(n):
+            e2_b[b] = d[b] * p_b[b]
+        design_open += _sum(e2_b, n)
         if shift_final != shift:  # under a temperature schedule: the count at the final β
             for b in range(n):
                 p_b[b] = _open_prob(la[b], shift_final)
@@ -252,22 +273,26 @@ def l0_chunk(c, bounds, indptr, rows, vals, r, state, hyper, key_draw, do_step, 
     sums[c, 0] = pen
     sums[c, 1] = l2
     sums[c, 2] = pen if shift_final == shift else pen_final
+    sums[c, 3] = design_open
+    sums[c, 4] = cd
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def polish_chunk(c, bounds, cols, indptr, rows, vals, r, state, hyper, do_step, part, sums):
+def polish_chunk(c, bounds, cols, indptr, rows, vals, r, state, design, hyper, do_step,
+                 part, sums):
     """Chunk c of a polish epoch over the kept columns `cols`: optionally one Adam step of
-    the log-weights from g = Xᵀ·r, then w = exp(log_w): its X·w into part[c], Σ w² into
+    the log-weights from g = Xᵀ·r and the calibration distance (its value at the weights
+    stepped from into sums[c, 4]), then w = exp(log_w): its X·w into part[c], Σ w² into
     sums[c, 1]."""
     b1, b2, eps, step_size, bc2 = (hyper[_B1], hyper[_B2], hyper[_EPS], hyper[_STEP],
                                    hyper[_BC2])
-    lam2 = hyper[_LAM2]
+    lam2, lam_cd, cd_scale = hyper[_LAM2], hyper[_LCD], hyper[_SCD]
     out = part[c]
     out[:] = 0.0
     w_b = np.empty(BLOCK, np.float32)
     g_b = np.empty(BLOCK, np.float32)
     ip = np.empty(2, indptr.dtype)
-    l2 = 0.0
+    l2 = cd = 0.0
     for j0 in range(bounds[c], bounds[c + 1], BLOCK):
         j1 = min(j0 + BLOCK, bounds[c + 1])
         n = j1 - j0
@@ -278,9 +303,13 @@ def polish_chunk(c, bounds, cols, indptr, rows, vals, r, state, hyper, do_step, 
                 g_b[b] = _gather(ip, rows, vals, 0, r)
             for b in range(n):
                 w = _exp(log_w[b])
-                gj = g_b[b] * w + lam2 * (F(2.0) * w * w)
+                ref = cd_scale * design[col[b]]
+                dev = w - ref
+                w_b[b] = dev * dev / ref
+                gj = g_b[b] * w + lam2 * (F(2.0) * w * w) + F(2.0) * lam_cd * dev / ref * w
                 log_w[b], m[b], v[b] = _adam(log_w[b], gj, m[b], v[b], b1, b2, step_size,
                                              bc2, eps)
+            cd += _sum(w_b, n)
         for b in range(n):
             w = _exp(log_w[b])
             w_b[b] = w
@@ -292,6 +321,8 @@ def polish_chunk(c, bounds, cols, indptr, rows, vals, r, state, hyper, do_step, 
     sums[c, 0] = 0.0
     sums[c, 1] = l2
     sums[c, 2] = 0.0
+    sums[c, 3] = 0.0
+    sums[c, 4] = cd
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

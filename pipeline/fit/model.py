@@ -98,6 +98,12 @@ class GatedWeights(nn.Module):
     def l2_penalty(self) -> torch.Tensor:
         return torch.exp(self.log_weight).square().sum()
 
+    @staticmethod
+    def calibration_distance(w: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """Σ (w − r)²/r over the open draws (w > 0): the chi-square distance of classical
+        calibration (GREG) to the reference weights r; a dropped record adds nothing."""
+        return torch.where(w > 0, (w - reference).square() / reference, 0.0).sum()
+
     @torch.no_grad()
     def keep_mask(self) -> torch.Tensor:
         """Gates more likely open than closed: P(z > 0) > 0.5, the gates the L0 term counts.

@@ -71,6 +71,7 @@ def fit_package(
         checkpoint_path=out / CHECKPOINT, resume_from=resume_from,
         source=Path(package_dir) / "targets.csv",
         design_weights=design_weights(pkg) if params.hybrid_share > 0 else None,
+        reference_weights=reference_weights(pkg) if params.calibration_distance > 0 else None,
         allocation=allocation,
     )
     result.targets = targets
@@ -98,6 +99,14 @@ def trains_split(fit: Fit, params: FitParams) -> bool:
     allocation chooses its records (the allocation was searched against the split, and only
     keeps its meaning on that very L0 phase); a held-out fit never does."""
     return not fit.holds_out_split and params.allocation != "learned"
+
+
+def reference_weights(pkg: CalibrationPackage) -> np.ndarray | None:
+    """What the calibration distance keeps a column's weight near: its base household's
+    design weight shared among the household's clones (one clone's share of the
+    population it stands for); None without a base file (the initial weights then)."""
+    design = design_weights(pkg)
+    return None if design is None else design / pkg.n_clones
 
 
 def design_weights(pkg: CalibrationPackage) -> np.ndarray | None:

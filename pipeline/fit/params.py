@@ -39,7 +39,7 @@ Stopping = Literal["converged", "fixed"]
 # Fields that change the trajectory: a checkpoint is only valid under the same values.
 TRAJECTORY_FIELDS = ("lambda_l0", "beta", "lambda_l2", "learning_rate", "seed", "records",
                      "temperature_schedule", "beta_start", "anneal_share", "hybrid_share",
-                     "stopping", "stop_window", "stop_tolerance")
+                     "calibration_distance", "stopping", "stop_window", "stop_tolerance")
 
 
 class FitParams(Settings):
@@ -77,6 +77,10 @@ class FitParams(Settings):
     hybrid_share: float = Field(0.0, ge=0, lt=1, description="share of the record budget "
                                 "drawn at random, weighted by design weight, instead of by "
                                 "L0 (needs records)")
+    calibration_distance: float = Field(0.0, ge=0, allow_inf_nan=False, description=(
+        "strength of the chi-square distance of the kept records' weights to their design "
+        "weights (scaled up for the records L0 drops), per unit of the design total, as "
+        "GREG's; 0: off (docs/targets.md: it did not improve the held-out split)"))
     allocation: AllocationMode = Field("budget", description="which records a budget keeps: "
                                        "budget (the most likely open gates) or learned (the "
                                        "sparsity_allocation asset's search; needs records)")

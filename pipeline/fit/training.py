@@ -153,12 +153,15 @@ def fit(
     resume_from: str | Path | None = None,
     source: str | Path | None = None,
     design_weights: np.ndarray | None = None,
+    reference_weights: np.ndarray | None = None,
     allocation: Allocation | None = None,
 ) -> FitResult:
     """Fit weights so X·w hits y on the selected rows; see the module docstring.
 
     `design_weights` (one per column, default the initial weights) weight the hybrid's
-    random draw. An `allocation` (a learned one, `pipeline.sparsity`) replaces the budget's
+    random draw. `reference_weights` (one per column, on the scale of the fitted weights;
+    default the initial weights) are what the calibration distance keeps kept records'
+    weights near. An `allocation` (a learned one, `pipeline.sparsity`) replaces the budget's
     keep set with its own and rounds its integer columns to whole households; it must have
     been searched from this very L0 phase.
     """
@@ -174,11 +177,13 @@ def fit(
         raise InputError(source, "target_config", "no targets selected",
                          "include at least one target in the target config")
     check_budget(params, n_c, design_weights, source)
+    check_weights(reference_weights, n_c, "reference_weights", source)
     identity = input_identity(X, y, initial_weights, sel, params)
     if allocation is not None:
         check_allocation(allocation, identity, n_c, source)
     trainer = _Trainer(X, sel, y[sel], initial_weights, params, device,
                        initial_weights if design_weights is None else design_weights,
+                       initial_weights if reference_weights is None else reference_weights,
                        allocation)
     if resume_from is not None:
         trainer.restore(load_checkpoint(resume_from, identity, params.epochs, device))
@@ -242,16 +247,22 @@ def check_budget(params: FitParams, n_columns: int, design_weights: np.ndarray |
                          f"exceeds the package's {n_columns:,} columns",
                          f"set records to at most {n_columns:,}, or unset it to steer by "
                          "lambda_l0")
-    if design_weights is not None and (len(design_weights) != n_columns or not (
-            np.isfinite(design_weights).all() and (design_weights > 0).all())):
-        raise InputError(source, "design_weights", f"need {n_columns:,} finite positive "
-                         "weights, one per column", "rebuild the calibration package")
+    check_weights(design_weights, n_columns, "design_weights", source)
+
+
+def check_weights(weights: np.ndarray | None, n_columns: int, field: str,
+                  source: str | Path | None) -> None:
+    if weights is not None and (len(weights) != n_columns or not (
+            np.isfinite(weights).all() and (weights > 0).all())):
+        raise InputError(source, field, f"need {n_columns:,} finite positive weights, one "
+                         "per column", "rebuild the calibration package")
 
 
 class _Trainer:
     def __init__(self, X: sp.csr_matrix, sel: np.ndarray, y: np.ndarray,  # noqa: N803
                  initial_weights: np.ndarray, params: FitParams, device: torch.device,
-                 design_weights: np.ndarray, allocation: Allocation | None = None):
+                 design_weights: np.ndarray, reference_weights: np.ndarray,
+                 allocation: Allocation | None = None):
         self.params = params
         self.allocation = allocation
         self.n_targets = int(sel.sum())
@@ -271,10 +282,12 @@ class _Trainer:
         self.open_at_end: int | None = None
         self.backend: TorchBackend | FusedBackend
         if device.type == "cpu":  # takes the selected rows itself, without a copy of X
-            self.backend = FusedBackend(X, y, log_weight, log_alpha, params, rows=sel)
+            self.backend = FusedBackend(X, y, log_weight, log_alpha, params, rows=sel,
+                                        reference=reference_weights)
         else:
             X_sel = X if sel.all() else X[sel]  # noqa: N806
-            self.backend = TorchBackend(X_sel, y, log_weight, log_alpha, params, device)
+            self.backend = TorchBackend(X_sel, y, log_weight, log_alpha, params, device,
+                                        reference=reference_weights)
         self.epoch = 0
         self.losses: list[float] = []
         self.polish_losses: list[float] = []
