@@ -82,14 +82,21 @@ def test_failing_promotion_leaves_current_and_releases_untouched(tmp_path, monke
 
 
 def test_release_is_never_overwritten_and_reserved_keys_refused(tmp_path):
+    """The same content promoted again within the same second (a retry after a kill between
+    the release's rename and the CURRENT swap) is a new version; the first stays as it was."""
     root = tmp_path / "store"
     files = _inputs(tmp_path, "a")
-    rel.promote(root, files, {}, now=T1)
-    with pytest.raises(InputError, match="immutable"):
-        rel.promote(root, files, {}, now=T1)
+    first = rel.promote(root, files, {}, now=T1)
+    written = (first.path / "manifest.json").read_bytes()
+    again = rel.promote(root, files, {}, now=T1)
+    assert again.version == f"{first.version}-2"
+    assert rel.promote(root, files, {}, now=T1).version == f"{first.version}-3"
+    assert (first.path / "manifest.json").read_bytes() == written
+    assert rel.current_release(root).version == f"{first.version}-3"
     with pytest.raises(InputError, match="reserved"):
         rel.promote(root, files, {"files": []}, now=T2)
-    assert len(rel.list_releases(root)) == 1
+    assert [r.version for r in rel.list_releases(root)] == [
+        first.version, again.version, f"{first.version}-3"]
 
 
 def _three_releases(tmp_path):

@@ -50,8 +50,10 @@ def promote(
 ) -> Release:
     """Publish `files` (release-relative name → file or directory) as a new release.
 
-    The version is `<UTC YYYYmmddTHHMMSSZ>-<8 hex of the content hash>`; an existing
-    version is never overwritten. `CURRENT` moves only after the directory is complete.
+    The version is `<UTC YYYYmmddTHHMMSSZ>-<8 hex of the content hash>`, with `-2`, `-3`...
+    when that name is taken (a retry within the same second of a promotion killed before
+    its `CURRENT` swap); an existing version is never overwritten. `CURRENT` moves only
+    after the directory is complete.
     """
     releases = Layout(Path(storage_root)).releases_dir
     clash = sorted(set(_RESERVED) & set(manifest_extra))
@@ -62,11 +64,9 @@ def promote(
     hashes = {rel: sha256_file(src) for rel, src in sources.items()}
     content = json.dumps([hashes, manifest_extra], sort_keys=True, default=str)
     stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    version = f"{stamp}-{hashlib.sha256(content.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha256(content.encode()).hexdigest()[:8]
+    version = _free_version(releases, f"{stamp}-{digest}")
     path = releases / version
-    if path.exists():
-        raise InputError(path, None, "this release already exists and releases are immutable",
-                         "promote again later or with changed inputs")
     manifest = dict(manifest_extra, version=version, created_at=stamp, files={
         rel: {"sha256": hashes[rel], "bytes": sources[rel].stat().st_size} for rel in sources
     })
@@ -195,6 +195,16 @@ def _broken_current(storage_root: str | Path, problem: str) -> InputError:
         f"repair it with `calibrate rollback VERSION` ({hint}), or take the newest release "
         f"({names[-1]}) as the baseline explicitly: CALIBRATION_BASELINE=newest "
         "(`make run BASELINE=newest`)")
+
+def _free_version(releases: Path, name: str) -> str:
+    """`name`, or the first `name-N` no release holds: the same content promoted again in
+    the same second (after a kill left the first copy unpromoted) is a new release."""
+    version, n = name, 1
+    while (releases / version).exists():
+        n += 1
+        version = f"{name}-{n}"
+    return version
+
 
 def _expand(files: dict[str, Path]) -> dict[str, Path]:
     """Every source file by its release-relative name; refuse missing inputs up front."""
