@@ -42,10 +42,10 @@ def _env(world: World, **extra: str) -> dict[str, str]:
             "DAGSTER_HOME": world.instance.root_directory, **extra}
 
 
-def _run(world: World, args: list[str], kill: str | None = None):
+def _run(world: World, args: list[str], kill: str | None = None, timeout: float = 300):
     extra = {KILL_ENV: kill} if kill else {}
     return subprocess.run(args, env=_env(world, **extra), capture_output=True, text=True,
-                          timeout=300)
+                          timeout=timeout)
 
 
 def _materialize(world: World, selection: str, kill: str | None = None):
@@ -118,19 +118,27 @@ def test_kill_during_the_cli_fit_then_resume_leaves_nothing_behind(world):
     _releases_intact(world.root, current, versions)
 
 
-def test_kill_during_the_dagster_fit_is_marked_failed_and_cleaned_by_the_next_run(world):
+def test_kill_during_the_dagster_fit_frees_its_pool_slot_and_the_next_run_proceeds(world):
+    """The issue's hang: the killed run held the `gpu` pool slot of the committed
+    dagster.yaml (limit 1), and every later run waited for it forever, holding the storage
+    lock. The next run is a `make run` of its own, bounded by a timeout: it must promote."""
     current, versions = _snapshot(world)
-    killed = _run(world, [sys.executable, "-m", "assets.run", "--profile", "ci", "--job",
-                          "refit"], kill="checkpoint.pt")  # the first checkpoint, mid-L0
+    command = [sys.executable, "-m", "assets.run", "--profile", "ci", "--job", "refit"]
+    killed = _run(world, command, kill="checkpoint.pt")  # the first checkpoint, mid-L0
     assert killed.returncode == -signal.SIGKILL
     assert _kinds(_temps(world.root)) == [".tmp-checkpoint.pt"]
     dead_run = _run_id_of_dead_holder(world)
     assert _status(world, dead_run) == DagsterRunStatus.STARTED  # what a kill leaves
+    [slot] = world.instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+    assert slot.run_id == dead_run  # the slot the dead run still holds
     _releases_intact(world.root, current, versions)
 
-    result = world.run("refit")
-    assert result.success and _promoted(result)
+    result = _run(world, command, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Promoted release" in result.stdout
+    assert f"freed the pool slots of dead runs: pool gpu: run {dead_run}" in result.stderr
     assert _status(world, dead_run) == DagsterRunStatus.FAILURE
+    assert world.instance.event_log_storage.get_concurrency_info("gpu").claimed_slots == []
     assert _temps(world.root) == []
     _releases_intact(world.root, current_release(world.root).version, versions)
 
