@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import typing
@@ -14,12 +15,24 @@ from pipeline.core.errors import InputError
 from pipeline.core.lock import Acquired, StorageBusy
 from pipeline.package.validity import DEFAULT_STRICT_RATIO
 
+if typing.TYPE_CHECKING:
+    from pipeline.config import Profile
+
 # Exit codes (validate-package also uses 2 for strict-ratio failures).
 EXIT_INPUT = 1  # bad input: the message names the file, the field and the fix
 EXIT_GATE = 3  # `fit` wrote its files, but a gate-1 rule failed
 EXIT_BUSY = 4  # another run holds the storage root's lock
 EXIT_STORAGE = 5  # the disk is full or not writable; nothing half-written was kept
 DEVICE_ENV = "CALIBRATION_DEVICE"  # read by the pipeline's compute resource too
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is bad input: one line and exit 1 (argparse's own 2 is this command's
+    strict-ratio code)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_INPUT, f"error: {self.prog}: {message}. Fix: correct it (see "
+                              f"`{self.prog} --help`)\n")
 
 
 def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +43,8 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target-config", help="include/exclude YAML (default: every target)")
     p.add_argument("--out", default="fit_out", help="output directory")
     p.add_argument("--profile", help="start from this profile's fit values (default: the "
-                   "FitParams defaults)")
+                   "profile the package was built with; the FitParams defaults for a package "
+                   "that records none)")
     p.add_argument("--national", action="store_true", help="start from the national fit's "
                    "values (the profile's national_fit: a record budget of 50,000)")
     p.add_argument("--resume-from", help="checkpoint.pt to continue from")
@@ -69,9 +83,13 @@ def _run_fit(args: argparse.Namespace) -> int:
     from pipeline.fit import FitParams, fit_package, review_fit
     from pipeline.fit.params import NationalFitParams
 
-    if args.profile:
-        profile = load_profile(args.profile)
+    profile = load_profile(args.profile) if args.profile else package_profile(args.package)
+    if profile is not None:
         base = profile.national_fit if args.national else profile.fit
+        print(f"starting from profile {profile.name!r} "
+              f"({'national_fit' if args.national else 'fit'}: section)"
+              f"{'' if args.profile else ', the one the package was built with'}",
+              file=sys.stderr)
     else:
         base = NationalFitParams() if args.national else FitParams()
     changes = {name: getattr(args, name) for name in FitParams.model_fields
@@ -80,6 +98,9 @@ def _run_fit(args: argparse.Namespace) -> int:
         changes["device"] = _env_device(os.environ[DEVICE_ENV])
     params = base.with_(**changes)
     out = Path(args.out).resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "--out", "is a file; a fit writes a directory of files",
+                         "pass a directory (created when missing), e.g. --out fit_out")
     # A storage root's own fit directory is written under that root's lock; any other
     # output directory is its own lock's root.
     parent = Layout(out.parent)
@@ -104,6 +125,29 @@ def _run_fit(args: argparse.Namespace) -> int:
         print(f"  [{'PASS' if rule.passed else 'FAIL'}] {rule.name}: {rule.detail}")
     print(f"wrote {args.out}")
     return 0 if review.passed else EXIT_GATE
+
+
+def package_profile(package: str | Path) -> Profile | None:
+    """The profile a package directory was built with (its metadata records it), so a fit
+    of it starts from that profile's values; None for a package that records none."""
+    from pipeline.config import Profile
+    from pipeline.core.settings import parse_settings
+
+    meta = Path(package) / "metadata.json"
+    if not meta.is_file():
+        return None
+    try:
+        recorded = json.loads(meta.read_text()).get("profile")
+    except ValueError as exc:
+        raise InputError(meta, None, f"unreadable package metadata ({exc})",
+                         "rebuild the calibration package") from None
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        return parse_settings(Profile, recorded, meta, "profile")
+    except InputError as exc:
+        raise InputError(meta, exc.field, f"the profile the package recorded does not load "
+                         f"({exc.problem})", "pass --profile NAME") from None
 
 
 def _add_allocate_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -281,7 +325,7 @@ def _report_lock(lock: Acquired) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="calibrate", description=__doc__)
+    parser = _Parser(prog="calibrate", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_fit_parser(subparsers)
     _add_allocate_parser(subparsers)

@@ -372,6 +372,24 @@ def test_a_truncated_package_file_stops_a_refit_before_the_fit(world):
                                                      limit=100).records) == fits
 
 
+def test_a_bad_profile_through_make_is_one_line_not_a_traceback(tmp_path):
+    """`make run PROFILE=<bad>` printed a traceback first: the definitions module builds
+    the definitions of $CALIBRATION_PROFILE when imported. Make itself exits 2 on any
+    failure and names the pipeline's code in its last line."""
+    profile = tmp_path / "twice.yaml"
+    profile.write_text("fit:\n  epochs: 10\nfit:\n  epochs: 20\n")
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-s", "--no-print-directory", "run", f"PROFILE={profile}",
+                           f"CALIBRATION_STORAGE_ROOT={tmp_path / 'storage'}"], cwd=repo,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    ours, make = done.stderr.strip().splitlines()
+    assert ours.startswith(f"error: file {profile}, field 'fit': given twice") and "Fix:" in ours
+    assert make.endswith("Error 1")
+    assert not (tmp_path / "storage").exists()  # refused before anything ran
+
+
 def test_a_profile_typo_ends_make_run_with_the_key_not_a_traceback(tmp_path, capsys):
     profile = tmp_path / "typo.yaml"
     profile.write_text("gate: {fit: {loss_tolerance: 0.2}}\n")
