@@ -23,6 +23,7 @@ EXIT_INPUT = 1  # bad input: the message names the file, the field and the fix
 EXIT_GATE = 3  # `fit` wrote its files, but a gate-1 rule failed
 EXIT_BUSY = 4  # another run holds the storage root's lock
 EXIT_STORAGE = 5  # the disk is full or not writable; nothing half-written was kept
+EXIT_VERIFY = 6  # a release no longer matches its manifest (`verify`)
 DEVICE_ENV = "CALIBRATION_DEVICE"  # read by the pipeline's compute resource too
 
 
@@ -256,9 +257,17 @@ def _run_validate_package(args: argparse.Namespace) -> int:
 
 def _add_release_parsers(subparsers: argparse._SubParsersAction) -> None:
     storage = os.environ.get("CALIBRATION_STORAGE_ROOT", "storage")
-    p = subparsers.add_parser("releases", help="list promoted releases with their metrics")
+    p = subparsers.add_parser("releases", help="list promoted releases with their metrics "
+                              "and whether each still matches its manifest")
     p.add_argument("--storage", default=storage, help="storage root (default %(default)s)")
+    p.add_argument("--no-verify", action="store_true", help="skip re-hashing each release")
     p.set_defaults(func=_run_releases)
+    p = subparsers.add_parser("verify", help="re-hash a release against its manifest; exit "
+                              f"0 intact, {EXIT_VERIFY} changed")
+    p.add_argument("version", nargs="?", help="the release (default: the one CURRENT names)")
+    p.add_argument("--all", action="store_true", help="every release")
+    p.add_argument("--storage", default=storage, help="storage root (default %(default)s)")
+    p.set_defaults(func=_run_verify)
     p = subparsers.add_parser("rollback", help="point CURRENT back to an earlier release")
     p.add_argument("version", nargs="?", help="release to restore (default: the one before)")
     p.add_argument("--storage", default=storage, help="storage root (default %(default)s)")
@@ -273,6 +282,7 @@ def _run_releases(args: argparse.Namespace) -> int:
         current_release,
         list_releases,
         promoted_versions,
+        verify_release,
     )
 
     releases = list_releases(args.storage)
@@ -292,15 +302,53 @@ def _run_releases(args: argparse.Namespace) -> int:
         national = release.manifest.get("national_fit", {}).get("records_kept", "-")
         note = "" if release.version in promoted else (
             "  UNPROMOTED (its promotion stopped before CURRENT moved)")
+        problems = [] if args.no_verify else verify_release(release)
+        intact = "" if args.no_verify else (
+            "  verify OK" if not problems else
+            f"  verify FAILED ({len(problems)}: {problems[0]})")
         print(f"{mark} {release.version}  mean rel error {err.get('mean', float('nan')):.4f}  "
               f"max {err.get('max', float('nan')):.4f}  kept {fit.get('records_kept', '?')}  "
-              f"national kept {national}  gates {passed}/{len(gates)} passed{heldout}{note}")
+              f"national kept {national}  gates {passed}/{len(gates)} passed{heldout}"
+              f"{intact}{note}")
     if problem:
         print(f"warning: {CURRENT} {problem}; no release is current. Fix: calibrate rollback "
               "VERSION (one of the above)", file=sys.stderr)
     elif current:
         print(f"* = {CURRENT}")
     return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from pipeline.release.releases import current_release, list_releases, verify_release
+
+    releases = list_releases(args.storage)
+    if args.all:
+        chosen = releases
+    elif args.version:
+        chosen = [r for r in releases if r.version == args.version]
+        if not chosen:
+            raise InputError(Path(args.storage) / "releases", "version",
+                             f"no complete release {args.version!r}",
+                             f"pass one of {[r.version for r in releases]}")
+    else:
+        current = current_release(args.storage)
+        if current is None:
+            raise InputError(Path(args.storage) / "releases", "CURRENT", "no release yet",
+                             "promote one first (make run)")
+        chosen = [current]
+    failed = 0
+    for release in chosen:
+        problems = verify_release(release)
+        failed += bool(problems)
+        print(f"{release.version}: {'OK' if not problems else 'FAILED'} "
+              f"({len(release.manifest.get('files', {}))} files)")
+        for problem in problems:
+            print(f"  {problem}")
+    if failed:
+        print(f"error: {failed} of {len(chosen)} releases no longer match their manifests. "
+              "Fix: roll back to an intact release (calibrate rollback VERSION) and promote "
+              "again; never edit a release in place", file=sys.stderr)
+    return EXIT_VERIFY if failed else 0
 
 
 def _run_rollback(args: argparse.Namespace) -> int:
