@@ -48,6 +48,24 @@ RUN_REFIT = [sys.executable, "-m", "assets.run", "--profile", "ci", "--job", "re
 ERROR_LINE = re.compile(r"^(error: |[\w.]*(Error|Busy|Full)\b[^:]*: |make: \*\*\*)")
 
 
+TIMEOUT = 420.0  # a ci refit takes 1-3 minutes on a shared box; past this it hangs
+HUNG = 124
+
+
+def run_bounded(args: list[str], env: dict[str, str], timeout: float = TIMEOUT
+                ) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        err += f"\nHUNG: no end after {timeout:.0f} s; killed"
+        return subprocess.CompletedProcess(args, HUNG, out, err)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
 # --- the world ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -74,10 +92,11 @@ class World:
                 "CALIBRATION_PROFILE": "ci", "CALIBRATION_TARGET_CONFIG": str(self.config),
                 "CALIBRATION_DEVICE": "cpu", "CALIBRATION_DASK": "inprocess", **extra}
 
-    def run(self, args: list[str], timeout: float = 900, **extra: str
+    def run(self, args: list[str], timeout: float = TIMEOUT, **extra: str
             ) -> subprocess.CompletedProcess:
-        return subprocess.run(args, cwd=ROOT, env=self.env(**extra), capture_output=True,
-                              text=True, timeout=timeout)
+        """rc HUNG when it ran past `timeout` (then its process group is killed: a run
+        waiting on a pool ignores SIGTERM)."""
+        return run_bounded(args, self.env(**extra), timeout)
 
     def copy(self, to: Path) -> World:
         shutil.copytree(self.dir, to, symlinks=True)
@@ -102,7 +121,7 @@ def build(directory: Path) -> World:
         "keys = [AssetKey(k) for k in ('target_config', 'national_target_config', "
         "'calibration_weights', 'national_weights', 'stacked_h5s', 'validation_results')]\n"
         "assert job.execute_in_process(instance=instance, asset_selection=keys).success\n")
-    done = world.run([sys.executable, "-c", script], timeout=3600)
+    done = world.run([sys.executable, "-c", script], timeout=7200)
     if done.returncode != 0:
         raise SystemExit(f"building the ci world failed:\n{done.stderr[-5000:]}")
     return world
@@ -156,16 +175,18 @@ def unpromoted(root: Path) -> list[str]:
 
 
 def message(done: subprocess.CompletedProcess) -> str:
-    """The line that names the problem: the pipeline's own error where there is one."""
-    lines = [ln.strip() for ln in (done.stderr + "\n" + done.stdout).splitlines() if ln.strip()]
-    ours = [ln for ln in lines if ERROR_LINE.match(ln) and not ln.startswith("make: ***")]
+    """The line that names the problem: the pipeline's own error where there is one (not
+    Dagster's wrappers), else the last line the command printed."""
+    lines = [ln.strip() for ln in (done.stdout + "\n" + done.stderr).splitlines() if ln.strip()]
+    lines = [ln.rsplit(" - ", 1)[-1] if " - dagster - " in ln else ln for ln in lines]
+    if done.returncode == HUNG:
+        return lines[-1]
+    ours = [ln for ln in lines if ERROR_LINE.match(ln) and not ln.startswith(
+        ("make: ***", "dagster.", "dagster_", "Error: Materialization failed"))]
     if ours:
-        return ours[-1][:400]
-    if done.returncode == 0:
-        promoted = [ln for ln in lines if ln.startswith("Promoted release")
-                    or "promoted release" in ln]
-        return (promoted[-1] if promoted else lines[-1] if lines else "")[:400]
-    return (lines[-1] if lines else "")[:400]
+        return re.sub(r"^[\w.]+\.(\w+): ", r"\1: ", ours[-1])[:500]
+    promoted = [ln for ln in lines if ln.startswith(("Promoted release", "promoted release"))]
+    return (promoted or lines or [""])[-1][:500]
 
 
 # --- the rows -------------------------------------------------------------------------------
@@ -362,10 +383,9 @@ def with_file(rel: str, text: str, then: Callable[[World, Path], subprocess.Comp
 
 
 def make_run(world: World, profile: Path | str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", "--no-print-directory", "run", f"PROFILE={profile}",
-                           f"CALIBRATION_STORAGE_ROOT={world.root}", *extra], cwd=ROOT,
-                          env={**world.env(), "DAGSTER_HOME": str(world.home)},
-                          capture_output=True, text=True, timeout=900)
+    return world.run(["make", "-s", "--no-print-directory", "run", f"PROFILE={profile}",
+                      f"CALIBRATION_STORAGE_ROOT={world.root}", f"DAGSTER_HOME={world.home}",
+                      *extra])
 
 
 def truncate(rel: str, keep: float = 0.5) -> Callable[[World], object]:

@@ -10,6 +10,7 @@ after a kill runs in this process, where the engine is already warm.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -396,3 +397,91 @@ def test_a_profile_typo_ends_make_run_with_the_key_not_a_traceback(tmp_path, cap
     assert make_run(["--profile", str(profile)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: file {profile}, field 'gate'") and "did you mean 'gates'" in err
+
+
+# --- bad input, refused first, in one line ----------------------------------------------------
+
+def _step_error(result) -> tuple[str, str]:
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error = failure.step_failure_data.error
+    while error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    return failure.step_key, re.sub(r"^[\w.]+\.(\w+): ", r"\1: ", error.message.strip())
+
+
+def test_a_duplicate_key_in_the_target_config_stops_a_refit_before_the_fit(world):
+    """YAML kept the second `exclude:`: the release trained on the validation-only
+    population targets and dropped the state EITC ones, silently."""
+    world.config.write_text(world.config.read_text() + "\nexclude:\n  - {variable: eitc}\n")
+    fits = len(world.instance.fetch_materializations(AssetKey("calibration_weights"),
+                                                     limit=100).records)
+    result = world.run("refit")
+    assert not result.success
+    step, error = _step_error(result)
+    assert step == "target_config"
+    assert error.startswith(f"InputError: file {world.config}, field 'exclude': given twice "
+                            "in one mapping, at lines")
+    assert len(world.instance.fetch_materializations(AssetKey("calibration_weights"),
+                                                     limit=100).records) == fits
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+@pytest.mark.parametrize("file", ["target_db/targets.db", "stratified_cps/base.h5"])
+def test_a_damaged_input_file_is_an_input_error_naming_it(world, file, damage):
+    """A truncated or garbage targets.db was pandas' raw DatabaseError; a truncated base.h5
+    h5py's raw OSError, without the path."""
+    path = world.root / file
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"garbage" * 999)
+    result = world.materialize("calibration_package")
+    assert not result.success
+    step, error = _step_error(result)
+    assert step == "calibration_package"
+    assert error.startswith(f"InputError: file {path}") and "Fix: " in error, error
+    assert "\n" not in error
+
+
+def test_a_record_budget_beyond_the_package_is_refused_at_launch(tmp_path, capsys):
+    """`national_fit: {records: 100000}` on the 4,000-column ci package was refused only
+    after the source, package and local fit ran (98 s), naming targets.csv."""
+    profile = tmp_path / "big.yaml"
+    ci = Path(__file__).resolve().parents[1] / "pipeline" / "config" / "profiles" / "ci.yaml"
+    profile.write_text(ci.read_text().replace("records: 1000", "records: 100000"))
+    started = time.monotonic()
+    assert make_run(["--profile", str(profile)]) == 1
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: file {profile}, field 'national_fit.records': a budget of "
+                          "100,000 records exceeds the 4,000 columns") and err.count("\n") == 1
+
+
+def test_a_fit_that_learnt_nothing_fails_gate_1(world, capsys):
+    """`calibrate fit --lambda-l0 1e300`: NaN L0 loss, no record kept, every target missed;
+    every gate-1 rule passed and rc was 0."""
+    from pipeline.cli import main as calibrate
+
+    root = world.root
+    args = ["fit", "--package", str(root / "calibration_package"), "--target-config",
+            str(world.config), "--out", str(world.dir / "fit_out"), "--profile", "ci",
+            "--device", "cpu", "--epochs", "100", "--polish-epochs", "50"]
+    assert calibrate([*args, "--lambda-l0", "1e300"]) == 3
+    out = capsys.readouterr().out
+    assert "[FAIL] fit_finite: not finite: l0 loss" in out
+    assert "[FAIL] absolute_floor: trained mean |rel error| 1 (ceiling 0.1)" in out
+    assert calibrate([*args, "--lambda-l0", "inf"]) == 1
+    assert "field 'lambda_l0': Input should be a finite number" in capsys.readouterr().err
+
+
+def test_calibrate_fit_starts_from_the_packages_own_profile(world, capsys):
+    """Without --profile the ci package was fitted with production's regularisation (the
+    demo package ended at 22% mean error, gate 1 green but for the budget)."""
+    from pipeline.cli import main as calibrate
+
+    out = world.dir / "fit_out"
+    assert calibrate(["fit", "--package", str(world.root / "calibration_package"),
+                      "--target-config", str(world.config), "--out", str(out),
+                      "--device", "cpu"]) == 0
+    assert "starting from profile 'ci'" in capsys.readouterr().err
+    params = json.loads((out / "run_config.json").read_text())["params"]
+    ci = load_profile("ci").fit
+    assert (params["lambda_l2"], params["epochs"]) == (ci.lambda_l2, ci.epochs)
