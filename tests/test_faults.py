@@ -19,20 +19,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import World
-from dagster import AssetKey, DagsterRunStatus
+from conftest import NO_TELEMETRY, World
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, DagsterRunStatus
 from factories import lock_holder
 
+from assets.definitions import make_definitions
 from assets.run import main as make_run
 from pipeline.config import load_profile
 from pipeline.core.atomic import TMP_PREFIX
 from pipeline.core.failpoint import KILL_ENV
 from pipeline.core.fit_table import FITS
 from pipeline.core.hashing import sha256_file
-from pipeline.core.layout import Layout
 from pipeline.release.gates import GATES
-from pipeline.release.judges import GateContext
-from pipeline.release.verdicts import run_gate
 from pipeline.release.versions import current_release, list_releases, promoted_versions
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -95,6 +93,14 @@ def _promoted(result) -> bool:
 
 def _status(world: World, run_id: str) -> DagsterRunStatus:
     return world.instance.get_run_by_id(run_id).status
+
+
+def _check_again(world: World, *names: str):
+    """Run these checks again (only them), as Dagster runs them."""
+    keys = {AssetCheckKey(AssetKey(g.subject), g.name) for g in GATES if g.name in names}
+    job = world.defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection=keys)
+    return job.execute_in_process(instance=world.instance, raise_on_error=False)
 
 
 def _run_id_of_dead_holder(world: World) -> str:
@@ -172,10 +178,9 @@ def test_kill_during_promotion_keeps_every_release_and_marks_the_unpromoted(worl
                                                                            capsys):
     current, versions = _snapshot(world)
     # Gate 1 judged the fit against the release before; judge it against CURRENT again, as
-    # a refit would, so that only promotion remains.
-    reviews = {fit.review for fit in FITS}
-    for gate in (g for g in GATES if g.name in reviews):
-        run_gate(gate, GateContext(Layout(world.root), load_profile("ci").gates))
+    # a refit would (its checks, through Dagster, which records each verdict), so that only
+    # promotion remains.
+    assert _check_again(world, *(fit.review for fit in FITS)).success
     killed = _materialize(world, "validation_results,promoted_release", kill=kill)
     assert killed.returncode == -signal.SIGKILL, left
     _releases_intact(world.root, current, versions)
@@ -489,3 +494,199 @@ def test_calibrate_fit_starts_from_the_packages_own_profile(world, capsys):
     params = json.loads((out / "run_config.json").read_text())["params"]
     ci = load_profile("ci").fit
     assert (params["lambda_l2"], params["epochs"]) == (ci.lambda_l2, ci.epochs)
+
+
+# --- attacks on promotion: a verdict binds every byte it judged ------------------------------
+# Each runs after every check passed (judged against CURRENT, as a refit's would be) and
+# before promotion, on a copy of one prepared world.
+
+@pytest.fixture(scope="module")
+def judged_world(built_world, tmp_path_factory):
+    copy = tmp_path_factory.mktemp("judged") / "world"
+    shutil.copytree(built_world.dir, copy, symlinks=True)
+    instance = DagsterInstance.local_temp(tempdir=str(copy / "dagster_home"),
+                                          overrides=NO_TELEMETRY)
+    world = World(copy, instance)
+    assert _check_again(world, *(fit.review for fit in FITS), "simulation_quality").success
+    yield world
+    instance.dispose()
+
+
+@pytest.fixture
+def ready(judged_world, tmp_path):
+    """A private copy of a world where only promotion remains."""
+    copy = tmp_path / "world"
+    shutil.copytree(judged_world.dir, copy, symlinks=True)
+    instance = DagsterInstance.local_temp(tempdir=str(copy / "dagster_home"),
+                                          overrides=NO_TELEMETRY)
+    yield World(copy, instance)
+    instance.dispose()
+
+
+def _refused(world: World, *names: str, baseline_damaged: bool = False) -> str:
+    """Promote; it must fail, name every file in `names`, and leave the releases alone
+    (all but CURRENT, when the test damaged it on purpose)."""
+    current, versions = _snapshot(world)
+    result = world.materialize("promoted_release")
+    assert not result.success and not _promoted(result)
+    step, error = _step_error(result)
+    assert step == "promoted_release" and error.startswith("GateError: promotion refused")
+    for name in names:
+        assert name in error, error
+    _releases_intact(world.root, current, [v for v in versions
+                                           if not (baseline_damaged and v == current)])
+    assert [r.version for r in list_releases(world.root)] == versions
+    return error
+
+
+def _scale_weight(path: Path, factor: float, *, in_place: bool = False) -> None:
+    """One household_weight x factor: on a copy moved over the original (a new inode), or
+    on the file's own bytes."""
+    import h5py
+
+    target = path if in_place else path.with_name(path.name + ".edit")
+    if not in_place:
+        shutil.copy(path, target)
+    with h5py.File(target, "r+") as f:
+        data = f["household_weight"][next(iter(f["household_weight"]))]
+        data[0] = data[0] * factor
+    if not in_place:
+        os.replace(target, path)
+
+
+def test_the_control_promotes(ready):
+    result = ready.materialize("promoted_release")
+    assert result.success and _promoted(result)
+    release = current_release(ready.root)
+    gates = release.manifest["gates"]
+    assert gates["structural_sanity"]["files_judged"] > 3
+    assert gates["xw_consistency"]["judged_with"]["profile"] == "ci"
+    for gate in gates:  # the verdicts that judged it travel with it, as judged
+        assert sha256_file(release.path / "gates" / f"{gate}.json") == gates[gate][
+            "verdict_sha256"]
+
+
+def test_a_published_file_changed_after_the_checks_is_not_promoted(ready):
+    """The issue's first reproduction: DE.h5 with one weight x1000, moved over the original,
+    was promoted with rc 0 and its tampered sha256 in the manifest."""
+    _scale_weight(ready.root / "stacked_h5s" / "states" / "DE.h5", 1000.0)
+    error = _refused(ready, "stacked_h5s/states/DE.h5: changed since structural_sanity, "
+                            "xw_consistency, simulation_quality judged it")
+    assert "run the checks again" in error
+
+
+@pytest.mark.parametrize("stray, content", [
+    ("states/CA.h5", None),  # a real state file copied into the ci stacking
+    ("districts/0601.h5", b"junk"),
+])
+def test_files_nobody_checked_are_not_published(ready, stray, content):
+    path = ready.root / "stacked_h5s" / stray
+    if content is None:
+        shutil.copy(ready.root / "stacked_h5s" / "states" / "DE.h5", path)
+    else:
+        path.write_bytes(content)
+    _refused(ready, f"stacked_h5s/{stray}: in the stacked directory but no check judged it")
+
+
+@pytest.mark.parametrize("fit_dir, name", [
+    ("calibration_weights", "run_config.json"),
+    ("calibration_weights", "diagnostics.csv"),
+    ("national_weights", "calibration_log.csv"),
+])
+def test_the_fit_record_gate_1_read_is_bound(ready, fit_dir, name):
+    """Edited run_config.json (epochs, records kept, max error) or a replaced diagnostics
+    put forged numbers into the promoted manifest: gate 1 read them, bound only weights."""
+    path = ready.root / fit_dir / name
+    if name == "run_config.json":
+        record = json.loads(path.read_text())
+        record["params"]["epochs"] = 5000
+        record["records_kept"] *= 2
+        record["error_summary"]["max"] = 1e-4
+        path.write_text(json.dumps(record, indent=2))
+    else:
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(lines[:2]) + "\n")
+    _refused(ready, f"{fit_dir}/{name}: changed since")
+
+
+def test_judged_with_one_profile_promoted_with_another(ready, tmp_path):
+    ci = Path(__file__).resolve().parents[1] / "pipeline" / "config" / "profiles" / "ci.yaml"
+    loose = tmp_path / "loose.yaml"
+    loose.write_text(ci.read_text() + "gates:\n  consistency_tolerance: 0.5\n")
+    defs = make_definitions(profile=str(loose), storage_root=str(ready.root),
+                            target_config_path=str(ready.config), device="cpu",
+                            dask="inprocess")
+    keys = {AssetCheckKey(AssetKey(g.subject), g.name) for g in GATES}
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection=keys)
+    assert job.execute_in_process(instance=ready.instance, raise_on_error=False).success
+    _refused(ready, "xw_consistency: judged with the thresholds of profile "
+                    f"'{loose}', not those of 'ci'")
+
+
+def test_a_verdict_edited_by_hand_is_refused(ready):
+    path = ready.root / "gates" / "xw_consistency.json"
+    verdict = json.loads(path.read_text())
+    verdict["summary"] = "all rules passed (checked by hand)"
+    path.write_text(json.dumps(verdict, indent=2))
+    _refused(ready, "xw_consistency: its verdict file is not the one its check recorded "
+                    "(edited since)")
+
+
+def _writable(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+
+
+@pytest.mark.parametrize("damage", ["tampered", "stray"])
+def test_a_baseline_release_that_fails_its_manifest(ready, damage, capsys):
+    """Gate 2 compared against whatever CURRENT held: a CURRENT made to look worse lets
+    any regression through."""
+    from pipeline.cli import main as calibrate
+
+    baseline = current_release(ready.root)
+    _writable(baseline.path)
+    if damage == "tampered":
+        csv = baseline.path / "validation_results.csv"
+        csv.write_text(csv.read_text().replace(",0.0", ",9.0"))
+        named = "validation_results.csv: changed since it was released"
+    else:
+        (baseline.path / "states" / "CA.h5").write_bytes(b"not judged")
+        named = "states/CA.h5: not in the manifest"
+    # After the checks: promotion re-hashes the baseline the gates judged against.
+    if damage == "tampered":
+        _refused(ready, f"releases/{baseline.version}/validation_results.csv: changed since",
+                 baseline_damaged=True)
+    # Judged again: gate 2 (and gate 1) refuse the baseline before comparing anything.
+    result = _check_again(ready, "simulation_quality", "fit_review")
+    failed = {e.check_name: e for e in result.get_asset_check_evaluations() if not e.passed}
+    assert set(failed) == {"simulation_quality", "fit_review"}
+    assert f"baseline release {baseline.version}: {named}" in failed[
+        "simulation_quality"].description
+    assert not ready.materialize("promoted_release").success
+    assert calibrate(["releases", "--storage", str(ready.root)]) == 0
+    assert f"verify FAILED (1: {named}" in capsys.readouterr().out
+    assert calibrate(["verify", "--storage", str(ready.root)]) == 6
+
+
+def test_a_release_is_a_read_only_copy_of_what_was_judged(ready, capsys):
+    """Releases were hard links into working storage: an in-place edit of a working file
+    changed the release and every older release linking it, and nothing noticed."""
+    from pipeline.cli import main as calibrate
+
+    result = ready.materialize("promoted_release")
+    assert result.success
+    release = current_release(ready.root)
+    working = ready.root / "stacked_h5s" / "states" / "DE.h5"
+    published = release.path / "states" / "DE.h5"
+    assert published.stat().st_ino != working.stat().st_ino and working.stat().st_nlink == 1
+    assert published.stat().st_mode & 0o222 == 0 and release.path.stat().st_mode & 0o222 == 0
+    before = sha256_file(published)
+    _scale_weight(working, 1000.0, in_place=True)
+    assert sha256_file(published) == before
+    assert calibrate(["verify", "--all", "--storage", str(ready.root)]) == 0
+    capsys.readouterr()
+    _writable(release.path)
+    _scale_weight(published, 1000.0, in_place=True)
+    assert calibrate(["verify", "--storage", str(ready.root)]) == 6
+    assert "states/DE.h5: changed since it was released" in capsys.readouterr().out

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,7 +70,7 @@ def promote(
     if clash:
         raise InputError(None, "manifest_extra", f"keys {clash} are reserved",
                          "rename those keys in the metadata passed to promote")
-    sources = _expand(files)
+    sources = expand_files(files)
     if expected is not None:
         unjudged = sorted(set(sources) - set(expected))
         if unjudged:
@@ -102,7 +102,8 @@ def promote(
     return Release(version, path, manifest)
 
 
-def verify_release(release: Release) -> list[str]:
+def verify_release(release: Release, hasher: Callable[[Path], str] = sha256_file
+                   ) -> list[str]:
     """What differs between a release and its manifest: changed, missing and extra files,
     and a manifest whose content no longer gives the digest in the version's name."""
     files = release.manifest.get("files", {})
@@ -112,7 +113,7 @@ def verify_release(release: Release) -> list[str]:
     problems += [f"{rel}: not in the manifest (no check judged it)"
                  for rel in sorted(on_disk - set(files))]
     for rel in sorted(set(files) & on_disk):
-        have = sha256_file(release.path / rel)
+        have = hasher(release.path / rel)
         if have != files[rel].get("sha256"):
             problems.append(f"{rel}: changed since it was released (sha256 "
                             f"{str(files[rel].get('sha256'))[:12]} released, {have[:12]} now)")
@@ -266,8 +267,9 @@ def _free_version(releases: Path, name: str) -> str:
     return version
 
 
-def _expand(files: dict[str, Path]) -> dict[str, Path]:
-    """Every source file by its release-relative name; refuse missing inputs up front."""
+def expand_files(files: dict[str, Path]) -> dict[str, Path]:
+    """Every source file by its release-relative name (a directory expands to the files
+    under it, temporary names left out); refuse missing inputs up front."""
     out: dict[str, Path] = {}
     for rel, src in files.items():
         src = Path(src)
