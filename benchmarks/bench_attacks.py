@@ -543,7 +543,17 @@ def tamper_baseline_noop(world: World) -> subprocess.CompletedProcess:
                       "assets.definitions", "--select", "validation_results,promoted_release"])
 
 
+def remove(path: Path) -> None:
+    """Remove a world (its releases are read-only)."""
+    if path.exists():
+        for p in [path, *path.rglob("*")]:
+            if p.is_dir() and not p.is_symlink():
+                os.chmod(p, 0o755)
+        shutil.rmtree(path)
+
+
 def run_row(row: Row, base: World, work: Path) -> Result:
+    remove(work / row.name)
     world = base.copy(work / row.name)
     before = releases(world.root)
     started_current = current(world.root)
@@ -567,7 +577,7 @@ def run_row(row: Row, base: World, work: Path) -> Result:
     orphans += [f"unpromoted release {v}" for v in unpromoted(world.root)]
     result = Result(row, done.returncode, message(done), "Traceback" in done.stderr,
                     promoted, wrong, lost, next_rc, orphans, seconds)
-    shutil.rmtree(world.dir, ignore_errors=True)
+    remove(world.dir)
     return result
 
 
@@ -605,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     started = time.perf_counter()
     if not (base.root / "releases" / "CURRENT").is_symlink():
-        shutil.rmtree(base.dir, ignore_errors=True)
+        remove(base.dir)
         build(base.dir)
     built = time.perf_counter() - started
     rows = [r for r in ROWS if not args.only or r.name in args.only]
