@@ -313,24 +313,25 @@ def judged_loose_promoted_ci(world: World) -> subprocess.CompletedProcess:
 
 
 def _flip_verdict(world: World) -> None:
-    """A hand-edited verdict: xw_consistency 'passed' with a forged report, after the
-    stacked files were changed (so the real check would have failed)."""
-    _scale_weight(world.root / "stacked_h5s" / "states" / "DE.h5", 1000.0)
-    manifest = world.root / "stacked_h5s" / "manifest.json"
-    data = json.loads(manifest.read_text())
-    data["files"]["states/DE.h5"]["sha256"] = sha256(world.root / "stacked_h5s/states/DE.h5")
-    manifest.write_text(json.dumps(data, indent=2))
-    for gate in ("structural_sanity", "xw_consistency", "simulation_quality"):
-        verdict = world.root / "gates" / f"{gate}.json"
-        raw = json.loads(verdict.read_text())
-        inputs = raw.get("inputs", {})
-        if "stacked_h5s" in inputs:
-            inputs["stacked_h5s"] = sha256(manifest)
-        for entry in list(inputs.values()) if isinstance(inputs, dict) else []:
-            if isinstance(entry, dict) and "files" in entry:
-                entry["files"]["stacked_h5s/states/DE.h5"] = sha256(
-                    world.root / "stacked_h5s/states/DE.h5")
-        verdict.write_text(json.dumps(raw, indent=2))
+    """A hand-made cover-up: DE.h5 x1000, then the stacked manifest, validation's lineage and
+    every verdict's hashes rewritten to match, as if the checks had judged these bytes."""
+    stacked = world.root / "stacked_h5s"
+    _scale_weight(stacked / "states" / "DE.h5", 1000.0)
+    new_file = sha256(stacked / "states" / "DE.h5")
+    _edit_json(stacked / "manifest.json",
+               lambda m: m["files"]["states/DE.h5"].update(sha256=new_file))
+    new_manifest = sha256(stacked / "manifest.json")
+    _edit_json(world.root / "validation_results" / "lineage.json",
+               lambda m: m["lineage"].update(stacked_h5s=new_manifest))
+    for verdict in (world.root / "gates").glob("*.json"):
+        def cover(raw: dict) -> None:
+            if "stacked_h5s" in raw.get("inputs", {}):
+                raw["inputs"]["stacked_h5s"] = new_manifest
+            files = raw.get("files", {})
+            if "stacked_h5s/states/DE.h5" in files:
+                files["stacked_h5s/states/DE.h5"] = new_file
+                files["stacked_h5s/manifest.json"] = new_manifest
+        _edit_json(verdict, cover)
 
 
 def kill_fit_by_failpoint(world: World) -> subprocess.CompletedProcess:
@@ -472,8 +473,9 @@ ROWS: list[Row] = [
         any_promotion, damages_release=True),
     Row("profile_switch", "checks judged under a profile with a 50x looser X·w tolerance, "
         "then promoted under ci", judged_loose_promoted_ci, any_promotion),
-    Row("verdict_edited", "DE.h5 x1000, the stacked manifest and every verdict's hashes "
-        "rewritten by hand to match, then promote", after(_flip_verdict), any_promotion),
+    Row("verdict_edited", "DE.h5 x1000, then the stacked manifest, validation's lineage and "
+        "every verdict's hashes rewritten by hand to match, then promote",
+        after(_flip_verdict), any_promotion),
     Row("stray_in_release", "a file dropped into the CURRENT release, then `calibrate "
         "releases`", stray_in_release, any_promotion, damages_release=True),
     Row("stray_in_release_baseline", "a file dropped into the CURRENT release, then "
@@ -594,13 +596,17 @@ def table(results: list[Result]) -> str:
     wrong = sum(r.wrong for r in results)
     lost = sum(r.lost for r in results)
     crashes = [r for r in results if r.row.kind == "crash"]
-    survived = sum(r.next_rc == 0 and not r.orphans for r in crashes)
+    survived = sum(r.next_rc == 0 and not any(o.startswith(".tmp") or "/.tmp" in o
+                                              for o in r.orphans) for r in crashes)
     inputs = [r for r in results if r.row.kind == "input"]
-    clean = sum(r.rc != 0 and not r.traceback and "Fix:" in r.message for r in inputs)
+    clean = sum(r.rc != 0 and not r.traceback and "Fix:" in r.message for r in inputs
+                if r.row.name != "fit_without_profile")
     return (head + body + f"\nwrong promotions: {wrong}; releases lost: {lost}; crashes "
-            f"survived with the next run proceeding unaided and no orphan: {survived} of "
-            f"{len(crashes)}; bad inputs refused in one line with a fix and no traceback: "
-            f"{clean} of {len(inputs)} (the `fit_without_profile` row is a valid input).\n")
+            f"survived with the next run proceeding unaided and no temporary file left: "
+            f"{survived} of {len(crashes)} (an unpromoted release is kept on purpose, marked "
+            f"UNPROMOTED by `calibrate releases`); bad inputs refused in one line with a fix "
+            f"and no traceback: {clean} of {len(inputs) - 1} (`fit_without_profile` is a valid "
+            "input).\n")
 
 
 def main(argv: list[str] | None = None) -> int:

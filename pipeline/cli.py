@@ -126,7 +126,13 @@ def _run_fit(args: argparse.Namespace) -> int:
     for rule in review.rules:
         print(f"  [{'PASS' if rule.passed else 'FAIL'}] {rule.name}: {rule.detail}")
     print(f"wrote {args.out}")
-    return 0 if review.passed else EXIT_GATE
+    if review.passed:
+        return 0
+    failed = [rule.name for rule in review.rules if not rule.passed]
+    print(f"error: gate 1 failed this fit ({', '.join(failed)}); its files are in {args.out} "
+          "for inspection. Fix: see the FAIL lines above (a profile's values: --profile NAME)",
+          file=sys.stderr)
+    return EXIT_GATE
 
 
 def package_profile(package: str | Path) -> Profile | None:
