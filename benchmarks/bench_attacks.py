@@ -174,19 +174,26 @@ def unpromoted(root: Path) -> list[str]:
     return sorted(set(releases(root)) - seen)
 
 
+OURS = re.compile(r"^(error: |(InputError|GateError|PoolBusy|StorageBusy|StorageFull)\b)")
+FAILED_CHECK = re.compile(r"Asset check '\w+' on '\w+' failed")
+
+
 def message(done: subprocess.CompletedProcess) -> str:
-    """The line that names the problem: the pipeline's own error where there is one (not
-    Dagster's wrappers), else the last line the command printed."""
+    """What names the problem, as the user reads it: the pipeline's own error (not Dagster's
+    wrappers, nor the exception it was raised from), else a failed check, else another
+    error, else the current release's line of `calibrate releases`, else the last line."""
     lines = [ln.strip() for ln in (done.stdout + "\n" + done.stderr).splitlines() if ln.strip()]
-    lines = [ln.rsplit(" - ", 1)[-1] if " - dagster - " in ln else ln for ln in lines]
+    lines = [re.sub(r"^[\w.]+\.(\w+(Error|Busy|Full)): ", r"\1: ",
+                    ln.split(" - ", 6)[-1] if " - dagster - " in ln else ln) for ln in lines]
     if done.returncode == HUNG:
         return lines[-1]
-    ours = [ln for ln in lines if ERROR_LINE.match(ln) and not ln.startswith(
-        ("make: ***", "dagster.", "dagster_", "Error: Materialization failed"))]
-    if ours:
-        return re.sub(r"^[\w.]+\.(\w+): ", r"\1: ", ours[-1])[:500]
-    promoted = [ln for ln in lines if ln.startswith(("Promoted release", "promoted release"))]
-    return (promoted or lines or [""])[-1][:500]
+    for wanted in (OURS.match, FAILED_CHECK.search, lambda ln: ERROR_LINE.match(ln) and not
+                   ln.startswith(("make: ***", "dagster", "Error: Materialization failed")),
+                   lambda ln: ln.startswith(("* 2", "Promoted release", "promoted release"))):
+        found = [ln for ln in lines if wanted(ln)]
+        if found:
+            return found[-1][:500]
+    return (lines or [""])[-1][:500]
 
 
 # --- the rows -------------------------------------------------------------------------------
