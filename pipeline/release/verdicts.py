@@ -116,12 +116,16 @@ def read_verdict(gates_dir: str | Path, gate: str) -> Verdict | None:
     path = Path(gates_dir) / f"{gate}.json"
     if not path.exists():
         return None
-    raw = json.loads(path.read_text())
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError:
+        return None  # not a verdict any check wrote: judge again
     known = {f.name for f in fields(Verdict)}
     required = {f.name for f in fields(Verdict)
                 if f.default is MISSING and f.default_factory is MISSING}
-    if raw.get("format") != FORMAT or not required <= set(raw):
-        return None  # written by another version: judge again
+    if (not isinstance(raw, dict) or raw.get("format") != FORMAT or not required <= set(raw)
+            or not all(isinstance(raw[k], dict) for k in ("inputs", "files", "judged_with"))):
+        return None  # written by another version (or by hand): judge again
     return Verdict(**{k: v for k, v in raw.items() if k in known})
 
 
