@@ -182,3 +182,13 @@ def test_a_baseline_that_fails_its_manifest_is_refused_by_the_gates_that_use_it(
         assert not report.passed and report.rules[0].name == "inputs_intact"
         assert (f"baseline release {release.version}: validation_results.csv: changed since "
                 "it was released") in report.rules[0].detail
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"gate": "xw_consistency", "passed": true}',
+                                  "[]"])
+def test_a_verdict_no_check_wrote_counts_as_never_judged(tmp_path, text):
+    layout = artifact_tree(tmp_path)
+    _judge_all(layout)
+    verdict_path(layout, "xw_consistency").write_text(text)
+    with pytest.raises(GateError, match="xw_consistency: never ran"):
+        require_all_passed(layout)
