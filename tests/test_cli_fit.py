@@ -48,6 +48,7 @@ def test_fit_command_writes_outputs_with_given_flags(package, tmp_path, capsys):
                              "checkpoint_every": 15, "polish_epochs": 200,
                              "temperature_schedule": "constant", "beta_start": 2.0,
                              "anneal_share": 0.5, "hybrid_share": 0.0, "allocation": "budget",
+                             "calibration_distance": 0.0,
                              "stopping": "converged", "stop_window": 100,
                              "stop_tolerance": 1e-2,
                              "from_preset": ["beta", "lambda_l0", "lambda_l2"],

@@ -213,8 +213,8 @@ def test_the_cuda_code_path_on_the_cpu_matches_the_fused_kernel(monkeypatch):
     X, y, iw = make_problem()
     params = PARAMS.with_(epochs=300, polish_epochs=200)
     fused = fit(X, y, iw, params)
-    monkeypatch.setattr(training, "FusedBackend", lambda X, y, lw, la, p, rows: TorchBackend(  # noqa: N803
-        X[rows], y, lw, la, p, torch.device("cpu")))
+    monkeypatch.setattr(training, "FusedBackend", lambda X, y, lw, la, p, rows, reference: (  # noqa: N803
+        TorchBackend(X[rows], y, lw, la, p, torch.device("cpu"), reference)))
     emulated = fit(X, y, iw, params)
     _assert_same_fit(emulated, fused)
     assert not np.array_equal(emulated.weights, fused.weights)  # it did run the other backend

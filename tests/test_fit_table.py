@@ -134,7 +134,7 @@ def test_a_third_fit_is_fitted_reviewed_and_released_through_dagster(world):
     defs = make_definitions(profile="ci", storage_root=str(world.root),
                             target_config_path=str(world.config), device="cpu",
                             dask="inprocess", fits=THREE)
-    judged = [AssetCheckKey(AssetKey(f.weights), f.review) for f in FITS] + [
+    judged = [AssetCheckKey(AssetKey(f.weights), f.review) for f in TWO] + [
         AssetCheckKey(AssetKey("calibration_package"), "package_validity"),
         AssetCheckKey(AssetKey("validation_results"), "simulation_quality")]
     job = define_asset_job("third_fit", selection=AssetSelection.assets(

@@ -185,7 +185,8 @@ def test_a_baseline_that_fails_its_manifest_is_refused_by_the_gates_that_use_it(
     with pytest.raises(GateError) as info:
         require_all_passed(layout)
     assert (f"releases/{release.version}/validation_results.csv: changed since fit_review, "
-            "national_fit_review, simulation_quality judged it") in str(info.value)
+            "national_fit_review, local_heldout_fit_review, national_heldout_fit_review, "
+            "simulation_quality judged it") in str(info.value)
     ctx = GateContext(layout, load_profile("ci").gates)
     for name in ("simulation_quality", "fit_review"):
         report, _ = run_gate(GATE_BY_NAME[name], ctx)

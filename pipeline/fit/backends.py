@@ -119,10 +119,10 @@ class TorchBackend:
                on_epoch: OnEpoch) -> np.ndarray:
         p = self.params
         op = SparseOperator(self.X[:, kept_idx], self.device)
-        scale = distance_scale(self.reference, np.isin(np.arange(len(self.reference)),
-                                                       kept_idx))
-        kept_reference = self.design[torch.as_tensor(kept_idx, device=self.device)] * np.float32(
-            scale)
+        kept_reference = self.design[torch.as_tensor(kept_idx, device=self.device)]
+        if self.lambda_cd > 0:  # every kept gate is open: the kept records' share
+            kept_reference = kept_reference * np.float32(distance_scale(
+                self.reference, np.isin(np.arange(len(self.reference)), kept_idx)))
         log_w = torch.nn.Parameter(start.to(self.device).clone())
         opt = torch.optim.Adam([log_w], lr=p.learning_rate)
         k, done = 0, schedule.total == 0
@@ -222,7 +222,8 @@ class FusedBackend:
         loss = float(data + lambda_l0 * pen + (p.lambda_l2 * l2 if p.lambda_l2 > 0 else 0.0))
         self.hyper[fused.H["lambda_l0"]] = lambda_l0
         # the distance's scale from this draw's P(gate > 0), as the torch path computes it
-        self.hyper[fused.H["cd_scale"]] = self.reference_total / design_open
+        if p.calibration_distance > 0:
+            self.hyper[fused.H["cd_scale"]] = self.reference_total / design_open
         self._pass(True, epoch + 1, r.astype(np.float32))  # its step sums the distance
         if p.calibration_distance > 0:
             loss += float(self.hyper[fused.H["lambda_cd"]]) * self.sums[:, 4].sum()
@@ -268,9 +269,10 @@ class FusedBackend:
         part = np.empty((runner.n_chunks, len(self.y)), np.float64)
         sums = np.zeros((runner.n_chunks, fused.N_SUMS), np.float64)
         h, H = self.hyper.copy(), fused.H  # noqa: N806
-        # every kept gate is open: the distance's scale is the kept records' share
-        h[H["cd_scale"]] = distance_scale(self.reference, np.isin(np.arange(self.n_cols), cols))
         lam2, lam_cd = self.params.lambda_l2, self.params.calibration_distance
+        if lam_cd > 0:  # every kept gate is open: the distance's scale is the kept share
+            h[H["cd_scale"]] = distance_scale(self.reference, np.isin(np.arange(self.n_cols),
+                                                                      cols))
         r = np.zeros(len(self.y), np.float32)
 
         def run(do_step: bool) -> np.ndarray:
