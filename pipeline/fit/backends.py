@@ -60,7 +60,10 @@ class TorchBackend:
         self.X, self.params, self.device = X, params, device
         self.reference = _reference(reference, X.shape[1], params)
         self.design = torch.as_tensor(self.reference, dtype=torch.float32, device=device)
-        self.lambda_cd = params.calibration_distance / float(self.reference.sum())
+        self.reference_total = float(self.reference.sum())
+        self.lambda_cd = params.calibration_distance / self.reference_total
+        # the scale's float64 dot product stays on the device (no copy to the host an epoch)
+        self.design_f64 = self.design.double() if self.lambda_cd > 0 else None
         self.op = SparseOperator(X, device)
         self.y = torch.as_tensor(y, dtype=torch.float64, device=device)
         self.model = GatedWeights(log_weight.to(device), log_alpha.to(device), params.beta,
@@ -86,12 +89,12 @@ class TorchBackend:
         loss = data + lambda_l0 * self.model.l0_penalty()
         if p.lambda_l2 > 0:
             loss = loss + p.lambda_l2 * self.model.l2_penalty()
-        if self.lambda_cd > 0:
+        if self.lambda_cd > 0:  # the scale from this draw's P(gate > 0), as fused.py's
             with torch.no_grad():
-                scale = distance_scale(self.reference,
-                                       self.model.gates.get_active_prob().cpu().numpy())
+                scale = self.reference_total / torch.dot(
+                    self.design_f64, self.model.gates.get_active_prob().double())
             loss = loss + self.lambda_cd * GatedWeights.calibration_distance(
-                w, self.design * np.float32(scale))
+                w, self.design * scale.float())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
