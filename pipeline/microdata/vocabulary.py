@@ -78,7 +78,8 @@ HEAD_FLAGS = {"claimed_as_dependent_on_another_return": "DSI"}
 BLIND = ("blind_head", "blind_spouse")  # -> person is_blind
 AGES = ("age_head", "age_spouse")  # -> person age (policyengine-us computes these)
 # Columns of the three tables policyengine-us knows under the same name and entity.
-KEPT_TAX_UNIT = ("tax_unit_id", "takes_up_eitc")
+KEPT_TAX_UNIT = ("tax_unit_id",)  # and every takeup input (`takes_up_*`)
+TAKEUP = "takes_up_"
 ON_SPM_UNIT = ("takes_up_snap_if_eligible",)  # SPM unit = household, same order
 PERSON_LINKS = {"household_id": "person_household_id", "tax_unit_id": "person_tax_unit_id"}
 DERIVED = {  # ids written for policyengine-us and not read back
@@ -89,7 +90,17 @@ DERIVED = {  # ids written for policyengine-us and not read back
 ROW_ENTITY = {"household": "household", "spm_unit": "household", "family": "household",
               "tax_unit": "tax_unit", "person": "person"}  # whose rows a variable's rows are
 
+# Household columns policyengine-us has no variable for: the CPS year and household sequence
+# of the source record, and, in a published file, the base household and clone it is.
+PIPELINE_HOUSEHOLD = ("source_year", "h_seq", "source_household_id", "clone")
+
 Published = dict[str, tuple[str, np.ndarray]]  # name -> (policyengine-us entity, values)
+
+
+def policyengine_knows(name: str) -> bool:
+    """Whether `name` is one of policyengine-us's variables (else a published file keeps it
+    in its sidecar, which policyengine-us never opens, so loading logs no warning)."""
+    return not name.startswith(PREFIX) and name not in PIPELINE_HOUSEHOLD
 
 
 def to_policyengine(md: Microdata) -> Published:
@@ -158,7 +169,8 @@ def to_policyengine(md: Microdata) -> Published:
     for col in tu.columns:
         if col == "household_id" or col in used:
             continue
-        add(col if col in KEPT_TAX_UNIT else PREFIX + col, "tax_unit", tu[col])
+        kept = col in KEPT_TAX_UNIT or col.startswith(TAKEUP)
+        add(col if kept else PREFIX + col, "tax_unit", tu[col])
     for name, values in _derived_ids(md, members).items():
         add(name, DERIVED[name], values)
     return out
@@ -222,7 +234,8 @@ def from_policyengine(published: Published, columns: dict[str, list[str]],
             continue
         if name.startswith(PREFIX):
             tu[name[len(PREFIX):]] = values
-        elif name in KEPT_TAX_UNIT:
+        elif name in KEPT_TAX_UNIT or (name.startswith(TAKEUP)
+                                       and entity_of[name] == "tax_unit"):
             tu[name] = values
         else:
             tables[ROW_ENTITY[entity_of[name]]][name] = values
@@ -240,7 +253,8 @@ def from_policyengine(published: Published, columns: dict[str, list[str]],
 
 def rebuilt_dtypes(md: Microdata) -> dict[str, dict[str, str]]:
     """The dtypes of the columns `from_policyengine` computes rather than reads."""
-    read_as_is = set(KEPT_TAX_UNIT) | {"household_id"}
+    read_as_is = {*KEPT_TAX_UNIT, "household_id",
+                  *(c for c in md.tax_unit.columns if c.startswith(TAKEUP))}
     return {
         "tax_unit": {c: str(t) for c, t in md.tax_unit.dtypes.items() if c not in read_as_is},
         "person": {c: str(md.person[c].dtype) for c in

@@ -29,12 +29,12 @@ from pipeline.core.errors import InputError
 from pipeline.core.geo import STATE_ABBR, STATE_NAME
 from pipeline.core.parallel import Runner
 from pipeline.core.tables import check_table
-from pipeline.engine import VARIABLES
+from pipeline.engine import load_engine
 from pipeline.engine.tax_cache import TaxCache
 from pipeline.publish.stacking import NATIONAL as NATIONAL_FILE
 from pipeline.publish.stacking import district_file, load_manifest, state_file
 from pipeline.targets.db import TARGETS
-from pipeline.validate.published import FileTask, Walk, walk, walk_cached
+from pipeline.validate.published import FileTask, Walk, engine_of, walk, walk_cached
 from pipeline.validate.sanity import FAIL, PASS, WARN, SanityResult, summarize
 from pipeline.validate.scoring import (
     ABSOLUTE,
@@ -134,19 +134,21 @@ class Published:
 
 
 def walk_published(stacked_dir: str | Path, fits: list[FitTargets],
-                   seed_of: Callable[[], TaxCache], runner: Runner | None = None,
+                   seed_of: Callable[[], TaxCache | None], runner: Runner | None = None,
                    cache_dir: str | Path | None = None) -> Published:
     """Walk every published file once: sanity of each, totals of every fit's targets."""
     stacked_dir = Path(stacked_dir)
     manifest = load_manifest(stacked_dir)
+    engine = load_engine(engine_of(manifest))
     tasks: dict[str, list[tuple[str, str]]] = {rel: [] for rel in manifest["files"]}
     areas, places = {}, {}
     for view in fits:
         rows = view.rows
-        unknown = sorted(set(rows["variable"]) - set(VARIABLES))
+        unknown = engine.out_of_scope(rows["variable"])
         if unknown:
-            raise InputError(None, "variable", f"the engine cannot compute {unknown}",
-                             f"use one of {sorted(VARIABLES)}")
+            raise InputError(None, "variable", f"the engine {engine.name!r} the files were "
+                             f"built for cannot compute {unknown}",
+                             f"use one of {sorted(engine.computes)}")
         areas[view.fit] = [_area(level, str(geo)) for level, geo in
                            zip(rows["geo_level"], rows["geographic_id"], strict=True)]
         places[view.fit] = []
