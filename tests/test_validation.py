@@ -86,9 +86,9 @@ def validated(tmp_path_factory):
     targets = _targets()
     # Everyone eligible takes up, so EITC and SNAP dollars reach the files whatever the
     # published state rates are: the totals below are then real money, not takeup luck.
-    rates = takeup.load_takeup_rates().assign(snap_rate=1.0, eitc_rate=1.0)
+    rates = takeup.load_rates().assign(snap_rate=1.0, eitc_rate=1.0)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(takeup, "load_takeup_rates", lambda: rates)
+        mp.setattr(takeup, "load_rates", lambda path=None: rates)
         pkg = make_package(tmp, X=_hand_matrix(targets), targets=targets)
         w = np.where(CD == 3702, 0.0, W)  # district 3702 ends up empty
         stack_h5s(pkg, w, tmp / "stacked")
