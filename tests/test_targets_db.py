@@ -32,9 +32,9 @@ def test_summary_counts(built):
     assert summary["n_targets"] == len(df) == 10_760 + 5 * 51
     assert summary["by_geo_level"] == {"district": 8_284, "national": 283, "state": 2_193 + 255}
     # EITC by AGI x children; negative AGI totals; 10% of every variable x level's rest
-    assert summary["n_holdout"] == 224 + 52 + 1049
+    assert summary["n_holdout"] == 224 + 52 + 1074
     assert summary["by_holdout_group"] == {"eitc_agi_children": 224, "negative_total": 52,
-                                           "validation_split": 1049}
+                                           "validation_split": 1074}
     assert df["target_name"].is_unique
 
 
