@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from pipeline.engine import compute_taxes, simulate
-from pipeline.engine.variables import BUILTIN
 from pipeline.engine.snap import max_allotment, snap_monthly_benefit
+from pipeline.engine.variables import BUILTIN
 from pipeline.microdata import Microdata
 
 

@@ -82,11 +82,11 @@ def test_a_records_county_in_a_district_is_the_same_in_every_clone_and_seed():
     cd, county_index, counties = assign_geography(ids, 30, seed=5, districts=districts)
     other_cd, other_index, other_counties = assign_geography(ids, 12, seed=9,
                                                              districts=districts)
-    record = np.tile(ids, 30)
-    first = dict(zip(zip(record.tolist(), cd.tolist()), counties[county_index].tolist()))
-    again = zip(zip(np.tile(ids, 12).tolist(), other_cd.tolist()),
-                other_counties[other_index].tolist())
-    shared = [(key, name) for key, name in again if key in first]
+    first = {(hh, g): name for hh, g, name in zip(
+        np.tile(ids, 30).tolist(), cd.tolist(), counties[county_index].tolist(), strict=True)}
+    again = zip(np.tile(ids, 12).tolist(), other_cd.tolist(),
+                other_counties[other_index].tolist(), strict=True)
+    shared = [((hh, g), name) for hh, g, name in again if (hh, g) in first]
     assert len(shared) > 100 and all(first[key] == name for key, name in shared)
     plan = state_plan(ids, 37, districts)
     assert list(plan.districts) == sorted(districts.loc[districts.state_fips == 37, "cd_geoid"])

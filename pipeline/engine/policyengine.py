@@ -201,12 +201,13 @@ def _microsimulation(dataset: Path):
 
 def _values(sim, variable: str, period: int) -> np.ndarray:
     name = ALIASES.get(variable, variable)
-    result = sim.calculate(name, period, map_to=VARIABLES[variable])
-    return np.asarray(result.values, dtype=np.float64)
+    result = sim.calculate(name, period, map_to=VARIABLES[variable], use_weights=False)
+    return np.asarray(result, dtype=np.float64)
 
 
 def _ids(sim, name: str, entity: str, period: int) -> np.ndarray:
-    return np.asarray(sim.calculate(name, period, map_to=entity).values).astype(np.int64)
+    result = sim.calculate(name, period, map_to=entity, use_weights=False)
+    return np.asarray(result).astype(np.int64)
 
 
 def _text(values: np.ndarray) -> np.ndarray:

@@ -22,10 +22,13 @@ The table of every name: docs/policyengine.md. Files target `POLICYENGINE_US_VER
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
 from pipeline.core.errors import InputError
+from pipeline.core.packaged import packaged
 from pipeline.microdata.tables import ENTITIES, Microdata
 
 POLICYENGINE_US_VERSION = "2.68.0"
@@ -90,17 +93,24 @@ DERIVED = {  # ids written for policyengine-us and not read back
 ROW_ENTITY = {"household": "household", "spm_unit": "household", "family": "household",
               "tax_unit": "tax_unit", "person": "person"}  # whose rows a variable's rows are
 
-# Household columns policyengine-us has no variable for: the CPS year and household sequence
-# of the source record, and, in a published file, the base household and clone it is.
-PIPELINE_HOUSEHOLD = ("source_year", "h_seq", "source_household_id", "clone")
+# policyengine-us's variables (name, entity, input or formula), snapshotted by
+# scripts/snapshot_policyengine_variables.py, so no stage needs policyengine-us installed.
+POLICYENGINE_VARIABLES = packaged("data", "policyengine_us_variables.csv.gz")
 
 Published = dict[str, tuple[str, np.ndarray]]  # name -> (policyengine-us entity, values)
 
 
+@functools.lru_cache(maxsize=1)
+def _policyengine_names() -> frozenset[str]:
+    table = pd.read_csv(POLICYENGINE_VARIABLES, comment="#")
+    return frozenset(table["name"])
+
+
 def policyengine_knows(name: str) -> bool:
     """Whether `name` is one of policyengine-us's variables (else a published file keeps it
-    in its sidecar, which policyengine-us never opens, so loading logs no warning)."""
-    return not name.startswith(PREFIX) and name not in PIPELINE_HOUSEHOLD
+    in its sidecar, which policyengine-us never opens, so loading logs no warning: the CPS
+    year and sequence, the source record and clone, `taxcalc_*` columns, ...)."""
+    return name in _policyengine_names()
 
 
 def to_policyengine(md: Microdata) -> Published:
