@@ -14,6 +14,7 @@ default.
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetCheckKey,
@@ -24,14 +25,21 @@ from dagster import (
     DefaultSensorStatus,
     RunRequest,
     ScheduleDefinition,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     define_asset_job,
     sensor,
 )
 
+from pipeline.core.fit_table import Fit, configs
 from pipeline.core.hashing import sha256_file
 from resources import TargetConfigResource
+
+if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 full_rebuild = define_asset_job(
     "full_rebuild", selection=AssetSelection.all() - AssetSelection.assets(
@@ -40,16 +48,20 @@ full_rebuild = define_asset_job(
                 "(not the optional allocation search: the allocation_search job).",
 )
 
-refit = define_asset_job(
-    "refit",
-    # Package validity is re-judged under the new configs; the package is not rebuilt.
-    selection=(AssetSelection.assets("target_config", "national_target_config",
-                                     "calibration_weights", "national_weights").downstream()
-               | AssetSelection.checks(
-                   AssetCheckKey(AssetKey("calibration_package"), "package_validity"))),
-    description="Both target configs, both fits and everything after them; never rebuilds "
-                "the package.",
-)
+
+
+def refit_job(fits: tuple[Fit, ...]) -> "UnresolvedAssetJobDefinition":
+    return define_asset_job(
+        "refit",
+        # Package validity is re-judged under the new configs; the package is not rebuilt.
+        selection=(AssetSelection.assets(*(c.asset for c in configs(fits)),
+                                         *(f.weights for f in fits)).downstream()
+                   | AssetSelection.checks(
+                       AssetCheckKey(AssetKey("calibration_package"), "package_validity"))),
+        description="Every target config, every fit and everything after them; never "
+                    "rebuilds the package.",
+    )
+
 
 DEFAULT_STATUS = {"weekly_rebuild": False, "automation_sensor": True,
                   "target_config_changed": True}
@@ -83,16 +95,23 @@ automation_sensor = AutomationConditionSensorDefinition(
 )
 
 
-@sensor(job=refit, minimum_interval_seconds=30,
-        default_status=(DefaultSensorStatus.RUNNING if DEFAULT_STATUS["target_config_changed"]
-                        else DefaultSensorStatus.STOPPED),
-        description="Launches refit when either target config file's content changes. "
-                    + _how("target_config_changed", "sensor"))
-def target_config_changed(
-    context: SensorEvaluationContext, target_config_file: TargetConfigResource
-):
-    watched = {"target_config": Path(target_config_file.path),
-               "national_target_config": Path(target_config_file.national_path)}
+def config_sensor(fits: tuple[Fit, ...], job: "UnresolvedAssetJobDefinition"
+                  ) -> SensorDefinition:
+    """target_config_changed: launches `job` (refit) when a config file's content changes."""
+    @sensor(name="target_config_changed", job=job, minimum_interval_seconds=30,
+            default_status=(DefaultSensorStatus.RUNNING
+                            if DEFAULT_STATUS["target_config_changed"]
+                            else DefaultSensorStatus.STOPPED),
+            description="Launches refit when a target config file's content changes. "
+                        + _how("target_config_changed", "sensor"))
+    def _changed(context: SensorEvaluationContext, target_config_file: TargetConfigResource):
+        watched = {c.asset: Path(target_config_file.source(c)) for c in configs(fits)}
+        return _refit_request(context, watched)
+
+    return _changed
+
+
+def _refit_request(context: SensorEvaluationContext, watched: dict[str, Path]):
     missing = [str(p) for p in watched.values() if not p.exists()]
     if missing:
         return SkipReason(f"{', '.join(missing)} does not exist")
@@ -108,12 +127,13 @@ def target_config_changed(
                           None) != current[asset]]
     if not changed:
         return SkipReason("target configs unchanged since their last materialization")
-    both = "-".join(current[a] for a in watched)
-    if context.cursor == both:
+    contents = "-".join(current[a] for a in watched)
+    if context.cursor == contents:
         return SkipReason("a refit for these configs was already requested")
-    context.update_cursor(both)
+    context.update_cursor(contents)
     # Keyed by content and by the latest config materializations, so that a config going
     # A -> B -> A -> B refits every time (Dagster launches a run key only once).
     stamp = "-".join(str(latest[a].storage_id) for a in watched)
-    return RunRequest(run_key=f"{both}-{stamp}",
+    return RunRequest(run_key=f"{contents}-{stamp}",
                       tags={f"{a}_sha256": current[a] for a in changed})
+

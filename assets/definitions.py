@@ -13,27 +13,23 @@ from dagster import Definitions, EnvVar, in_process_executor
 
 from assets.automation import (
     automation_sensor,
+    config_sensor,
     full_rebuild,
-    refit,
-    target_config_changed,
+    refit_job,
     weekly_rebuild,
 )
-from assets.fit import fit_assets, fit_review, national_fit_review
-from assets.package import calibration_package, package_validity
-from assets.publish import stacked_h5s, structural_sanity, xw_consistency
-from assets.release import promoted_release
+from assets.fit import fit_assets
+from assets.gates import gate_checks
+from assets.package import calibration_package
+from assets.publish import stacked_asset
+from assets.release import release_asset
 from assets.source import source_cps, stratified_cps
 from assets.sparsity import allocation_search, sparsity_asset
-from assets.targets import (
-    national_target_config,
-    target_config,
-    target_db,
-    target_db_integrity,
-    target_hierarchy,
-)
-from assets.validate import simulation_quality, validation_results
+from assets.targets import target_config_assets, target_db, target_hierarchy
+from assets.validate import validation_asset
 from pipeline.config import load_profile
-from pipeline.core.packaged import DEFAULT_NATIONAL_TARGET_CONFIG, DEFAULT_TARGET_CONFIG
+from pipeline.core.fit_table import FITS, LOCAL_CONFIG, NATIONAL_CONFIG, Fit
+from pipeline.core.packaged import packaged
 from pipeline.core.parallel import LOCAL
 from pipeline.core.parallel import SETTING as DASK_SETTING
 from resources import (
@@ -46,9 +42,6 @@ from resources import (
     TargetConfigResource,
 )
 
-CHECKS = [target_db_integrity, target_hierarchy, package_validity, fit_review,
-          national_fit_review, structural_sanity, xw_consistency, simulation_quality]
-
 
 def _setting(value: str | None, env: str, default: str) -> str | EnvVar:
     if value is not None:
@@ -60,8 +53,9 @@ def make_definitions(
     *, profile: str | None = None, storage_root: str | None = None,
     target_config_path: str | None = None, national_target_config_path: str | None = None,
     device: str | None = None, dask: str | None = None, workers: int | None = None,
-    baseline: str | None = None,
+    baseline: str | None = None, fits: tuple[Fit, ...] = FITS,
 ) -> Definitions:
+    """`fits` is the fit table the assets, checks and release are generated from."""
     profile_name = profile or os.environ.get("CALIBRATION_PROFILE") or "demo"
     loaded = load_profile(profile_name)
     resources = {
@@ -74,17 +68,16 @@ def make_definitions(
             dask=_setting(dask, DASK_SETTING, LOCAL),
             workers=workers if workers is not None else int(
                 os.environ.get("CALIBRATION_DASK_WORKERS") or 0)),
-        "target_config_file": TargetConfigResource(
-            path=_setting(target_config_path, "CALIBRATION_TARGET_CONFIG",
-                          str(DEFAULT_TARGET_CONFIG)),
-            national_path=_setting(national_target_config_path,
-                                   "CALIBRATION_NATIONAL_TARGET_CONFIG",
-                                   str(DEFAULT_NATIONAL_TARGET_CONFIG))),
+        "target_config_file": TargetConfigResource(**{
+            config.source_field: _setting(given, config.env,
+                                          str(packaged("config", config.default)))
+            for config, given in ((LOCAL_CONFIG, target_config_path),
+                                  (NATIONAL_CONFIG, national_target_config_path))}),
     }
-    assets = [source_cps, stratified_cps, target_db, target_config, national_target_config,
-              calibration_package, sparsity_asset(loaded), *fit_assets(loaded), stacked_h5s,
-              validation_results,
-              promoted_release]
+    assets = [source_cps, stratified_cps, target_db, *target_config_assets(fits),
+              calibration_package, sparsity_asset(loaded, fits), *fit_assets(loaded, fits),
+              stacked_asset(fits), validation_asset(fits), release_asset(fits)]
+    refit = refit_job(fits)
     return Definitions(
         assets=assets,
         # One process per run: its imports and Tax-Calculator's compiled code stay warm
@@ -92,10 +85,10 @@ def make_definitions(
         # lock its resource takes lives exactly as long as the run. The parallel work
         # inside steps goes to the Dask cluster of the compute resource.
         executor=in_process_executor,
-        asset_checks=CHECKS,
+        asset_checks=[target_hierarchy, *gate_checks(fits)],
         jobs=[full_rebuild, refit, allocation_search],
         schedules=[weekly_rebuild],
-        sensors=[target_config_changed, automation_sensor],
+        sensors=[config_sensor(fits, refit), automation_sensor],
         resources=resources,
     )
 

@@ -1,5 +1,6 @@
-"""Fit stage: the local-area and national L0 fits, their launchpad configs, and gate 1 for
-each (the fit review)."""
+"""Fit stage: one L0 fit asset per entry of the fit table (the local-area and national fits),
+each with its launchpad config. Their gate-1 checks come from the gate table
+(`assets/gates.py`)."""
 
 from pathlib import Path
 
@@ -7,11 +8,10 @@ import pydantic
 from dagster import AssetExecutionContext, AssetsDefinition, Config, MaterializeResult, asset
 from dagster import MetadataValue as MV
 
-from assets.gates import gate_check
 from assets.metadata import data_version, loss_chart, markdown_table, svg_image
 from assets.package import calibration_package
-from assets.targets import national_target_config, target_config
 from pipeline.config import Profile
+from pipeline.core.fit_table import Fit
 from pipeline.core.hashing import sha256_file
 from pipeline.core.progress import report_to
 from pipeline.fit import FitParams, FitResult, fit_package
@@ -54,53 +54,37 @@ def launchpad_changes(config: Config, shown: pydantic.BaseModel) -> dict:
     return {k: v for k, v in config.model_dump().items() if v != getattr(shown, k)}
 
 
-def fit_assets(loaded: Profile) -> list[AssetsDefinition]:
-    """calibration_weights and national_weights, the launchpad showing the loaded profile's
-    `fit` and `national_fit` values."""
-    local_config = fit_config_class(loaded.fit, "FitConfig")
-    national_config = fit_config_class(loaded.national_fit, "NationalFitConfig")
+def fit_assets(loaded: Profile, fits: tuple[Fit, ...]) -> list[AssetsDefinition]:
+    """One asset per fit, the launchpad showing the loaded profile's section of each."""
+    return [fit_asset(fit, loaded) for fit in fits]
 
-    @asset(group_name="fit", code_version="2", deps=[calibration_package, target_config],
-           pool="gpu", description="The local-area L0 fit (state and district files); "
-           "diagnostics computed from the exported weights.")
-    def calibration_weights(
-        context: AssetExecutionContext, config: local_config, storage: StorageResource,
+
+def fit_asset(fit: Fit, loaded: Profile) -> AssetsDefinition:
+    shown = loaded.fit_params(fit)
+    config_class = fit_config_class(shown, "".join(w.title() for w in fit.weights.split("_"))
+                                    + "Config")
+    deps = [calibration_package, fit.config.asset, *(["sparsity_allocation"]
+                                                     if fit.allocation else [])]
+
+    @asset(name=fit.weights, group_name="fit", code_version="2", deps=deps, pool="gpu",
+           description=f"{fit.description} Diagnostics computed from the exported weights.")
+    def _fit(
+        context: AssetExecutionContext, config: config_class, storage: StorageResource,
         profile: ProfileResource, compute: ComputeResource,
     ) -> MaterializeResult:
         layout = storage.layout
-        params = launch_params(config, loaded.fit, profile.load().fit, compute.device)
+        params = launch_params(config, shown, profile.load().fit_params(fit), compute.device)
         with report_to(context.log.info):  # progress lines into the run's event log
-            result = fit_package(layout.package_dir, layout.target_config, layout.fit_dir,
-                                 params)
-        context.log.info(f"fit done: {result.error_summaries['exported']}")
-        return MaterializeResult(metadata=fit_metadata(result, layout.fit_dir, "local fit"),
-                                 data_version=data_version(sha256_file(layout.weights)))
-
-    @asset(group_name="fit", code_version="1", deps=[calibration_package,
-                                                     national_target_config,
-                                                     "sparsity_allocation"],
-           pool="gpu", description="The national L0 fit under a record budget (national.h5); "
-           "national and state targets. With allocation: learned, sparsity_allocation "
-           "chooses the records.")
-    def national_weights(
-        context: AssetExecutionContext, config: national_config, storage: StorageResource,
-        profile: ProfileResource, compute: ComputeResource,
-    ) -> MaterializeResult:
-        layout = storage.layout
-        params = launch_params(config, loaded.national_fit, profile.load().national_fit,
-                               compute.device)
-        with report_to(context.log.info):
-            result = fit_package(layout.package_dir, layout.national_target_config,
-                                 layout.national_fit_dir, params,
-                                 config_artifact="national_target_config",
-                                 allocation_dir=layout.allocation_dir)
-        context.log.info(f"national fit done: {result.kept:,} records kept, "
+            result = fit_package(layout.package_dir, layout.target_config(fit.config),
+                                 layout.fit_dir(fit), params, fit=fit,
+                                 allocation_dir=layout.allocation_dir if fit.allocation
+                                 else None)
+        context.log.info(f"{fit.label} done: {result.kept:,} records kept, "
                          f"{result.error_summaries['exported']}")
-        return MaterializeResult(
-            metadata=fit_metadata(result, layout.national_fit_dir, "national fit"),
-            data_version=data_version(sha256_file(layout.national_weights)))
+        return MaterializeResult(metadata=fit_metadata(result, layout.fit_dir(fit), fit.label),
+                                 data_version=data_version(sha256_file(layout.weights(fit))))
 
-    return [calibration_weights, national_weights]
+    return _fit
 
 
 def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
@@ -140,6 +124,3 @@ def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
         "path": MV.path(str(fit_dir)),
     }
 
-
-fit_review = gate_check("fit_review")
-national_fit_review = gate_check("national_fit_review")

@@ -1,4 +1,5 @@
-"""Asset checks generated from the gate table in pipeline.release.gates."""
+"""Asset checks generated from the gate table in pipeline.release.gates: one blocking check
+per gate, attached to the asset it reviews."""
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -8,22 +9,27 @@ from dagster import (
 )
 
 from assets.metadata import check_result
+from pipeline.core.fit_table import Fit
 from pipeline.core.progress import report_to
-from pipeline.release.gates import GATE_BY_NAME, GateContext, run_gate
+from pipeline.release.gates import Gate, gate_table
+from pipeline.release.judges import GateContext
+from pipeline.release.verdicts import run_gate
 from resources import ComputeResource, ProfileResource, StorageResource
 
 
-def gate_check(name: str) -> AssetChecksDefinition:
-    """The blocking check for one gate: judge, record the verdict, report numbers."""
-    gate = GATE_BY_NAME[name]
+def gate_checks(fits: tuple[Fit, ...]) -> list[AssetChecksDefinition]:
+    return [gate_check(gate, fits) for gate in gate_table(fits)]
 
+
+def gate_check(gate: Gate, fits: tuple[Fit, ...]) -> AssetChecksDefinition:
+    """The blocking check for one gate: judge, record the verdict, report numbers."""
     @asset_check(name=gate.name, asset=gate.subject, blocking=True,
                  description=gate.description, additional_deps=list(gate.upstream_assets))
     def _check(context: AssetCheckExecutionContext, storage: StorageResource,
                profile: ProfileResource, compute: ComputeResource) -> AssetCheckResult:
+        ctx = GateContext(storage.layout, profile.load().gates, compute.runner(), fits)
         with report_to(context.log.info):  # a check may walk the published files
-            report, _ = run_gate(gate, GateContext(storage.layout, profile.load(),
-                                                   compute.runner()))
+            report, _ = run_gate(gate, ctx)
         return check_result(report)
 
     return _check

@@ -21,6 +21,7 @@ from dagster import (
 
 from pipeline.core.hashing import sha256_file
 from pipeline.core.report import GateReport
+from pipeline.core.svg import Series, scatter_svg
 
 
 def data_version(sha256: str) -> DataVersion:
@@ -98,65 +99,26 @@ LOSS_JUMP = (
 )
 
 
-def loss_chart(l0: list[float], polish: list[float], width: int = 560,
-               height: int = 260) -> str:
-    """The fit's loss by epoch, log scale, as an inline SVG with axes and the L0 → polish
-    handover marked; then the numbers (4 significant digits, the final epoch included)."""
+def loss_chart(l0: list[float], polish: list[float]) -> str:
+    """The fit's loss by epoch, log scale, as an inline SVG (pipeline.core.svg) with the
+    L0 → polish handover marked; then the numbers (4 significant digits, the final epoch
+    included)."""
     ys = np.asarray(l0 + polish, dtype=float)
     if not len(ys):
         return "**loss by epoch**: no epochs"
-    left, right, top, bottom = 70, 20, 20, 45
-    epochs = np.arange(1, len(ys) + 1)
-    logs = np.log10(np.maximum(ys, 1e-300))
-    lo, hi = np.floor(logs.min()), np.ceil(logs.max())
-    hi = hi if hi > lo else lo + 1
-
-    def x(e: float) -> float:
-        return left + (e - 1) / max(len(ys) - 1, 1) * (width - left - right)
-
-    def y(v: float) -> float:
-        return top + (hi - v) / (hi - lo) * (height - top - bottom)
-
-    parts = [f'<rect width="{width}" height="{height}" fill="white"/>',
-             _line(left, top, left, height - bottom), _line(left, height - bottom,
-                                                            width - right, height - bottom)]
-    for power in np.arange(lo, hi + 1, max(1, int((hi - lo) // 5) or 1)):
-        parts += [_line(left - 4, y(power), left, y(power)),
-                  _text(left - 6, y(power) + 4, f"1e{int(power)}", "end")]
-    for e in np.unique(np.linspace(1, len(ys), 5).round().astype(int)):
-        parts += [_line(x(e), height - bottom, x(e), height - bottom + 4),
-                  _text(x(e), height - bottom + 16, f"{e:,}", "middle")]
-    parts += [_text((left + width - right) / 2, height - 6, "epoch", "middle"),
-              _text(14, (top + height - bottom) / 2, "loss (log scale)", "middle",
-                    f'transform="rotate(-90 14 {(top + height - bottom) / 2})"')]
-    for phase, (a, b), colour in (("L0", (0, len(l0)), "#4f43dd"),
-                                  ("polish", (len(l0), len(ys)), "#e8590c")):
-        if b > a:
-            pts = " ".join(f"{x(e):.1f},{y(v):.1f}" for e, v in zip(epochs[a:b], logs[a:b],
-                                                                    strict=True))
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-                         f'points="{pts}"><title>{phase}</title></polyline>')
-    if l0 and polish:
-        handover = x(len(l0) + 0.5)
-        parts += [_line(handover, top, handover, height - bottom, 'stroke-dasharray="4 3"'),
-                  _text(handover + 4, top + 10, f"polish from epoch {len(l0) + 1:,}", "start")]
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>')
-    image = base64.b64encode(svg.encode()).decode()
+    epochs = np.arange(1, len(ys) + 1, dtype=float)
+    phases = [Series(phase, epochs[a:b].tolist(), ys[a:b].tolist(), line=True, points=False)
+              for phase, (a, b) in (("L0", (0, len(l0))), ("polish", (len(l0), len(ys))))
+              if b > a]
+    svg = scatter_svg(phases, "loss by epoch", "epoch", "loss (log scale)", log_x=False,
+                      x_ticks=np.unique(np.linspace(1, len(ys), 5).round()).tolist(),
+                      x_marks=[(len(l0) + 0.5, f"polish from epoch {len(l0) + 1:,}")]
+                      if l0 and polish else ())
     rows = sorted({*range(1, len(ys) + 1, max(1, len(ys) // 10)), len(l0), len(l0) + 1,
                    len(ys)} - {0, len(ys) + 1})
     table = pd.DataFrame({"epoch": rows,
                           "phase": ["L0" if e <= len(l0) else "polish" for e in rows],
                           "loss": [float(ys[e - 1]) for e in rows]})
     return (f"**loss by epoch** ({len(l0):,} L0 epochs, then {len(polish):,} polish; "
-            f"{ys[0]:.4g} → {ys[-1]:.4g})\n\n![loss by epoch](data:image/svg+xml;base64,"
-            f"{image})\n\n{LOSS_JUMP}\n\n{markdown_table(table)}")
-
-
-def _line(x1: float, y1: float, x2: float, y2: float, extra: str = "") -> str:
-    return (f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#333" '
-            f'{extra}/>')
-
-
-def _text(x: float, y: float, text: str, anchor: str, extra: str = "") -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" {extra}>{text}</text>'
+            f"{ys[0]:.4g} → {ys[-1]:.4g})\n\n{svg_image(svg, 'loss by epoch')}\n\n"
+            f"{LOSS_JUMP}\n\n{markdown_table(table)}")

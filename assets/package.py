@@ -2,13 +2,12 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from assets.gates import gate_check
 from assets.metadata import column_schema, data_version
 from assets.source import stratified_cps
 from assets.targets import target_db
+from pipeline.core.lineage import package_content_sha
 from pipeline.core.progress import report_to
 from pipeline.package.build import build_package
-from pipeline.package.store import package_content_sha
 from pipeline.targets.db import TARGETS
 from resources import ComputeResource, ProfileResource, StorageResource
 
@@ -19,10 +18,11 @@ def calibration_package(
     context: AssetExecutionContext, storage: StorageResource, profile: ProfileResource,
     compute: ComputeResource,
 ) -> MaterializeResult:
-    layout = storage.layout
+    layout, loaded = storage.layout, profile.load()
     with report_to(context.log.info):
         pkg = build_package(layout.base_h5, layout.target_db, layout.package_dir,
-                            profile.load(), compute.runner())
+                            loaded.geography, loaded.package, loaded.seed, compute.runner(),
+                            profile_record=loaded.as_dict())
     meta = pkg.metadata
     context.log.info(f"package: {pkg.X.shape[0]} targets x {pkg.X.shape[1]} columns")
     return MaterializeResult(
@@ -41,5 +41,3 @@ def calibration_package(
         data_version=data_version(package_content_sha(layout.package_dir)),
     )
 
-
-package_validity = gate_check("package_validity")

@@ -1,36 +1,47 @@
-"""Publish stage: stacked H5 files per state and district (the local fit) and national.h5
-(the national fit), and their checks."""
+"""Publish stage: stacked H5 files per state and district and national.h5, each from the
+fit the fit table says publishes them (its checks come from the gate table)."""
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from assets.gates import gate_check
 from assets.metadata import data_version, markdown_table
 from assets.package import calibration_package
+from pipeline.core.fit_table import AREA_FILES, NATIONAL_FILE, Fit, published, publisher
 from pipeline.core.hashing import sha256_file
+from pipeline.core.layout import Layout
+from pipeline.core.lineage import parent_hashes
 from pipeline.core.progress import report_to
 from pipeline.package.store import load_package
-from pipeline.publish.stacking import stack_h5s
-from pipeline.release.lineage import parent_hashes
+from pipeline.publish.stacking import StackResult, stack_h5s
 from resources import ComputeResource, StorageResource
 
 
-@asset(group_name="publish", code_version="4",
-       deps=["calibration_weights", "national_weights", calibration_package],
-       description="One H5 per state and per district (the local fit) and national.h5 (the "
-                   "national fit); weight > 0 records; in policyengine-us's vocabulary "
-                   "(docs/policyengine.md).")
-def stacked_h5s(context: AssetExecutionContext, storage: StorageResource,
-                compute: ComputeResource) -> MaterializeResult:
-    layout = storage.layout
-    with report_to(context.log.info):
-        result = stack_h5s(load_package(layout.package_dir, matrix=False),
-                           np.load(layout.weights, allow_pickle=False), layout.stacked_dir,
-                           lineage=parent_hashes(layout, "stacked_h5s"),
-                           runner=compute.runner(),
-                           national_weights=np.load(layout.national_weights,
-                                                    allow_pickle=False))
+def stacked_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
+    areas, national = publisher(AREA_FILES, fits), publisher(NATIONAL_FILE, fits)
+
+    @asset(name="stacked_h5s", group_name="publish", code_version="4",
+           deps=[*(f.weights for f in published(fits)), calibration_package],
+           description=f"One H5 per state and per district (the {areas.label}) and "
+                       f"{NATIONAL_FILE} (the {national.label}); weight > 0 records; in "
+                       "policyengine-us's vocabulary (docs/policyengine.md).")
+    def _stacked(context: AssetExecutionContext, storage: StorageResource,
+                 compute: ComputeResource) -> MaterializeResult:
+        layout = storage.layout
+        with report_to(context.log.info):
+            result = stack_h5s(load_package(layout.package_dir, matrix=False),
+                               np.load(layout.weights(areas), allow_pickle=False),
+                               layout.stacked_dir,
+                               lineage=parent_hashes(layout, "stacked_h5s", fits),
+                               runner=compute.runner(),
+                               national_weights=np.load(layout.weights(national),
+                                                        allow_pickle=False))
+        return _metadata(result, layout)
+
+    return _stacked
+
+
+def _metadata(result: StackResult, layout: Layout) -> MaterializeResult:
     files = result.manifest["files"]
     per_state = pd.DataFrame(
         [(rel, f["households"], f["persons"], f["weight_total"])
@@ -55,6 +66,3 @@ def stacked_h5s(context: AssetExecutionContext, storage: StorageResource,
         data_version=data_version(sha256_file(layout.stacked_manifest)),
     )
 
-
-structural_sanity = gate_check("structural_sanity")
-xw_consistency = gate_check("xw_consistency")

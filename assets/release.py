@@ -2,28 +2,35 @@
 
 from dagster import (
     AssetExecutionContext,
+    AssetsDefinition,
     AutomationCondition,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from assets.validate import validation_results
+from pipeline.core.fit_table import Fit
 from pipeline.release.promotion import promote_release
 from resources import StorageResource
 
 
-@asset(group_name="release", code_version="1", deps=[validation_results],
-       automation_condition=(AutomationCondition.eager()
-                             & AutomationCondition.all_deps_blocking_checks_passed()),
-       description="A versioned, immutable release; CURRENT moves only behind passed gates "
-                   "on artifacts of one lineage.")
-def promoted_release(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
-    release = promote_release(storage.layout)
-    context.log.info(f"promoted release {release.version}")
-    return MaterializeResult(metadata={
-        "version": release.version,
-        "path": MetadataValue.path(str(release.path)),
-        "files": len(release.manifest["files"]),
-        "gates": MetadataValue.json(release.manifest["gates"]),
-    })
+def release_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
+    """promoted_release over the fit table: every fit's record goes into the release."""
+    @asset(name="promoted_release", group_name="release", code_version="1",
+           # A fit that publishes no files is not upstream of validation: depend on it here.
+           deps=["validation_results", *(f.weights for f in fits if f.publishes is None)],
+           automation_condition=(AutomationCondition.eager()
+                                 & AutomationCondition.all_deps_blocking_checks_passed()),
+           description="A versioned, immutable release; CURRENT moves only behind passed gates "
+                       "on artifacts of one lineage.")
+    def _release(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
+        release = promote_release(storage.layout, fits)
+        context.log.info(f"promoted release {release.version}")
+        return MaterializeResult(metadata={
+            "version": release.version,
+            "path": MetadataValue.path(str(release.path)),
+            "files": len(release.manifest["files"]),
+            "gates": MetadataValue.json(release.manifest["gates"]),
+        })
+
+    return _release

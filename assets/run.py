@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # dagster loads after the arguments are parsed
     from dagster import ExecuteInProcessResult
 
-    from pipeline.release.releases import Release
+    from pipeline.release.versions import Release
 
 EXIT_NOT_PROMOTED = 1
 EXIT_BUSY = 4
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if not result.success or failed_checks or not promoted:
         print(not_promoted_summary(result, failed_checks, storage_root), file=sys.stderr)
         return EXIT_NOT_PROMOTED
-    from pipeline.release.releases import current_release
+    from pipeline.release.versions import current_release
 
     print(release_summary(current_release(storage_root)))
     if warnings:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 def not_promoted_summary(result: "ExecuteInProcessResult", failed_checks: list[str],
                          storage_root: Path) -> str:
     """Why nothing was promoted, in the words of the pipeline's own errors."""
-    from pipeline.release.releases import current_problem, current_release
+    from pipeline.release.versions import current_problem, current_release
 
     lines = [f"Run {result.run_id} promoted nothing."]
     lines += [f"  check failed: {name}" for name in failed_checks]
@@ -114,14 +114,14 @@ def _error_of(event):
 
 
 def release_summary(release: "Release") -> str:
+    from pipeline.core.fit_table import FITS
+
     m = release.manifest
     lines = [
         f"Promoted release {release.version}",
         f"  path:  {release.path}",
         f"  files: {len(m['files'])}",
-        *(_fit_line(label, m[key]) for label, key in (("local fit", "fit"),
-                                                      ("national fit", "national_fit"))
-          if key in m),
+        *(_fit_line(fit.label, m[fit.manifest_key]) for fit in FITS if fit.manifest_key in m),
         "  gates:",
     ]
     lines += [f"    {'PASS' if v['passed'] else 'FAIL'} {gate}: {v['summary']}"

@@ -1,7 +1,8 @@
-"""Sparsity stage: the learned allocation of the national fit's record budget (optional).
+"""Sparsity stage: the learned allocation of a fit's record budget (optional): the fit the
+fit table marks `allocation` (the national fit).
 
-Not part of `full_rebuild`: the `allocation_search` job materializes it, and a national fit
-with `allocation: learned` (launchpad, or the profile's national_fit) keeps its records.
+Not part of `full_rebuild`: the `allocation_search` job materializes it, and that fit with
+`allocation: learned` (launchpad, or its profile section) keeps its records.
 """
 
 from pathlib import Path
@@ -19,24 +20,24 @@ from dagster import MetadataValue as MV
 from assets.fit import launchpad_changes, launchpad_config
 from assets.metadata import data_version, markdown_table
 from assets.package import calibration_package
-from assets.targets import national_target_config
 from pipeline.config import Profile
+from pipeline.core.fit_table import Fit, allocated
 from pipeline.core.hashing import sha256_file
 from pipeline.core.layout import ALLOCATION_BUDGETS
 from pipeline.core.progress import report_to
-from pipeline.sparsity.allocate import allocate
-from pipeline.sparsity.settings import AllocationSettings
+from pipeline.sparsity import AllocationSettings, allocate
 from resources import ComputeResource, ProfileResource, StorageResource
 
 
-def sparsity_asset(loaded: Profile) -> AssetsDefinition:
-    """sparsity_allocation, the launchpad showing the loaded profile's `allocation`."""
+def sparsity_asset(loaded: Profile, fits: tuple[Fit, ...]) -> AssetsDefinition:
+    """sparsity_allocation for the fit table's allocated fit, the launchpad showing the
+    loaded profile's `allocation`."""
+    fit = allocated(fits)
     config_class = launchpad_config(loaded.allocation, "AllocationConfig",
                                     "The search's settings; the defaults are the profile's.")
 
-    @asset(group_name="fit", code_version="1", deps=[calibration_package,
-                                                     national_target_config],
-           pool="gpu", description="Where the national fit's record budget goes, learned by "
+    @asset(group_name="fit", code_version="1", deps=[calibration_package, fit.config.asset],
+           pool="gpu", description=f"Where the {fit.label}'s record budget goes, learned by "
            "PPO agents (gymnasium env over states x strata) on half the validation split.")
     def sparsity_allocation(
         context: AssetExecutionContext, config: config_class, storage: StorageResource,
@@ -47,9 +48,9 @@ def sparsity_asset(loaded: Profile) -> AssetsDefinition:
         settings = AllocationSettings.model_validate({
             **run_profile.allocation.model_dump(),
             **launchpad_changes(config, loaded.allocation)})
-        params = run_profile.national_fit.with_(device=compute.device)
+        params = run_profile.fit_params(fit).with_(device=compute.device)
         with report_to(context.log.info):
-            meta = allocate(layout.package_dir, layout.national_target_config, params,
+            meta = allocate(layout.package_dir, layout.target_config(fit.config), params,
                             settings, layout.allocation_dir, runner=compute.runner())
         return MaterializeResult(metadata=allocation_metadata(meta, layout.allocation_dir),
                                  data_version=data_version(sha256_file(

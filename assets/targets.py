@@ -1,18 +1,25 @@
 """Targets stage: the target DB of real public statistics, its consistency report (a
-warning check), and the user's target config."""
+warning check), and the users' target configs (one asset per config of the fit table)."""
 
 from pathlib import Path
 
 import pandas as pd
-from dagster import AssetCheckResult, MaterializeResult, MetadataValue, asset, asset_check
+from dagster import (
+    AssetCheckResult,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
 
-from assets.gates import gate_check
 from assets.metadata import check_result, column_schema, data_version, file_result, markdown_table
+from pipeline.core.fit_table import Fit, TargetConfig, configs
 from pipeline.core.hashing import sha256_file
-from pipeline.targets.config import install_target_config
 from pipeline.targets.db import TARGETS, load_targets
 from pipeline.targets.etl import build_target_db
 from pipeline.targets.hierarchy import gap_summary, hierarchy_gaps, hierarchy_report
+from pipeline.targets.target_config import install_target_config
 from resources import ProfileResource, StorageResource, TargetConfigResource
 
 GROUP = "targets"
@@ -39,9 +46,6 @@ def target_db(storage: StorageResource, profile: ProfileResource) -> Materialize
         "largest_gaps": MetadataValue.md(markdown_table(gaps.head(15))),
         **column_schema(TARGETS),
     })
-
-
-target_db_integrity = gate_check("target_db_integrity")
 
 
 @asset_check(asset=target_db, blocking=False,
@@ -75,21 +79,20 @@ def _install(source: str, destination: Path, targets: pd.DataFrame) -> Materiali
     )
 
 
-@asset(group_name=GROUP, code_version="2", deps=[target_db],
-       description="Include/exclude/reconcile YAML deciding what reaches the local-area fit.")
-def target_config(
-    storage: StorageResource, target_config_file: TargetConfigResource
-) -> MaterializeResult:
-    layout = storage.layout
-    return _install(target_config_file.path, layout.target_config,
-                    load_targets(layout.target_db))
+def target_config_assets(fits: tuple[Fit, ...]) -> list[AssetsDefinition]:
+    """One asset per target config of the fit table: the copy its fits read."""
+    return [_config_asset(config, [f for f in fits if f.config == config])
+            for config in configs(fits)]
 
 
-@asset(group_name=GROUP, code_version="1", deps=[target_db],
-       description="Include/exclude/reconcile YAML deciding what reaches the national fit.")
-def national_target_config(
-    storage: StorageResource, target_config_file: TargetConfigResource
-) -> MaterializeResult:
-    layout = storage.layout
-    return _install(target_config_file.national_path, layout.national_target_config,
-                    load_targets(layout.target_db))
+def _config_asset(config: TargetConfig, readers: list[Fit]) -> AssetsDefinition:
+    @asset(name=config.asset, group_name=GROUP, code_version="2", deps=[target_db],
+           description="Include/exclude/reconcile YAML deciding what reaches the "
+                       f"{' and the '.join(f.label for f in readers)}.")
+    def _installed(storage: StorageResource,
+                   target_config_file: TargetConfigResource) -> MaterializeResult:
+        layout = storage.layout
+        return _install(target_config_file.source(config), layout.target_config(config),
+                        load_targets(layout.target_db))
+
+    return _installed

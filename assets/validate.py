@@ -1,16 +1,15 @@
-"""Validate stage: every target recomputed from each fit's published files, and gate 2."""
+"""Validate stage: every target recomputed from each publishing fit's files (gate 2, its
+check, comes from the gate table)."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from assets.gates import gate_check
 from assets.metadata import column_schema, file_result, markdown_table
-from assets.publish import stacked_h5s
-from assets.targets import national_target_config, target_config
+from pipeline.core.fit_table import Fit, configs, published
+from pipeline.core.layout import Layout
+from pipeline.core.lineage import parent_hashes, write_lineage
 from pipeline.core.progress import report_to
-from pipeline.release.fits import load_fits
-from pipeline.release.gates import published
-from pipeline.release.lineage import parent_hashes, write_lineage
+from pipeline.validate.fit_views import load_fits, walk_storage
 from pipeline.validate.quality import heldout_metrics
 from pipeline.validate.sanity import FAIL
 from pipeline.validate.scoring import ABSOLUTE, IN_SCOPE, OUT_OF_SCOPE
@@ -22,19 +21,28 @@ from pipeline.validate.totals import (
 from resources import ComputeResource, StorageResource
 
 
-@asset(group_name="validate", code_version="3",
-       deps=[stacked_h5s, target_config, national_target_config],
-       description="Every target recomputed by the engine from each fit's published H5 "
-                   "files, scored relative (or absolute near zero), with its provenance.")
-def validation_results(context: AssetExecutionContext, storage: StorageResource,
-                       compute: ComputeResource) -> MaterializeResult:
-    layout = storage.layout
-    lineage = parent_hashes(layout, "validation_results")
-    pkg, fits = load_fits(layout)
-    with report_to(context.log.info):
-        df = validate_h5s(published(layout, pkg, fits, compute.runner()), fits)
-    write_validation_csv(df, layout.validation_csv)
-    write_lineage(layout.validation_lineage, lineage)
+def validation_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
+    shown = published(fits)
+
+    @asset(name="validation_results", group_name="validate", code_version="3",
+           deps=["stacked_h5s", *(c.asset for c in configs(shown))],
+           description="Every target recomputed by the engine from each fit's published H5 "
+                       "files, scored relative (or absolute near zero), with its provenance.")
+    def _validation(context: AssetExecutionContext, storage: StorageResource,
+                    compute: ComputeResource) -> MaterializeResult:
+        layout = storage.layout
+        lineage = parent_hashes(layout, "validation_results", fits)
+        pkg, views = load_fits(layout, shown)
+        with report_to(context.log.info):
+            df = validate_h5s(walk_storage(layout, pkg, views, compute.runner()), views)
+        write_validation_csv(df, layout.validation_csv)
+        write_lineage(layout.validation_lineage, lineage)
+        return _metadata(df, layout)
+
+    return _validation
+
+
+def _metadata(df: pd.DataFrame, layout: Layout) -> MaterializeResult:
     scored = df[df["scope"] == IN_SCOPE]
     trained = scored[scored["in_training"]]
     heldout = pd.DataFrame(heldout_metrics(df)).T.rename_axis("holdout_group").reset_index()
@@ -66,5 +74,3 @@ def validation_results(context: AssetExecutionContext, storage: StorageResource,
 def _median(values: pd.Series) -> float:
     return float(values.median()) if len(values) else float("nan")
 
-
-simulation_quality = gate_check("simulation_quality")

@@ -38,10 +38,14 @@ from pipeline.config import load_profile
 from pipeline.core.atomic import write_text
 from pipeline.core.packaged import DEFAULT_NATIONAL_TARGET_CONFIG
 from pipeline.core.parallel import connect
-from pipeline.fit.core import FitResult, error_summary, fit, identity_digest
+from pipeline.fit.allocation import Allocation
+from pipeline.fit.training import FitResult, error_summary, fit, identity_digest
 from pipeline.sparsity.allocate import run_search
-from pipeline.sparsity.allocation import Allocation
-from pipeline.sparsity.trained import CHECKPOINT_NAME, Trained, train
+from pipeline.sparsity.problems.calibration_model import (
+    CHECKPOINT_NAME,
+    TrainedCalibration,
+    train_calibration,
+)
 
 RESULTS = Path(__file__).parent / "results"
 BRACKET = (1e-4, 2e-2)  # λ_L0 keeping about 150K and 10K of the demo's 240K columns
@@ -63,14 +67,14 @@ class Row:
     note: str = ""
 
 
-def errors(trained: Trained, result: FitResult) -> tuple[float, float, float]:
+def errors(trained: TrainedCalibration, result: FitResult) -> tuple[float, float, float]:
     report = trained.scope & ~trained.reward
     return (result.error_summaries["exported"]["mean"],
             error_summary(result.estimates[trained.scope], result.y[trained.scope])["mean"],
             error_summary(result.estimates[report], result.y[report])["mean"])
 
 
-def polish_mask(trained: Trained, params, work: Path, keep: np.ndarray,
+def polish_mask(trained: TrainedCalibration, params, work: Path, keep: np.ndarray,
                 integer: np.ndarray, start: FitResult | None = None) -> FitResult:
     """The fit with this keep set: an L0 phase (the trained one, or `start`'s), resumed
     from its checkpoint, then the polish."""
@@ -84,7 +88,7 @@ def polish_mask(trained: Trained, params, work: Path, keep: np.ndarray,
                resume_from=work / (CHECKPOINT_NAME if start is None else DENSE_CHECKPOINT))
 
 
-def row(budget: int, method: str, trained: Trained, result: FitResult, seconds: float,
+def row(budget: int, method: str, trained: TrainedCalibration, result: FitResult, seconds: float,
         note: str = "") -> Row:
     r = Row(budget, method, result.kept, *errors(trained, result), seconds, note)
     print(f"{budget:>7,} {method:>28}: kept {r.kept:>7,}  training {r.training:.3%}  split "
@@ -95,7 +99,7 @@ def row(budget: int, method: str, trained: Trained, result: FitResult, seconds: 
 class Uniform:
     """One λ_L0 for every column, no budget: whole fits, bisected in log λ."""
 
-    def __init__(self, trained: Trained, base):
+    def __init__(self, trained: TrainedCalibration, base):
         self.trained, self.base = trained, base.with_(records=None)
         self.kept: dict[float, int] = {}
 
@@ -127,7 +131,7 @@ class Uniform:
         return result, fits, time.perf_counter() - t0
 
 
-def learned(trained: Trained, params, settings, work: Path, runner, budget: int,
+def learned(trained: TrainedCalibration, params, settings, work: Path, runner, budget: int,
             label: str = "learned") -> tuple[Row, object]:
     t0 = time.perf_counter()
     search = run_search(trained, params, settings, None, runner)
@@ -168,7 +172,7 @@ def main() -> None:
         params = base.with_(records=budget)
         work = args.work / str(budget)
         t0 = time.perf_counter()
-        trained = train(args.package, args.config, params, work, seed=settings.seed)
+        trained = train_calibration(args.package, args.config, params, work, seed=settings.seed)
         rows.append(row(budget, "budget method", trained, trained.result,
                         time.perf_counter() - t0))
         uniform = uniform or Uniform(trained, base)
@@ -208,7 +212,7 @@ def main() -> None:
             p_few = base.with_(records=fewer)
             w_few = args.work / str(fewer)
             t0 = time.perf_counter()
-            t_few = train(args.package, args.config, p_few, w_few, seed=settings.seed)
+            t_few = train_calibration(args.package, args.config, p_few, w_few, seed=settings.seed)
             rows.append(row(fewer, "budget method", t_few, t_few.result,
                             time.perf_counter() - t0, f"{args.fewer:.0%} of {budget:,}"))
             rows.append(learned(t_few, p_few, settings, w_few, two, fewer,

@@ -25,7 +25,7 @@ import torch
 
 from pipeline.core.atomic import write_text
 from pipeline.core.parallel import connect
-from pipeline.sparsity.digits import (
+from pipeline.sparsity.problems.digits import (
     BASELINE_EPOCHS,
     DigitsProblem,
     magnitude_pruning,

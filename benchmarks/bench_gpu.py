@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config.profile import load_profile  # noqa: E402
-from pipeline.fit.engines import FusedEngine, TorchEngine  # noqa: E402
+from pipeline.fit.backends import FusedBackend, TorchBackend  # noqa: E402
 from pipeline.fit.model import initial_parameters  # noqa: E402
 from pipeline.fit.package_fit import fit_package  # noqa: E402
 from pipeline.fit.params import FitParams  # noqa: E402
@@ -103,9 +103,9 @@ def time_production_epochs() -> None:
     log_w, log_a = initial_parameters(np.full(X.shape[1], 100.0), params.seed)
     seconds = {}
     engines = {
-        "cuda": lambda: TorchEngine(X, y, log_w.clone(), log_a.clone(), params,
+        "cuda": lambda: TorchBackend(X, y, log_w.clone(), log_a.clone(), params,
                                     torch.device("cuda")),
-        "cpu": lambda: FusedEngine(X, y, log_w.clone(), log_a.clone(), params),
+        "cpu": lambda: FusedBackend(X, y, log_w.clone(), log_a.clone(), params),
     }
     for name, timed in (("cuda", 50), ("cpu", 5)):
         device = torch.device(name)

@@ -54,13 +54,14 @@ def ensure_package(work: Path) -> None:
 
 def phase_child(work: Path, dask: str, workers: int, compression: str, kept: int) -> None:
     """One configuration, phase by phase; prints a JSON line per phase."""
+    from pipeline.core.fit_table import LOCAL
     from pipeline.core.parallel import make_runner
     from pipeline.microdata import h5, read_h5
     from pipeline.package.store import load_package
     from pipeline.publish.stacking import stack_h5s
     from pipeline.validate.consistency import xw_consistency
     from pipeline.validate.published import seed_cache
-    from pipeline.validate.totals import LOCAL, FitTargets, validate_h5s, walk_published
+    from pipeline.validate.totals import FitTargets, validate_h5s, walk_published
 
     h5.DATASET_OPTIONS = COMPRESSION[compression]
     runner = make_runner(dask, workers)

@@ -39,7 +39,8 @@ def main() -> None:
         build_target_db(layout.target_db)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    pkg = build_package(layout.base_h5, layout.target_db, layout.package_dir, profile)
+    pkg = build_package(layout.base_h5, layout.target_db, layout.package_dir, profile.geography,
+                        profile.package, profile.seed, profile_record=profile.as_dict())
     seconds = time.perf_counter() - started
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     size = sum(p.stat().st_size for p in layout.package_dir.iterdir()) / 2**30

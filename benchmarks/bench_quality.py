@@ -34,7 +34,7 @@ import pandas as pd
 
 from pipeline.core.atomic import write_text
 from pipeline.core.layout import VALIDATION_CSV
-from pipeline.release.releases import current_release
+from pipeline.release.versions import current_release
 from pipeline.validate.scoring import IN_SCOPE, score_errors
 from pipeline.validate.totals import read_validation_csv
 

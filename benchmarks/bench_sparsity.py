@@ -29,9 +29,9 @@ from pathlib import Path
 from pipeline.core.atomic import write_text
 from pipeline.core.packaged import DEFAULT_NATIONAL_TARGET_CONFIG
 from pipeline.core.svg import Series, scatter_svg
-from pipeline.fit.core import error_summary, fit
 from pipeline.fit.package_fit import design_weights
 from pipeline.fit.params import FitParams
+from pipeline.fit.training import error_summary, fit
 from pipeline.package.store import load_selection
 from pipeline.targets.split import split_scope
 

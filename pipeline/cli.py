@@ -64,14 +64,15 @@ def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
 
 def _run_fit(args: argparse.Namespace) -> int:
     from pipeline.config import load_profile
+    from pipeline.core.fit_table import FITS, LOCAL, NATIONAL
     from pipeline.core.layout import Layout
     from pipeline.core.lock import storage_lock
     from pipeline.fit import FitParams, fit_package, review_fit
     from pipeline.fit.params import NationalFitParams
 
+    fit = NATIONAL if args.national else LOCAL
     if args.profile:
-        profile = load_profile(args.profile)
-        base = profile.national_fit if args.national else profile.fit
+        base = load_profile(args.profile).fit_params(fit)
     else:
         base = NationalFitParams() if args.national else FitParams()
     changes = {name: getattr(args, name) for name in FitParams.model_fields
@@ -83,11 +84,11 @@ def _run_fit(args: argparse.Namespace) -> int:
     # A storage root's own fit directory is written under that root's lock; any other
     # output directory is its own lock's root.
     parent = Layout(out.parent)
-    root = out.parent if out in (parent.fit_dir, parent.national_fit_dir) else out
+    root = out.parent if any(out == parent.fit_dir(f) for f in FITS) else out
     with storage_lock(root) as lock:
         _report_lock(lock)
         result = fit_package(args.package, args.target_config, out, params, args.resume_from,
-                             trust_pickle=args.trust_pickle,
+                             trust_pickle=args.trust_pickle, fit=fit,
                              allocation_dir=args.allocation_from)
     err = result.error_summaries["exported"]
     review = review_fit(result)
@@ -109,7 +110,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 def _add_allocate_parser(subparsers: argparse._SubParsersAction) -> None:
     from pipeline.core.packaged import DEFAULT_NATIONAL_TARGET_CONFIG
     from pipeline.core.parallel import SETTING
-    from pipeline.sparsity.settings import AllocationSettings
+    from pipeline.sparsity import AllocationSettings
 
     p = subparsers.add_parser("allocate", help="learn where the national fit's record budget "
                               "goes (RL search); the fit uses it with --allocation learned")
@@ -143,14 +144,14 @@ def _yes_no(value: str) -> bool:
 
 def _run_allocate(args: argparse.Namespace) -> int:
     from pipeline.config import load_profile
+    from pipeline.core.fit_table import allocated
     from pipeline.core.lock import storage_lock
     from pipeline.core.parallel import make_runner
     from pipeline.fit.params import NationalFitParams
-    from pipeline.sparsity.allocate import allocate
-    from pipeline.sparsity.settings import AllocationSettings
+    from pipeline.sparsity import AllocationSettings, allocate
 
     profile = load_profile(args.profile) if args.profile else None
-    params = profile.national_fit if profile else NationalFitParams()
+    params = profile.fit_params(allocated()) if profile else NationalFitParams()
     changes = {k: v for k, v in (("records", args.records), ("epochs", args.epochs))
                if v is not None}
     if os.environ.get(DEVICE_ENV):
@@ -222,8 +223,10 @@ def _add_release_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_releases(args: argparse.Namespace) -> int:
-    """Lists even when CURRENT is broken: that is when a user needs the list to repair it."""
-    from pipeline.release.releases import (
+    """Lists even when CURRENT is broken: that is when a user needs the list to repair it.
+    The errors shown are the first (local) fit's."""
+    from pipeline.core.fit_table import FITS
+    from pipeline.release.versions import (
         CURRENT,
         current_problem,
         current_release,
@@ -238,19 +241,20 @@ def _run_releases(args: argparse.Namespace) -> int:
     if not releases:
         print(f"no releases under {args.storage}")
     for release in releases:
-        fit = release.manifest.get("fit", {})
-        err = fit.get("error_summary", {})
+        err = release.manifest.get(FITS[0].manifest_key, {}).get("error_summary", {})
         gates = release.manifest.get("gates", {})
         passed = sum(g.get("passed", False) for g in gates.values())
         mark = "*" if current and current.version == release.version else " "
         heldout = "".join(f"  held-out {g} median {h['median']:.4f} p90 {h['p90']:.4f}"
                           for g, h in release.manifest.get("heldout", {}).items())
-        national = release.manifest.get("national_fit", {}).get("records_kept", "-")
+        kept = "".join(f"  {fit.name} kept "
+                       f"{release.manifest.get(fit.manifest_key, {}).get('records_kept', '-')}"
+                       for fit in FITS)
         note = "" if release.version in promoted else (
             "  UNPROMOTED (its promotion stopped before CURRENT moved)")
         print(f"{mark} {release.version}  mean rel error {err.get('mean', float('nan')):.4f}  "
-              f"max {err.get('max', float('nan')):.4f}  kept {fit.get('records_kept', '?')}  "
-              f"national kept {national}  gates {passed}/{len(gates)} passed{heldout}{note}")
+              f"max {err.get('max', float('nan')):.4f}{kept}  gates {passed}/{len(gates)} "
+              f"passed{heldout}{note}")
     if problem:
         print(f"warning: {CURRENT} {problem}; no release is current. Fix: calibrate rollback "
               "VERSION (one of the above)", file=sys.stderr)
@@ -261,7 +265,7 @@ def _run_releases(args: argparse.Namespace) -> int:
 
 def _run_rollback(args: argparse.Namespace) -> int:
     from pipeline.core.lock import storage_lock
-    from pipeline.release.releases import rollback
+    from pipeline.release.versions import rollback
 
     with storage_lock(args.storage) as lock:
         _report_lock(lock)

@@ -14,10 +14,11 @@ from pydantic import PrivateAttr
 
 from pipeline.config import Profile, load_profile
 from pipeline.core.errors import InputError
+from pipeline.core.fit_table import TargetConfig
 from pipeline.core.layout import Layout
 from pipeline.core.lock import Acquired, storage_lock
 from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
-from pipeline.release.releases import current_release, repair_current
+from pipeline.release.versions import current_release, repair_current
 
 STORAGE_ENV = "CALIBRATION_STORAGE_ROOT"
 DEFAULT_STORAGE_ROOT = "storage"  # relative to the working directory
@@ -128,7 +129,10 @@ class TargetConfigResource(ConfigurableResource):
     """The include/exclude YAMLs a user edits to choose which targets reach each fit:
     `path` the local-area fit's (`CALIBRATION_TARGET_CONFIG`), `national_path` the national
     fit's (`CALIBRATION_NATIONAL_TARGET_CONFIG`); defaults: the ones shipped in
-    pipeline/config."""
+    pipeline/config. A target config of the fit table names its field (`source_field`)."""
 
     path: str
     national_path: str
+
+    def source(self, config: TargetConfig) -> str:
+        return getattr(self, config.source_field)

@@ -1,16 +1,20 @@
 """Builders shared by the tests: small microdata, packages and artifact trees."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pipeline.core.fit_table import FITS, LOCAL, NATIONAL, Fit, configs
 from pipeline.core.layout import Layout
+from pipeline.core.lineage import parent_hashes, write_lineage
+from pipeline.core.lock import LOCK_FILE, Holder
 from pipeline.microdata import Microdata, write_h5
 from pipeline.package.store import CalibrationPackage, save_package
-from pipeline.release.lineage import parent_hashes, write_lineage
 from pipeline.targets.db import with_provenance
+from pipeline.validate.totals import FitTargets
 
 # 3 base households x 3 clones; column = clone * 3 + record.
 CD = np.array([3701, 3702, 601, 3702, 3701, 602, 601, 3701, 3702], dtype=np.int32)
@@ -99,28 +103,31 @@ def small_package(n_records=3, n_clones=2) -> CalibrationPackage:
     )
 
 
-def artifact_tree(root) -> Layout:
+CONFIG_TEXT = {LOCAL.config: "exclude: []\n", NATIONAL.config: "include: [{geo_level: state}]\n"}
+WEIGHTS = {LOCAL: [1.0, 0.0, 2.0], NATIONAL: [0.0, 0.0, 3.0]}
+
+
+def artifact_tree(root, fits: tuple[Fit, ...] = FITS) -> Layout:
     """Every artifact a gate judges, as tiny files of one consistent lineage."""
     layout = Layout(root)
-    for path, text in ((layout.target_db, "db"), (layout.target_config, "exclude: []\n"),
-                       (layout.national_target_config, "include: [{geo_level: state}]\n")):
+    for path, text in ((layout.target_db, "db"), *(
+            (layout.target_config(c), CONFIG_TEXT.get(c, "exclude: []\n"))
+            for c in configs(fits))):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     layout.package_dir.mkdir(parents=True)
     (layout.package_dir / "X.npz").write_text("x")
     _with_lineage(layout.package_dir / "metadata.json",
-                  parent_hashes(layout, "calibration_package"))
-    layout.fit_dir.mkdir()
-    np.save(layout.weights, np.array([1.0, 0.0, 2.0]))
-    _with_lineage(layout.run_config, parent_hashes(layout, "calibration_weights"))
-    layout.national_fit_dir.mkdir()
-    np.save(layout.national_weights, np.array([0.0, 0.0, 3.0]))
-    _with_lineage(layout.national_run_config, parent_hashes(layout, "national_weights"))
+                  parent_hashes(layout, "calibration_package", fits))
+    for fit in fits:
+        layout.fit_dir(fit).mkdir()
+        np.save(layout.weights(fit), np.array(WEIGHTS.get(fit, [1.0, 1.0, 0.0])))
+        _with_lineage(layout.run_config(fit), parent_hashes(layout, fit.weights, fits))
     layout.stacked_dir.mkdir()
-    _with_lineage(layout.stacked_manifest, parent_hashes(layout, "stacked_h5s"))
+    _with_lineage(layout.stacked_manifest, parent_hashes(layout, "stacked_h5s", fits))
     layout.validation_dir.mkdir()
     layout.validation_csv.write_text("target_name\n")
-    write_lineage(layout.validation_lineage, parent_hashes(layout, "validation_results"))
+    write_lineage(layout.validation_lineage, parent_hashes(layout, "validation_results", fits))
     return layout
 
 
@@ -165,3 +172,21 @@ def validation_frame(errors, *, training=None, sanity=None, sim=None, holdout=No
         "scope": scope or ["in_scope"] * n,
         "fit": [fit] * n,
     })
+
+
+def local_view(targets: pd.DataFrame, selected: np.ndarray | None = None) -> FitTargets:
+    """The local fit's view of `targets` (files without a national fit of their own):
+    trained on `selected`, by default every target that is not held out."""
+    if selected is None:
+        selected = targets["holdout"].to_numpy() == 0
+    return FitTargets.of(LOCAL, targets, selected)
+
+
+def lock_holder(root) -> Holder | None:
+    """The storage lock's recorded holder (live, or dead without releasing); None when free
+    and clean."""
+    path = Path(root) / LOCK_FILE
+    try:
+        return Holder(**json.loads(path.read_text()))
+    except (OSError, ValueError):  # no lock file, a clean release (empty), or being written
+        return None

@@ -4,12 +4,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from factories import base_microdata, make_package
+from factories import base_microdata, local_view, make_package
 
 from pipeline.publish import stacking
 from pipeline.publish.stacking import stack_h5s
 from pipeline.validate.published import seed_cache
-from pipeline.validate.totals import local_view, walk_published
+from pipeline.validate.totals import walk_published
 
 pytestmark = pytest.mark.slow
 

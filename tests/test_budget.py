@@ -36,7 +36,7 @@ def test_budget_fit_is_bit_identical_and_resumes_identically(tmp_path):
     again = fit(X, y, iw, BUDGET)
     assert np.array_equal(full.weights, again.weights)
     assert full.budget == again.budget
-    import pipeline.fit.core as core
+    import pipeline.fit.training as core
 
     saved = {}
     real = core.save_checkpoint

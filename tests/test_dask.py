@@ -5,13 +5,13 @@ import time
 
 import numpy as np
 import pytest
-from factories import W, base_microdata, make_package
+from factories import W, base_microdata, local_view, make_package
 
 from pipeline.core.errors import InputError
 from pipeline.core.parallel import SETTING, InProcess, connect, make_runner
 from pipeline.publish.stacking import stack_h5s
 from pipeline.validate.published import seed_cache
-from pipeline.validate.totals import local_view, walk_published
+from pipeline.validate.totals import walk_published
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,8 @@ from dagster import (
     evaluate_automation_conditions,
 )
 
-from assets.automation import target_config_changed
 from pipeline.cli import main as calibrate
-from pipeline.release.releases import current_release, list_releases
+from pipeline.release.versions import current_release, list_releases
 from pipeline.validate.totals import read_validation_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -152,7 +151,8 @@ def test_config_change_refits_without_rebuilding_the_package(world):
     resources = {"target_config_file": world.defs.resources["target_config_file"]}
     context = build_sensor_context(instance=world.instance, resources=resources,
                                    definitions=world.defs)
-    request = target_config_changed(context)
+    [sensor] = [s for s in world.defs.sensors if s.name == "target_config_changed"]
+    request = sensor(context)
     assert request.run_key.startswith(request.tags["target_config_sha256"])
     result = world.run("refit", tags=request.tags)
     assert result.success and _promoted(result)
@@ -169,7 +169,7 @@ def test_config_change_refits_without_rebuilding_the_package(world):
     # The sensor now sees the config it refitted on and asks for nothing more.
     with build_sensor_context(instance=world.instance, resources=resources,
                               definitions=world.defs) as context:
-        assert "unchanged" in target_config_changed(context).skip_message
+        assert "unchanged" in sensor(context).skip_message
 
 
 def test_a_record_budget_set_in_the_launchpad_reaches_national_h5(world):

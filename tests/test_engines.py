@@ -17,7 +17,7 @@ from pipeline.engine.builtin import BuiltinEngine, tax_cache
 from pipeline.engine.state_cache import cache_key, cached_state_values, entry_path
 from pipeline.microdata import Microdata
 from pipeline.package.build import in_scope, out_of_scope_summary
-from pipeline.targets.config import apply_target_config
+from pipeline.targets.target_config import apply_target_config
 
 VARIABLES = ("adjusted_gross_income", "eitc", "person_count", "snap", "tax_unit_count")
 

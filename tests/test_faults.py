@@ -20,16 +20,19 @@ from pathlib import Path
 import pytest
 from conftest import World
 from dagster import AssetKey, DagsterRunStatus
+from factories import lock_holder
 
 from assets.run import main as make_run
 from pipeline.config import load_profile
 from pipeline.core.atomic import TMP_PREFIX
 from pipeline.core.failpoint import KILL_ENV
+from pipeline.core.fit_table import FITS
 from pipeline.core.hashing import sha256_file
 from pipeline.core.layout import Layout
-from pipeline.core.lock import read_holder
-from pipeline.release.gates import GATE_BY_NAME, GateContext, run_gate
-from pipeline.release.releases import current_release, list_releases, promoted_versions
+from pipeline.release.gates import GATES
+from pipeline.release.judges import GateContext
+from pipeline.release.verdicts import run_gate
+from pipeline.release.versions import current_release, list_releases, promoted_versions
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 BIN = Path(sys.executable).parent
@@ -94,7 +97,7 @@ def _status(world: World, run_id: str) -> DagsterRunStatus:
 
 
 def _run_id_of_dead_holder(world: World) -> str:
-    holder = read_holder(world.root)
+    holder = lock_holder(world.root)
     assert holder is not None and holder.alive() is False  # the killed run's record
     return holder.run_id
 
@@ -161,8 +164,9 @@ def test_kill_during_promotion_keeps_every_release_and_marks_the_unpromoted(worl
     current, versions = _snapshot(world)
     # Gate 1 judged the fit against the release before; judge it against CURRENT again, as
     # a refit would, so that only promotion remains.
-    for gate in ("fit_review", "national_fit_review"):
-        run_gate(GATE_BY_NAME[gate], GateContext(Layout(world.root), load_profile("ci")))
+    reviews = {fit.review for fit in FITS}
+    for gate in (g for g in GATES if g.name in reviews):
+        run_gate(gate, GateContext(Layout(world.root), load_profile("ci").gates))
     killed = _materialize(world, "validation_results,promoted_release", kill=kill)
     assert killed.returncode == -signal.SIGKILL, left
     _releases_intact(world.root, current, versions)
@@ -198,7 +202,7 @@ def test_a_second_run_is_refused_and_a_killed_first_run_blocks_nothing(world):
                              stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while (holder := read_holder(world.root)) is None or holder.pid != first.pid:
+        while (holder := lock_holder(world.root)) is None or holder.pid != first.pid:
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.2)
         second = _run(world, command)

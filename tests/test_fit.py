@@ -92,7 +92,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
 
 
 def test_periodic_checkpoint_resumes_identically(tmp_path, monkeypatch):
-    import pipeline.fit.core as core
+    import pipeline.fit.training as core
 
     X, y, iw = make_problem()
     saved = []

@@ -1,5 +1,6 @@
 """The gate table: verdicts keyed on every input, promotion only on one lineage."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -7,13 +8,18 @@ import pytest
 from factories import artifact_tree
 
 from pipeline.config import load_profile
+from pipeline.core.fit_table import FITS
+from pipeline.core.lineage import artifacts, parents
 from pipeline.core.report import GateReport, Rule
-from pipeline.release.gates import GATES, GateContext, GateError, require_all_passed, run_gate
-from pipeline.release.lineage import ARTIFACTS, PARENTS
+from pipeline.release.gates import CURRENT_RELEASE, GATES
+from pipeline.release.judges import GateContext
+from pipeline.release.verdicts import GateError, require_all_passed, run_gate
+
+FIT_IDS = [fit.name for fit in FITS]
 
 
 def _judge_all(layout, passed=True, only=None):
-    ctx = GateContext(layout, load_profile("ci"))
+    ctx = GateContext(layout, load_profile("ci").gates)
     for gate in GATES:
         if only is None or gate.name in only:
             stub = replace(gate, judge=lambda _: GateReport.of([Rule("r", passed, "stub")]))
@@ -21,10 +27,11 @@ def _judge_all(layout, passed=True, only=None):
 
 
 def test_every_gate_input_and_parent_is_a_known_artifact():
+    known = {*artifacts(), CURRENT_RELEASE}
     for gate in GATES:
-        assert set(gate.inputs) <= set(ARTIFACTS) and gate.subject in gate.inputs
-    assert all(set(p) <= set(ARTIFACTS) for p in PARENTS.values())
-    assert len({g.name for g in GATES}) == len(GATES) == 7
+        assert set(gate.inputs) <= known and gate.subject in gate.inputs
+    assert all(set(p) <= known for p in parents().values())
+    assert len({g.name for g in GATES}) == len(GATES) == 5 + len(FITS)
 
 
 def test_all_passed_on_one_lineage(tmp_path):
@@ -43,55 +50,34 @@ def test_failed_and_missing_verdicts_refuse(tmp_path):
         require_all_passed(layout)
 
 
-def test_a_refit_after_the_checks_cannot_be_promoted(tmp_path):
-    """The mixed-fit release: new weights pass gate 1, but the files and X·w judged the old."""
+@pytest.mark.parametrize("fit", FITS, ids=FIT_IDS)
+def test_a_refit_after_the_checks_cannot_be_promoted(tmp_path, fit):
+    """The mixed-fit release: a fit's new weights pass its gate 1, but the files and X·w
+    judged the old ones. Promotion refuses the mix, naming that fit and no other."""
     layout = artifact_tree(tmp_path)
     _judge_all(layout)
-    np.save(layout.weights, np.array([1.0, 0.0, 2.5]))  # a refit with another seed
-    _judge_all(layout, only={"fit_review"})
+    np.save(layout.weights(fit), np.array([0.0, 4.0, 2.5]))  # a refit with another seed
+    _judge_all(layout, only={fit.review})
     with pytest.raises(GateError) as info:
         require_all_passed(layout)
     message = str(info.value)
-    assert "xw_consistency: judged other calibration_weights" in message
-    assert "stacked_h5s was not built from the current calibration_weights" in message
-    assert "fit_review" not in message.split("xw_consistency")[0]
+    assert f"xw_consistency: judged other {fit.weights}" in message
+    assert f"stacked_h5s was not built from the current {fit.weights}" in message
+    assert f"{fit.review}:" not in message
+    assert not any(other.weights in message for other in FITS if other != fit)
 
 
-def test_a_new_config_makes_every_verdict_on_it_stale(tmp_path):
+@pytest.mark.parametrize("fit", FITS, ids=FIT_IDS)
+def test_a_new_config_makes_every_verdict_on_it_stale(tmp_path, fit):
     layout = artifact_tree(tmp_path)
     _judge_all(layout)
-    layout.target_config.write_text("exclude: [{variable: snap}]\n")
-    with pytest.raises(GateError) as info:
-        require_all_passed(layout)
-    for gate in ("package_validity", "fit_review", "xw_consistency", "simulation_quality"):
-        assert f"{gate}: judged other" in str(info.value)
-    assert "calibration_weights was not built from the current target_config" in str(info.value)
-
-
-def test_a_national_refit_after_the_checks_cannot_be_promoted(tmp_path):
-    """The other fit: national.h5 stacked from the old national weights, a new national fit
-    reviewed since. Promotion refuses the mix, naming the national fit."""
-    layout = artifact_tree(tmp_path)
-    _judge_all(layout)
-    np.save(layout.national_weights, np.array([0.0, 4.0, 0.0]))  # a refit with a new budget
-    _judge_all(layout, only={"national_fit_review"})
+    layout.target_config(fit.config).write_text("exclude: [{variable: snap}]\n")
     with pytest.raises(GateError) as info:
         require_all_passed(layout)
     message = str(info.value)
-    assert "xw_consistency: judged other national_weights" in message
-    assert "stacked_h5s was not built from the current national_weights" in message
-    assert "calibration_weights" not in message  # the local fit is not what changed
-
-
-def test_a_new_national_config_makes_its_verdicts_stale(tmp_path):
-    layout = artifact_tree(tmp_path)
-    _judge_all(layout)
-    layout.national_target_config.write_text("include: [{geo_level: national}]\n")
-    with pytest.raises(GateError) as info:
-        require_all_passed(layout)
-    message = str(info.value)
-    for gate in ("package_validity", "national_fit_review", "xw_consistency",
-                 "simulation_quality"):
-        assert f"{gate}: judged other" in message
-    assert "fit_review: judged other" not in message.replace("national_fit_review", "")
-    assert "national_weights was not built from the current national_target_config" in message
+    for gate in ("package_validity", fit.review, "xw_consistency", "simulation_quality"):
+        assert re.search(rf"(refused: |; ){gate}: judged other", message), gate
+    for other in FITS:
+        if other != fit:
+            assert not re.search(rf"(refused: |; ){other.review}: judged other", message)
+    assert f"{fit.weights} was not built from the current {fit.config.asset}" in message

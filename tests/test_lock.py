@@ -8,10 +8,11 @@ import sys
 import time
 
 import pytest
+from factories import lock_holder
 
 from pipeline.cli import EXIT_BUSY
 from pipeline.core.atomic import atomic_path, sweep_temps
-from pipeline.core.lock import StorageBusy, read_holder, storage_lock
+from pipeline.core.lock import StorageBusy, storage_lock
 
 # Takes the lock, starts a temporary file and sleeps inside both: a run caught mid-write.
 HOLDER = """
@@ -66,17 +67,17 @@ def test_a_killed_holder_never_blocks_and_its_leftovers_go(holder):
         assert lock.dead_holder.pid == proc.pid and lock.dead_holder.run_id == "run-42"
         assert lock.dead_holder.alive() is False
         assert lock.swept == [leftover] and not leftover.exists()
-        assert read_holder(root).command == "next run"
-    assert read_holder(root) is None  # released cleanly: nothing for the next run to report
+        assert lock_holder(root).command == "next run"
+    assert lock_holder(root) is None  # released cleanly: nothing for the next run to report
 
 
 def test_reentrant_in_one_process_and_records_the_run_id(tmp_path):
     with storage_lock(tmp_path, "make run") as outer:
         assert outer.dead_holder is None
         with storage_lock(tmp_path, "ignored", run_id="abc") as inner:
-            assert inner.swept == [] and read_holder(tmp_path).run_id == "abc"
-        assert read_holder(tmp_path).command == "make run"
-    assert read_holder(tmp_path) is None
+            assert inner.swept == [] and lock_holder(tmp_path).run_id == "abc"
+        assert lock_holder(tmp_path).command == "make run"
+    assert lock_holder(tmp_path) is None
 
 
 def test_sweep_keeps_live_writers_and_removes_dead_and_unstamped(tmp_path):

@@ -10,8 +10,9 @@ from factories import base_microdata, small_package
 from pipeline.cli import main as calibrate
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
+from pipeline.core.lineage import package_content_sha
 from pipeline.microdata import write_h5
-from pipeline.package.store import DATA_FILES, load_package, package_content_sha, save_package
+from pipeline.package.store import DATA_FILES, load_package, save_package
 from pipeline.package.validity import validate_package
 
 

@@ -8,7 +8,7 @@ from pipeline.core.errors import InputError
 
 def test_shipped_profiles_state_only_what_differs():
     demo, prod, ci = (load_profile(n) for n in ("demo", "production", "ci"))
-    assert demo.states is None and demo.package.n_clones == 20
+    assert demo.geography.selected is None and demo.package.n_clones == 20
     assert demo.sample.households == 12000 and demo.fit.epochs == 1000
     assert demo.fit.lambda_l0 == 1e-7 and demo.fit.polish_epochs == 500
     assert (demo.fit.lambda_l2, prod.fit.lambda_l2) == (2.2e-11, 1e-8)
@@ -18,7 +18,7 @@ def test_shipped_profiles_state_only_what_differs():
     assert (demo.national_fit.lambda_l0, demo.national_fit.lambda_l2) == (2e-2, 1e-12)
     assert ci.national_fit.records == 1000 and ci.national_fit.epochs == 600
     assert demo.validation_split.share == 0.1
-    assert ci.states == ("DE", "VT", "WY", "RI") and ci.package.n_clones == 2
+    assert ci.geography.selected == ("DE", "VT", "WY", "RI") and ci.package.n_clones == 2
     assert ci.gates.fit.loss_tolerance == 0.05 and ci.gates.consistency_tolerance == 0.01
     # The learned allocation: a search of a few seconds on ci; the demo with it switched on.
     assert (ci.allocation.episodes, demo.allocation.episodes) == (4, 96)

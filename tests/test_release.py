@@ -7,7 +7,7 @@ from factories import validation_frame
 
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
-from pipeline.release import releases as rel
+from pipeline.release import versions as rel
 
 T1 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 T2 = datetime(2025, 1, 3, 3, 4, 5, tzinfo=UTC)

@@ -2,19 +2,26 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from factories import W, base_microdata, make_package
+from factories import W, base_microdata, local_view, make_package
 
 from pipeline.engine import simulate
 from pipeline.publish.stacking import stack_h5s
 from pipeline.validate.published import seed_cache
-from pipeline.validate.sanity import sanity_check_file, summarize
-from pipeline.validate.totals import local_view, walk_published
+from pipeline.validate.sanity import FileSanity, summarize
+from pipeline.validate.totals import walk_published
 
 
 @pytest.fixture(scope="module")
 def good():
     md = base_microdata()
     return md, simulate(md)
+
+
+def sanity_check_file(md, simulation=None, spm_ids=None):
+    """Every check on one in-memory file (the engine runs for SNAP unless given)."""
+    sanity = FileSanity()
+    sanity.add(md, simulate(md) if simulation is None else simulation, spm_ids)
+    return sanity.results()
 
 
 def _status(results):

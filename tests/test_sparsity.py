@@ -11,18 +11,18 @@ from gymnasium.utils.env_checker import check_env
 
 from pipeline.core.errors import InputError
 from pipeline.core.parallel import InProcess
-from pipeline.fit.core import fit, identity_digest, input_identity
+from pipeline.fit.allocation import load_allocation, save_allocation
 from pipeline.fit.params import FitParams
-from pipeline.sparsity.allocation import load_allocation, save_allocation
+from pipeline.fit.training import fit, identity_digest, input_identity
 from pipeline.sparsity.autoencoder import AreaAutoencoder
-from pipeline.sparsity.calibration import (
+from pipeline.sparsity.envs import CompressionEnv, GroupEnv, Reward
+from pipeline.sparsity.problems.calibration import (
     MIN_STEP,
     CalibrationData,
     CalibrationProblem,
     siblings,
     train_profiles,
 )
-from pipeline.sparsity.envs import CompressionEnv, GroupEnv, Reward
 from pipeline.sparsity.protocol import FEATURES, KEEP, PRUNE, QUANTIZE, SHUFFLE, Score
 from pipeline.sparsity.search import SearchConfig, search
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.sparsity import digits
+from pipeline.sparsity.problems import digits
 from pipeline.sparsity.protocol import FEATURES, KEEP, PRUNE, QUANTIZE, SHUFFLE, Score
 
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from pipeline.core.packaged import DEFAULT_TARGET_CONFIG
-from pipeline.targets.config import apply_target_config
 from pipeline.targets.db import load_targets
 from pipeline.targets.etl import build_target_db
 from pipeline.targets.split import VALIDATION_SPLIT, split_mask, split_scope
+from pipeline.targets.target_config import apply_target_config
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ import pytest
 
 from pipeline.core.errors import InputError
 from pipeline.core.packaged import DEFAULT_TARGET_CONFIG as DEFAULT  # noqa: E402
-from pipeline.targets.config import (
+from pipeline.targets.db import load_targets
+from pipeline.targets.etl import build_target_db
+from pipeline.targets.target_config import (
     TargetRule,
     apply_target_config,
     configure_targets,
@@ -14,8 +16,6 @@ from pipeline.targets.config import (
     select_targets,
     target_vocabulary,
 )
-from pipeline.targets.db import load_targets
-from pipeline.targets.etl import build_target_db
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from factories import CD, W, base_microdata, make_package
 
 from pipeline.core.errors import InputError
+from pipeline.core.fit_table import LOCAL
 from pipeline.engine import compute_taxes, simulate, takeup
 from pipeline.engine.takeup import draw_takeup
 from pipeline.publish.stacking import stack_h5s
@@ -18,7 +19,6 @@ from pipeline.validate.consistency import xw_consistency
 from pipeline.validate.published import seed_cache
 from pipeline.validate.totals import (
     COLUMNS,
-    LOCAL,
     FitTargets,
     validate_h5s,
     walk_published,

@@ -1,4 +1,7 @@
-"""The profile: one typed model for a build's size, its fit and its gate thresholds.
+"""The profile: one typed model for a build's size, its fits and its gate thresholds.
+
+The composition layer: each section is the settings model of the stage that reads it, and
+the stage is handed its section, never the profile (no stage imports this module).
 
 A profile file states only what differs from the defaults below; `pipeline/config/profiles/`
 ships `demo`, `ci` and `production`. Loading checks every key and range, so a typo or an
@@ -11,62 +14,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from pipeline.core.errors import InputError
-from pipeline.core.geo import FIPS_BY_ABBR
+from pipeline.core.fit_table import Fit
 from pipeline.core.packaged import PROFILE_DIR
 from pipeline.core.settings import Settings, parse_settings
 from pipeline.fit.params import FitParams, NationalFitParams
-from pipeline.fit.review import FitThresholds
-from pipeline.sparsity.settings import AllocationSettings
-from pipeline.validate.quality import QualityThresholds
-
-MAX_CLONES = 436  # a record's clones go to distinct districts
-
-
-class SampleSettings(Settings):
-    households: int = Field(12_000, ge=100, description="stratified base sample size")
-    top_agi_quantile: float = Field(0.99, gt=0, lt=1, description="households at or above "
-                                    "this weighted AGI quantile are kept whole")
-
-
-class GeographySettings(Settings):
-    states: Literal["all"] | tuple[str, ...] = Field(
-        "all", description="`all`, or state abbreviations such as [DE, VT]")
-
-    @field_validator("states", mode="before")
-    @classmethod
-    def _known_states(cls, value: Any) -> Any:
-        if value == "all":
-            return value
-        if not isinstance(value, list | tuple) or not value:
-            raise ValueError("give `all` or a non-empty list of state abbreviations")
-        states = tuple(str(s).upper() for s in value)
-        unknown = sorted(set(states) - set(FIPS_BY_ABBR))
-        if unknown:
-            raise ValueError(f"unknown state abbreviations {unknown}; use {sorted(FIPS_BY_ABBR)}")
-        return states
-
-
-class PackageSettings(Settings):
-    n_clones: int = Field(20, ge=1, le=MAX_CLONES, description="clones of each base record, "
-                          "each in a distinct district")
-
-
-class SplitSettings(Settings):
-    share: float = Field(0.1, ge=0, lt=1, description="share of each variable x geo level's "
-                         "trainable targets held out as the validation split")
-    seed: int = Field(0, ge=0, description="which targets the split draws")
-
-
-class GateSettings(Settings):
-    consistency_tolerance: float = Field(0.01, gt=0, description="X·w against the totals "
-                                         "computed from the published files")
-    hierarchy_tolerance: float = Field(0.05, gt=0, description="warning when a parent target "
-                                       "and the sum of its children differ by more")
-    fit: FitThresholds = FitThresholds()
-    quality: QualityThresholds = QualityThresholds()
+from pipeline.package.build import GeographySettings, PackageSettings
+from pipeline.release.thresholds import GateSettings
+from pipeline.source.stratify import SampleSettings
+from pipeline.sparsity.allocation_settings import AllocationSettings
+from pipeline.targets.split import SplitSettings
 
 
 class Profile(Settings):
@@ -81,15 +40,14 @@ class Profile(Settings):
     geography: GeographySettings = GeographySettings()
     package: PackageSettings = PackageSettings()
     validation_split: SplitSettings = SplitSettings()
-    fit: FitParams = FitParams()  # the local-area fit: the state and district files
+    fit: FitParams = FitParams()  # the local fit: the state and district files
     national_fit: NationalFitParams = NationalFitParams()  # national.h5
     allocation: AllocationSettings = AllocationSettings()  # the learned allocation's search
     gates: GateSettings = GateSettings()
 
-    @property
-    def states(self) -> tuple[str, ...] | None:
-        """The profile's states, or None for every state."""
-        return None if self.geography.states == "all" else self.geography.states
+    def fit_params(self, fit: Fit) -> FitParams:
+        """A fit's hyperparameters: its section (`Fit.section`) of this profile."""
+        return getattr(self, fit.section)
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from pipeline.core.contracts import FINITE, NON_NEGATIVE, check_table
 from pipeline.core.errors import InputError
 from pipeline.core.packaged import SNAPSHOT_DIR
-from pipeline.core.tables import FINITE, NON_NEGATIVE, check_table
 
 DISTRICTS_FILE = "districts.csv"
 COUNTY_FILE = "county_cd_distributions.csv"

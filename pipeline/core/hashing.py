@@ -18,16 +18,6 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def sha256_dir(path: str | Path) -> str:
-    """Hash of every file's relative name and content, in sorted order."""
-    root = Path(path)
-    h = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(str(file.relative_to(root)).encode())
-        h.update(sha256_file(file).encode())
-    return h.hexdigest()
-
-
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.fit_table import Fit, TargetConfig
+
 # A fit's directory (calibration_weights, national_weights, or `calibrate fit --out`).
 WEIGHTS = "weights.npy"
 DIAGNOSTICS = "diagnostics.csv"
@@ -16,9 +18,6 @@ CALIBRATION_LOG = "calibration_log.csv"
 RUN_CONFIG = "run_config.json"  # written last: its presence means the fit is complete
 CHECKPOINT = "checkpoint.pt"
 FRONTIER = "frontier.csv"  # records kept vs errors of every fit of this package and config
-# The national fit (national_weights): its directory, here and in a release, and its config.
-NATIONAL_FIT = "national_weights"
-NATIONAL_TARGET_CONFIG = "targets_national.yaml"
 # The learned sparsity allocation (sparsity_allocation): masks, budgets, then its metadata.
 ALLOCATION_ARRAYS = "allocation.npz"
 ALLOCATION_BUDGETS = "budgets.csv"
@@ -45,41 +44,22 @@ class Layout:
     def target_db(self) -> Path:
         return self.root / "target_db" / "targets.db"
 
-    @property
-    def target_config(self) -> Path:
-        return self.root / "target_config" / "targets.yaml"
-
-    @property
-    def national_target_config(self) -> Path:
-        return self.root / "national_target_config" / NATIONAL_TARGET_CONFIG
+    def target_config(self, config: TargetConfig) -> Path:
+        """The installed copy of a target config (its asset), the one fits read."""
+        return self.root / config.asset / config.file
 
     @property
     def package_dir(self) -> Path:
         return self.root / "calibration_package"
 
-    @property
-    def fit_dir(self) -> Path:
-        return self.root / "calibration_weights"
+    def fit_dir(self, fit: Fit) -> Path:
+        return self.root / fit.weights
 
-    @property
-    def weights(self) -> Path:
-        return self.fit_dir / WEIGHTS
+    def weights(self, fit: Fit) -> Path:
+        return self.fit_dir(fit) / WEIGHTS
 
-    @property
-    def run_config(self) -> Path:
-        return self.fit_dir / RUN_CONFIG
-
-    @property
-    def national_fit_dir(self) -> Path:
-        return self.root / NATIONAL_FIT
-
-    @property
-    def national_weights(self) -> Path:
-        return self.national_fit_dir / WEIGHTS
-
-    @property
-    def national_run_config(self) -> Path:
-        return self.national_fit_dir / RUN_CONFIG
+    def run_config(self, fit: Fit) -> Path:
+        return self.fit_dir(fit) / RUN_CONFIG
 
     @property
     def allocation_dir(self) -> Path:

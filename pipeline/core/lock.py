@@ -114,15 +114,6 @@ def storage_lock(root: str | Path, command: str | None = None,
         _release(path)
 
 
-def read_holder(root: str | Path) -> Holder | None:
-    """The recorded holder (live, or dead without releasing); None when free and clean."""
-    path = Path(root) / LOCK_FILE
-    if not path.is_file():
-        return None
-    with open(path, "rb") as f:
-        return _parse(f.read())
-
-
 def _acquire(root: Path, path: Path, me: Holder) -> Acquired:
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)

@@ -1,5 +1,5 @@
-"""A small scatter plot as SVG text: for asset metadata (the UI renders it) and for the
-plots benchmarks commit. No plotting library: the picture is a few dozen elements."""
+"""Small charts as SVG text, the one plotter: for asset metadata (the UI renders it) and
+for the plots benchmarks commit. No plotting library: a picture is a few dozen elements."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class Series:
     xs: Sequence[float]
     ys: Sequence[float]
     line: bool = False  # join the points in x order
+    points: bool = True  # draw each point (False: the line alone)
 
 
 def _axis(values: list[float], log: bool) -> tuple[float, float]:
@@ -48,9 +49,11 @@ def _label(v: float) -> str:
 
 def scatter_svg(series: Sequence[Series], title: str, x_label: str, y_label: str, *,
                 marked: Sequence[tuple[float, float, str]] = (), log_x: bool = True,
-                log_y: bool = True) -> str:
-    """Points of each series, a legend, and `marked` points ringed and labelled; log axes
-    where asked (non-positive values are dropped from a log axis)."""
+                log_y: bool = True, x_ticks: Sequence[float] | None = None,
+                x_marks: Sequence[tuple[float, str]] = ()) -> str:
+    """Points (or lines) of each series, a legend, `marked` points ringed and labelled, and
+    `x_marks` as dashed vertical lines with a label; log axes where asked (non-positive
+    values are dropped from a log axis). `x_ticks` replaces the x axis's own ticks."""
     def keep(x: float, y: float) -> bool:
         return math.isfinite(x) and math.isfinite(y) and (x > 0 or not log_x) and (
             y > 0 or not log_y)
@@ -76,7 +79,7 @@ def scatter_svg(series: Sequence[Series], title: str, x_label: str, y_label: str
 
     out.append(f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" '
                'stroke="#999"/>')
-    for t in _ticks(x0, x1, log_x):
+    for t in _ticks(x0, x1, log_x) if x_ticks is None else x_ticks:
         x = px(t)
         out.append(f'<line x1="{x:.1f}" y1="{TOP + plot_h}" x2="{x:.1f}" '
                    f'y2="{TOP + plot_h + 4}" stroke="#999"/><text x="{x:.1f}" '
@@ -97,10 +100,14 @@ def scatter_svg(series: Sequence[Series], title: str, x_label: str, y_label: str
             out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
                        f'points="{path}"/>')
         out += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{color}"/>'
-                for x, y in p]
+                for x, y in p if s.points]
         ly = TOP + 14 + 16 * i
         out.append(f'<circle cx="{WIDTH - RIGHT + 14}" cy="{ly - 4}" r="4" fill="{color}"/>'
                    f'<text x="{WIDTH - RIGHT + 24}" y="{ly}">{escape(s.label)}</text>')
+    for x, text in x_marks:
+        out.append(f'<line x1="{px(x):.1f}" y1="{TOP}" x2="{px(x):.1f}" y2="{TOP + plot_h}" '
+                   f'stroke="#333" stroke-dasharray="4 3"/><text x="{px(x) + 4:.1f}" '
+                   f'y="{TOP + 10}">{escape(text)}</text>')
     for x, y, text in rings:
         out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="8" fill="none" '
                    f'stroke="black" stroke-width="2"/><text x="{px(x) + 10:.1f}" '

@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from pipeline.core.contracts import check_table
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import stable_seed
 from pipeline.core.packaged import TAKEUP_RATES
-from pipeline.core.tables import check_table
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -16,7 +16,7 @@ import pandas as pd
 from pipeline.core.atomic import atomic_path
 from pipeline.core.layout import FRONTIER
 from pipeline.core.svg import Series, scatter_svg
-from pipeline.fit.core import FitResult
+from pipeline.fit.training import FitResult
 
 # Hyperparameters that do not change the weights do not make a new point.
 _NOT_IN_KEY = ("device", "log_freq", "checkpoint_every")

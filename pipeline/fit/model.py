@@ -1,7 +1,7 @@
 """The gated weights w = exp(log_weight) ⊙ z, with z from l0-python's Hard Concrete.
 
 The gate noise is counter-based (splitmix64 of seed, epoch and column; see fused.py), not a
-stateful generator: every engine and device draws the same u, a resumed fit needs no RNG
+stateful generator: every back-end and device draws the same u, a resumed fit needs no RNG
 state, and the CPU kernel can draw in parallel.
 """
 

@@ -4,8 +4,8 @@ torch's generic sparse backward builds a COO gradient and dominated l0-python's 
 Here X and a precomputed Xᵀ are both CSR with int32 indices, so each direction is one
 row-parallel CSR matvec (MKL on CPU, cuSPARSE on CUDA). Measured on the 2-core dev box
 (2,000 × 2M, 20M non-zeros): torch int32 CSR 19 ms forward / 8 ms backward against scipy's
-55 / 30 ms, and int64 indices cost 3×. Both engines use it: the torch engine (CUDA)
-through autograd, the fused CPU engine through `matvec` / `rmatvec` directly.
+55 / 30 ms, and int64 indices cost 3×. Both back-ends use it: the torch one (CUDA)
+through autograd, the fused CPU one through `matvec` / `rmatvec` directly.
 Each output row is summed by one thread in a fixed order, so CPU results repeat bit for bit.
 """
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.layout import CALIBRATION_LOG, DIAGNOSTICS, RUN_CONFIG, WEIGHTS
-from pipeline.fit.core import FitResult, rel_error
+from pipeline.fit.training import FitResult, rel_error
 
 
 def diagnostics_frame(result: FitResult) -> pd.DataFrame:

@@ -7,20 +7,17 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import InputError
-from pipeline.core.hashing import sha256_file
+from pipeline.core.fit_table import LOCAL, Fit, allocated
 from pipeline.core.layout import CHECKPOINT, RUN_CONFIG
-from pipeline.fit.core import FitResult, error_summary, fit
+from pipeline.core.lineage import ALLOCATION, record_parents
+from pipeline.fit import training
+from pipeline.fit.allocation import load_allocation
 from pipeline.fit.frontier import frontier_point, record_frontier
 from pipeline.fit.outputs import write_outputs
 from pipeline.fit.params import FitParams
+from pipeline.fit.training import FitResult, error_summary
 from pipeline.microdata import read_h5
-from pipeline.package.store import (
-    PACKAGE_VERSION,
-    CalibrationPackage,
-    load_selection,
-    package_content_sha,
-)
-from pipeline.sparsity.allocation import load_allocation
+from pipeline.package.store import PACKAGE_VERSION, CalibrationPackage, load_selection
 from pipeline.targets.split import split_scope
 
 
@@ -32,34 +29,35 @@ def fit_package(
     resume_from: str | Path | None = None,
     *,
     trust_pickle: bool = False,
-    config_artifact: str = "target_config",
+    fit: Fit = LOCAL,
     allocation_dir: str | Path | None = None,
 ) -> FitResult:
     """Load, select targets (never holdout), fit, and write outputs to `out_dir`.
 
-    `config_artifact` names the target config in the fit's recorded lineage
-    (`national_target_config` for the national fit). With `allocation: learned`, the
-    allocation in `allocation_dir` chooses the records kept, and joins the lineage.
+    `fit` (an entry of the fit table) names the artifacts the recorded lineage speaks of.
+    With `allocation: learned`, the allocation in `allocation_dir` chooses the records
+    kept, and joins the lineage.
     """
     pkg, selected = load_selection(package_dir, target_config_path, trust_pickle=trust_pickle)
     targets = pkg.targets
     out = Path(out_dir)
-    config_sha = None if target_config_path is None else sha256_file(target_config_path)
-    package_sha = None if pkg.path is None else package_content_sha(pkg.path)
-    lineage = {"calibration_package": package_sha, config_artifact: config_sha}
+    lineage = record_parents(fit.weights, {"calibration_package": pkg.path,
+                                           fit.config.asset: target_config_path}, (fit,))
     allocation = None
     if params.allocation == "learned":
         if allocation_dir is None:
             raise InputError(None, "allocation", "allocation: learned needs the allocation "
                              "search's output", "pass --allocation DIR (the "
                              "sparsity_allocation directory), or set allocation: budget")
+        # Searched on this package, and on this fit's config as the allocated fit's.
         allocation = load_allocation(allocation_dir, pkg.X.shape[1], {
-            "calibration_package": package_sha, "national_target_config": config_sha})
-        lineage["sparsity_allocation"] = allocation.sha256
+            "calibration_package": lineage["calibration_package"],
+            allocated().config.asset: lineage[fit.config.asset]})
+        lineage[ALLOCATION] = allocation.sha256  # an optional parent: recorded when kept
     # run_config.json is written last and marks a complete fit: remove the previous one
     # first, so a fit that dies midway never leaves old files looking complete.
     (out / RUN_CONFIG).unlink(missing_ok=True)
-    result = fit(
+    result = training.fit(
         pkg.X, targets["value"].to_numpy(dtype=np.float64), pkg.initial_weights, params,
         selected=selected, target_names=targets["target_name"].astype(str).tolist(),
         checkpoint_path=out / CHECKPOINT, resume_from=resume_from,

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
+from pipeline.core.fit_table import LOCAL, NATIONAL
 from pipeline.core.settings import Settings, parse_settings
 
 PRESETS: dict[str, dict[str, float]] = {
@@ -37,7 +38,7 @@ TRAJECTORY_FIELDS = ("lambda_l0", "beta", "lambda_l2", "learning_rate", "seed", 
 
 
 class FitParams(Settings):
-    preset: Preset = Field("local", description="regime whose λ_L0, β, λ_L2 and epochs fill "
+    preset: Preset = Field(LOCAL.preset, description="regime whose λ_L0, β, λ_L2 and epochs fill "
                            "the fields not given: local (most records kept) or national")
     records: int | None = Field(None, ge=1, description="record budget: keep this many "
                                 "records (±2%), steering λ_L0 during the fit; unset: λ_L0 "
@@ -118,9 +119,10 @@ class FitParams(Settings):
 
 
 class NationalFitParams(FitParams):
-    """The national file's fit: the national preset under a budget of 50,000 records."""
+    """The national file's fit: the national preset under a budget of 50,000 records (the
+    fit table's defaults for it)."""
 
-    preset: Preset = Field("national", description=FitParams.model_fields["preset"]
+    preset: Preset = Field(NATIONAL.preset, description=FitParams.model_fields["preset"]
                            .description)
-    records: int | None = Field(50_000, ge=1, description=FitParams.model_fields["records"]
-                                .description)
+    records: int | None = Field(NATIONAL.records, ge=1,
+                                description=FitParams.model_fields["records"].description)

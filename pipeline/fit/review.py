@@ -14,7 +14,7 @@ from pipeline.core.errors import InputError
 from pipeline.core.layout import CALIBRATION_LOG, DIAGNOSTICS, RUN_CONFIG, WEIGHTS
 from pipeline.core.report import GateReport, Rule
 from pipeline.core.settings import Settings
-from pipeline.fit.core import FitResult
+from pipeline.fit.training import FitResult
 
 
 class FitThresholds(Settings):

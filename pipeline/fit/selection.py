@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.core.hashing import stable_seed
 from pipeline.fit.fused import LOG_ALPHA_BOUND
 
-# A log_alpha beyond the clamp: its gradient is 0 in both engines (torch's clamp, the fused
+# A log_alpha beyond the clamp: its gradient is 0 in both back-ends (torch's clamp, the fused
 # kernel's mask), so Adam never moves it, and its gate samples as 1 for any β ≤ 2.5.
 PINNED_OPEN = float(LOG_ALPHA_BOUND) + 1.0
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from pipeline.core.contracts import check_table
 from pipeline.core.errors import InputError
-from pipeline.core.tables import check_table
 
 _ID = {"dtype": "int64"}
 _ANY = {"dtype": None}

@@ -7,14 +7,17 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, field_validator
 
-from pipeline.config import Profile
 from pipeline.core.geo import FIPS_BY_ABBR, load_districts
 from pipeline.core.hashing import sha256_file
+from pipeline.core.lineage import record_parents
 from pipeline.core.parallel import Runner
+from pipeline.core.settings import Settings
 from pipeline.engine import Engine, load_engine
 from pipeline.microdata import read_h5
 from pipeline.package.geography import assign_geography
@@ -26,24 +29,54 @@ from pipeline.package.matrix import (
     parse_features,
 )
 from pipeline.package.store import CalibrationPackage, save_package
-from pipeline.targets.config import target_vocabulary
 from pipeline.targets.db import load_targets
+from pipeline.targets.target_config import target_vocabulary
+
+MAX_CLONES = 436  # a record's clones go to distinct districts
 
 
-def profile_districts(profile: Profile) -> pd.DataFrame:
-    """The districts a profile covers: all of them, or those of its states."""
+class GeographySettings(Settings):
+    states: Literal["all"] | tuple[str, ...] = Field(
+        "all", description="`all`, or state abbreviations such as [DE, VT]")
+
+    @field_validator("states", mode="before")
+    @classmethod
+    def _known_states(cls, value: Any) -> Any:
+        if value == "all":
+            return value
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError("give `all` or a non-empty list of state abbreviations")
+        states = tuple(str(s).upper() for s in value)
+        unknown = sorted(set(states) - set(FIPS_BY_ABBR))
+        if unknown:
+            raise ValueError(f"unknown state abbreviations {unknown}; use {sorted(FIPS_BY_ABBR)}")
+        return states
+
+    @property
+    def selected(self) -> tuple[str, ...] | None:
+        """The chosen states, or None for every state."""
+        return None if self.states == "all" else self.states
+
+
+class PackageSettings(Settings):
+    n_clones: int = Field(20, ge=1, le=MAX_CLONES, description="clones of each base record, "
+                          "each in a distinct district")
+
+
+def geography_districts(geography: GeographySettings) -> pd.DataFrame:
+    """The districts a geography covers: all of them, or those of its states."""
     districts = load_districts()
-    if profile.states is None:
+    if geography.selected is None:
         return districts
-    fips = _state_fips(profile.states)
+    fips = _state_fips(geography.selected)
     return districts[districts["state_fips"].isin(fips)].reset_index(drop=True)
 
 
-def profile_targets(targets: pd.DataFrame, profile: Profile) -> pd.DataFrame:
-    """Targets inside the profile's geography; national ones only for the whole country."""
-    if profile.states is None:
+def geography_targets(targets: pd.DataFrame, geography: GeographySettings) -> pd.DataFrame:
+    """Targets inside the geography; national ones only for the whole country."""
+    if geography.selected is None:
         return targets.reset_index(drop=True)
-    fips = {str(f) for f in _state_fips(profile.states)}
+    fips = {str(f) for f in _state_fips(geography.selected)}
     state_of = targets["geographic_id"].where(
         targets["geo_level"] != "district", targets["geographic_id"].str[:-2]
     )
@@ -71,26 +104,29 @@ def out_of_scope_summary(targets: pd.DataFrame, engine: Engine) -> dict:
 
 
 def _state_fips(abbreviations: tuple[str, ...]) -> list[int]:
-    return [FIPS_BY_ABBR[a] for a in abbreviations]  # load_profile checked the names
+    return [FIPS_BY_ABBR[a] for a in abbreviations]  # GeographySettings checked the names
 
 
 def build_package(
-    base_h5: str | Path, target_db: str | Path, out_dir: str | Path, profile: Profile,
-    runner: Runner | None = None, engine: str = "builtin", cache_dir: str | Path | None = None,
+    base_h5: str | Path, target_db: str | Path, out_dir: str | Path,
+    geography: GeographySettings, package: PackageSettings, seed: int,
+    runner: Runner | None = None, *, profile_record: dict[str, Any] | None = None,
+    engine: str = "builtin", cache_dir: str | Path | None = None,
 ) -> CalibrationPackage:
-    """The package of `profile`'s geography under `engine` (per-state engine values read from
-    and written to `cache_dir` when given)."""
+    """`seed` draws the clones' geography; `profile_record` (the whole profile, as a dict)
+    is recorded in the metadata for the release manifest, never read. `engine` computes X
+    (its per-state values read from and written to `cache_dir` when given); the targets it
+    does not compute are left out and reported."""
     started = time.perf_counter()
     chosen = load_engine(engine)
     chosen.require()
     md = read_h5(base_h5)
     all_targets = load_targets(target_db)
-    targets, skipped = in_scope(profile_targets(all_targets, profile), chosen)
-    districts = profile_districts(profile)
+    targets, skipped = in_scope(geography_targets(all_targets, geography), chosen)
+    districts = geography_districts(geography)
     n_records = len(md.household)
     cd_geoid, county_index, counties = assign_geography(
-        md.household["household_id"].to_numpy(), profile.package.n_clones, profile.seed,
-        districts=districts
+        md.household["household_id"].to_numpy(), package.n_clones, seed, districts=districts
     )
     features, of_target = parse_features(targets)
     plan = MatrixPlan(md, sha256_file(base_h5), chosen.name, features,
@@ -98,16 +134,16 @@ def build_package(
                                     districts["cd_geoid"].to_numpy(dtype=np.int64)),
                       districts[["cd_geoid", "state_fips"]],
                       None if cache_dir is None else str(cache_dir))
-    X = build_matrix(plan, targets, cd_geoid, profile.package.n_clones, runner)
+    X = build_matrix(plan, targets, cd_geoid, package.n_clones, runner)
     metadata = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "profile": profile.as_dict(),
+        "profile": profile_record,
         "period": md.period,
         "engine": chosen.identity().as_dict(),
         "out_of_scope": out_of_scope_summary(skipped, chosen),
-        "seed": profile.seed,
+        "seed": seed,
         "n_records": n_records,
-        "n_clones": profile.package.n_clones,
+        "n_clones": package.n_clones,
         "n_targets": len(targets),
         "nnz": int(X.nnz),
         "targets_by_level": targets["geo_level"].value_counts().to_dict(),
@@ -116,7 +152,7 @@ def build_package(
             "base_h5_sha256": sha256_file(base_h5),
             "target_db_sha256": sha256_file(target_db),
         },
-        "lineage": {"target_db": sha256_file(target_db)},
+        "lineage": record_parents("calibration_package", {"target_db": target_db}),
         "build_seconds": round(time.perf_counter() - started, 2),
     }
     pkg = CalibrationPackage(

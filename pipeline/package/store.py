@@ -6,7 +6,6 @@ taken only when the caller passes `trust_pickle=True`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import shutil
@@ -20,12 +19,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from pipeline.core.atomic import atomic_dir
+from pipeline.core.contracts import check_table
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
-from pipeline.core.tables import check_table
 from pipeline.engine import Engine, load_engine
-from pipeline.targets.config import apply_target_config
 from pipeline.targets.db import TARGETS, with_provenance
+from pipeline.targets.target_config import apply_target_config
 
 PACKAGE_VERSION = 2  # 2: metadata.json records every file's sha256
 DATA_FILES = ("X.npz", "targets.csv", "initial_weights.npy", "geography.npz", "base.h5")
@@ -112,23 +111,6 @@ def save_package(pkg: CalibrationPackage, path: str | Path, base_h5: str | Path)
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     pkg.path = path
     return path
-
-
-VOLATILE_METADATA = ("created_at", "build_seconds")
-
-
-def package_content_sha(path: str | Path) -> str:
-    """Hash of what a package holds, not when or how fast it was built: a rebuild from the
-    same inputs keeps its data version, so what follows it stays fresh."""
-    path = Path(path)
-    h = hashlib.sha256()
-    for name in sorted(p.name for p in path.iterdir() if p.is_file()):
-        if name != "metadata.json":
-            h.update(f"{name}:{sha256_file(path / name)}".encode())
-    meta = json.loads((path / "metadata.json").read_text())
-    stable = {k: v for k, v in meta.items() if k not in VOLATILE_METADATA}
-    h.update(json.dumps(stable, sort_keys=True, default=str).encode())
-    return h.hexdigest()
 
 
 def load_package(path: str | Path, *, trust_pickle: bool = False,

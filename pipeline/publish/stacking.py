@@ -41,6 +41,7 @@ import pandas as pd
 
 from pipeline.core.atomic import atomic_dir, write_json
 from pipeline.core.errors import InputError
+from pipeline.core.fit_table import NATIONAL_FILE
 from pipeline.core.geo import STATE_ABBR, load_county_fips
 from pipeline.core.hashing import sha256_array, sha256_file
 from pipeline.core.layout import MANIFEST
@@ -50,7 +51,6 @@ from pipeline.microdata import H5Writer, Microdata, read_h5, string_widths
 from pipeline.package.store import CalibrationPackage
 
 BLOCK_HOUSEHOLDS = 50_000
-NATIONAL = "national.h5"
 SIDECAR = "sidecar"  # the sidecar of <file> is sidecar/<file>
 MIN_WEIGHT = 0.01  # households: a column weighing less is not published
 MAX_HOUSEHOLDS = 2**24 - 1  # family_id (= household id) is float32 in policyengine-us
@@ -132,7 +132,7 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
                          "assign every column a district GEOID (state FIPS * 100 + district)")
     n_cols, n_cd = _ordered(package, national_w)
     national_job = FileJob(n_cols, n_cd, package.county_index[n_cols], national_w[n_cols],
-                           ((NATIONAL, 0, len(n_cols)),))
+                           ((NATIONAL_FILE, 0, len(n_cols)),))
     jobs = _numbered([national_job,
                       *_state_jobs(cols, cd, package.county_index[cols], weights[cols])],
                      package)
@@ -140,12 +140,12 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
         done = (runner or InProcess()).map(run_file_job, jobs, source, str(tmp),
                                            desc="stacking: national and state files")
         files = {rel: entry for entries in done for rel, entry in entries.items()}
-        files = {NATIONAL: files.pop(NATIONAL), **files}
+        files = {NATIONAL_FILE: files.pop(NATIONAL_FILE), **files}
         empty_districts = sorted(set(universe.tolist()) - set(np.unique(cd).tolist()))
         empty_states = sorted(set(states.tolist()) - set(np.unique(cd // 100).tolist()))
         local = {k: sum(f[k] for rel, f in files.items() if rel.startswith("states/"))
                  for k in ("households", "tax_units", "persons", "weight_total")}
-        national = files[NATIONAL]
+        national = files[NATIONAL_FILE]
         manifest = {
             "period": int(_base(source.base_h5).period),
             "files": files,

@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from pipeline.core.hashing import stable_seed
+from pipeline.core.settings import Settings
 from pipeline.engine import compute_taxes
 from pipeline.microdata import Microdata
 
 AGI_BANDS = (0.0, 25_000.0, 50_000.0, 100_000.0, 200_000.0)
+
+
+class SampleSettings(Settings):
+    households: int = Field(12_000, ge=100, description="stratified base sample size")
+    top_agi_quantile: float = Field(0.99, gt=0, lt=1, description="households at or above "
+                                    "this weighted AGI quantile are kept whole")
 
 
 def household_agi(md: Microdata) -> np.ndarray:

@@ -1,9 +1,10 @@
 """`calibrate allocate` and the `sparsity_allocation` asset: search, then save.
 
 The search spends the national fit's record budget (`records`): it trains the national
-model once, runs the RL search over states and strata (`calibration.py`, `search.py`) and
-saves the final episode's keep and integer masks. A national fit with
-`allocation: learned` then keeps exactly those records (`pipeline.fit.core.fit`).
+model once, runs the RL search over states and strata (`problems/calibration.py`,
+`search.py`) and saves the final episode's keep and integer masks
+(`pipeline.fit.allocation`). A national fit with `allocation: learned` then keeps exactly
+those records (`pipeline.fit.training.fit`).
 """
 
 from __future__ import annotations
@@ -16,22 +17,23 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.errors import InputError
-from pipeline.core.hashing import sha256_array, sha256_file, sha256_text
+from pipeline.core.fit_table import allocated
+from pipeline.core.hashing import sha256_array, sha256_text
+from pipeline.core.lineage import ALLOCATION, record_parents
 from pipeline.core.parallel import Runner
-from pipeline.fit.core import error_summary, identity_digest
+from pipeline.fit.allocation import save_allocation
 from pipeline.fit.params import FitParams
-from pipeline.package.store import package_content_sha
-from pipeline.sparsity.allocation import save_allocation
-from pipeline.sparsity.calibration import (
+from pipeline.fit.training import error_summary, identity_digest
+from pipeline.sparsity.allocation_settings import AllocationSettings
+from pipeline.sparsity.problems.calibration import (
     INCOME_BANDS,
     SIZE_CUT,
     CalibrationData,
     CalibrationProblem,
     torch_threads,
 )
+from pipeline.sparsity.problems.calibration_model import TrainedCalibration, train_calibration
 from pipeline.sparsity.search import SearchConfig, SearchResult, search
-from pipeline.sparsity.settings import AllocationSettings
-from pipeline.sparsity.trained import Trained, train
 
 SEARCH_CHECKPOINT = "search.pt"
 HISTORY = "history.csv"
@@ -53,7 +55,7 @@ def search_config(settings: AllocationSettings, budget: float) -> SearchConfig:
     return SearchConfig(budget=budget, **settings.model_dump())
 
 
-def run_search(trained: Trained, params: FitParams, settings: AllocationSettings,
+def run_search(trained: TrainedCalibration, params: FitParams, settings: AllocationSettings,
                out: Path | None, runner: Runner | None) -> SearchResult:
     config = search_config(settings, params.records / trained.data.n_columns)
     data = trained.data  # the episodes' data too: a checkpoint resumes only the same search
@@ -74,14 +76,14 @@ def allocate(package_dir: str | Path, config_path: str | Path, params: FitParams
                          "budget, and none is set", "set national_fit.records (e.g. 50000)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trained = train(package_dir, config_path, params.with_(allocation="budget"), out,
+    trained = train_calibration(package_dir, config_path, params.with_(allocation="budget"), out,
                     seed=settings.seed)
     result = run_search(trained, params, settings, out, runner)
     budgets = budget_table(trained, result.allocation)
     problem = result.problem
     meta = {
-        "lineage": {"calibration_package": package_content_sha(package_dir),
-                    "national_target_config": sha256_file(config_path),
+        "lineage": {**record_parents(ALLOCATION, {"calibration_package": package_dir,
+                                                  allocated().config.asset: config_path}),
                     "trained_model": identity_digest(trained.result.identity)},
         "records": int(result.allocation["keep"].sum()),
         "record_budget": params.records,
@@ -105,7 +107,7 @@ def allocate(package_dir: str | Path, config_path: str | Path, params: FitParams
     return meta
 
 
-def _budget_method(trained: Trained) -> dict[str, float]:
+def _budget_method(trained: TrainedCalibration) -> dict[str, float]:
     """The trained model's own fit: the budget method at the same budget."""
     r = trained.result
     report = trained.scope & ~trained.reward
@@ -122,7 +124,7 @@ def group_labels() -> list[str]:
             for size in (f"1-{SIZE_CUT - 1} people", f"{SIZE_CUT}+ people")]
 
 
-def budget_table(trained: Trained, allocation: dict[str, np.ndarray]) -> pd.DataFrame:
+def budget_table(trained: TrainedCalibration, allocation: dict[str, np.ndarray]) -> pd.DataFrame:
     """Records per state × stratum: learned, and under the budget method (the trained
     fit's own keep set)."""
     d = trained.data

@@ -5,8 +5,13 @@ include/exclude selection (config) with its reconciliation rules (reconcile).
 `build_target_db` stays in `pipeline.targets.etl`: importing it loads Tax-Calculator (2-3 s),
 which the fit and the stages after it do not need."""
 
-from pipeline.targets.config import TargetConfig, TargetRule, load_target_config, select_targets
 from pipeline.targets.db import check_target_db, load_targets
+from pipeline.targets.target_config import (
+    TargetConfig,
+    TargetRule,
+    load_target_config,
+    select_targets,
+)
 
 __all__ = [
     "TargetConfig",

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from pipeline.core.contracts import FINITE, check_table
 from pipeline.core.errors import InputError
-from pipeline.core.tables import FINITE, check_table
 
 GEO_VARIABLES = ("state_fips", "congressional_district_geoid")
 OPERATIONS = ("==", "!=", ">", ">=", "<", "<=")  # also the order constraints print in

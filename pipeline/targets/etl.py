@@ -19,10 +19,10 @@ import pandas as pd
 import pandera.pandas as pa
 
 from pipeline.core.atomic import atomic_path
+from pipeline.core.contracts import FINITE, NON_NEGATIVE, NUMBER
 from pipeline.core.errors import InputError
 from pipeline.core.geo import STATE_ABBR, load_districts, read_snapshot
 from pipeline.core.packaged import SNAPSHOT_DIR
-from pipeline.core.tables import FINITE, NON_NEGATIVE, NUMBER
 from pipeline.targets.db import (
     Constraint,
     create_schema,

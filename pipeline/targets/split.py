@@ -18,10 +18,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from pipeline.core.settings import Settings
 from pipeline.targets.db import normalise_domain
 
 VALIDATION_SPLIT = "validation_split"
+
+
+class SplitSettings(Settings):
+    share: float = Field(0.1, ge=0, lt=1, description="share of each variable x geo level's "
+                         "trainable targets held out as the validation split")
+    seed: int = Field(0, ge=0, description="which targets the split draws")
 
 
 def split_mask(names: Sequence[str], groups: Sequence[str], share: float,

@@ -33,9 +33,9 @@ import pandas as pd
 import pandera.pandas as pa
 import taxcalc
 
+from pipeline.core.contracts import FINITE, check_table
 from pipeline.core.errors import InputError
 from pipeline.core.packaged import POPULATION_GROWTH
-from pipeline.core.tables import FINITE, check_table
 
 GROWFACTORS = Path(os.path.dirname(taxcalc.__file__)) / "growfactors.csv"
 DOLLAR_BANDS = {"adjusted_gross_income": "ATXPY"}  # band variable -> factor moving its edges

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pipeline.core.errors import InputError
 from pipeline.core.report import GateReport, Rule
-from pipeline.fit.core import products_f64
+from pipeline.fit.training import products_f64
 from pipeline.package.store import CalibrationPackage
 
 

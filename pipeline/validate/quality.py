@@ -2,7 +2,7 @@
 
 Production leaves this to a person reading the validation CSV; here each rule is code and
 the review says which target or group broke which rule, so a blocked release explains
-itself. Both fits are judged: a row is a (fit, target) pair, compared with the same pair
+itself. Every publishing fit is judged: a row is a (fit, target) pair, compared with the same pair
 in CURRENT.
 """
 
@@ -13,12 +13,13 @@ import pandas as pd
 import pandera.pandas as pa
 from pydantic import Field
 
+from pipeline.core.contracts import check_table
+from pipeline.core.fit_table import LOCAL
 from pipeline.core.report import GateReport, Rule
 from pipeline.core.settings import Settings
-from pipeline.core.tables import check_table
 from pipeline.targets.split import VALIDATION_SPLIT
 from pipeline.validate.scoring import ABSOLUTE, IN_SCOPE, OUT_OF_SCOPE, domain_of
-from pipeline.validate.totals import LOCAL, VALIDATION_RESULTS
+from pipeline.validate.totals import VALIDATION_RESULTS
 
 # The columns of validation_results.csv this gate reads; the baseline (CURRENT) may be an
 # older CSV without a score, judged by production's rel_abs_error instead.
@@ -110,7 +111,7 @@ def review_quality(
         rules.append(_absolute(scored, t))
     else:
         if "fit" not in baseline:  # written before the national fit: one fit's files
-            baseline = baseline.assign(fit=LOCAL)
+            baseline = baseline.assign(fit=LOCAL.name)
         _require(baseline, BASELINE, "baseline validation results")
         base = _baseline_scores(baseline, scored)
         merged = scored.merge(base, on=["fit", "target_name"], how="inner")

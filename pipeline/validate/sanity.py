@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.report import GateReport, Rule
-from pipeline.engine import Simulation, simulate
+from pipeline.engine import Simulation
 from pipeline.microdata import Microdata
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
@@ -157,14 +157,6 @@ def _range(check: str, total: float, weight: float, bounds: tuple[float, float]
     status = PASS if lo <= mean <= hi else WARN
     return SanityResult(check, status, f"weighted mean per household ${mean:,.0f} "
                                        f"(plausible ${lo:,.0f}-${hi:,.0f})")
-
-
-def sanity_check_file(md: Microdata, simulation: Simulation | None = None,
-                      spm_ids: np.ndarray | None = None) -> list[SanityResult]:
-    """Every check on one in-memory file (the engine runs for SNAP unless given)."""
-    sanity = FileSanity()
-    sanity.add(md, simulate(md) if simulation is None else simulation, spm_ids)
-    return sanity.results()
 
 
 def summarize(results: list[SanityResult]) -> tuple[str, str]:

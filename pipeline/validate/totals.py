@@ -5,11 +5,13 @@ walk, `pipeline.validate.published`, shared with the structural sanity check), r
 `simulate` on them, and aggregates each target with its own code (`aggregate.py`, never the
 matrix builder's), so the X·w consistency check compares two genuinely separate answers.
 
-A release holds two fits' files, and each fit is validated on its own (`fit` column):
-- `local` (the state and district files): state targets from `states/<AB>.h5`, district
-  targets from `districts/<geoid>.h5`, national targets summed over every state file;
-- `national` (`national.h5`): the targets of the geo levels its fit trains on, each
-  restricted to its area by the area's own constraint (`state_fips`, ...).
+A release holds the files of every publishing fit (`pipeline.core.fit_table`), and each
+fit is validated on its own (`fit` column), by the files it publishes:
+- area files (the local fit's state and district files): state targets from
+  `states/<AB>.h5`, district targets from `districts/<geoid>.h5`, national targets summed
+  over every state file;
+- one file (the national fit's `national.h5`): the targets of the geo levels its fit trains
+  on, each restricted to its area by the area's own constraint (`state_fips`, ...).
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ import pandas as pd
 import pandera.pandas as pa
 
 from pipeline.core.atomic import atomic_path
+from pipeline.core.contracts import check_table
 from pipeline.core.errors import InputError
+from pipeline.core.fit_table import AREA_FILES, LOCAL, Fit
 from pipeline.core.geo import STATE_ABBR, STATE_NAME
 from pipeline.core.parallel import Runner
-from pipeline.core.tables import check_table
 from pipeline.engine import load_engine
 from pipeline.engine.tax_cache import TaxCache
-from pipeline.publish.stacking import NATIONAL as NATIONAL_FILE
 from pipeline.publish.stacking import district_file, load_manifest, state_file
 from pipeline.targets.db import TARGETS
 from pipeline.validate.published import FileTask, Walk, engine_of, walk, walk_cached
@@ -45,7 +47,6 @@ from pipeline.validate.scoring import (
 )
 
 _TEXT, _NUMBER = pa.Column(str), pa.Column(float, nullable=True)  # NaN: gate 2 refuses it
-LOCAL, NATIONAL = "local", "national"  # the fits a release publishes
 
 
 def _added(dtype: object, checks: pa.Check | None = None) -> pa.Column:
@@ -70,7 +71,7 @@ VALIDATION_RESULTS = pa.DataFrameSchema({
     "error_rule": _added(str, pa.Check.isin([RELATIVE, ABSOLUTE])),
     "error_floor": _added(float), "score": pa.Column(float, nullable=True, required=False),
     "scope": _added(str, pa.Check.isin([IN_SCOPE, OUT_OF_SCOPE])),
-    "fit": _added(str, pa.Check.isin([LOCAL, NATIONAL])),
+    "fit": _added(str),  # the fit table's name of the fit whose files gave sim_value
 }, unique=["fit", "target_name"], name="validation_results")
 COLUMNS = tuple(VALIDATION_RESULTS.columns)
 _PROVENANCE = ("holdout_group", "original_value", "original_period", "uprating_factor",
@@ -81,17 +82,19 @@ _EMPTY = "no households in the published files"
 @dataclass(frozen=True)
 class FitTargets:
     """One fit as validation sees it: the package's targets under the fit's config, the
-    ones it trained on, and the rows its files are judged on (`validated`)."""
+    ones it trained on, the files that hold its totals (`publishes`, as in the fit table)
+    and the rows those files are judged on (`validated`)."""
 
     fit: str
+    publishes: str | None
     targets: pd.DataFrame
     selected: np.ndarray
     validated: np.ndarray
 
     @classmethod
-    def of(cls, fit: str, targets: pd.DataFrame, selected: np.ndarray) -> FitTargets:
-        """The local fit's files cover every area; the national file is judged at the geo
-        levels its fit trains on (a 50K-record file says little about one district)."""
+    def of(cls, fit: Fit, targets: pd.DataFrame, selected: np.ndarray) -> FitTargets:
+        """Area files cover every area; a single file is judged at the geo levels its fit
+        trains on (a 50K-record file says little about one district)."""
         targets = targets.reset_index(drop=True)
         selected = np.asarray(selected, dtype=bool)
         if selected.shape != (len(targets),):
@@ -99,21 +102,13 @@ class FitTargets:
                              f"{len(targets)} targets",
                              "pass the selection made for this targets frame")
         levels = set(targets.loc[selected, "geo_level"])
-        validated = (np.ones(len(targets), bool) if fit == LOCAL
+        validated = (np.ones(len(targets), bool) if fit.publishes == AREA_FILES
                      else targets["geo_level"].isin(levels).to_numpy())
-        return cls(fit, targets, selected, validated)
+        return cls(fit.name, fit.publishes, targets, selected, validated)
 
     @property
     def rows(self) -> pd.DataFrame:
         return self.targets[self.validated].reset_index(drop=True)
-
-
-def local_view(targets: pd.DataFrame, selected: np.ndarray | None = None) -> FitTargets:
-    """One local-area fit's view (files without a national fit of their own): trained on
-    `selected`, by default every target that is not held out."""
-    if selected is None:
-        selected = targets["holdout"].to_numpy() == 0
-    return FitTargets.of(LOCAL, targets, selected)
 
 
 Place = tuple[str, int]  # (published file, row of its task)
@@ -155,7 +150,7 @@ def walk_published(stacked_dir: str | Path, fits: list[FitTargets],
         for (level, code, _, _), variable, constraints in zip(
                 areas[view.fit], rows["variable"], rows["constraints"], strict=True):
             found = []
-            for rel, extra in _files_of(view.fit, level, code, manifest):
+            for rel, extra in _files_of(view.publishes, level, code, manifest):
                 found.append((rel, len(tasks[rel])))
                 tasks[rel].append((variable, json.dumps(json.loads(constraints) + extra)))
             places[view.fit].append(found)
@@ -222,7 +217,7 @@ def read_validation_csv(path: str | Path) -> pd.DataFrame:
     present = [c for c in text if c in df.columns]
     df[present] = df[present].fillna("")
     if "fit" not in df.columns:  # written before the national fit: one fit's files
-        df["fit"] = LOCAL
+        df["fit"] = LOCAL.name
     return check_table(VALIDATION_RESULTS, df, path, "materialize validation_results again",
                        csv=True)
 
@@ -253,15 +248,19 @@ def _area(level: str, geo: str) -> tuple[str, int, str, str]:
     return level, code, label, label
 
 
-def _files_of(fit: str, level: str, code: int, manifest: dict
+def _files_of(publishes: str | None, level: str, code: int, manifest: dict
               ) -> list[tuple[str, list[list[Any]]]]:
-    """The published files whose sum is an area's total for a fit, each with the
-    constraints that keep only the area's households; [] for an area left empty."""
-    if fit == NATIONAL:
+    """The published files whose sum is an area's total for a fit that publishes
+    `publishes`, each with the constraints that keep only the area's households; [] for an
+    area left empty."""
+    if publishes is None:
+        raise InputError(None, "fit", "this fit publishes no files to validate",
+                         "validate only the fits the fit table marks as publishing")
+    if publishes != AREA_FILES:  # one file of every area's households
         if level == "national":
-            return [(NATIONAL_FILE, [])]
+            return [(publishes, [])]
         geo = "state_fips" if level == "state" else "congressional_district_geoid"
-        return [(NATIONAL_FILE, [[geo, "==", code]])]
+        return [(publishes, [[geo, "==", code]])]
     if level == "national":  # every kept record is in exactly one state file
         return [(rel, []) for rel in manifest["files"] if rel.startswith("states/")]
     if level == "state":

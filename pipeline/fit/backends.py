@@ -53,7 +53,7 @@ def adam_groups(lr: float) -> list[dict[str, Any]]:
     return torch.optim.Adam([torch.zeros(1), torch.zeros(1)], lr=lr).state_dict()["param_groups"]
 
 
-class TorchEngine:
+class TorchBackend:
     """Autograd through l0-python's Hard Concrete and a CSR operator; torch.optim.Adam."""
 
     def __init__(self, X: sp.csr_matrix, y: np.ndarray, log_weight: torch.Tensor,  # noqa: N803
@@ -125,7 +125,7 @@ class TorchEngine:
         return weights
 
 
-class FusedEngine:
+class FusedBackend:
     """CPU: torch's int32 CSR products and fused.py's one elementwise pass per epoch.
 
     State between epochs: after the update that ended step e, w, the penalty sums and the

@@ -233,7 +233,7 @@ class RowAutoencoder:
 
 
 @dataclass(frozen=True)
-class Trained:
+class TrainedDigits:
     """Everything an episode reuses: data, the folded trained network, its gates, the
     autoencoder and the feature scales."""
 
@@ -250,10 +250,10 @@ class Trained:
     seconds: float
 
 
-_TRAINED: dict[tuple[tuple[int, ...], int], Trained] = {}
+_TRAINED: dict[tuple[tuple[int, ...], int], TrainedDigits] = {}
 
 
-def trained(seed: int = 0, hidden: Sequence[int] = HIDDEN) -> Trained:
+def trained_digits(seed: int = 0, hidden: Sequence[int] = HIDDEN) -> TrainedDigits:
     """The trained model for (hidden, seed), built once per process."""
     key = (tuple(int(h) for h in hidden), int(seed))
     if key not in _TRAINED:
@@ -261,7 +261,7 @@ def trained(seed: int = 0, hidden: Sequence[int] = HIDDEN) -> Trained:
     return _TRAINED[key]
 
 
-def _train(hidden: tuple[int, ...], seed: int) -> Trained:
+def _train(hidden: tuple[int, ...], seed: int) -> TrainedDigits:
     start = time.perf_counter()
     data = load(seed)
     sizes = (int(data.train.x.shape[1]), *hidden, 10)
@@ -280,7 +280,7 @@ def _train(hidden: tuple[int, ...], seed: int) -> Trained:
                        data.train)
     grad_scale = np.array([float(g[m].abs().mean().clamp_min(1e-12)) if m.any() else 1.0
                            for g, m in zip(grads, masks, strict=True)])
-    return Trained(sizes=sizes, seed=seed, data=data, state=state, weights=weights,
+    return TrainedDigits(sizes=sizes, seed=seed, data=data, state=state, weights=weights,
                    biases=biases, probs=probs, autoencoder=ae, weight_scale=weight_scale,
                    grad_scale=grad_scale, seconds=time.perf_counter() - start)
 
@@ -314,7 +314,7 @@ class DigitsProblem:
     """One episode's state over the shared trained digits MLP; see the module docstring."""
 
     def __init__(self, n_groups: int = 8, seed: int = 0, hidden: Sequence[int] = HIDDEN):
-        self.model = trained(seed, hidden)
+        self.model = trained_digits(seed, hidden)
         self.n_groups = int(n_groups)
         m = self.model
         shapes = zip(m.sizes[:-1], m.sizes[1:], strict=True)
@@ -339,7 +339,7 @@ class DigitsProblem:
 
     # -- state -------------------------------------------------------------------------
     def _restore(self, density: float) -> None:
-        """Trained weights, global magnitude mask at `density`, nothing locked or rounded,
+        """TrainedDigits weights, global magnitude mask at `density`, nothing locked or rounded,
         a fresh optimiser: what `reset` fine-tunes and the magnitude baseline starts from."""
         m = self.model
         self.weights = [nn.Parameter(w.clone()) for w in m.weights]

@@ -28,13 +28,13 @@ import torch
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_array, sha256_text
 from pipeline.core.progress import Progress
+from pipeline.fit.allocation import Allocation
+from pipeline.fit.backends import FusedBackend, TorchBackend
 from pipeline.fit.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.fit.engines import FusedEngine, TorchEngine
 from pipeline.fit.model import GatedWeights, initial_parameters, open_gates
 from pipeline.fit.params import TRAJECTORY_FIELDS, FitParams
 from pipeline.fit.schedules import BudgetController
 from pipeline.fit.selection import PINNED_OPEN, design_weighted_sample, top_k
-from pipeline.sparsity.allocation import Allocation
 
 MIN_GATE = 1e-6  # floor for log(E[gate]) of a kept column when seeding the polish
 DIAG_BLOCK = 1 << 21  # non-zeros per float64 row block of the final products
@@ -197,7 +197,7 @@ def fit(
     l0_seconds = time.perf_counter() - t0
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, trainer.state(identity))
-    sampled_w = trainer.engine.sampled_weights(params.epochs)
+    sampled_w = trainer.backend.sampled_weights(params.epochs)
     production_w = trainer.gates().production_export().cpu().numpy().astype(np.float64)
     weights = trainer.polish()
 
@@ -273,12 +273,12 @@ class _Trainer:
         self.lambdas: list[float] = []  # λ_L0 of each L0 epoch
         self.expected_open: list[float] = []  # Σ P(gate > 0) of each L0 epoch, before its step
         self.open_at_end: int | None = None
-        self.engine: TorchEngine | FusedEngine
+        self.backend: TorchBackend | FusedBackend
         X_sel = X if sel.all() else X[sel]  # noqa: N806
         if device.type == "cpu":
-            self.engine = FusedEngine(X_sel, y, log_weight, log_alpha, params)
+            self.backend = FusedBackend(X_sel, y, log_weight, log_alpha, params)
         else:
-            self.engine = TorchEngine(X_sel, y, log_weight, log_alpha, params, device)
+            self.backend = TorchBackend(X_sel, y, log_weight, log_alpha, params, device)
         self.epoch = 0
         self.losses: list[float] = []
         self.polish_losses: list[float] = []
@@ -298,7 +298,7 @@ class _Trainer:
         with Progress("fit: L0 phase", epochs, "epoch") as progress:
             progress.update(self.epoch, kept=self.kept())  # a resumed fit starts part-way
             while self.epoch < epochs:
-                value, yhat, expected = self.engine.l0_step(self.epoch, self.lambda_next)
+                value, yhat, expected = self.backend.l0_step(self.epoch, self.lambda_next)
                 self.lambdas.append(self.lambda_next)
                 self.expected_open.append(expected)
                 if self.controller is not None:
@@ -316,11 +316,11 @@ class _Trainer:
     def kept(self) -> int:
         """Records whose gate is more likely open than closed (the set the polish keeps
         without a budget)."""
-        return open_gates(self.engine.parameters()[1], self.params.beta)
+        return open_gates(self.backend.parameters()[1], self.params.beta)
 
     def gates(self) -> GatedWeights:
         """The trained parameters in l0-python's Hard Concrete, on CPU, for the exports."""
-        log_weight, log_alpha = self.engine.parameters()
+        log_weight, log_alpha = self.backend.parameters()
         return GatedWeights(log_weight.cpu().clone(), log_alpha.cpu().clone(),
                             self.params.beta, self.params.seed)
 
@@ -351,7 +351,7 @@ class _Trainer:
                 self._maybe_log(p.epochs + k + 1, last, yhat, loss)
                 progress.update(loss=loss)
 
-            weights = self.engine.polish(kept_idx, start, p.polish_epochs, on_epoch)
+            weights = self.backend.polish(kept_idx, start, p.polish_epochs, on_epoch)
         if self.allocation is not None:  # whole households where the allocation says so
             whole = self.allocation.integer
             weights[whole] = np.maximum(1.0, np.round(weights[whole]))
@@ -359,13 +359,13 @@ class _Trainer:
 
     def state(self, identity: dict[str, Any]) -> dict[str, Any]:
         n_logs = len(self.log_epochs)
-        log_weight, log_alpha = self.engine.parameters()
+        log_weight, log_alpha = self.backend.parameters()
         return {
             "identity": identity,
             "epoch": self.epoch,
             "log_weight": log_weight.clone(),
             "log_alpha": log_alpha.clone(),
-            "optimizer": self.engine.optimizer_state(),
+            "optimizer": self.backend.optimizer_state(),
             "losses": torch.tensor(self.losses, dtype=torch.float64),
             "log_epochs": torch.tensor(self.log_epochs, dtype=torch.int64),
             "log_estimates": torch.from_numpy(np.array(self.log_estimates, dtype=np.float64))
@@ -379,7 +379,7 @@ class _Trainer:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.engine.load(state["log_weight"], state["log_alpha"], state["optimizer"])
+        self.backend.load(state["log_weight"], state["log_alpha"], state["optimizer"])
         self.epoch = int(state["epoch"])
         self.losses = state["losses"].tolist()
         self.lambdas = state["lambdas"].tolist()

@@ -16,13 +16,13 @@ import torch
 
 from pipeline.core.geo import STATE_ABBR
 from pipeline.fit.checkpoint import load_checkpoint
-from pipeline.fit.core import FitResult, fit
 from pipeline.fit.model import GatedWeights
 from pipeline.fit.params import FitParams
+from pipeline.fit.training import FitResult, fit
 from pipeline.microdata import read_h5
 from pipeline.package.store import CalibrationPackage, load_selection
 from pipeline.sparsity.autoencoder import AreaAutoencoder
-from pipeline.sparsity.calibration import (
+from pipeline.sparsity.problems.calibration import (
     INCOME_BANDS,
     CalibrationData,
     reward_halves,
@@ -41,7 +41,7 @@ CHECKPOINT_NAME = "trained.pt"
 
 
 @dataclass
-class Trained:
+class TrainedCalibration:
     """The trained model's fit (the budget method's result) and the shared data."""
 
     result: FitResult
@@ -64,8 +64,8 @@ def household_frame(pkg: CalibrationPackage) -> pd.DataFrame:
                          "size": size.reindex(ids).fillna(1).to_numpy()})
 
 
-def train(package_dir: str | Path, config_path: str | Path, params: FitParams,
-          work_dir: str | Path, *, seed: int) -> Trained:
+def train_calibration(package_dir: str | Path, config_path: str | Path, params: FitParams,
+                      work_dir: str | Path, *, seed: int) -> TrainedCalibration:
     """Fit the national model once (checkpointed in `work_dir`) and gather what episodes
     share: the training, reward and report targets, the ranked cells, the autoencoder."""
     pkg, selected = load_selection(package_dir, config_path)
@@ -84,11 +84,11 @@ def train(package_dir: str | Path, config_path: str | Path, params: FitParams,
         gate_prob = gates.gates.get_active_prob().numpy().astype(np.float64)
     log_alpha = state["log_alpha"].numpy().astype(np.float64)
     # A column an episode keeps starts at its trained weight with the gate open, as the fit
-    # polishing an allocation starts it (`pipeline.fit.core`).
+    # polishing an allocation starts it (`pipeline.fit.training`).
     start = np.exp(state["log_weight"].numpy().astype(np.float64))
     scope = split_scope(targets, selected)
     reward = scope & reward_halves(names, seed)
-    return Trained(result=result, data=_data(pkg, selected, scope, reward, y, log_alpha,
+    return TrainedCalibration(result=result, data=_data(pkg, selected, scope, reward, y, log_alpha,
                                              start, gate_prob, seed),
                    package=pkg, selected=selected, scope=scope, reward=reward)
 

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 
 from pipeline.fit import fused
-from pipeline.fit.engines import FusedEngine, TorchEngine
+from pipeline.fit.backends import FusedBackend, TorchBackend
 from pipeline.fit.model import gate_noise, initial_parameters
 from pipeline.fit.params import FitParams
 from pipeline.fit.schedules import BudgetController
@@ -28,13 +28,13 @@ def test_counter_noise_is_identical_in_numba_and_torch_and_uniform():
     assert not np.array_equal(u, fused.uniform_noise(np.uint64(fused.noise_key(7, 4)), 200_000))
 
 
-def test_fused_engine_follows_torch_autograd_and_adam():
+def test_fused_backend_follows_torch_autograd_and_adam():
     torch.set_num_threads(1)
     X, y = _problem()
     p = FitParams(lambda_l0=1e-2, lambda_l2=1e-6, device="cpu", seed=7)
     lw, la = initial_parameters(np.full(400, 100.0), 7)
-    fe = FusedEngine(X, y, lw.clone(), la.clone(), p)
-    te = TorchEngine(X, y, lw.clone(), la.clone(), p, torch.device("cpu"))
+    fe = FusedBackend(X, y, lw.clone(), la.clone(), p)
+    te = TorchBackend(X, y, lw.clone(), la.clone(), p, torch.device("cpu"))
     for epoch in range(25):
         (loss_f, yhat_f, open_f), (loss_t, yhat_t, open_t) = (fe.l0_step(epoch, 1e-2),
                                                               te.l0_step(epoch, 1e-2))
@@ -62,24 +62,24 @@ def test_fused_results_do_not_depend_on_thread_count():
     for threads in (1, 2):
         fused.set_threads(threads)
         lw, la = initial_parameters(np.full(400, 100.0), 3)
-        eng = FusedEngine(X, y, lw, la, p)
+        eng = FusedBackend(X, y, lw, la, p)
         fused.set_threads(threads)
         runs.append([eng.l0_step(e, 1e-4)[0] for e in range(10)] + [eng.lw.copy()])
     fused.set_threads(1)
     assert runs[0][:10] == runs[1][:10] and np.array_equal(runs[0][10], runs[1][10])
 
 
-def test_engines_agree_under_a_budget_a_temperature_schedule_and_pinned_gates():
+def test_backends_agree_under_a_budget_a_temperature_schedule_and_pinned_gates():
     """The record budget's λ_L0 controller, l0-python's annealed β and the hybrid's pinned
-    gates: the same trajectory on both engines, up to float rounding."""
+    gates: the same trajectory on both back-ends, up to float rounding."""
     torch.set_num_threads(1)
     X, y = _problem()
     p = FitParams(records=150, epochs=400, temperature_schedule="cosine", beta_start=1.5,
                   anneal_share=0.5, lambda_l0=2e-2, device="cpu", seed=5)
     lw, la = initial_parameters(np.full(400, 100.0), 5)
     la[:30] = PINNED_OPEN
-    fe = FusedEngine(X, y, lw.clone(), la.clone(), p)
-    te = TorchEngine(X, y, lw.clone(), la.clone(), p, torch.device("cpu"))
+    fe = FusedBackend(X, y, lw.clone(), la.clone(), p)
+    te = TorchBackend(X, y, lw.clone(), la.clone(), p, torch.device("cpu"))
     lambdas = []
     for eng in (fe, te):
         control = BudgetController(150, 400, p.epochs, p.lambda_l0)

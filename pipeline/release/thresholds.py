@@ -1,0 +1,18 @@
+"""The gates' thresholds: the profile's `gates` section, one model over every gate."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from pipeline.core.settings import Settings
+from pipeline.fit.review import FitThresholds
+from pipeline.validate.quality import QualityThresholds
+
+
+class GateSettings(Settings):
+    consistency_tolerance: float = Field(0.01, gt=0, description="X·w against the totals "
+                                         "computed from the published files")
+    hierarchy_tolerance: float = Field(0.05, gt=0, description="warning when a parent target "
+                                       "and the sum of its children differ by more")
+    fit: FitThresholds = FitThresholds()
+    quality: QualityThresholds = QualityThresholds()

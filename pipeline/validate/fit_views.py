@@ -1,0 +1,37 @@
+"""The fits under a storage root as validation and the gates see them.
+
+Each fit's view of the package (its targets under its own config, `FitTargets`), and the
+one (cached) walk over the published files that the checks and the validation results
+share.
+"""
+
+from __future__ import annotations
+
+from pipeline.core.fit_table import FITS, Fit
+from pipeline.core.layout import Layout
+from pipeline.core.parallel import Runner
+from pipeline.microdata import read_h5
+from pipeline.package.store import CalibrationPackage, load_package
+from pipeline.targets.target_config import apply_target_config
+from pipeline.validate.published import seed_cache
+from pipeline.validate.totals import FitTargets, Published, walk_published
+
+
+def load_fits(layout: Layout, fits: tuple[Fit, ...] = FITS, *, matrix: bool = False
+              ) -> tuple[CalibrationPackage, list[FitTargets]]:
+    """The package (loaded once) and each fit's targets under its own config."""
+    pkg = load_package(layout.package_dir, matrix=matrix)
+    views = []
+    for fit in fits:
+        targets, selected = apply_target_config(layout.target_config(fit.config), pkg.targets,
+                                                pkg.target_vocabulary)
+        views.append(FitTargets.of(fit, targets, selected))
+    return pkg, views
+
+
+def walk_storage(layout: Layout, pkg: CalibrationPackage, views: list[FitTargets],
+                 runner: Runner) -> Published:
+    """The one (cached) walk over the published files, for the checks and validation."""
+    return walk_published(layout.stacked_dir, views,
+                          lambda: seed_cache(read_h5(pkg.base_h5)), runner,
+                          layout.validation_cache)
