@@ -35,18 +35,32 @@ def main(argv: list[str] | None = None) -> int:
                              "releases/CURRENT; 'newest' first points a missing or dangling "
                              "CURRENT at the newest release (default: $CALIBRATION_BASELINE, "
                              "else current)")
+    parser.add_argument("--engine", choices=["builtin", "policyengine"],
+                        default=os.environ.get("CALIBRATION_ENGINE") or None,
+                        help="the simulation engine, overriding the profile's engine: "
+                             "(default: $CALIBRATION_ENGINE, else the profile's)")
+    parser.add_argument("--print-engine", action="store_true",
+                        help="print the engine the run would use and exit (make uses it to "
+                             "install the policyengine extra only when needed)")
     args = parser.parse_args(argv)
+    if args.print_engine:
+        from resources import profile_with_engine
+
+        print(profile_with_engine(args.profile, args.engine or "").engine)
+        return 0
 
     from dagster import AssetCheckSeverity, DagsterInstance
 
     from assets.definitions import make_definitions
     from pipeline.core.errors import InputError
     from pipeline.core.lock import StorageBusy, storage_lock
-    from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV, took_over
+    from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV, require_engine, took_over
 
     storage_root = Path(os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_ROOT).resolve()
     try:
-        defs = make_definitions(profile=args.profile, baseline=args.baseline)
+        require_engine(args.profile, args.engine or "")  # before any stage
+        defs = make_definitions(profile=args.profile, baseline=args.baseline,
+                                engine=args.engine)
         instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
         with storage_lock(storage_root, f"python -m assets.run --job {args.job}") as lock:
             took_over(lock, instance, lambda message: print(f"note: {message}", file=sys.stderr))

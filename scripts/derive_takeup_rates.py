@@ -36,6 +36,7 @@ from pipeline.core.geo import STATES
 from pipeline.core.packaged import TAKEUP_RATES
 from pipeline.engine import simulate
 from pipeline.engine.policyengine import TAKEUP_RATES as POLICYENGINE_RATES
+from pipeline.engine.policyengine import VOLUNTARY_FILING_RATES
 from pipeline.source.taxcalc_cps import load_source_cps
 
 WHEEL_DIR = "policyengine_us_data/storage/calibration_targets"
@@ -126,6 +127,16 @@ def policyengine_rates(source: Path, year: int = 2024) -> pd.DataFrame:
     return out
 
 
+def voluntary_filing_rates(source: Path) -> pd.DataFrame:
+    """The production system's voluntary filing probabilities, one row per category."""
+    doc = _take_up_yaml(source, "voluntary_filing.yaml")["rates"]
+    return pd.DataFrame([(children, wages, age, float(rate))
+                         for children, by_wages in doc.items()
+                         for wages, by_age in by_wages.items()
+                         for age, rate in by_age.items()],
+                        columns=["children", "wages", "age", "rate"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", nargs="?", type=Path, default=DEFAULT_SOURCE)
@@ -141,6 +152,13 @@ def main() -> None:
         "# Regenerate: python scripts/derive_takeup_rates.py [WHEEL]\n"
     ) + pe.to_csv(index=False, float_format="%.6g"))
     print(f"wrote {args.policyengine_out}: {len(pe)} states")
+    voluntary = voluntary_filing_rates(args.source)
+    write_text(VOLUNTARY_FILING_RATES, (
+        "# The production system's probability that a tax unit files voluntarily"
+        " (policyengine-us-data 1.115.4 parameters/take_up/voluntary_filing.yaml): by child"
+        " dependents, wages (zero, low < $15K, medium < $30K, high) and the head's age.\n"
+        "# Regenerate: python scripts/derive_takeup_rates.py [WHEEL]\n"
+    ) + voluntary.to_csv(index=False, float_format="%.6g"))
     table = derive(args.source, args.year)
     header = (
         "# State takeup rates = clip(administrative count / engine-eligible CPS-weighted count,"

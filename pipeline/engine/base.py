@@ -80,7 +80,6 @@ class Engine(ABC):
     name: ClassVar[str]
     computes: ClassVar[frozenset[str]]
     takeups: ClassVar[tuple[Takeup, ...]]  # redrawn per clone: pure gates
-    record_takeups: ClassVar[tuple[Takeup, ...]] = ()  # drawn once per record (clone 0)
     max_block_households: ClassVar[int | None] = None  # per simulation in validation
 
     @abstractmethod
@@ -101,6 +100,12 @@ class Engine(ABC):
                            variables: tuple[str, ...]) -> Simulation:
         """A published file's values (one block of it, `md` as our reader reads it), as a
         user of the file computes them: validation's path."""
+
+    def record_inputs(self, base: Microdata) -> dict[str, dict[str, np.ndarray]]:
+        """Inputs drawn once per base record, the same in every clone and state (entity ->
+        column -> values over the base table's rows): what the engine needs that the source
+        lacks and that no clone may redraw (not a pure gate). None by default."""
+        return {}
 
     def out_of_scope(self, variables: Iterable[str]) -> list[str]:
         """The variables this engine does not compute, sorted."""

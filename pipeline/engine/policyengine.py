@@ -37,7 +37,7 @@ from pipeline.core.errors import InputError
 from pipeline.core.packaged import packaged
 from pipeline.engine.base import Engine, EngineIdentity, StatePlan, StateValues
 from pipeline.engine.simulation import Simulation
-from pipeline.engine.takeup import Takeup, draw_units
+from pipeline.engine.takeup import Takeup, draw_units, unit_uniforms
 from pipeline.engine.variables import VARIABLES
 from pipeline.microdata import H5Writer, Microdata, RowBlock, string_widths
 
@@ -57,18 +57,20 @@ SNAP = Takeup("takes_up_snap_if_eligible", "household", ("snap",), "takeup/snap"
               "snap_rate", TAKEUP_RATES)
 MEDICAID = Takeup("takes_up_medicaid_if_eligible", "person", ("medicaid_enrolled",),
                   "takeup/medicaid", "medicaid_rate", TAKEUP_RATES)
-# Drawn once per record (clone 0) and the same in every clone: not a pure gate (a tax unit
-# that files anyway gets its credit whatever it takes up), so a clone's draw could not be
-# applied to values computed with it on.
+# Drawn once per record (clone 0) and the same in every clone, as the production system
+# keeps them: not pure gates (a tax unit that files anyway gets its premium credit whatever
+# it takes up; filing changes credits and taxes), so a clone's draw could not be applied to
+# values computed with it on. Both are inputs every published household carries.
 ACA = Takeup("takes_up_aca_if_eligible", "tax_unit", (), "takeup/aca", "aca_rate",
              TAKEUP_RATES)
+VOLUNTARY_FILING = "would_file_taxes_voluntarily"
+VOLUNTARY_FILING_RATES = packaged("data", "voluntary_filing_rates.csv")
 
 
 class PolicyEngineUS(Engine):
     name = "policyengine"
     computes = frozenset(VARIABLES)
     takeups = (SNAP, MEDICAID)
-    record_takeups = (ACA,)
     max_block_households = MAX_HOUSEHOLDS
 
     def require(self) -> None:
@@ -111,6 +113,17 @@ class PolicyEngineUS(Engine):
                 per_district[v].append(_values(sim, v, base.period))
         values.update({v: np.stack(rows) for v, rows in per_district.items()})
         return StateValues(plan.state_fips, plan.districts, values)
+
+    def record_inputs(self, base: Microdata) -> dict[str, dict[str, np.ndarray]]:
+        """ACA takeup (at the rate of the record's own state) and voluntary filing (the
+        production system's rates by children, wages and the head's age), clone 0's draws."""
+        hh_ids = base.household["household_id"].to_numpy()
+        unit_hh = pd.Index(hh_ids).get_indexer(base.tax_unit["household_id"])
+        state = base.household["state_fips"].to_numpy()
+        aca = draw_units(ACA, hh_ids, unit_hh, 0, state)
+        voluntary = unit_uniforms("takeup/voluntary_filing", hh_ids, unit_hh, 0) < (
+            voluntary_filing_rates(base))
+        return {"tax_unit": {ACA.variable: aca, VOLUNTARY_FILING: voluntary}}
 
     def simulate_published(self, path: Path, block: RowBlock | None, md: Microdata,
                            variables: tuple[str, ...]) -> Simulation:
@@ -155,12 +168,35 @@ def place(base: Microdata, plan: StatePlan, district: int, engine: PolicyEngineU
     }
     for takeup in engine.takeups:
         tables[takeup.entity][takeup.variable] = True
-    rows = {"household": np.arange(n), "tax_unit": hh_pos, "person": person_hh}
-    for takeup in engine.record_takeups:
-        tables[takeup.entity][takeup.variable] = draw_units(
-            takeup, hh["household_id"].to_numpy(), rows[takeup.entity], 0,
-            np.full(n, plan.state_fips))
+    for entity, columns in engine.record_inputs(base).items():
+        for name, values in columns.items():
+            tables[entity][name] = values
     return Microdata(base.period, tables["household"], tables["tax_unit"], tables["person"])
+
+
+@functools.lru_cache(maxsize=2)
+def _voluntary_table(path: Path = VOLUNTARY_FILING_RATES) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise InputError(path, None, "voluntary filing rate file is missing",
+                         "run scripts/derive_takeup_rates.py")
+    return pd.read_csv(path, comment="#").set_index(["children", "wages", "age"])
+
+
+def voluntary_filing_rates(base: Microdata) -> np.ndarray:
+    """Per tax unit, the production system's probability of filing voluntarily: by whether
+    it has child dependents (under 18), its wages (0, under $15K, under $30K, more) and
+    whether its head is 65 or older."""
+    tu, person = base.tax_unit, base.person
+    unit = pd.Index(tu["tax_unit_id"]).get_indexer(person["tax_unit_id"])
+    child = person["is_tax_unit_dependent"].to_numpy(bool) & (person["age"].to_numpy() < 18)
+    children = np.bincount(unit, weights=child, minlength=len(tu)) > 0
+    wages = tu["e00200"].to_numpy(float) if "e00200" in tu else np.zeros(len(tu))
+    band = np.select([wages <= 0, wages < 15_000, wages < 30_000], ["zero", "low", "medium"],
+                     "high")
+    age = np.where(tu["age_head"].to_numpy() >= 65, "age_65_plus", "under_65")
+    keys = pd.MultiIndex.from_arrays([np.where(children, "with_children", "no_children"),
+                                      band, age])
+    return _voluntary_table().reindex(keys)["rate"].to_numpy()
 
 
 def write_dataset(md: Microdata, path: Path) -> None:
@@ -180,7 +216,8 @@ def _installed_version() -> str | None:
 @functools.lru_cache(maxsize=1)
 def _identity() -> EngineIdentity:
     """policyengine-us's and policyengine-core's versions; a hash of every parameter file
-    policyengine-us ships and of the takeup rates this engine draws with."""
+    policyengine-us ships and of the takeup and voluntary filing rates this engine draws
+    with."""
     core = importlib.metadata.version("policyengine-core")
     root = Path(importlib.util.find_spec("policyengine_us").submodule_search_locations[0])
     h = hashlib.sha256()
@@ -188,6 +225,7 @@ def _identity() -> EngineIdentity:
         h.update(str(file.relative_to(root)).encode())
         h.update(file.read_bytes())
     h.update(TAKEUP_RATES.read_bytes())
+    h.update(VOLUNTARY_FILING_RATES.read_bytes())
     return EngineIdentity("policyengine", f"{PACKAGE} {_installed_version()}, "
                           f"policyengine-core {core}", h.hexdigest())
 

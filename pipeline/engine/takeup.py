@@ -123,21 +123,27 @@ def unit_ordinals(unit_household: np.ndarray) -> np.ndarray:
     return ordinal
 
 
-def draw_units(takeup: Takeup, household_ids: np.ndarray, unit_household: np.ndarray,
-               clone_index: int | np.ndarray, state_fips: np.ndarray) -> np.ndarray:
-    """Whether each unit takes up: `unit_household` is each unit's household row (for a
-    household-level takeup, every row); clone and state are given per household.
-
-    Households may repeat (a block of a published file holds one base household in several
-    clones): the draw is keyed by (base household id, clone), never by row.
-    """
+def unit_uniforms(stream: str, household_ids: np.ndarray, unit_household: np.ndarray,
+                  clone_index: int | np.ndarray, per_household: bool = False) -> np.ndarray:
+    """Each unit's uniform draw: `unit_household` is each unit's household row; the draw is
+    keyed by (stream, base household id, clone, the unit's ordinal in its household; 0 for a
+    household-level draw), never by row, so households may repeat (a block of a published
+    file holds one base household in several clones)."""
     hh = np.asarray(household_ids, dtype=np.int64)
     pos = np.asarray(unit_household, dtype=np.int64)
     clone = np.broadcast_to(np.asarray(clone_index, dtype=np.int64), hh.shape)
-    state = np.asarray(state_fips)
-    ordinal = 0 if takeup.entity == "household" else unit_ordinals(pos)
-    u = stream_uniform(stream_seeds(takeup.stream, hh[pos], clone[pos]), ordinal)
-    return u < state_rates(takeup, state)[pos]
+    ordinal = 0 if per_household else unit_ordinals(pos)
+    return stream_uniform(stream_seeds(stream, hh[pos], clone[pos]), ordinal)
+
+
+def draw_units(takeup: Takeup, household_ids: np.ndarray, unit_household: np.ndarray,
+               clone_index: int | np.ndarray, state_fips: np.ndarray) -> np.ndarray:
+    """Whether each unit takes up, at its state's rate: `unit_household` is each unit's
+    household row (for a household-level takeup, every row); clone and state are given per
+    household."""
+    u = unit_uniforms(takeup.stream, household_ids, unit_household, clone_index,
+                      takeup.entity == "household")
+    return u < state_rates(takeup, state_fips)[np.asarray(unit_household, dtype=np.int64)]
 
 
 SNAP = Takeup("takes_up_snap_if_eligible", "household", ("snap",), "takeup/snap", "snap_rate")

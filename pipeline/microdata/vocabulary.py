@@ -81,7 +81,9 @@ HEAD_FLAGS = {"claimed_as_dependent_on_another_return": "DSI"}
 BLIND = ("blind_head", "blind_spouse")  # -> person is_blind
 AGES = ("age_head", "age_spouse")  # -> person age (policyengine-us computes these)
 # Columns of the three tables policyengine-us knows under the same name and entity.
-KEPT_TAX_UNIT = ("tax_unit_id",)  # and every takeup input (`takes_up_*`)
+# Tax-unit columns written under their own name (policyengine-us inputs), and every takeup
+# input (`takes_up_*`); every other tax-unit column is Tax-Calculator's (`taxcalc_<name>`).
+KEPT_TAX_UNIT = ("tax_unit_id", "would_file_taxes_voluntarily")
 TAKEUP = "takes_up_"
 ON_SPM_UNIT = ("takes_up_snap_if_eligible",)  # SPM unit = household, same order
 PERSON_LINKS = {"household_id": "person_household_id", "tax_unit_id": "person_tax_unit_id"}

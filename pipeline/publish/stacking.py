@@ -83,7 +83,7 @@ class StackSource:
     counties: np.ndarray
     county_fips: np.ndarray  # per entry of `counties`
     takeups: tuple[Takeup, ...]  # redrawn per clone
-    record_takeups: tuple[Takeup, ...]  # drawn once per record (clone 0)
+    record_inputs: dict[str, dict[str, np.ndarray]]  # the same in every clone, by base row
     widths: dict[str, int]  # text column widths
 
 
@@ -217,7 +217,7 @@ def _source(package: CalibrationPackage) -> StackSource:
                          "rebuild the calibration package (scripts/snapshot_county_fips.py)")
     engine = package.engine
     return StackSource(package.base_h5, package.n_records, counties,
-                       fips.to_numpy(dtype=object), engine.takeups, engine.record_takeups,
+                       fips.to_numpy(dtype=object), engine.takeups, engine.record_inputs(base),
                        string_widths(base, county=counties, county_fips=fips.to_numpy()))
 
 
@@ -333,10 +333,13 @@ def _stacked(base: Microdata, source: StackSource, job: FileJob, start: int, sto
     # Drawn as the matrix builder draws them: keyed by base household id and clone.
     unit_household = {"household": np.arange(len(cols)), "tax_unit": tu_col, "person": p_col}
     tables = {"household": household, "tax_unit": tax_unit, "person": person}
-    for takeups, clones in ((source.takeups, clone), (source.record_takeups, 0)):
-        for t in takeups:
-            tables[t.entity][t.variable] = draw_units(t, base_ids, unit_household[t.entity],
-                                                      clones, state)
+    for t in source.takeups:
+        tables[t.entity][t.variable] = draw_units(t, base_ids, unit_household[t.entity],
+                                                  clone, state)
+    base_rows = {"household": record, "tax_unit": tu_rows, "person": p_rows}
+    for entity, columns in source.record_inputs.items():
+        for name, values in columns.items():
+            tables[entity][name] = values[base_rows[entity]]
     hh_id, tu_id, p_id = (first + np.arange(count) for first, count in zip(
         _block_first_ids(job, tu_count, p_count, start), (len(cols), len(tu_rows), len(p_rows)),
         strict=True))

@@ -24,7 +24,7 @@ from pipeline.validate.consistency import xw_consistency
 from pipeline.validate.fit_views import load_fits, walk_storage
 from pipeline.validate.quality import review_quality
 from pipeline.validate.sanity import sanity_report
-from pipeline.validate.totals import read_validation_csv, validate_h5s
+from pipeline.validate.totals import engine_label, read_validation_csv, validate_h5s
 
 
 @dataclass(frozen=True)
@@ -70,20 +70,26 @@ def _current_run_config(layout: Layout, fit: Fit) -> Path | None:
 
 def structural_sanity(ctx: GateContext) -> GateReport:
     pkg, views = load_fits(ctx.layout, published(ctx.fits))
-    return sanity_report(walk_storage(ctx.layout, pkg, views, ctx.runner).walk.sanity)
+    walked = walk_storage(ctx.layout, pkg, views, ctx.runner, ctx.thresholds.district_sample)
+    return sanity_report(walked.walk.sanity)
 
 
 def consistency(ctx: GateContext) -> GateReport:
-    """Each publishing fit's X·w against the totals computed from its own files."""
+    """Each publishing fit's X·w against the totals the files' engine computes from its own
+    files (per file: max and mean relative deviation; the district files walked)."""
     layout, fits = ctx.layout, published(ctx.fits)
     pkg, views = load_fits(layout, fits, matrix=True)
-    totals = validate_h5s(walk_storage(layout, pkg, views, ctx.runner), views)
+    walked = walk_storage(layout, pkg, views, ctx.runner, ctx.thresholds.district_sample)
+    totals = validate_h5s(walked, views)
     reports = {}
     for fit, view in zip(fits, views, strict=True):
         weights = np.load(layout.weights(fit), allow_pickle=False)
+        files = dict(zip(view.rows["target_name"], walked.file_labels(fit.name), strict=True))
         reports[fit.name] = xw_consistency(
             pkg, weights, totals[totals["fit"] == fit.name], view.selected,
-            tolerance=ctx.thresholds.consistency_tolerance).gate_report()
+            tolerance=ctx.thresholds.consistency_tolerance, files=files,
+            engine=engine_label(walked.engine),
+            districts_walked=walked.districts_walked).gate_report()
     return combine(reports)
 
 

@@ -14,7 +14,7 @@ from pipeline.microdata import read_h5
 from pipeline.package.store import CalibrationPackage, load_package
 from pipeline.targets.target_config import apply_target_config
 from pipeline.validate.published import seed_cache
-from pipeline.validate.totals import FitTargets, Published, walk_published
+from pipeline.validate.totals import DistrictSample, FitTargets, Published, walk_published
 
 
 def load_fits(layout: Layout, fits: tuple[Fit, ...] = FITS, *, matrix: bool = False
@@ -24,14 +24,16 @@ def load_fits(layout: Layout, fits: tuple[Fit, ...] = FITS, *, matrix: bool = Fa
     views = []
     for fit in fits:
         targets, selected = apply_target_config(layout.target_config(fit.config), pkg.targets,
-                                                pkg.target_vocabulary)
+                                                pkg.target_vocabulary, pkg.engine)
         views.append(FitTargets.of(fit, targets, selected))
     return pkg, views
 
 
 def walk_storage(layout: Layout, pkg: CalibrationPackage, views: list[FitTargets],
-                 runner: Runner) -> Published:
-    """The one (cached) walk over the published files, for the checks and validation."""
-    return walk_published(layout.stacked_dir, views,
-                          lambda: seed_cache(read_h5(pkg.base_h5)), runner,
-                          layout.validation_cache)
+                 runner: Runner, districts: DistrictSample | None = None) -> Published:
+    """The one (cached) walk over the published files, for the checks and validation (the
+    profile's `gates.district_sample`, if any, for all three, so they share it)."""
+    def seed():  # the builtin engine's warm tax cache; policyengine-us has none
+        return seed_cache(read_h5(pkg.base_h5)) if pkg.engine.name == "builtin" else None
+    return walk_published(layout.stacked_dir, views, seed, runner, layout.validation_cache,
+                          districts)
