@@ -31,10 +31,11 @@ def test_summary_counts(built):
     # real estate taxes)
     assert summary["n_targets"] == len(df) == 10_760 + 5 * 51
     assert summary["by_geo_level"] == {"district": 8_284, "national": 283, "state": 2_193 + 255}
-    # EITC by AGI x children; negative AGI totals; 10% of every variable x level's rest
-    assert summary["n_holdout"] == 224 + 52 + 1074
+    # EITC by AGI x children; negative AGI totals; the 9 states without an income tax;
+    # 10% of every variable x level's rest
+    assert summary["n_holdout"] == 224 + 52 + 9 + 1073
     assert summary["by_holdout_group"] == {"eitc_agi_children": 224, "negative_total": 52,
-                                           "validation_split": 1074}
+                                           "validation_split": 1073, "zero_total": 9}
     assert df["target_name"].is_unique
 
 
@@ -99,11 +100,14 @@ def test_periods_sources_and_holdout(built):
     assert (same_year["uprating_factor"] == 1).all()
     assert (same_year["value"] == same_year["original_value"]).all()
     hold = df[(df.holdout == 1) & (df.holdout_group != "validation_split")]
-    assert len(hold) == 276
+    assert len(hold) == 276 + 9
     assert set(hold.domain_variable) == {"adjusted_gross_income,eitc,eitc_child_count",
-                                         "adjusted_gross_income,is_tax_filer"}
+                                         "adjusted_gross_income,is_tax_filer", ""}
     assert hold.holdout_group.value_counts().to_dict() == {"eitc_agi_children": 224,
-                                                           "negative_total": 52}
+                                                           "negative_total": 52,
+                                                           "zero_total": 9}
+    zero = hold[hold.holdout_group == "zero_total"]  # states without an income tax
+    assert (zero.variable == "state_income_tax").all() and (zero.value == 0).all()
     assert (df.loc[df.holdout == 0, "holdout_group"] == "").all()
     negative = hold[hold.holdout_group == "negative_total"]
     assert len(negative) == 52 and (negative.value < 0).all()

@@ -107,6 +107,8 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
 # Held-out groups: a whole validation file (named after it), and negative totals.
 HOLDOUT_FILES = frozenset({"eitc_agi_children.csv"})
 NEGATIVE_TOTAL = "negative_total"
+ZERO_TOTAL = "zero_total"
+COUNTS = ("person_count", "household_count", "tax_unit_count")
 
 
 @dataclass(frozen=True)
@@ -119,12 +121,16 @@ class Row:
 
 
 def _holdout_group(row: Row) -> str:
-    """Held out of training ("" when trained on): a whole validation file, or a negative
+    """Held out of training ("" when trained on): a whole validation file, a negative
     total (the net AGI of the below-$1 band), which the fit's relative loss (y − ŷ)/(y + 1)
-    cannot use."""
+    cannot use, or a dollar total of zero (a state without an income tax): nothing to fit,
+    and where the engine still finds some (policyengine-us taxes New Hampshire's interest
+    and dividends, which the Census counts as none) training would zero those records."""
     if row.file in HOLDOUT_FILES:
         return Path(row.file).stem
-    return NEGATIVE_TOTAL if row.value < 0 else ""
+    if row.value < 0:
+        return NEGATIVE_TOTAL
+    return ZERO_TOTAL if row.value == 0 and row.variable not in COUNTS else ""
 
 
 def _bounds(var: str, lower: float, upper: float) -> tuple[Constraint, ...]:
