@@ -112,7 +112,9 @@ def test_validation_frame_has_production_columns_and_known_totals(validated):
     assert tuple(df.columns) == COLUMNS and COLUMNS[:len(PRODUCTION)] == PRODUCTION
     assert COLUMNS[len(PRODUCTION):] == (
         "holdout_group", "original_value", "original_period", "uprating_factor",
-        "reconcile_rule", "reconcile_factor", "error_rule", "error_floor", "score", "scope", "fit")
+        "reconcile_rule", "reconcile_factor", "error_rule", "error_floor", "score", "scope", "fit",
+        "engine")
+    assert set(df["engine"]) == {"builtin"}  # files stacked without a named engine
     by = df.set_index("target_name")
     # children live only in record 0, kept in column 0 (w 2.5)
     assert by.at["nation/person_count/[age<18]", "sim_value"] == 2 * 2.5
