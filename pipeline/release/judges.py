@@ -62,10 +62,21 @@ def fit_review(fit: Fit) -> Judge:
 
 
 def _current_run_config(layout: Layout, fit: Fit) -> Path | None:
-    """The fit's run config in CURRENT, where CURRENT has that fit."""
+    """The fit's run config in CURRENT, where CURRENT has that fit and was built with this
+    package's engine (another engine's X is another problem: its loss is no baseline)."""
     release = current_release(layout.root)
-    path = release.path / fit.release_dir / RUN_CONFIG if release else None
-    return path if path is not None and path.is_file() else None
+    if release is None or not same_engine(layout, release.manifest):
+        return None
+    path = release.path / fit.release_dir / RUN_CONFIG
+    return path if path.is_file() else None
+
+
+def same_engine(layout: Layout, manifest: dict) -> bool:
+    """Whether a release was built with the engine of the package under `layout` (a release
+    from before engines had names was builtin)."""
+    package = json.loads((layout.package_dir / "metadata.json").read_text())
+    ours = package.get("engine", {}).get("name", "builtin")
+    return manifest.get("engine", {}).get("name", "builtin") == ours
 
 
 def structural_sanity(ctx: GateContext) -> GateReport:
@@ -108,9 +119,14 @@ def rebudgeted(layout: Layout, fits: tuple[Fit, ...] = FITS) -> frozenset[str]:
 
 def simulation_quality(ctx: GateContext) -> GateReport:
     baseline = load_current_validation(ctx.layout.root)
+    release = current_release(ctx.layout.root)
+    other = release is not None and not same_engine(ctx.layout, release.manifest)
+    if other:  # another engine computes every total differently: no per-target baseline
+        baseline = None
     report = review_quality(read_validation_csv(ctx.layout.validation_csv), baseline,
                             ctx.thresholds.quality, rebudgeted(ctx.layout, ctx.fits))
     against = ("the CURRENT release" if baseline is not None
+               else "absolute tolerances (CURRENT was built with another engine)" if other
                else "absolute tolerances (no release yet)")
     return GateReport(report.passed, f"judged against {against}: {report.summary}",
                       report.rules, report.metrics, report.details)
