@@ -135,6 +135,7 @@ def release_summary(release: "Release") -> str:
         f"Promoted release {release.version}",
         f"  path:  {release.path}",
         f"  files: {len(m['files'])}",
+        f"  engine: {_engine_line(m)}",
         *(_fit_line(fit.label, m[fit.manifest_key]) for fit in FITS if fit.manifest_key in m),
         "  gates:",
     ]
@@ -143,6 +144,17 @@ def release_summary(release: "Release") -> str:
     lines += [f"  held-out {group}: median score {h['median']:.4f}, p90 {h['p90']:.4f} "
               f"over {h['count']:.0f} targets" for group, h in m.get("heldout", {}).items()]
     return "\n".join(lines)
+
+
+def _engine_line(manifest: dict) -> str:
+    """The release's engine, and the targets it left out of scope (never trained)."""
+    engine = manifest.get("engine") or {"name": "builtin", "version": "unnamed"}
+    skipped = manifest.get("out_of_scope") or {}
+    line = f"{engine['name']} ({engine['version']})"
+    if skipped.get("targets"):
+        line += (f"; {skipped['targets']} targets out of scope for it, not trained: "
+                 f"{', '.join(skipped['variables'])} (ENGINE=policyengine computes them)")
+    return line
 
 
 def _fit_line(label: str, fit: dict) -> str:
