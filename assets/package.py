@@ -61,6 +61,7 @@ def package_asset(loaded: Profile) -> AssetsDefinition:
                 "n_records": meta["n_records"],
                 "n_clones": meta["n_clones"],
                 "build_seconds": meta["build_seconds"],
+                "seconds_per_state": MetadataValue.json(meta["state_seconds"]),
                 "targets_by_level": MetadataValue.json(meta["targets_by_level"]),
                 "engine": MetadataValue.json(meta["engine"]),
                 "out_of_scope_targets": skipped["targets"],

@@ -50,7 +50,8 @@ def ours(path: Path, entry: dict, engine_name: str) -> dict[str, float]:
     from pipeline.validate.aggregate import EntityTables
 
     engine = load_engine(engine_name)
-    variables = ("adjusted_gross_income", "eitc", "income_tax", "snap")
+    variables = ("adjusted_gross_income", "eitc", "household_count", "income_tax",
+                 "person_count", "snap")
     totals = dict.fromkeys(METRICS, 0.0)
     parts = blocks(entry["row_offsets"])
     if engine.max_block_households:
@@ -63,7 +64,7 @@ def ours(path: Path, entry: dict, engine_name: str) -> dict[str, float]:
         totals["households"] += tables.total("household_count", "[]")
         totals["persons"] += tables.total("person_count", "[]")
         totals["snap_households"] += tables.total("household_count", '[["snap", ">", 0]]')
-        for variable in variables:
+        for variable in ("adjusted_gross_income", "eitc", "income_tax", "snap"):
             totals[variable] += tables.total(variable, "[]")
     return totals
 
@@ -163,8 +164,12 @@ def compare(release: Path, files: list[str], max_rss_gb: float) -> pd.DataFrame:
     rows = []
     for group in (files[:-1], files[-1:]):  # the area files, then the national file alone
         watched = Watched([release / f for f in group], period, max_rss_gb, release.parent)
-        our = {rel: ours(release / rel, manifest["files"][rel], engine)  # meanwhile
-               for rel in group}
+        try:
+            our = {rel: ours(release / rel, manifest["files"][rel], engine)  # meanwhile
+                   for rel in group}
+        except BaseException:
+            watched.child.kill()
+            raise
         pe, stats = watched.result()
         if pe is None:
             print(f"policyengine-us stopped at {stats['peak_rss_gb']:.1f} GB resident after "

@@ -6,9 +6,9 @@ policyengine-us's SPM poverty reads `county_fips` (a pure input, not derived fro
 2020 county list (national_county2020.txt, public domain), in the copy policyengine-us ships
 (`policyengine_us/data/county_fips_2020.csv.gz`), matched to the enum names by
 policyengine-us's own rule (`map_county_string_to_enum`). Run it with the interpreter of a
-venv that has policyengine-us 2.68.0 (`make .venv-policyengine/.installed` builds one):
+venv that has policyengine-us 2.68.0 (`make setup ENGINE=policyengine` builds one):
 
-    .venv-policyengine/bin/python scripts/snapshot_county_fips.py
+    .venv/bin/python scripts/snapshot_county_fips.py
 
 It writes pipeline/data/targets/county_fips.csv (county, county_fips).
 """

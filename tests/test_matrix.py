@@ -26,7 +26,9 @@ def _build(md: Microdata, targets: pd.DataFrame, engine: str = "builtin") -> np.
                       RowLookup.of(targets, of_target, len(features), DISTRICTS),
                       pd.DataFrame({"cd_geoid": DISTRICTS, "state_fips": DISTRICTS // 100}),
                       None)
-    return build_matrix(plan, targets, CD, 3).toarray()
+    X, seconds = build_matrix(plan, targets, CD, 3)
+    assert set(seconds) == {6, 37}  # one task per state
+    return X.toarray()
 
 
 def _in_clone(md: Microdata, clone: int) -> Microdata:

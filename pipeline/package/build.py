@@ -134,7 +134,7 @@ def build_package(
                                     districts["cd_geoid"].to_numpy(dtype=np.int64)),
                       districts[["cd_geoid", "state_fips"]],
                       None if cache_dir is None else str(cache_dir))
-    X = build_matrix(plan, targets, cd_geoid, package.n_clones, runner)
+    X, state_seconds = build_matrix(plan, targets, cd_geoid, package.n_clones, runner)
     metadata = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "profile": profile_record,
@@ -154,6 +154,7 @@ def build_package(
         },
         "lineage": record_parents("calibration_package", {"target_db": target_db}),
         "build_seconds": round(time.perf_counter() - started, 2),
+        "state_seconds": {str(k): v for k, v in state_seconds.items()},
     }
     pkg = CalibrationPackage(
         X=X, targets=targets, initial_weights=initial_weights(targets, cd_geoid),

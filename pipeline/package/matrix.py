@@ -10,6 +10,7 @@ national, state and district targets it counts towards.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,8 +168,11 @@ def _expand(record: np.ndarray, count: np.ndarray
 
 
 def build_matrix(plan: MatrixPlan, targets: pd.DataFrame, cd_geoid: np.ndarray,
-                 n_clones: int, runner: Runner | None = None) -> sp.csr_matrix:
-    """X[t, clone·n + record] = the record's contribution to target t in that clone.
+                 n_clones: int, runner: Runner | None = None
+                 ) -> tuple[sp.csr_matrix, dict[int, float]]:
+    """X[t, clone·n + record] = the record's contribution to target t in that clone, and
+    each state's seconds (its engine values, computed or read from the cache, and its
+    entries).
 
     States are independent tasks; X's entries do not depend on their order (no two tasks
     write one entry), so X is the same bits for any number of workers.
@@ -183,17 +187,19 @@ def build_matrix(plan: MatrixPlan, targets: pd.DataFrame, cd_geoid: np.ndarray,
              zip(states, starts, [*starts[1:], len(order)], strict=True)]
     parts = (runner or InProcess()).map(state_entries, items, plan, np.asarray(cd_geoid),
                                         desc="package: states")
+    seconds = {fips: round(float(p[3]), 2) for (fips, _), p in zip(items, parts, strict=True)}
     rows, cols, vals = (np.concatenate([p[k] for p in parts]) for k in range(3))
     del parts
     X = sp.csr_matrix((vals, (rows, cols)), shape=(len(targets), n * n_clones),
                       dtype=np.float32)
     X.sum_duplicates()
-    return X
+    return X, seconds
 
 
 def state_entries(item: tuple[int, np.ndarray], plan: MatrixPlan, cd_geoid: np.ndarray
-                  ) -> tuple[np.ndarray, ...]:
-    """(rows, cols, values) of X for one state's columns."""
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(rows, cols, values) of X for one state's columns, and the seconds it took."""
+    started = time.perf_counter()
     fips, cols = item
     engine = load_engine(plan.engine)
     base = plan.base
@@ -222,8 +228,9 @@ def state_entries(item: tuple[int, np.ndarray], plan: MatrixPlan, cd_geoid: np.n
             out_cols.append(columns.cols[j[keep]].astype(np.int64))
             vals.append(value[keep])
     empty = [np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.float32)]
-    return tuple(np.concatenate(p) if p else e for p, e in zip((rows, out_cols, vals), empty,
-                                                                strict=True))
+    parts = (np.concatenate(p) if p else e for p, e in zip((rows, out_cols, vals), empty,
+                                                            strict=True))
+    return (*parts, time.perf_counter() - started)
 
 
 def _expanded_values(values: StateValues, columns: _Columns, engine, base: Microdata,
