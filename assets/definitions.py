@@ -34,6 +34,7 @@ from pipeline.core.parallel import SETTING as DASK_SETTING
 from resources import (
     BASELINE_ENV,
     DEFAULT_STORAGE_ROOT,
+    DEVICE_ENV,
     ENGINE_ENV,
     STORAGE_ENV,
     ComputeResource,
@@ -67,7 +68,7 @@ def make_definitions(
         "profile": ProfileResource(name=profile_name,
                                    engine=_setting(engine, ENGINE_ENV, "")),
         "compute": ComputeResource(
-            device=_setting(device, "CALIBRATION_DEVICE", "auto"),
+            device=_setting(device, DEVICE_ENV, "auto"),
             dask=_setting(dask, DASK_SETTING, LOCAL),
             workers=workers if workers is not None else int(
                 os.environ.get("CALIBRATION_DASK_WORKERS") or 0)),

@@ -117,7 +117,9 @@ def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
             f"{label} frontier") + "\n\n" + markdown_table(frontier[
                 ["records_kept", "training_error", "split_error", "records", "lambda_l0",
                  "temperature_schedule", "hybrid_share"]])),
-        "loss_curve": MV.md(loss_chart(history["l0"], history["polish"])),
+        "loss_curve": MV.md(loss_chart(history["l0"], history["polish"], result.stopping)),
+        "l0_epochs": result.stopping["l0"]["epochs"],
+        "polish_epochs": result.stopping["polish"]["epochs"],
         "worst_targets": MV.md(markdown_table(trained.nlargest(15, "abs_rel_error")[
             ["target", "true_value", "estimate", "rel_error"]])),
         "path": MV.path(str(fit_dir)),

@@ -99,10 +99,11 @@ LOSS_JUMP = (
 )
 
 
-def loss_chart(l0: list[float], polish: list[float]) -> str:
+def loss_chart(l0: list[float], polish: list[float],
+               stopping: dict[str, dict] | None = None) -> str:
     """The fit's loss by epoch, log scale, as an inline SVG (pipeline.core.svg) with the
-    L0 → polish handover marked; then the numbers (4 significant digits, the final epoch
-    included)."""
+    L0 → polish handover and where each phase stopped marked; then the stopping rule and
+    the numbers (4 significant digits, the final epoch included)."""
     ys = np.asarray(l0 + polish, dtype=float)
     if not len(ys):
         return "**loss by epoch**: no epochs"
@@ -110,15 +111,27 @@ def loss_chart(l0: list[float], polish: list[float]) -> str:
     phases = [Series(phase, epochs[a:b].tolist(), ys[a:b].tolist(), line=True, points=False)
               for phase, (a, b) in (("L0", (0, len(l0))), ("polish", (len(l0), len(ys))))
               if b > a]
+    marks = []
+    stopping = stopping or {}
+    l0_stop = (stopping.get("l0") or {}).get("converged_at")
+    polish_stop = (stopping.get("polish") or {}).get("converged_at")
+    if l0 and polish:
+        marks.append((len(l0) + 0.5, (f"L0 converged at {l0_stop:,}; " if l0_stop else "")
+                      + f"polish from epoch {len(l0) + 1:,}"))
+    if polish_stop:
+        marks.append((len(l0) + polish_stop + 0.5, "polish converged: decay"))
     svg = scatter_svg(phases, "loss by epoch", "epoch", "loss (log scale)", log_x=False,
                       x_ticks=np.unique(np.linspace(1, len(ys), 5).round()).tolist(),
-                      x_marks=[(len(l0) + 0.5, f"polish from epoch {len(l0) + 1:,}")]
-                      if l0 and polish else ())
+                      x_marks=marks)
     rows = sorted({*range(1, len(ys) + 1, max(1, len(ys) // 10)), len(l0), len(l0) + 1,
                    len(ys)} - {0, len(ys) + 1})
     table = pd.DataFrame({"epoch": rows,
                           "phase": ["L0" if e <= len(l0) else "polish" for e in rows],
                           "loss": [float(ys[e - 1]) for e in rows]})
+    rules = "".join(f"\n- {name}: {r['epochs']:,} of at most {r['max_epochs']:,} epochs; "
+                    f"{r['rule']}" for name, r in (("L0 phase", stopping.get("l0")),
+                                                    ("polish", stopping.get("polish"))) if r)
     return (f"**loss by epoch** ({len(l0):,} L0 epochs, then {len(polish):,} polish; "
             f"{ys[0]:.4g} → {ys[-1]:.4g})\n\n{svg_image(svg, 'loss by epoch')}\n\n"
-            f"{LOSS_JUMP}\n\n{markdown_table(table)}")
+            + (f"**stopping**{rules}\n\n" if rules else "")
+            + f"{LOSS_JUMP}\n\n{markdown_table(table)}")

@@ -6,6 +6,7 @@ from pipeline.microdata.h5 import (
     blocks,
     read_h5,
     sidecar_of,
+    slice_published,
     split_block,
     string_widths,
     write_h5,
@@ -13,4 +14,4 @@ from pipeline.microdata.h5 import (
 from pipeline.microdata.tables import ENTITIES, REQUIRED, Microdata
 
 __all__ = ["ENTITIES", "REQUIRED", "H5Writer", "Microdata", "RowBlock", "blocks", "read_h5",
-           "sidecar_of", "split_block", "string_widths", "write_h5"]
+           "sidecar_of", "slice_published", "split_block", "string_widths", "write_h5"]
