@@ -115,3 +115,17 @@ def test_refuses_bad_weights_and_leaves_nothing(tmp_path, monkeypatch):
         stack_h5s(pkg, W * 2, out)
     assert json.loads((out / "manifest.json").read_text()) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_a_tiny_kept_weight_is_published_at_the_minimum_weight(tmp_path):
+    """A record the fit kept stays in the files (a record budget stays met), at no less
+    than MIN_WEIGHT households; a zero weight stays out."""
+    pkg = make_package(tmp_path)
+    w = np.where(W > 0, W, 0.0)
+    w[np.flatnonzero(W > 0)[0]] = 4.7e-5
+    result = stack_h5s(pkg, w, tmp_path / "stacked")
+    assert result.n_households == int(np.sum(W > 0))
+    nat = read_h5(tmp_path / "stacked" / "national.h5").household["household_weight"]
+    assert nat.min() == pytest.approx(stacking.MIN_WEIGHT)
+    assert stacking.published_weights(np.array([0.0, 4.7e-5, 0.5])).tolist() == [
+        0.0, stacking.MIN_WEIGHT, 0.5]

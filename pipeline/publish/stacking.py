@@ -23,8 +23,10 @@ The files are a drop-in dataset for policyengine-us:
 - `county_fips` sits beside `county` (policyengine-us's SPM poverty reads it);
 - the columns only our own engine reads go to the sidecar (`sidecar/<file>`), so loading a
   file logs no warning;
-- a column whose weight is below `MIN_WEIGHT` households is not published
-  (`published_weights`; the X·w check applies the same rule).
+- a kept column's weight is at least `MIN_WEIGHT` households: a smaller positive weight
+  is raised to it (`published_weights`; the X·w check applies the same rule), so a file
+  holds exactly the records its fit kept (a record budget stays met) and no weight
+  policyengine-us users would read as noise.
 The takeup inputs of the package's engine are drawn as its matrix builder drew them.
 """
 
@@ -60,15 +62,16 @@ from pipeline.package.store import CalibrationPackage
 
 BLOCK_HOUSEHOLDS = 50_000
 SIDECAR = "sidecar"  # the sidecar of <file> is sidecar/<file>
-MIN_WEIGHT = 0.01  # households: a column weighing less is not published
+MIN_WEIGHT = 0.01  # households: a kept column's smallest published weight
 MAX_HOUSEHOLDS = 2**24 - 1  # family_id (= household id) is float32 in policyengine-us
 MAX_PERSONS = 2**31 - 1  # ids are int32 in policyengine-us
 
 
 def published_weights(weights: np.ndarray) -> np.ndarray:
-    """The weights the files hold: below `MIN_WEIGHT` a column is dropped (weight 0)."""
+    """The weights the files hold: a positive weight below `MIN_WEIGHT` is raised to it
+    (adds under 0.01 households per such record; dropping them broke record budgets)."""
     weights = np.asarray(weights, dtype=np.float64)
-    return np.where(weights >= MIN_WEIGHT, weights, 0.0)
+    return np.where(weights > 0, np.maximum(weights, MIN_WEIGHT), 0.0)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 The two sides come from separate code (matrix builder vs. validation's own aggregation over
 the published H5s, loaded in the engine of the release as a user loads them), so agreement
 proves the files hold what the optimizer fitted, in the engine users run. The weights are
-the published ones (`published_weights`: a column below the minimum weight is not in the
-files), rounded to float32 as the files store them.
+the published ones (`published_weights`: a kept column weighs at least the minimum
+weight), rounded to float32 as the files store them.
 """
 
 from __future__ import annotations
