@@ -72,4 +72,6 @@ interop: setup $(PE_INSTALLED)
 	$(BIN)/python scripts/policyengine_interop.py --storage $(CALIBRATION_STORAGE_ROOT)
 
 clean:
+	# Releases are read-only (immutable once promoted): make them writable to delete them.
+	chmod -R u+w storage 2>/dev/null || true
 	rm -rf $(VENV) storage .dagster_home

@@ -64,9 +64,10 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     return "\n".join([header, rule, *rows])
 
 
-def check_result(report: GateReport, *, warn: bool = False) -> AssetCheckResult:
+def check_result(report: GateReport, *, warn: bool = False,
+                 extra: dict[str, str] | None = None) -> AssetCheckResult:
     """A report as a check result (severity ERROR, or WARN for a warning check): numbers
-    for the Plots tab, rules as a table."""
+    for the Plots tab, rules as a table, and any `extra` text metadata."""
     rules = pd.DataFrame([(r.name, "PASS" if r.passed else "FAIL", r.detail)
                           for r in report.rules], columns=["rule", "result", "detail"])
     return AssetCheckResult(
@@ -77,6 +78,7 @@ def check_result(report: GateReport, *, warn: bool = False) -> AssetCheckResult:
             **{k: float(v) for k, v in report.metrics.items()},
             "rules": MetadataValue.md(markdown_table(rules)),
             "details": MetadataValue.json(json.loads(json.dumps(report.details, default=str))),
+            **(extra or {}),
         },
     )
 

@@ -51,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from dagster import AssetCheckSeverity, DagsterInstance
 
-    from assets.definitions import make_definitions
     from pipeline.core.errors import InputError
     from pipeline.core.lock import StorageBusy, storage_lock
     from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV, require_engine, took_over
@@ -59,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     storage_root = Path(os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_ROOT).resolve()
     try:
         require_engine(args.profile, args.engine or "")  # before any stage
+        # Importing the module builds the definitions of $CALIBRATION_PROFILE (what `make
+        # run PROFILE=...` sets): a bad profile is refused here, in one line.
+        from assets.definitions import make_definitions
+
         defs = make_definitions(profile=args.profile, baseline=args.baseline,
                                 engine=args.engine)
         instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None

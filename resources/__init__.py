@@ -21,6 +21,7 @@ from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
 from pipeline.core.settings import parse_settings
 from pipeline.engine import load_engine
 from pipeline.release.versions import current_release, repair_current
+from resources.pools import mark_process, wait_for_pools
 
 STORAGE_ENV = "CALIBRATION_STORAGE_ROOT"
 DEFAULT_STORAGE_ROOT = "storage"  # relative to the working directory
@@ -36,9 +37,10 @@ class StorageResource(ConfigurableResource):
 
     A run holds the root's lock from its first step to its end, so two runs never write one
     root at once however they were launched. Taking it marks the Dagster run of a holder
-    that died failed, removes what it left, and refuses a broken `CURRENT` before any stage
-    runs, unless `baseline` is `newest` (`CALIBRATION_BASELINE`): then a missing or dangling
-    `CURRENT` is pointed at the newest complete release first.
+    that died failed, removes what it left, frees the pool slots dead runs hold and waits
+    (bounded) for the pools this run's steps use (`resources.pools`), and refuses a broken
+    `CURRENT` before any stage runs, unless `baseline` is `newest` (`CALIBRATION_BASELINE`):
+    then a missing or dangling `CURRENT` is pointed at the newest complete release first.
     """
 
     root: str
@@ -55,6 +57,9 @@ class StorageResource(ConfigurableResource):
         with contextlib.ExitStack() as stack:
             lock = stack.enter_context(storage_lock(self.layout.root, command, context.run_id))
             took_over(lock, context.instance, context.log.warning)
+            if context.instance is not None and run is not None:
+                mark_process(context.instance, run.run_id)
+                wait_for_pools(context.instance, run, context.log.info, context.log.warning)
             prepare_baseline(self.layout.root, self.baseline, context.log.warning)
             self._held = stack.pop_all()
 
