@@ -18,8 +18,7 @@ from pipeline.core.fit_table import TargetConfig
 from pipeline.core.layout import Layout
 from pipeline.core.lock import Acquired, storage_lock
 from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
-from pipeline.core.settings import parse_settings
-from pipeline.engine import load_engine
+from pipeline.engine import ENGINES, load_engine
 from pipeline.release.versions import current_release, repair_current
 from resources.pools import mark_process, wait_for_pools
 
@@ -120,12 +119,17 @@ class ProfileResource(ConfigurableResource):
 
 
 def profile_with_engine(name: str, engine: str = "") -> Profile:
-    """The profile, its `engine:` replaced by `engine` when one is given (and checked)."""
+    """The profile, its `engine:` replaced by `engine` when one is given (and checked).
+
+    A copy, not a re-parse: the fits' record of which values came from their preset
+    (`FitParams.to_dict()["preset_source"]`) survives."""
     profile = load_profile(name)
-    if not engine:
+    if not engine or engine == profile.engine:
         return profile
-    return parse_settings(Profile, {**profile.as_dict(), "engine": engine},
-                          f"{ENGINE_ENV} (profile {name})")
+    if engine not in ENGINES:
+        raise InputError(f"{ENGINE_ENV} (profile {name})", "engine",
+                         f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")
+    return profile.model_copy(update={"engine": engine})
 
 
 def require_engine(name: str, engine: str = "") -> Profile:

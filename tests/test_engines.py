@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from factories import base_microdata
 
+from pipeline.config import load_profile
 from pipeline.core.errors import InputError
 from pipeline.engine import StatePlan, load_engine, simulate
 from pipeline.engine import policyengine as pe
@@ -18,6 +19,7 @@ from pipeline.engine.state_cache import cache_key, cached_state_values, entry_pa
 from pipeline.microdata import Microdata
 from pipeline.package.build import in_scope, out_of_scope_summary
 from pipeline.targets.target_config import apply_target_config
+from resources import profile_with_engine
 
 VARIABLES = ("adjusted_gross_income", "eitc", "person_count", "snap", "tax_unit_count")
 
@@ -133,3 +135,16 @@ def test_policyengine_not_installed_or_another_version_is_refused(monkeypatch):
     with pytest.raises(InputError) as err:
         engine.state_values(base_microdata(), _plan(), VARIABLES)
     assert "2.67.0" in err.value.problem and "2.68.0" in err.value.problem
+
+
+def test_an_engine_override_keeps_the_profile_and_what_its_presets_filled():
+    """ENGINE= changes the engine only: the national fit still records that its λ_L0 came
+    from the national preset (the run config's preset_source)."""
+    plain = load_profile("ci")
+    switched = profile_with_engine("ci", "policyengine")
+    assert (plain.engine, switched.engine) == ("builtin", "policyengine")
+    assert switched.national_fit.to_dict() == plain.national_fit.to_dict()
+    assert "orchestration" in switched.national_fit.to_dict()["preset_source"]
+    with pytest.raises(InputError) as err:
+        profile_with_engine("ci", "openfisca")
+    assert err.value.field == "engine" and "policyengine" in err.value.fix
