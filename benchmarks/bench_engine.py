@@ -1,14 +1,15 @@
 """The package build and the X·w check under an engine, on 1 and 2 Dask workers in one run.
 
     .venv/bin/python benchmarks/bench_engine.py build --profile ci [--engine policyengine]
-        [--workers 1 2] [--work DIR] [--states AB ...] [--out results/engine_ci.txt]
+        [--workers 1 2] [--work DIR] [--states AB ... --clones N] [--out results/engine.txt]
     .venv/bin/python benchmarks/bench_engine.py xw --root STORAGE [--workers 1 2]
 
 `build`: the profile's base sample and target DB are made once under --work (not timed);
 then, for each worker count, the package is built twice in a fresh process: cold (an empty
 per-state cache) and warm (the cache the cold build filled: a rebuild with another clone
 count, or a refit's, finds every state there). `--states` builds only those states
-(`geography.states`), for a per-state cost at production size on a busy machine.
+(`geography.states`; `--clones` at most their districts), for a per-state cost at
+production size on a busy machine.
 `xw`: the X·w check of a promoted storage root as the gate runs it (every published file
 loaded in the release's engine, no walk cache), then the check of each fit.
 
@@ -67,7 +68,7 @@ def _inputs(profile, work: Path) -> tuple[Path, Path]:
     return base, db
 
 
-def _profile(name: str, engine: str, states: list[str] | None):
+def _profile(name: str, engine: str, states: list[str] | None, clones: int | None = None):
     from pipeline.config import Profile, load_profile
     from pipeline.core.settings import parse_settings
 
@@ -75,6 +76,8 @@ def _profile(name: str, engine: str, states: list[str] | None):
     raw["engine"] = engine
     if states:
         raw["geography"] = {"states": states}
+    if clones:
+        raw["package"] = {**raw["package"], "n_clones": clones}
     return parse_settings(Profile, raw, f"profile {name}")
 
 
@@ -83,7 +86,7 @@ def child_build(args: argparse.Namespace) -> None:
     from pipeline.core.parallel import make_runner
     from pipeline.package.build import build_package
 
-    profile = _profile(args.profile, args.engine, args.states)
+    profile = _profile(args.profile, args.engine, args.states, args.clones)
     work = Path(args.work)
     runner = make_runner("local", args.workers)
     try:
@@ -148,7 +151,8 @@ def run_build(args: argparse.Namespace) -> str:
         for label in ("cold", "warm"):
             child = ["child-build", "--profile", args.profile, "--engine", args.engine,
                      "--work", str(work), "--workers", str(workers), "--cache", str(cache),
-                     *(["--states", *args.states] if args.states else [])]
+                     *(["--states", *args.states] if args.states else []),
+                     *(["--clones", str(args.clones)] if args.clones else [])]
             r = _measured(child)
             per_state = sorted(r["state_seconds"].items(), key=lambda kv: -kv[1])
             shown = ", ".join(f"{_abbr(k)} {v:.1f}" for k, v in per_state[:8])
@@ -195,6 +199,8 @@ def main() -> None:
         p.add_argument("--engine", default="policyengine")
         p.add_argument("--work", default="/tmp/calibration-bench-engine")
         p.add_argument("--states", nargs="*")
+        p.add_argument("--clones", type=int, help="n_clones (at most the states' districts); "
+                       "the engine's per-state cost does not depend on it")
         p.add_argument("--out")
         p.add_argument("--cache")
         p.add_argument("--workers", type=int, nargs="+" if name == "build" else None,

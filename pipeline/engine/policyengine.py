@@ -52,7 +52,7 @@ GEOGRAPHY = ("county", "county_fips")  # the inputs a district variant changes
 IDS = {"person": "person_id", "tax_unit": "tax_unit_id", "household": "household_id"}
 
 # Redrawn per clone: pure gates (turning one off zeroes its gated variables and changes no
-# other variable a target can name; tests/test_policyengine_engine.py checks it).
+# other variable a target can name; tests/test_policyengine.py checks it).
 SNAP = Takeup("takes_up_snap_if_eligible", "household", ("snap",), "takeup/snap",
               "snap_rate", TAKEUP_RATES)
 MEDICAID = Takeup("takes_up_medicaid_if_eligible", "person", ("medicaid_enrolled",),
