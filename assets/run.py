@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
               "with national_fit.allocation: learned (e.g. PROFILE=demo_learned)")
         return 0
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    failed_checks = [e.check_name for e in failed if e.severity == AssetCheckSeverity.ERROR]
+    failed_checks = [f"{e.check_name} ({e.description})" for e in failed
+                     if e.severity == AssetCheckSeverity.ERROR]
     warnings = [e.check_name for e in failed if e.severity == AssetCheckSeverity.WARN]
     promoted = any(e.asset_key.path[-1] == "promoted_release"
                    for e in result.get_asset_materialization_events())
