@@ -39,8 +39,8 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 # BASELINE=newest: a missing or dangling releases/CURRENT is first pointed at the newest release.
 run: setup
-	@if [ "$$($(BIN)/python -m assets.run --profile $(PROFILE) --print-engine)" = policyengine ]; \
-	then $(MAKE) --no-print-directory $(PE_INSTALLED); fi
+	@engine="$$($(BIN)/python -m assets.run --profile $(PROFILE) --print-engine)" || exit 1; \
+	if [ "$$engine" = policyengine ]; then $(MAKE) --no-print-directory $(PE_INSTALLED); fi
 	$(BIN)/python -m assets.run --profile $(PROFILE) $(if $(BASELINE),--baseline $(BASELINE))
 
 # CI (`.ci/run`) runs this: the policyengine extra is installed, so the ci profile also runs

@@ -44,9 +44,14 @@ def main(argv: list[str] | None = None) -> int:
                              "install the policyengine extra only when needed)")
     args = parser.parse_args(argv)
     if args.print_engine:
+        from pipeline.core.errors import InputError
         from resources import profile_with_engine
 
-        print(profile_with_engine(args.profile, args.engine or "").engine)
+        try:
+            print(profile_with_engine(args.profile, args.engine or "").engine)
+        except InputError as exc:  # a bad profile: one line, before make installs anything
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_NOT_PROMOTED
         return 0
 
     from dagster import AssetCheckSeverity, DagsterInstance
