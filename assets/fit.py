@@ -9,7 +9,6 @@ from dagster import AssetExecutionContext, AssetsDefinition, Config, Materialize
 from dagster import MetadataValue as MV
 
 from assets.metadata import data_version, loss_chart, markdown_table, svg_image
-from assets.package import calibration_package
 from pipeline.config import Profile
 from pipeline.core.fit_table import Fit, twin_of
 from pipeline.core.hashing import sha256_file
@@ -66,7 +65,7 @@ def fit_asset(fit: Fit, loaded: Profile) -> AssetsDefinition:
     shown = loaded.fit_params(fit)
     config_class = fit_config_class(shown, "".join(w.title() for w in fit.weights.split("_"))
                                     + "Config")
-    deps = [calibration_package, fit.config.asset, *(["sparsity_allocation"]
+    deps = ["calibration_package", fit.config.asset, *(["sparsity_allocation"]
                                                      if fit.allocation else [])]
 
     @asset(name=fit.weights, group_name="fit", code_version="2", deps=deps, pool="gpu",
@@ -92,7 +91,7 @@ def fit_asset(fit: Fit, loaded: Profile) -> AssetsDefinition:
 
 def heldout_asset(fit: Fit, twin: Fit) -> AssetsDefinition:
     @asset(name=fit.weights, group_name="fit", code_version="1",
-           deps=[calibration_package, fit.config.asset, twin.weights], pool="gpu",
+           deps=["calibration_package", fit.config.asset, twin.weights], pool="gpu",
            description=f"{fit.description} Its settings are the {twin.label}'s as it ran.")
     def _heldout(context: AssetExecutionContext, storage: StorageResource,
                  compute: ComputeResource) -> MaterializeResult:

@@ -35,21 +35,40 @@ def main(argv: list[str] | None = None) -> int:
                              "releases/CURRENT; 'newest' first points a missing or dangling "
                              "CURRENT at the newest release (default: $CALIBRATION_BASELINE, "
                              "else current)")
+    parser.add_argument("--engine", choices=["builtin", "policyengine"],
+                        default=os.environ.get("CALIBRATION_ENGINE") or None,
+                        help="the simulation engine, overriding the profile's engine: "
+                             "(default: $CALIBRATION_ENGINE, else the profile's)")
+    parser.add_argument("--print-engine", action="store_true",
+                        help="print the engine the run would use and exit (make uses it to "
+                             "install the policyengine extra only when needed)")
     args = parser.parse_args(argv)
+    if args.print_engine:
+        from pipeline.core.errors import InputError
+        from resources import profile_with_engine
+
+        try:
+            print(profile_with_engine(args.profile, args.engine or "").engine)
+        except InputError as exc:  # a bad profile: one line, before make installs anything
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_NOT_PROMOTED
+        return 0
 
     from dagster import AssetCheckSeverity, DagsterInstance
 
     from pipeline.core.errors import InputError
     from pipeline.core.lock import StorageBusy, storage_lock
-    from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV, took_over
+    from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV, require_engine, took_over
 
     storage_root = Path(os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_ROOT).resolve()
     try:
+        require_engine(args.profile, args.engine or "")  # before any stage
         # Importing the module builds the definitions of $CALIBRATION_PROFILE (what `make
         # run PROFILE=...` sets): a bad profile is refused here, in one line.
         from assets.definitions import make_definitions
 
-        defs = make_definitions(profile=args.profile, baseline=args.baseline)
+        defs = make_definitions(profile=args.profile, baseline=args.baseline,
+                                engine=args.engine)
         instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
         with storage_lock(storage_root, f"python -m assets.run --job {args.job}") as lock:
             took_over(lock, instance, lambda message: print(f"note: {message}", file=sys.stderr))
@@ -125,6 +144,7 @@ def release_summary(release: "Release") -> str:
         f"Promoted release {release.version}",
         f"  path:  {release.path}",
         f"  files: {len(m['files'])}",
+        f"  engine: {_engine_line(m)}",
         *(_fit_line(fit.label, m[fit.manifest_key]) for fit in FITS if fit.manifest_key in m),
         "  gates:",
     ]
@@ -133,6 +153,17 @@ def release_summary(release: "Release") -> str:
     lines += [f"  held-out {group}: median score {h['median']:.4f}, p90 {h['p90']:.4f} "
               f"over {h['count']:.0f} targets" for group, h in m.get("heldout", {}).items()]
     return "\n".join(lines)
+
+
+def _engine_line(manifest: dict) -> str:
+    """The release's engine, and the targets it left out of scope (never trained)."""
+    engine = manifest.get("engine") or {"name": "builtin", "version": "unnamed"}
+    skipped = manifest.get("out_of_scope") or {}
+    line = f"{engine['name']} ({engine['version']})"
+    if skipped.get("targets"):
+        line += (f"; {skipped['targets']} targets out of scope for it, not trained: "
+                 f"{', '.join(skipped['variables'])} (ENGINE=policyengine computes them)")
+    return line
 
 
 def _fit_line(label: str, fit: dict) -> str:

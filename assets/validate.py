@@ -14,7 +14,7 @@ from pipeline.validate.quality import heldout_metrics
 from pipeline.validate.sanity import FAIL
 from pipeline.validate.scoring import ABSOLUTE, IN_SCOPE, OUT_OF_SCOPE
 from pipeline.validate.totals import VALIDATION_RESULTS, write_validation_csv
-from resources import ComputeResource, StorageResource
+from resources import ComputeResource, ProfileResource, StorageResource
 
 
 def validation_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
@@ -26,11 +26,12 @@ def validation_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
                        "the package's matrix), scored relative (or absolute near zero), "
                        "with its provenance.")
     def _validation(context: AssetExecutionContext, storage: StorageResource,
-                    compute: ComputeResource) -> MaterializeResult:
+                    profile: ProfileResource, compute: ComputeResource) -> MaterializeResult:
         layout = storage.layout
         lineage = parent_hashes(layout, "validation_results", fits)
+        sample = profile.load().gates.district_sample  # the checks walk the same files
         with report_to(context.log.info):
-            df = validate_fits(layout, compute.runner(), fits)
+            df = validate_fits(layout, compute.runner(), fits, sample)
         write_validation_csv(df, layout.validation_csv)
         write_lineage(layout.validation_lineage, lineage)
         return _metadata(df, layout)

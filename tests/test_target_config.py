@@ -27,15 +27,22 @@ def targets(tmp_path_factory):
     return load_targets(path)
 
 
+# 10,760 targets of the builtin engine's families before issues 18 and 19, households and
+# the SOI items (issue 19), and 5 x 51 state targets only the policyengine engine computes
+# (state income tax, Medicaid, ACA PTC and returns, real estate; issue 18). Held out: EITC by
+# AGI x children, negative totals and the zero dollar totals (9 states without an income
+# tax, two SOI cells).
+ALL = 10_760 + 488 + 570 + 5 * 51
+HELD = 224 + 52 + 9 + 2
+
+
 def _config(tmp_path, text):
     path = tmp_path / "targets.yaml"
     path.write_text(text)
     return path
 
 
-TARGETS = 10_760 + 488 + 570  # today's, households, SOI items
-HELD_OUT = 224 + 52 + 4  # EITC by AGI x children, negative and zero totals
-SOI_EXCLUDED = 13 * 38 - 4  # the SOI items the config holds out (two zero cells each)
+SOI_EXCLUDED = 13 * 38 - 2  # the SOI items the config holds out (two zero dollar cells)
 
 
 def test_default_config_trains_on_all_but_holdout_population_and_income_tax(targets):
@@ -44,14 +51,15 @@ def test_default_config_trains_on_all_but_holdout_population_and_income_tax(targ
     assert config.exclude[:2] == (TargetRule("person_count", "state", ""),
                                   TargetRule("income_tax", "national", None))
     selected = select_targets(targets, config)
-    assert selected.sum() == TARGETS - HELD_OUT - 51 - 1 - SOI_EXCLUDED == 10_996
+    assert selected.sum() == ALL - HELD - 51 - 1 - SOI_EXCLUDED == 11_242
     assert not selected[targets.holdout.to_numpy() == 1].any()
     dropped = targets[~selected & (targets.holdout == 0)]
     assert len(dropped) == 52 + SOI_EXCLUDED
     trained = targets[selected]
     assert set(trained.variable) == {
         "person_count", "household_count", "tax_unit_count", "adjusted_gross_income", "eitc",
-        "snap", "social_security", "taxable_social_security"}
+        "snap", "social_security", "taxable_social_security", "state_income_tax", "aca_ptc",
+        "real_estate_taxes"}
     assert (trained.variable == "household_count").sum() == 2 * 436 + 2 * 51 + 1
 
 
@@ -128,7 +136,7 @@ def test_malformed_config_is_input_error(tmp_path, text, field):
 
 def test_empty_config_selects_everything_but_holdout(targets, tmp_path):
     config = load_target_config(_config(tmp_path, "# nothing\n"))
-    assert select_targets(targets, config).sum() == TARGETS - HELD_OUT
+    assert select_targets(targets, config).sum() == ALL - HELD
 
 
 def test_package_subset_is_judged_against_the_db_names(targets, tmp_path):
@@ -151,7 +159,7 @@ SNAP_DISTRICTS = "{variable: household_count, domain_variable: snap, level: dist
 
 def test_default_config_scales_acs_snap_districts_to_usda_states(targets):
     configured, selected = apply_target_config(DEFAULT, targets)
-    assert selected.sum() == 10_996  # reconciling changes values, not the selection
+    assert selected.sum() == 11_242  # reconciling changes values, not the selection
     changed = configured[configured.reconcile_rule != ""]
     assert set(changed.reconcile_rule) == {"snap_households_to_usda_states"}
     assert len(changed) == 436 and set(changed.geo_level) == {"district"}
@@ -182,7 +190,7 @@ def test_drop_takes_a_level_out_of_training_and_says_why(targets, tmp_path):
     snap = ((targets.variable == "household_count") & (targets.geo_level == "district")
             & (targets.domain_variable == "snap"))
     assert not selected[snap.to_numpy()].any()
-    assert selected.sum() == TARGETS - HELD_OUT - 436
+    assert selected.sum() == ALL - HELD - 436
     assert set(configured.loc[snap, "reconcile_rule"]) == {
         "drop district household_count[snap] for state"}
     assert (configured.value == targets.value).all()

@@ -26,14 +26,18 @@ def built(tmp_path_factory):
 
 def test_summary_counts(built):
     _, summary, df = built
-    # Households: 436 districts + 51 states + the nation; SOI items: 15 x 19 bands x 2.
-    assert summary["n_targets"] == len(df) == 10_760 + 488 + 570
+    # 10,760 of the builtin engine's families before issues 18 and 19; households (436
+    # districts + 51 states + the nation) and SOI items (15 x 19 bands x 2); 5 x 51 state
+    # targets only the policyengine engine computes (state income tax, Medicaid, ACA PTC
+    # amount and returns, real estate taxes)
+    assert summary["n_targets"] == len(df) == 10_760 + 488 + 570 + 5 * 51
     assert summary["by_geo_level"] == {"district": 8_284 + 436, "national": 283 + 1 + 570,
-                                       "state": 2_193 + 51}
-    # EITC by AGI x children; negative and zero totals; 10% of every variable x level's rest
-    assert summary["n_holdout"] == 224 + 52 + 4 + 1155
+                                       "state": 2_193 + 51 + 255}
+    # EITC by AGI x children; negative AGI totals; zero dollar totals (the 9 states without
+    # an income tax, two SOI cells); 10% of every variable x level's rest
+    assert summary["n_holdout"] == 224 + 52 + 11 + 1180
     assert summary["by_holdout_group"] == {"eitc_agi_children": 224, "negative_total": 52,
-                                           "validation_split": 1155, "zero_total": 4}
+                                           "validation_split": 1180, "zero_total": 11}
     assert df["target_name"].is_unique
 
 
@@ -150,12 +154,20 @@ def test_periods_sources_and_holdout(built):
     same_year = df[df["original_period"] == 2024]
     assert (same_year["uprating_factor"] == 1).all()
     assert (same_year["value"] == same_year["original_value"]).all()
-    hold = df[(df.holdout == 1) & ~df.holdout_group.isin(["validation_split", "zero_total"])]
-    assert len(hold) == 276
-    assert set(hold.domain_variable) == {"adjusted_gross_income,eitc,eitc_child_count",
-                                         "adjusted_gross_income,is_tax_filer"}
+    hold = df[(df.holdout == 1) & (df.holdout_group != "validation_split")]
+    assert len(hold) == 276 + 11
+    assert set(hold.domain_variable) == {
+        "adjusted_gross_income,eitc,eitc_child_count", "adjusted_gross_income,is_tax_filer",
+        "", "adjusted_gross_income,is_tax_filer,taxable_income",
+        "adjusted_gross_income,is_tax_filer,itemized_taxable_income_deductions"}
     assert hold.holdout_group.value_counts().to_dict() == {"eitc_agi_children": 224,
-                                                           "negative_total": 52}
+                                                           "negative_total": 52,
+                                                           "zero_total": 11}
+    # states without an income tax; SOI's taxable income and itemized deductions of returns
+    # without AGI (their counts of zero returns are trained: a count is no dollar total)
+    zero = hold[hold.holdout_group == "zero_total"]
+    assert (zero.value == 0).all() and zero.variable.value_counts().to_dict() == {
+        "state_income_tax": 9, "taxable_income": 1, "itemized_taxable_income_deductions": 1}
     assert (df.loc[df.holdout == 0, "holdout_group"] == "").all()
     negative = hold[hold.holdout_group == "negative_total"]
     assert len(negative) == 52 and (negative.value < 0).all()

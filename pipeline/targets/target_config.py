@@ -17,6 +17,7 @@ import pandas as pd
 from pipeline.core.atomic import write_text
 from pipeline.core.errors import InputError
 from pipeline.core.yamlfile import read_yaml
+from pipeline.engine import Engine
 from pipeline.targets.db import normalise_domain
 from pipeline.targets.reconcile import ReconcileRule, parse_rule, reconcile, target_groups
 from pipeline.targets.split import VALIDATION_SPLIT
@@ -139,9 +140,27 @@ def _check_family(rule: TargetRule, groups: list[list[str]], path: str | Path | 
                      "name a variable and domain_variable that occur together")
 
 
+def check_engine(config: TargetConfig, engine: Engine, path: str | Path | None) -> None:
+    """A rule naming a variable the engine does not compute is refused: it would select
+    nothing (the engine's package leaves those targets out of scope)."""
+    rules = [("include", config.include or ()), ("exclude", config.exclude),
+             ("reconcile", config.reconcile)]
+    for section, section_rules in rules:
+        for i, rule in enumerate(section_rules):
+            named = [rule.variable or "", *(rule.domain_variable or "").split(",")]
+            missing = engine.out_of_scope(v for v in named if v)
+            if missing:
+                raise InputError(path, f"{section}[{i}].variable",
+                                 f"{missing[0]!r} is not computed by the engine "
+                                 f"{engine.name!r}: its targets are out of scope there",
+                                 "run with engine: policyengine (make run ENGINE=policyengine)"
+                                 " or drop the rule")
+
+
 def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
                    path: str | Path | None = None,
-                   vocabulary: dict[str, list] | None = None, *,
+                   vocabulary: dict[str, list] | None = None,
+                   engine: Engine | None = None, *,
                    train_split: bool = False) -> np.ndarray:
     """Boolean mask over `targets_df`: include first, then exclude; never a holdout target,
     except the validation split's when `train_split` (a published fit trains on every
@@ -149,9 +168,12 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
 
     Names, and the families rules name, are checked against `vocabulary` (the whole target
     DB's, which a package carries), else against `targets_df`: a package for a few states
-    has no national targets for a national rule to match, and that is no error.
+    has no national targets for a national rule to match, and that is no error. With an
+    `engine`, a rule naming a variable it does not compute is refused.
     """
     path = path if path is not None else config.path
+    if engine is not None:
+        check_engine(config, engine, path)
     existing = vocabulary or target_vocabulary(targets_df)
     rules = [("include", config.include or ()), ("exclude", config.exclude)]
     for section, section_rules in rules:
@@ -179,30 +201,35 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
 
 def configure_targets(targets_df: pd.DataFrame, config: TargetConfig,
                       path: str | Path | None = None,
-                      vocabulary: dict[str, list] | None = None, *,
+                      vocabulary: dict[str, list] | None = None,
+                      engine: Engine | None = None, *,
                       train_split: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """The targets as the fit sees them (values reconciled) and the selection."""
     path = path if path is not None else config.path
-    selected = select_targets(targets_df, config, path, vocabulary, train_split=train_split)
+    selected = select_targets(targets_df, config, path, vocabulary, engine,
+                              train_split=train_split)
     groups = (vocabulary or target_vocabulary(targets_df))["groups"]
     return reconcile(targets_df, selected, config.reconcile, groups, path)
 
 
 def apply_target_config(path: str | Path, targets_df: pd.DataFrame,
-                        vocabulary: dict[str, list] | None = None, *,
+                        vocabulary: dict[str, list] | None = None,
+                        engine: Engine | None = None, *,
                         train_split: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """Load the YAML at `path`, then select and reconcile (errors name that file)."""
     return configure_targets(targets_df, load_target_config(path), Path(path), vocabulary,
-                             train_split=train_split)
+                             engine, train_split=train_split)
 
 
 def install_target_config(
-    source: str | Path, destination: str | Path, targets_df: pd.DataFrame
+    source: str | Path, destination: str | Path, targets_df: pd.DataFrame,
+    engine: Engine | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Validate a user's YAML against the targets, then publish a copy for the fit to use.
+    """Validate a user's YAML against the targets (and the engine that will compute them),
+    then publish a copy for the fit to use.
 
     The copy makes a run immune to edits of the user's file while it is in flight.
     """
-    configured = apply_target_config(source, targets_df)
+    configured = apply_target_config(source, targets_df, engine=engine)
     write_text(destination, Path(source).read_text())
     return configured

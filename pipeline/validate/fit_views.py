@@ -20,8 +20,10 @@ from pipeline.package.store import CalibrationPackage, load_package
 from pipeline.targets.target_config import apply_target_config
 from pipeline.validate.published import seed_cache
 from pipeline.validate.totals import (
+    DistrictSample,
     FitTargets,
     Published,
+    engine_label,
     validate_h5s,
     validate_matrix,
     walk_published,
@@ -36,7 +38,7 @@ def load_fits(layout: Layout, fits: tuple[Fit, ...] = FITS, *, matrix: bool = Fa
     views = []
     for fit in fits:
         targets, selected = apply_target_config(layout.target_config(fit.config), pkg.targets,
-                                                pkg.target_vocabulary,
+                                                pkg.target_vocabulary, pkg.engine,
                                                 train_split=split_trained(layout, fit))
         views.append(FitTargets.of(fit, targets, selected))
     return pkg, views
@@ -51,23 +53,27 @@ def split_trained(layout: Layout, fit: Fit) -> bool:
 
 
 def walk_storage(layout: Layout, pkg: CalibrationPackage, views: list[FitTargets],
-                 runner: Runner) -> Published:
-    """The one (cached) walk over the published files, for the checks and validation."""
-    return walk_published(layout.stacked_dir, views,
-                          lambda: seed_cache(read_h5(pkg.base_h5)), runner,
-                          layout.validation_cache)
+                 runner: Runner, districts: DistrictSample | None = None) -> Published:
+    """The one (cached) walk over the published files, for the checks and validation (the
+    profile's `gates.district_sample`, if any, for all three, so they share it)."""
+    def seed():  # the builtin engine's warm tax cache; policyengine-us has none
+        return seed_cache(read_h5(pkg.base_h5)) if pkg.engine.name == "builtin" else None
+    return walk_published(layout.stacked_dir, views, seed, runner, layout.validation_cache,
+                          districts)
 
 
-def validate_fits(layout: Layout, runner: Runner, fits: tuple[Fit, ...] = FITS
-                  ) -> pd.DataFrame:
-    """Every fit's validation rows: the publishing fits' from their files (one walk), the
-    figures-only fits' from the package's matrix and their weights."""
+def validate_fits(layout: Layout, runner: Runner, fits: tuple[Fit, ...] = FITS,
+                  districts: DistrictSample | None = None) -> pd.DataFrame:
+    """Every fit's validation rows: the publishing fits' from their files (one walk, over
+    the profile's district sample if any), the figures-only fits' from the package's
+    matrix and their weights."""
     shown, others = published(fits), figures_only(fits)
     pkg, views = load_fits(layout, shown)
-    frames = [validate_h5s(walk_storage(layout, pkg, views, runner), views)]
+    frames = [validate_h5s(walk_storage(layout, pkg, views, runner, districts), views)]
     if others:
         pkg, extra = load_fits(layout, others, matrix=True)
+        engine = engine_label(pkg.metadata.get("engine", {}))
         frames += [validate_matrix(pkg.X, view, np.load(layout.weights(fit),
-                                                        allow_pickle=False))
+                                                        allow_pickle=False), engine)
                    for fit, view in zip(others, extra, strict=True)]
     return pd.concat(frames, ignore_index=True)
