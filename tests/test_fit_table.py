@@ -137,8 +137,10 @@ def test_a_third_fit_is_fitted_reviewed_and_released_through_dagster(world):
     judged = [AssetCheckKey(AssetKey(f.weights), f.review) for f in TWO] + [
         AssetCheckKey(AssetKey("calibration_package"), "package_validity"),
         AssetCheckKey(AssetKey("validation_results"), "simulation_quality")]
+    # A fit that publishes nothing is validated on the matrix: validation runs again.
     job = define_asset_job("third_fit", selection=AssetSelection.assets(
-        "heldout_target_config", "heldout_weights") | AssetSelection.checks(*judged))
+        "heldout_target_config", "heldout_weights", "validation_results")
+        | AssetSelection.checks(*judged))
     fitted = Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def(
         "third_fit").execute_in_process(instance=world.instance, raise_on_error=False)
     assert fitted.success

@@ -123,11 +123,14 @@ def test_soi_items_by_agi_band(built):
         "social_security", "taxable_social_security", "unemployment_compensation",
         "itemized_taxable_income_deductions", "taxable_income", "income_tax_before_credits"}
     # SOI publishes 0 taxable income and 0 itemized deductions for returns without AGI:
-    # held out as zero totals (the loss cannot weigh a miss of a zero).
-    zero = df[df.holdout_group == "zero_total"]
-    assert len(zero) == 4 and (zero.value == 0).all()
-    assert set(zero.target_name.str.extract(r",(\w+)>0", expand=False)) == {
-        "taxable_income", "itemized_taxable_income_deductions"}
+    # the dollar totals are held out as zero totals (the loss cannot weigh a miss of a
+    # zero); the counts of zero returns with them stay trainable.
+    empty = items[items.value == 0]
+    assert len(empty) == 4 and set(empty.target_name.str.extract(
+        r",(\w+)>0", expand=False)) == {"taxable_income", "itemized_taxable_income_deductions"}
+    zero = empty[empty.holdout_group == "zero_total"]
+    assert sorted(zero.variable) == ["itemized_taxable_income_deductions", "taxable_income"]
+    assert (empty[empty.variable == "tax_unit_count"].holdout_group != "zero_total").all()
     with sqlite3.connect(path) as conn:
         sources = {s for (s,) in conn.execute("SELECT DISTINCT source FROM targets")}
     assert "IRS SOI Publication 1304 (soi_targets.csv): Tables 1.2 and 1.4, all returns "\

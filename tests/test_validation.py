@@ -192,8 +192,9 @@ def test_a_figures_only_fit_is_validated_on_the_matrix(validated):
     equal what the files give for the same weights (the X·w gate's invariant)."""
     pkg, w, _, df = validated
     view = FitTargets.of(LOCAL_HELDOUT, pkg.targets, SELECTED)
-    rows = validate_matrix(pkg.X, view, w)
+    rows = validate_matrix(pkg.X, view, w, "builtin")
     assert tuple(rows.columns) == COLUMNS and (rows["fit"] == "local_heldout").all()
+    assert (rows["engine"] == "builtin").all()
     assert rows["sim_value"].to_numpy() == pytest.approx(df["sim_value"].to_numpy(), rel=1e-6)
     assert (rows["sanity_check"] == "PASS").all()
     assert rows["sanity_reason"].str.contains("X·w").all()
