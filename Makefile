@@ -49,8 +49,10 @@ allocate: setup
 	$(BIN)/python -m assets.run --profile $(PROFILE) --job allocation_search
 
 # `make ui PROFILE=ci PORT=3107`: the launchpad and checks use that profile's settings.
+# Started inside DAGSTER_HOME: from the repository root `dagster dev` would warn that the
+# committed dagster.yaml there "will not be used" (make copied it into DAGSTER_HOME).
 ui: setup
-	$(BIN)/dagster dev -w workspace.yaml -p $(PORT)
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -p $(PORT)
 
 # Loads every published file of the CURRENT release in policyengine-us and compares its
 # totals with our validation (docs/policyengine.md). Needs `make run` first.

@@ -25,7 +25,7 @@ from assets.publish import stacked_asset
 from assets.release import release_asset
 from assets.source import source_cps, stratified_cps
 from assets.sparsity import allocation_search, sparsity_asset
-from assets.targets import target_config_assets, target_db, target_hierarchy
+from assets.targets import hierarchy_checks, target_config_assets, target_db
 from assets.validate import validation_asset
 from pipeline.config import load_profile
 from pipeline.core.fit_table import FITS, LOCAL_CONFIG, NATIONAL_CONFIG, Fit
@@ -58,11 +58,12 @@ def make_definitions(
     """`fits` is the fit table the assets, checks and release are generated from."""
     profile_name = profile or os.environ.get("CALIBRATION_PROFILE") or "demo"
     loaded = load_profile(profile_name)
+    profile_resource = ProfileResource(name=profile_name)
     resources = {
         "storage": StorageResource(
             root=_setting(storage_root, STORAGE_ENV, str(Path(DEFAULT_STORAGE_ROOT).resolve())),
-            baseline=_setting(baseline, BASELINE_ENV, "current")),
-        "profile": ProfileResource(name=profile_name),
+            baseline=_setting(baseline, BASELINE_ENV, "current"), profile=profile_resource),
+        "profile": profile_resource,
         "compute": ComputeResource(
             device=_setting(device, "CALIBRATION_DEVICE", "auto"),
             dask=_setting(dask, DASK_SETTING, LOCAL),
@@ -77,7 +78,7 @@ def make_definitions(
     assets = [source_cps, stratified_cps, target_db, *target_config_assets(fits),
               calibration_package, sparsity_asset(loaded, fits), *fit_assets(loaded, fits),
               stacked_asset(fits), validation_asset(fits), release_asset(fits)]
-    refit = refit_job(fits)
+    refit = refit_job(fits, loaded)
     return Definitions(
         assets=assets,
         # One process per run: its imports and Tax-Calculator's compiled code stay warm
@@ -85,7 +86,7 @@ def make_definitions(
         # lock its resource takes lives exactly as long as the run. The parallel work
         # inside steps goes to the Dask cluster of the compute resource.
         executor=in_process_executor,
-        asset_checks=[target_hierarchy, *gate_checks(fits)],
+        asset_checks=[*hierarchy_checks(fits), *gate_checks(fits)],
         jobs=[full_rebuild, refit, allocation_search],
         schedules=[weekly_rebuild],
         sensors=[config_sensor(fits, refit), automation_sensor],

@@ -1,5 +1,12 @@
 """Asset checks generated from the gate table in pipeline.release.gates: one blocking check
-per gate, attached to the asset it reviews."""
+per gate, attached to the asset it reviews.
+
+A failed check records its verdict and result, then ends its step with the verdict's
+summary as the run's failure message (`assets.failures.refused`), not Dagster's own
+"blocking asset check failed" stack trace.
+"""
+
+from collections.abc import Iterator
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -8,6 +15,7 @@ from dagster import (
     asset_check,
 )
 
+from assets.failures import explained, refused
 from assets.metadata import check_result
 from pipeline.core.fit_table import Fit
 from pipeline.core.progress import report_to
@@ -26,10 +34,14 @@ def gate_check(gate: Gate, fits: tuple[Fit, ...]) -> AssetChecksDefinition:
     @asset_check(name=gate.name, asset=gate.subject, blocking=True,
                  description=gate.description, additional_deps=list(gate.upstream_assets))
     def _check(context: AssetCheckExecutionContext, storage: StorageResource,
-               profile: ProfileResource, compute: ComputeResource) -> AssetCheckResult:
-        ctx = GateContext(storage.layout, profile.load().gates, compute.runner(), fits)
-        with report_to(context.log.info):  # a check may walk the published files
-            report, _ = run_gate(gate, ctx)
-        return check_result(report)
+               profile: ProfileResource, compute: ComputeResource
+               ) -> Iterator[AssetCheckResult]:
+        with explained():
+            ctx = GateContext(storage.layout, profile.load().gates, compute.runner(), fits)
+            with report_to(context.log.info):  # a check may walk the published files
+                report, _ = run_gate(gate, ctx)
+        yield check_result(report)
+        if not report.passed:
+            raise refused(gate.name, report.summary)
 
     return _check

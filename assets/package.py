@@ -2,7 +2,8 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from assets.metadata import column_schema, data_version
+from assets.failures import explains
+from assets.metadata import column_schema, data_version, readable
 from assets.source import stratified_cps
 from assets.targets import target_db
 from pipeline.core.lineage import package_content_sha
@@ -14,6 +15,7 @@ from resources import ComputeResource, ProfileResource, StorageResource
 
 @asset(group_name="package", code_version="1", deps=[stratified_cps, target_db],
        description="Clones x geography, takeup draws, sparse X over ALL active targets.")
+@explains
 def calibration_package(
     context: AssetExecutionContext, storage: StorageResource, profile: ProfileResource,
     compute: ComputeResource,
@@ -26,7 +28,7 @@ def calibration_package(
     meta = pkg.metadata
     context.log.info(f"package: {pkg.X.shape[0]} targets x {pkg.X.shape[1]} columns")
     return MaterializeResult(
-        metadata={
+        metadata=readable({
             "targets": pkg.X.shape[0],
             "columns": pkg.X.shape[1],
             "nnz": int(pkg.X.nnz),
@@ -37,7 +39,7 @@ def calibration_package(
             "engine": MetadataValue.json(meta["engine"]),
             "path": MetadataValue.path(str(layout.package_dir)),
             **column_schema(TARGETS),  # targets.csv, one row per row of X
-        },
+        }),
         data_version=data_version(package_content_sha(layout.package_dir)),
     )
 

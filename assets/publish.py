@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from assets.metadata import data_version, markdown_table
+from assets.failures import explains
+from assets.metadata import data_version, markdown_table, readable
 from assets.package import calibration_package
 from pipeline.core.fit_table import AREA_FILES, NATIONAL_FILE, Fit, published, publisher
 from pipeline.core.hashing import sha256_file
@@ -25,6 +26,7 @@ def stacked_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
            description=f"One H5 per state and per district (the {areas.label}) and "
                        f"{NATIONAL_FILE} (the {national.label}); weight > 0 records; in "
                        "policyengine-us's vocabulary (docs/policyengine.md).")
+    @explains
     def _stacked(context: AssetExecutionContext, storage: StorageResource,
                  compute: ComputeResource) -> MaterializeResult:
         layout = storage.layout
@@ -49,7 +51,7 @@ def _metadata(result: StackResult, layout: Layout) -> MaterializeResult:
         columns=["file", "households", "persons", "weighted households"],
     )
     return MaterializeResult(
-        metadata={
+        metadata=readable({
             "households": result.n_households,
             "persons": int(result.manifest["persons"]),
             "weighted_households": result.weight_total,
@@ -62,7 +64,7 @@ def _metadata(result: StackResult, layout: Layout) -> MaterializeResult:
             "bytes": sum((layout.stacked_dir / rel).stat().st_size for rel in files),
             "states": MetadataValue.md(markdown_table(per_state)),
             "path": MetadataValue.path(str(layout.stacked_dir)),
-        },
+        }),
         data_version=data_version(sha256_file(layout.stacked_manifest)),
     )
 

@@ -9,6 +9,8 @@ from dagster import (
     asset,
 )
 
+from assets.failures import explains
+from assets.metadata import readable
 from pipeline.core.fit_table import Fit
 from pipeline.release.promotion import promote_release
 from resources import StorageResource
@@ -23,14 +25,15 @@ def release_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
                                  & AutomationCondition.all_deps_blocking_checks_passed()),
            description="A versioned, immutable release; CURRENT moves only behind passed gates "
                        "on artifacts of one lineage.")
+    @explains
     def _release(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
         release = promote_release(storage.layout, fits)
         context.log.info(f"promoted release {release.version}")
-        return MaterializeResult(metadata={
+        return MaterializeResult(metadata=readable({
             "version": release.version,
             "path": MetadataValue.path(str(release.path)),
             "files": len(release.manifest["files"]),
             "gates": MetadataValue.json(release.manifest["gates"]),
-        })
+        }))
 
     return _release

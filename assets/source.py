@@ -2,6 +2,7 @@
 
 from dagster import MaterializeResult, MetadataValue, asset
 
+from assets.failures import explains
 from assets.metadata import column_schema, file_result, markdown_table
 from pipeline.microdata import Microdata, read_h5, write_h5
 from pipeline.microdata.tables import SCHEMAS
@@ -28,6 +29,7 @@ def _microdata_metadata(md: Microdata) -> dict:
 
 
 @asset(group_name=GROUP, code_version="2", description="Tax-Calculator's CPS, uprated.")
+@explains
 def source_cps(storage: StorageResource, profile: ProfileResource) -> MaterializeResult:
     path = storage.layout.source_h5
     md = load_source_cps(profile.load().period)
@@ -37,6 +39,7 @@ def source_cps(storage: StorageResource, profile: ProfileResource) -> Materializ
 
 @asset(group_name=GROUP, code_version="2", deps=[source_cps],
        description="Stratified ~12K-household base sample (PolicyEngine H5 layout).")
+@explains
 def stratified_cps(storage: StorageResource, profile: ProfileResource) -> MaterializeResult:
     layout, prof = storage.layout, profile.load()
     md = stratify(read_h5(layout.source_h5), target_households=prof.sample.households,

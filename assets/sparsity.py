@@ -17,8 +17,9 @@ from dagster import (
 )
 from dagster import MetadataValue as MV
 
+from assets.failures import explains
 from assets.fit import launchpad_changes, launchpad_config
-from assets.metadata import data_version, markdown_table
+from assets.metadata import data_version, markdown_table, readable
 from assets.package import calibration_package
 from pipeline.config import Profile
 from pipeline.core.fit_table import Fit, allocated
@@ -39,6 +40,7 @@ def sparsity_asset(loaded: Profile, fits: tuple[Fit, ...]) -> AssetsDefinition:
     @asset(group_name="fit", code_version="1", deps=[calibration_package, fit.config.asset],
            pool="gpu", description=f"Where the {fit.label}'s record budget goes, learned by "
            "PPO agents (gymnasium env over states x strata) on half the validation split.")
+    @explains
     def sparsity_allocation(
         context: AssetExecutionContext, config: config_class, storage: StorageResource,
         profile: ProfileResource, compute: ComputeResource,
@@ -52,7 +54,8 @@ def sparsity_asset(loaded: Profile, fits: tuple[Fit, ...]) -> AssetsDefinition:
         with report_to(context.log.info):
             meta = allocate(layout.package_dir, layout.target_config(fit.config), params,
                             settings, layout.allocation_dir, runner=compute.runner())
-        return MaterializeResult(metadata=allocation_metadata(meta, layout.allocation_dir),
+        return MaterializeResult(metadata=readable(allocation_metadata(
+                                     meta, layout.allocation_dir)),
                                  data_version=data_version(sha256_file(
                                      layout.allocation_arrays)))
 

@@ -4,6 +4,7 @@ check, comes from the gate table)."""
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
+from assets.failures import explains
 from assets.metadata import column_schema, file_result, markdown_table
 from pipeline.core.fit_table import Fit, configs, published
 from pipeline.core.layout import Layout
@@ -28,6 +29,7 @@ def validation_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
            deps=["stacked_h5s", *(c.asset for c in configs(shown))],
            description="Every target recomputed by the engine from each fit's published H5 "
                        "files, scored relative (or absolute near zero), with its provenance.")
+    @explains
     def _validation(context: AssetExecutionContext, storage: StorageResource,
                     compute: ComputeResource) -> MaterializeResult:
         layout = storage.layout

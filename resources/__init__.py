@@ -19,6 +19,7 @@ from pipeline.core.layout import Layout
 from pipeline.core.lock import Acquired, storage_lock
 from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
 from pipeline.release.versions import current_release, repair_current
+from resources.launch import check_launch
 
 STORAGE_ENV = "CALIBRATION_STORAGE_ROOT"
 DEFAULT_STORAGE_ROOT = "storage"  # relative to the working directory
@@ -26,6 +27,16 @@ BASELINE_ENV = "CALIBRATION_BASELINE"
 BASELINES = ("current", "newest")
 _UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
+
+
+class ProfileResource(ConfigurableResource):
+    """Which profile sizes the build: a shipped name (demo, ci, production) or a YAML path
+    (`CALIBRATION_PROFILE`, default demo)."""
+
+    name: str
+
+    def load(self) -> Profile:
+        return load_profile(self.name)
 
 
 class StorageResource(ConfigurableResource):
@@ -40,6 +51,7 @@ class StorageResource(ConfigurableResource):
 
     root: str
     baseline: str = "current"
+    profile: ProfileResource  # the run's profile: launchpad values are checked against it
     _held: contextlib.ExitStack | None = PrivateAttr(default=None)
 
     @property
@@ -53,6 +65,9 @@ class StorageResource(ConfigurableResource):
             lock = stack.enter_context(storage_lock(self.layout.root, command, context.run_id))
             took_over(lock, context.instance, context.log.warning)
             prepare_baseline(self.layout.root, self.baseline, context.log.warning)
+            if run is not None:
+                check_launch(run.run_config, self.profile.load(), self.layout,
+                             run.step_keys_to_execute)
             self._held = stack.pop_all()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
@@ -88,16 +103,6 @@ def prepare_baseline(root: Path, baseline: str, warn: Callable[[str], object]) -
             warn(f"CURRENT was missing or dangling; it now names the newest release "
                  f"{repaired.version} ({BASELINE_ENV}=newest)")
     current_release(root)
-
-
-class ProfileResource(ConfigurableResource):
-    """Which profile sizes the build: a shipped name (demo, ci, production) or a YAML path
-    (`CALIBRATION_PROFILE`, default demo)."""
-
-    name: str
-
-    def load(self) -> Profile:
-        return load_profile(self.name)
 
 
 class ComputeResource(ConfigurableResource):

@@ -8,10 +8,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Rule:
+    """One rule of a gate. A rule with a tolerance states the value it judged (the worst
+    one where it judges many) and its limit, so a verdict says how far over a rule is."""
+
     name: str
     passed: bool
     detail: str
     failing: tuple[str, ...] = ()  # the targets, groups or files that broke the rule
+    value: float | None = None
+    limit: float | None = None
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,9 @@ from __future__ import annotations
 from pipeline.core.fit_table import FITS, Fit
 from pipeline.core.layout import Layout
 from pipeline.core.parallel import Runner
-from pipeline.microdata import read_h5
 from pipeline.package.store import CalibrationPackage, load_package
 from pipeline.targets.target_config import apply_target_config
-from pipeline.validate.published import seed_cache
+from pipeline.validate.published import stored_seed
 from pipeline.validate.totals import FitTargets, Published, walk_published
 
 
@@ -33,5 +32,5 @@ def walk_storage(layout: Layout, pkg: CalibrationPackage, views: list[FitTargets
                  runner: Runner) -> Published:
     """The one (cached) walk over the published files, for the checks and validation."""
     return walk_published(layout.stacked_dir, views,
-                          lambda: seed_cache(read_h5(pkg.base_h5)), runner,
+                          lambda: stored_seed(pkg.base_h5, layout.validation_cache), runner,
                           layout.validation_cache)

@@ -1,0 +1,48 @@
+"""Failures that explain themselves: a step that stops on bad input, a refused gate or a
+full disk ends with its reason, in one line, as the run's failure message.
+
+Dagster wraps any other exception in its own error ("Error occurred while executing op
+...") and shows the pipeline's message as a nested cause behind "View full message"; a
+`dagster.Failure` is shown as it is, and its description becomes the run's failure
+message. Only errors whose message is the whole story are converted: a bug keeps its
+stack trace.
+"""
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from dagster import Failure
+
+from pipeline.core.atomic import StorageFull
+from pipeline.core.errors import InputError
+from pipeline.core.lock import StorageBusy
+from pipeline.release.verdicts import GateError
+
+EXPLAINED = (InputError, GateError, StorageFull, StorageBusy, FloatingPointError)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def explained() -> Iterator[None]:
+    """Re-raise an explained error as a Failure whose description is its message."""
+    try:
+        yield
+    except EXPLAINED as exc:
+        raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from None
+
+
+def explains(fn: F) -> F:
+    """`explained` around a whole asset body (Dagster still sees the body's signature)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with explained():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def refused(check: str, summary: str) -> Failure:
+    """A blocking check that failed: its verdict in one line, as the run's failure."""
+    return Failure(description=f"{check} refused: {summary}", allow_retries=False)
