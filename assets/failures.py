@@ -18,6 +18,7 @@ from dagster import Failure
 from pipeline.core.atomic import StorageFull
 from pipeline.core.errors import InputError
 from pipeline.core.lock import StorageBusy
+from pipeline.core.report import GateReport
 from pipeline.release.verdicts import GateError
 
 EXPLAINED = (InputError, GateError, StorageFull, StorageBusy, FloatingPointError)
@@ -43,6 +44,7 @@ def explains(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def refused(check: str, summary: str) -> Failure:
-    """A blocking check that failed: its verdict in one line, as the run's failure."""
-    return Failure(description=f"{check} refused: {summary}", allow_retries=False)
+def refused(check: str, report: GateReport) -> Failure:
+    """A blocking check that failed: its failed rules in one line (`GateReport.refusal`),
+    as the run's failure."""
+    return Failure(description=f"{check} refused: {report.refusal()}", allow_retries=False)

@@ -20,6 +20,7 @@ from assets.metadata import (
     text,
 )
 from assets.package import calibration_package
+from assets.stages import stage
 from pipeline.config import Profile
 from pipeline.core.fit_table import Fit
 from pipeline.core.hashing import sha256_file
@@ -77,7 +78,7 @@ def fit_asset(fit: Fit, loaded: Profile) -> AssetsDefinition:
     deps = [calibration_package, fit.config.asset, *(["sparsity_allocation"]
                                                      if fit.allocation else [])]
 
-    @asset(name=fit.weights, group_name="fit", code_version="2", deps=deps, pool="gpu",
+    @asset(name=fit.weights, **stage("fit"), code_version="2", deps=deps, pool="gpu",
            description=f"{fit.description} Diagnostics computed from the exported weights.")
     @explains
     def _fit(

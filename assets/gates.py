@@ -42,6 +42,6 @@ def gate_check(gate: Gate, fits: tuple[Fit, ...]) -> AssetChecksDefinition:
                 report, _ = run_gate(gate, ctx)
         yield check_result(report)
         if not report.passed:
-            raise refused(gate.name, report.summary)
+            raise refused(gate.name, report)
 
     return _check

@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets.failures import explains
 from assets.metadata import column_schema, data_version, readable
 from assets.source import stratified_cps
+from assets.stages import stage
 from assets.targets import target_db
 from pipeline.core.lineage import package_content_sha
 from pipeline.core.progress import report_to
@@ -13,7 +14,7 @@ from pipeline.targets.db import TARGETS
 from resources import ComputeResource, ProfileResource, StorageResource
 
 
-@asset(group_name="package", code_version="1", deps=[stratified_cps, target_db],
+@asset(**stage("package"), code_version="1", deps=[stratified_cps, target_db],
        description="Clones x geography, takeup draws, sparse X over ALL active targets.")
 @explains
 def calibration_package(

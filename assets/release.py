@@ -11,6 +11,7 @@ from dagster import (
 
 from assets.failures import explains
 from assets.metadata import readable
+from assets.stages import stage
 from pipeline.core.fit_table import Fit
 from pipeline.release.promotion import promote_release
 from resources import StorageResource
@@ -18,7 +19,7 @@ from resources import StorageResource
 
 def release_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
     """promoted_release over the fit table: every fit's record goes into the release."""
-    @asset(name="promoted_release", group_name="release", code_version="1",
+    @asset(name="promoted_release", **stage("release"), code_version="1",
            # A fit that publishes no files is not upstream of validation: depend on it here.
            deps=["validation_results", *(f.weights for f in fits if f.publishes is None)],
            automation_condition=(AutomationCondition.eager()

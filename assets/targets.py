@@ -24,6 +24,7 @@ from assets.metadata import (
     markdown_table,
     readable,
 )
+from assets.stages import stage
 from pipeline.core.fit_table import Fit, TargetConfig, configs
 from pipeline.core.hashing import sha256_file
 from pipeline.targets.db import TARGETS, load_targets
@@ -32,10 +33,10 @@ from pipeline.targets.hierarchy import config_hierarchy_report, gap_summary, hie
 from pipeline.targets.target_config import apply_target_config, install_target_config
 from resources import ProfileResource, StorageResource, TargetConfigResource
 
-GROUP = "targets"
+STAGE = "targets"
 
 
-@asset(group_name=GROUP, code_version="2",
+@asset(**stage(STAGE), code_version="2",
        description="SQLite target DB of real public statistics (production schema), uprated "
                    "to the profile's year.")
 @explains
@@ -88,7 +89,7 @@ def target_config_assets(fits: tuple[Fit, ...]) -> list[AssetsDefinition]:
 
 
 def _config_asset(config: TargetConfig, readers: list[Fit]) -> AssetsDefinition:
-    @asset(name=config.asset, group_name=GROUP, code_version="2", deps=[target_db],
+    @asset(name=config.asset, **stage(STAGE), code_version="2", deps=[target_db],
            description="Include/exclude/reconcile YAML deciding what reaches the "
                        f"{' and the '.join(f.label for f in readers)}.")
     @explains

@@ -6,6 +6,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from assets.failures import explains
 from assets.metadata import column_schema, file_result, markdown_table
+from assets.stages import stage
 from pipeline.core.fit_table import Fit, configs, published
 from pipeline.core.layout import Layout
 from pipeline.core.lineage import parent_hashes, write_lineage
@@ -25,7 +26,7 @@ from resources import ComputeResource, StorageResource
 def validation_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
     shown = published(fits)
 
-    @asset(name="validation_results", group_name="validate", code_version="3",
+    @asset(name="validation_results", **stage("validate"), code_version="3",
            deps=["stacked_h5s", *(c.asset for c in configs(shown))],
            description="Every target recomputed by the engine from each fit's published H5 "
                        "files, scored relative (or absolute near zero), with its provenance.")

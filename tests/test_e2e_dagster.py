@@ -51,16 +51,20 @@ def _promoted(result):
 def test_full_rebuild_promotes_behind_passed_gates(built_world):
     result = built_world.result
     assert result.success
-    # Every gate passed; the hierarchy warning (USDA vs ACS SNAP counts) fails, and blocks
-    # nothing.
+    # Every gate passed; the hierarchy warning (one per target config) fails on the one
+    # conflict no reconcile rule resolves, and blocks nothing.
     assert _checks(result) == {**dict.fromkeys(GATES, True), "target_hierarchy": False}
-    [warning] = [e for e in result.get_asset_check_evaluations()
-                 if e.check_name == "target_hierarchy"]
-    assert warning.severity == AssetCheckSeverity.WARN
-    worst = warning.metadata["details"].value["largest_gaps"][0]
+    warnings = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()
+                if e.check_name == "target_hierarchy"}
+    assert set(warnings) == {"target_config", "national_target_config"}
+    local = warnings["target_config"]
+    assert local.severity == AssetCheckSeverity.WARN
+    [worst] = local.metadata["details"].value["unresolved"]
     assert (worst["parent_id"], worst["variable"], worst["child_level"]) == (
-        "32", "household_count", "district")  # Nevada's ACS districts: 54% of USDA's count
-    assert "differ from the sum of their children by more than 5%" in warning.description
+        "US", "tax_unit_count", "state")  # SOI: returns with AGI < $1, nation vs states
+    # USDA-vs-ACS SNAP households: scaled by the config's rule, so no longer a warning.
+    assert local.description.startswith("1 conflict no reconcile rule resolves")
+    assert "44 resolved by the config's reconcile rules" in local.description
     release = current_release(built_world.root)
     assert release is not None and set(release.manifest["gates"]) == GATES
     assert all(g["passed"] for g in release.manifest["gates"].values())
@@ -79,6 +83,15 @@ def test_full_rebuild_promotes_behind_passed_gates(built_world):
     assert package["n_clones"] == 2 and package["columns"] == 2 * package["n_records"]
     fit = _metadata(result, "calibration_weights")
     assert fit["median_rel_error"] < 0.01
+    # Readable at a glance: 4 significant figures, the plots first and drawn in place.
+    assert fit["median_rel_error"] == float(f"{fit['median_rel_error']:.4g}")
+    assert list(fit)[:3] == ["objective_by_epoch", "frontier", "sparsity"]
+    assert len(fit["objective_by_epoch"]) < 1000 and "data:image/svg+xml" in fit[
+        "objective_by_epoch"]
+    assert fit["sparsity"] == "λ_L0 1e-07 (no record budget)" and fit["record_budget"] == "—"
+    # The walk's tax seed is kept for the next process (a refit's first check).
+    assert len(list((built_world.root / "validation_results" / "cache").glob(
+        "tax_seed-*.npz"))) == 1
     assert 0 < fit["records_kept"] <= package["columns"]
     # The X·w invariant holds to float rounding, not just the 1% tolerance.
     verdict = json.loads((built_world.root / "gates" / "xw_consistency.json").read_text())
@@ -159,6 +172,8 @@ def test_config_change_refits_without_rebuilding_the_package(world):
 
     assert _materializations(world, "calibration_package") == before_package
     assert _materializations(world, "calibration_weights") == before_weights + 1
+    # Both fits use allocation: budget, so the refit has no allocation search to wait for.
+    assert "sparsity_allocation" not in {e.step_key for e in result.all_events}
     run = json.loads((world.root / "calibration_weights" / "run_config.json").read_text())
     package = json.loads((world.root / "calibration_package" / "metadata.json").read_text())
     # ci: 4 negative totals and 21 split targets held out, 4 state populations excluded
@@ -187,6 +202,20 @@ def test_a_record_budget_set_in_the_launchpad_reaches_national_h5(world):
     assert release.manifest["national_fit"]["hyperparameters"]["records"] == 600
 
 
+def test_an_impossible_launchpad_budget_is_refused_before_any_step(world):
+    """Checked at launch: no fit, no allocation search runs for a budget no package has."""
+    result = world.run("refit", run_config={"ops": {"national_weights": {
+        "config": {"records": 10**7}}}})
+    assert not result.success
+    assert not [e for e in result.all_events if e.is_step_start]
+    [failure] = [e for e in result.all_events if e.is_run_failure]
+    cause = failure.event_specific_data.error
+    while cause.cause is not None:
+        cause = cause.cause
+    assert ("launchpad ops.national_weights.config, field 'records': a budget of 10,000,000 "
+            "records exceeds the 4,000 columns") in cause.message
+
+
 def test_automation_promotes_once_the_blocking_checks_passed(world):
     def tick(cursor=None):
         return evaluate_automation_conditions(
@@ -212,6 +241,11 @@ def test_failing_fit_review_blocks_promotion_also_by_hand(world):
     assert _checks(result)["fit_review"] is False and not _promoted(result)
     verdict = json.loads((world.root / "gates" / "fit_review.json").read_text())
     assert verdict["passed"] is False and "loss_converged" in verdict["summary"]
+    # The run ends with the refusal in one line (a Failure), not Dagster's stack trace.
+    [run_failure] = [e for e in result.all_events if e.is_run_failure]
+    error = run_failure.event_specific_data.error
+    assert error.cls_name == "Failure" and error.cause is None
+    assert "fit_review refused: loss_converged" in error.message
 
     by_hand = world.materialize("promoted_release")
     assert not by_hand.success

@@ -41,8 +41,28 @@ class GateReport:
     def rule(self, name: str) -> Rule:
         return next(r for r in self.rules if r.name == name)
 
+    def refusal(self) -> str:
+        """The failed rules in one line, each with its worst value against its limit and
+        what broke it: what a refused run ends with."""
+        parts = []
+        for r in self.rules:
+            if r.passed:
+                continue
+            if r.value is None or r.limit is None:
+                parts.append(f"{r.name}: {r.detail}")
+            else:
+                parts.append(f"{r.name} ({over(r.value, r.limit)}): "
+                             + ("; ".join(r.failing) or r.detail))
+        return " | ".join(parts) or self.summary
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def over(value: float, limit: float, signed: bool = False) -> str:
+    """How a value stands against its limit, marked when over: "+0.027 > 0.02 OVER"."""
+    shown = f"{value:+.4g}" if signed else f"{value:.4g}"
+    return f"{shown} > {limit:.4g} OVER" if value > limit else f"{shown} <= {limit:.4g}"
 
 
 def combine(parts: dict[str, GateReport]) -> GateReport:

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from pipeline.core.contracts import check_table
 from pipeline.core.fit_table import LOCAL
-from pipeline.core.report import GateReport, Rule
+from pipeline.core.report import GateReport, Rule, over
 from pipeline.core.settings import Settings
 from pipeline.targets.split import VALIDATION_SPLIT
 from pipeline.validate.scoring import ABSOLUTE, IN_SCOPE, OUT_OF_SCOPE, domain_of
@@ -191,12 +191,6 @@ def _absolute(v: pd.DataFrame, t: QualityThresholds) -> Rule:
                 f"no baseline; median training score {median:.4g} "
                 f"(limit {t.max_median_training_error:.4g}, {len(train)} targets)",
                 value=median, limit=t.max_median_training_error)
-
-
-def over(value: float, limit: float, signed: bool = False) -> str:
-    """How a value stands against its limit, marked when over: "+0.027 > 0.02 OVER"."""
-    shown = f"{value:+.4g}" if signed else f"{value:.4g}"
-    return f"{shown} > {limit:.4g} OVER" if value > limit else f"{shown} <= {limit:.4g}"
 
 
 def _target_regression(merged: pd.DataFrame, t: QualityThresholds) -> Rule:
