@@ -10,7 +10,6 @@ its numbers beside it.
 
 import base64
 import json
-import math
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -35,46 +34,11 @@ from dagster._core.definitions.metadata import (  # the value classes MetadataVa
 )
 
 from pipeline.core.hashing import sha256_file
+from pipeline.core.numbers import NONE, rounded, text
 from pipeline.core.report import GateReport
 from pipeline.core.svg import Series, inline_svg, scatter_svg
 
-NONE = "—"
 INLINE_LIMIT = 1000  # Dagster's UI draws Markdown metadata inline below this many characters
-
-
-def number(value: Any) -> Any:
-    """A number at 4 significant figures (ints and bools as they are); None and NaN as
-    None. Recurses into dicts and lists, so JSON metadata reads the same."""
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(f"{value:.4g}") if math.isfinite(value) else None
-    if type(value) is dict:
-        return {str(k): number(v) for k, v in value.items()}
-    if type(value) in (list, tuple):
-        return [number(v) for v in value]
-    return value
-
-
-def text(value: Any) -> str:
-    """One table cell or log value: a count (a whole number, also one a float column
-    holds) with thousands separators, any other number at 4 significant figures (written
-    out from 1,000 up: 59,190, not 5.919e+04), "—" for none."""
-    if isinstance(value, float | np.floating) and float(value).is_integer() and abs(
-            value) < 1e15:
-        value = int(value)
-    value = number(value)
-    if value is None or (isinstance(value, str) and value == ""):
-        return NONE
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
-    return str(value)
 
 
 def readable(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -95,14 +59,14 @@ def _entry(value: Any) -> Any:
     if isinstance(value, pd.DataFrame):
         return MetadataValue.md(markdown_table(value))
     if type(value) in (dict, list, tuple):  # not records (TableSchema is a tuple)
-        return MetadataValue.json(number(json.loads(json.dumps(value, default=str))))
+        return MetadataValue.json(rounded(json.loads(json.dumps(value, default=str))))
     if isinstance(value, bool | np.bool_):
         return MetadataValue.bool(bool(value))
     if isinstance(value, int | np.integer):
         return MetadataValue.int(int(value))
     if isinstance(value, float | np.floating):
-        rounded = number(value)
-        return MetadataValue.text(NONE) if rounded is None else MetadataValue.float(rounded)
+        shown = rounded(value)
+        return MetadataValue.text(NONE) if shown is None else MetadataValue.float(shown)
     return value
 
 

@@ -5,9 +5,9 @@ import json
 import pandas as pd
 import pytest
 
+from pipeline.core.packaged import DEFAULT_NATIONAL_TARGET_CONFIG, DEFAULT_TARGET_CONFIG
 from pipeline.targets.db import load_targets, with_provenance
 from pipeline.targets.etl import build_target_db
-from pipeline.core.packaged import DEFAULT_NATIONAL_TARGET_CONFIG, DEFAULT_TARGET_CONFIG
 from pipeline.targets.hierarchy import config_hierarchy_report, gap_summary, hierarchy_gaps
 from pipeline.targets.target_config import apply_target_config
 

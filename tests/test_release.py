@@ -168,14 +168,17 @@ def test_releases_command_lists_and_marks_with_a_dangling_current(tmp_path, monk
     monkeypatch.undo()
     assert main(["releases", "--storage", str(root)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[2].startswith(f"* {versions[2]}") and "UNPROMOTED" not in out[2]
-    assert out[3].startswith("  2025010") and out[3].endswith("UNPROMOTED (its promotion "
-                                                              "stopped before CURRENT moved)")
+    assert out[0].split() == ["release", "mean", "err", "max", "err", "local", "kept",
+                              "national", "kept", "gates", "note"]
+    assert out[3].startswith(f"* {versions[2]}") and "UNPROMOTED" not in out[3]
+    assert out[4].startswith("  2025010") and out[4].endswith("UNPROMOTED")
+    assert out[5].startswith("UNPROMOTED: its promotion stopped before CURRENT moved")
+    assert max(map(len, out)) <= 100
     (root / "releases" / "CURRENT").unlink()
     (root / "releases" / "CURRENT").symlink_to("gone")
     assert main(["releases", "--storage", str(root)]) == 0
     captured = capsys.readouterr()
-    assert len(captured.out.splitlines()) == 4 and "*" not in captured.out
+    assert len(captured.out.splitlines()) == 6 and "* " not in captured.out
     assert "CURRENT points at 'gone'" in captured.err and "calibrate rollback" in captured.err
 
 
