@@ -30,8 +30,13 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 # BASELINE=newest: a missing or dangling releases/CURRENT is first pointed at the newest release.
+# JOB=refit: refit only. ACCEPT=gate.rule[,gate.rule] REASON="..." OPERATOR="name": accept
+# those gate rules for this run, on record (README: "Change which targets count").
+JOB ?= full_rebuild
 run: setup
-	$(BIN)/python -m assets.run --profile $(PROFILE) $(if $(BASELINE),--baseline $(BASELINE))
+	$(BIN)/python -m assets.run --profile $(PROFILE) --job $(JOB) \
+	  $(if $(BASELINE),--baseline $(BASELINE)) $(if $(ACCEPT),--accept "$(ACCEPT)") \
+	  $(if $(REASON),--reason "$(REASON)") $(if $(OPERATOR),--operator "$(OPERATOR)")
 
 test: setup
 	$(BIN)/ruff check pipeline assets resources tests benchmarks scripts

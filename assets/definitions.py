@@ -41,6 +41,7 @@ from resources import (
     StorageResource,
     TargetConfigResource,
 )
+from resources.waiver import WaiverResource
 
 
 def _setting(value: str | None, env: str, default: str) -> str | EnvVar:
@@ -69,6 +70,8 @@ def make_definitions(
             dask=_setting(dask, DASK_SETTING, LOCAL),
             workers=workers if workers is not None else int(
                 os.environ.get("CALIBRATION_DASK_WORKERS") or 0)),
+        # Empty unless the launchpad (or `make run ACCEPT=...`) accepts gate rules for a run.
+        "waiver": WaiverResource.configure_at_launch(),
         "target_config_file": TargetConfigResource(**{
             config.source_field: _setting(given, config.env,
                                           str(packaged("config", config.default)))

@@ -19,6 +19,7 @@ from pipeline.core.atomic import StorageFull
 from pipeline.core.errors import InputError
 from pipeline.core.lock import StorageBusy
 from pipeline.core.report import GateReport
+from pipeline.release.gates import Gate
 from pipeline.release.verdicts import GateError
 
 EXPLAINED = (InputError, GateError, StorageFull, StorageBusy, FloatingPointError)
@@ -44,7 +45,14 @@ def explains(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def refused(check: str, report: GateReport) -> Failure:
+def refused(gate: Gate, report: GateReport) -> Failure:
     """A blocking check that failed: its failed rules in one line (`GateReport.refusal`),
-    as the run's failure."""
-    return Failure(description=f"{check} refused: {report.refusal()}", allow_retries=False)
+    as the run's failure, and how to accept them on record where the gate allows it."""
+    failed = [r.name for r in report.rules if not r.passed and not r.waived]
+    waivable = [f"{gate.name}.{r}" for r in failed if r in gate.waivable]
+    accept = (f". If this is the change you meant, accept it on record for a run: make run "
+              f"JOB=refit ACCEPT={','.join(waivable)} REASON=\"...\" OPERATOR=\"...\" (or "
+              "the launchpad's resources.waiver)" if waivable and len(waivable) == len(failed)
+              else "")
+    return Failure(description=f"{gate.name} refused: {report.refusal()}{accept}",
+                   allow_retries=False)

@@ -3,7 +3,9 @@ per gate, attached to the asset it reviews.
 
 A failed check records its verdict and result, then ends its step with the verdict's
 summary as the run's failure message (`assets.failures.refused`), not Dagster's own
-"blocking asset check failed" stack trace.
+"blocking asset check failed" stack trace. The run's waiver (`resources.waiver`, empty
+unless the launchpad or `make run ACCEPT=...` gave one) is applied before the verdict is
+recorded: a check whose only failed rules it names passes, with the waiver on record.
 """
 
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from pipeline.release.gates import Gate, gate_table
 from pipeline.release.judges import GateContext
 from pipeline.release.verdicts import run_gate
 from resources import ComputeResource, ProfileResource, StorageResource
+from resources.waiver import WaiverResource
 
 
 def gate_checks(fits: tuple[Fit, ...]) -> list[AssetChecksDefinition]:
@@ -34,14 +37,14 @@ def gate_check(gate: Gate, fits: tuple[Fit, ...]) -> AssetChecksDefinition:
     @asset_check(name=gate.name, asset=gate.subject, blocking=True,
                  description=gate.description, additional_deps=list(gate.upstream_assets))
     def _check(context: AssetCheckExecutionContext, storage: StorageResource,
-               profile: ProfileResource, compute: ComputeResource
+               profile: ProfileResource, compute: ComputeResource, waiver: WaiverResource
                ) -> Iterator[AssetCheckResult]:
         with explained():
             ctx = GateContext(storage.layout, profile.load().gates, compute.runner(), fits)
             with report_to(context.log.info):  # a check may walk the published files
-                report, _ = run_gate(gate, ctx)
+                report, _ = run_gate(gate, ctx, waiver.for_run(context.run.run_id))
         yield check_result(report)
         if not report.passed:
-            raise refused(gate.name, report)
+            raise refused(gate, report)
 
     return _check

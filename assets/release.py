@@ -31,6 +31,7 @@ def release_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
         release = promote_release(storage.layout, fits)
         context.log.info(f"promoted release {release.version}")
         return MaterializeResult(metadata=readable({
+            "waivers": waiver_text(release.manifest.get("waivers", [])),
             "version": release.version,
             "path": MetadataValue.path(str(release.path)),
             "files": len(release.manifest["files"]),
@@ -38,3 +39,9 @@ def release_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
         }))
 
     return _release
+
+
+def waiver_text(waivers: list[dict]) -> str | None:
+    """Each rule accepted on record for this release, by whom and why (None: none)."""
+    return "; ".join(f"{', '.join(w['rules'])} accepted by {w['operator']}: {w['reason']}"
+                     for w in waivers) or None

@@ -42,6 +42,16 @@ def main(argv: list[str] | None = None) -> int:
                              "releases/CURRENT; 'newest' first points a missing or dangling "
                              "CURRENT at the newest release (default: $CALIBRATION_BASELINE, "
                              "else current)")
+    accept = parser.add_argument_group(
+        "accept on record", "accept named gate rules for this run only: a gate whose only "
+        "failed rules are named passes with the waiver, which its verdict, the release "
+        "manifest and releases/history.json record (integrity checks are never waived)")
+    accept.add_argument("--accept", action="append", default=[], metavar="GATE.RULE",
+                        help="a rule to accept, e.g. simulation_quality.heldout_regression "
+                             "(repeat, or separate with commas)")
+    accept.add_argument("--reason", default="", help="why the refused change is the one meant")
+    accept.add_argument("--operator", default=os.environ.get("CALIBRATION_OPERATOR", ""),
+                        help="who accepts it (default: $CALIBRATION_OPERATOR)")
     args = parser.parse_args(argv)
 
     from dagster import AssetCheckSeverity, DagsterInstance
@@ -65,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             job = defs.resolve_job_def(args.job).with_logger_defs(run_loggers(log_path))
             result = job.execute_in_process(
                 instance=instance, raise_on_error=False, run_id=run_id,
-                run_config={"loggers": {"terminal": {}, "run_file": {}}})
+                run_config={"loggers": {"terminal": {}, "run_file": {}},
+                            **waiver_config(args.accept, args.reason, args.operator)})
     except StorageBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BUSY
@@ -96,6 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         for e in warnings:
             print(f"    {e.check_name} on {e.asset_key.to_user_string()}: {e.description}")
     return 0
+
+
+def waiver_config(accept: list[str], reason: str, operator: str) -> dict:
+    """The run config that hands `--accept/--reason/--operator` to the waiver resource
+    (checked, like the launchpad's, when the run starts)."""
+    rules = [r for given in accept for r in given.split(",") if r.strip()]
+    if not (rules or reason or operator):
+        return {}
+    return {"resources": {"waiver": {"config": {"rules": rules, "reason": reason,
+                                                "operator": operator}}}}
 
 
 def run_loggers(log_path: Path) -> dict[str, "LoggerDefinition"]:

@@ -1,9 +1,10 @@
 """What a run is asked to do, checked when it starts, before its first step.
 
 The launchpad's values (a fit's `records`, `allocation`, any FitParams or allocation
-setting) are applied to the profile's sections exactly as the assets apply them and
-refused in one line naming the launchpad field, so an impossible record budget is refused
-at launch, not after the local fit and the allocation search have run.
+setting, a waiver) are applied to the profile's sections exactly as the assets apply them
+and refused in one line naming the launchpad field, so an impossible record budget (or a
+waiver of an integrity check) is refused at launch, not after the local fit and the
+allocation search have run.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from pipeline.config import Profile
 from pipeline.core.errors import InputError
 from pipeline.core.fit_table import FITS, Fit
 from pipeline.core.layout import ALLOCATION_META, Layout
+from pipeline.release.waivers import parse_waiver
 from pipeline.sparsity import AllocationSettings
 
 PACKAGE = "calibration_package"
+WAIVER = "launchpad resources.waiver.config"
 ALLOCATION = "sparsity_allocation"
 
 
@@ -55,6 +58,9 @@ def check_launch(run_config: Mapping[str, Any], profile: Profile, layout: Layout
     except ValueError as exc:
         raise InputError(f"launchpad ops.{ALLOCATION}.config", None, str(exc).splitlines()[0],
                          "correct the value in the launchpad") from None
+    waiver = ((run_config.get("resources") or {}).get("waiver") or {}).get("config") or {}
+    parse_waiver(waiver.get("rules") or [], waiver.get("reason") or "",
+                 waiver.get("operator") or "", None, WAIVER, fits)
 
 
 def _columns(profile: Profile, layout: Layout, rebuilt: bool) -> tuple[int, str]:

@@ -5,12 +5,14 @@ works on its own copy (`world`), so the tests run in any order.
 """
 
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 from conftest import World
 from dagster import (
+    AssetCheckKey,
     AssetCheckSeverity,
     AssetKey,
     AssetSelection,
@@ -19,6 +21,7 @@ from dagster import (
     evaluate_automation_conditions,
 )
 
+from assets.run import main as make_run
 from pipeline.cli import main as calibrate
 from pipeline.release.versions import current_release, list_releases
 from pipeline.validate.totals import read_validation_csv
@@ -329,3 +332,91 @@ def test_a_learned_allocation_feeds_a_gated_promoted_national_file(world):
     assert again.success
     refused = world.materialize("promoted_release")
     assert not _promoted(refused)
+
+
+REASON = "district age targets left out of the local fit on purpose (ACS 2024 bins)"
+
+
+def test_a_refused_config_change_is_accepted_on_record_and_promoted(world, monkeypatch, capsys):
+    """The config-change loop: edit the target config, the sensor's refit is refused by
+    gate 2, the operator accepts that rule on record for one run (from the command line),
+    it is promoted with the waiver in the verdict, the manifest, history.json and the UI;
+    a later run is judged afresh."""
+    before = current_release(world.root).version
+    world.config.write_text(world.config.read_text().replace(
+        "exclude:\n", "exclude:\n  - {variable: person_count, geo_level: district, "
+        "domain_variable: age}\n", 1))
+    resources = {"target_config_file": world.defs.resources["target_config_file"]}
+    [sensor] = [s for s in world.defs.sensors if s.name == "target_config_changed"]
+    request = sensor(build_sensor_context(instance=world.instance, resources=resources,
+                                          definitions=world.defs))
+    refused = world.run("refit", tags=request.tags)
+    assert not refused.success and _checks(refused)["simulation_quality"] is False
+    [failure] = [e for e in refused.all_events if e.is_run_failure]
+    message = failure.event_specific_data.error.message
+    assert re.search(r"simulation_quality refused: heldout_regression \([\d.]+ > 0\.02 OVER\)",
+                     message)
+    assert "local/validation_split median" in message and "> 0.02 OVER" in message
+    assert "ACCEPT=simulation_quality.heldout_regression" in message
+    assert current_release(world.root).version == before
+
+    for name, value in {"CALIBRATION_STORAGE_ROOT": str(world.root),
+                        "CALIBRATION_TARGET_CONFIG": str(world.config),
+                        "CALIBRATION_DEVICE": "cpu", "CALIBRATION_DASK": "inprocess",
+                        "DAGSTER_HOME": world.instance.root_directory}.items():
+        monkeypatch.setenv(name, value)
+    assert make_run(["--profile", "ci", "--job", "refit", "--accept",
+                     "simulation_quality.heldout_regression", "--reason", REASON,
+                     "--operator", "Ada Lovelace"]) == 0
+    out = capsys.readouterr().out
+    assert " DEBUG " not in out and "every event: " in out
+    assert "check simulation_quality (validation_results): PASS passed with a waiver" in out
+    assert out.rstrip().splitlines()[-1].startswith("    target_hierarchy on ")
+
+    release = current_release(world.root)
+    assert release.version != before
+    [waiver] = release.manifest["waivers"]
+    assert waiver["gate"] == "simulation_quality"
+    assert waiver["rules"] == ["simulation_quality.heldout_regression"]
+    assert (waiver["reason"], waiver["operator"]) == (REASON, "Ada Lovelace")
+    quality = release.manifest["gates"]["simulation_quality"]
+    assert quality["passed"] and quality["waiver"]["run_id"] == waiver["run_id"]
+    assert "accepted on record by Ada Lovelace: heldout_regression" in quality["summary"]
+    assert all("waiver" not in g for name, g in release.manifest["gates"].items()
+               if name != "simulation_quality")
+    history = json.loads((world.root / "releases" / "history.json").read_text())
+    assert history[-1]["version"] == release.version and history[-1]["waivers"] == [waiver]
+    verdict = json.loads((world.root / "gates" / "simulation_quality.json").read_text())
+    assert verdict["waiver"]["operator"] == "Ada Lovelace"
+    rules = {r["name"]: r for r in verdict["report"]["rules"]}
+    assert rules["heldout_regression"]["waived"] and not rules["heldout_regression"]["passed"]
+    # The UI: the release's first metadata entry, and the check's numbers.
+    [promoted] = world.instance.fetch_materializations(AssetKey("promoted_release"),
+                                                       limit=1).records
+    metadata = promoted.asset_materialization.metadata
+    assert next(iter(metadata)) == "waivers"
+    assert metadata["waivers"].value == (
+        f"simulation_quality.heldout_regression accepted by Ada Lovelace: {REASON}")
+    check = world.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [AssetCheckKey(AssetKey("validation_results"), "simulation_quality")])
+    evaluation = next(iter(check.values())).event.dagster_event.event_specific_data
+    assert evaluation.passed and evaluation.metadata["waived_rules"].value == 1
+
+    # A later run is judged afresh (no waiver carried over), against the waived release.
+    later = world.materialize("validation_results")
+    assert later.success and _checks(later) == {"simulation_quality": True}
+    again = json.loads((world.root / "gates" / "simulation_quality.json").read_text())
+    assert again["waiver"] is None and again["passed"]
+    assert again["summary"].startswith("judged against the CURRENT release: all rules passed")
+
+
+def test_a_waiver_of_an_integrity_check_is_refused_at_launch(world):
+    result = world.run("refit", run_config={"resources": {"waiver": {"config": {
+        "rules": ["xw_consistency.local.max_rel_deviation"], "reason": "r",
+        "operator": "o"}}}})
+    assert not result.success and not [e for e in result.all_events if e.is_step_start]
+    [failure] = [e for e in result.all_events if e.is_run_failure]
+    cause = failure.event_specific_data.error
+    while cause.cause is not None:
+        cause = cause.cause
+    assert "an integrity check is never waived" in cause.message

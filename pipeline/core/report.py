@@ -17,6 +17,7 @@ class Rule:
     failing: tuple[str, ...] = ()  # the targets, groups or files that broke the rule
     value: float | None = None
     limit: float | None = None
+    waived: bool = False  # failed, and accepted on record (`pipeline.release.waivers`)
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ class GateReport:
     @classmethod
     def of(cls, rules: list[Rule] | tuple[Rule, ...], metrics: dict[str, float] | None = None,
            details: dict[str, Any] | None = None, summary: str | None = None) -> GateReport:
-        """Passed when every rule passed; the summary names each failed rule."""
+        """Passed when every rule passed or was waived; the summary names each failed rule."""
         rules = tuple(rules)
-        failed = [r for r in rules if not r.passed]
+        failed = [r for r in rules if not r.passed and not r.waived]
         default = ("all rules passed" if not failed
                    else "; ".join(f"{r.name}: {r.detail}" for r in failed))
         metrics = {"failed_rules": float(len(failed)), **(metrics or {})}
@@ -46,7 +47,7 @@ class GateReport:
         what broke it: what a refused run ends with."""
         parts = []
         for r in self.rules:
-            if r.passed:
+            if r.passed or r.waived:
                 continue
             if r.value is None or r.limit is None:
                 parts.append(f"{r.name}: {r.detail}")

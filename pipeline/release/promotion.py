@@ -62,8 +62,11 @@ def promote_release(layout: Layout, fits: tuple[Fit, ...] = FITS) -> Release:
         "target_config_sha256": lineage[fits[0].config.asset],
         "lineage": lineage,
         **{fit.manifest_key: fit_summary(layout.run_config(fit)) for fit in fits},
-        "gates": {v.gate: {"passed": v.passed, "summary": v.summary, "inputs": v.inputs}
+        "gates": {v.gate: {"passed": v.passed, "summary": v.summary, "inputs": v.inputs,
+                           **({"waiver": v.waiver} if v.waiver else {})}
                   for v in verdicts},
+        # Rules accepted on record for the run that made these artifacts (waivers.py).
+        "waivers": [{"gate": v.gate, **v.waiver} for v in verdicts if v.waiver],
         # Generalization: each fit's held-out groups, median and p90 (gate 2 judged them).
         "heldout": quality["details"]["heldout"],
     })

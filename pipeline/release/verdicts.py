@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from pipeline.core.report import GateReport
 from pipeline.release.gates import CURRENT_RELEASE, Gate, gate_table
 from pipeline.release.judges import GateContext
 from pipeline.release.versions import current_release
+from pipeline.release.waivers import Waiver, waive
 
 NO_RELEASE = "none"
 
@@ -34,6 +35,7 @@ class Verdict:
     inputs: dict[str, str]  # artifact -> hash it had when judged
     report: dict[str, Any]
     recorded_at: str
+    waiver: dict[str, Any] | None = None  # rules accepted on record for this run (waivers.py)
 
 
 def input_hashes(layout: Layout, names: Iterable[str], fits: tuple[Fit, ...] = FITS
@@ -54,16 +56,20 @@ def release_hashes(layout: Layout, fits: tuple[Fit, ...] = FITS) -> dict[str, st
     return input_hashes(layout, (*artifacts(fits), CURRENT_RELEASE), fits)
 
 
-def run_gate(gate: Gate, ctx: GateContext) -> tuple[GateReport, Verdict]:
-    """Judge, and record the verdict with the hashes of everything judged.
+def run_gate(gate: Gate, ctx: GateContext, waiver: Waiver | None = None
+             ) -> tuple[GateReport, Verdict]:
+    """Judge, and record the verdict with the hashes of everything judged, and the waiver
+    where it accepted a failed rule of this gate.
 
     Hashes are taken before judging: an input replaced meanwhile leaves a stale verdict
     that promotion refuses, never a passed verdict about bytes nobody judged.
     """
     inputs = input_hashes(ctx.layout, gate.inputs, ctx.fits)
-    report = gate.judge(ctx)
+    report = waive(gate.judge(ctx), gate, waiver)
+    used = waiver is not None and any(r.waived for r in report.rules)
     verdict = Verdict(gate.name, report.passed, report.summary, inputs, report.as_dict(),
-                      datetime.now(UTC).isoformat(timespec="seconds"))
+                      datetime.now(UTC).isoformat(timespec="seconds"),
+                      waiver.as_dict() if used else None)
     write_json(ctx.layout.gates_dir / f"{gate.name}.json", asdict(verdict))
     return report, verdict
 
@@ -73,8 +79,10 @@ def read_verdict(gates_dir: str | Path, gate: str) -> Verdict | None:
     if not path.exists():
         return None
     raw = json.loads(path.read_text())
-    if set(raw) != {f for f in Verdict.__dataclass_fields__}:
-        return None  # written by an older version: judge again
+    known = {f.name for f in fields(Verdict)}
+    required = {f.name for f in fields(Verdict) if f.default is MISSING}
+    if not required <= set(raw) <= known:
+        return None  # written by another version: judge again
     return Verdict(**raw)
 
 
