@@ -10,6 +10,7 @@ its numbers beside it.
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -114,8 +115,8 @@ def markdown_table(df: pd.DataFrame) -> str:
 def check_result(report: GateReport, *, warn: bool = False) -> AssetCheckResult:
     """A report as a check result (severity ERROR, or WARN for a warning check): the rules
     table first (each rule's value against its limit), then the numbers for the Plots tab."""
-    rules = pd.DataFrame([(r.name, "PASS" if r.passed else "FAIL", r.value, r.limit, r.detail)
-                          for r in report.rules],
+    rules = pd.DataFrame([(r.name, "WAIVED" if r.waived else "PASS" if r.passed else "FAIL",
+                           r.value, r.limit, r.detail) for r in report.rules],
                          columns=["rule", "result", "value", "limit", "detail"])
     return AssetCheckResult(
         passed=report.passed,
@@ -123,6 +124,9 @@ def check_result(report: GateReport, *, warn: bool = False) -> AssetCheckResult:
         description=report.summary,
         metadata=readable({
             "rules": rules,
+            # Dagster's own "Timestamp" of a check is when its run planned it (the run's
+            # start), earlier than the materialization it judged; this is when it judged.
+            "judged_at": MetadataValue.timestamp(time.time()),
             **{k: float(v) for k, v in report.metrics.items()},
             "details": report.details,
         }),

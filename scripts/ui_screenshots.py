@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -75,7 +76,9 @@ class Browser:
         port = port_file.read_text().split()[0]
         pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json"))
         page = next(p for p in pages if p["type"] == "page")
-        self.ws = connect(page["webSocketDebuggerUrl"], max_size=2**28)
+        self.stack = contextlib.ExitStack()
+        self.ws = self.stack.enter_context(connect(page["webSocketDebuggerUrl"],
+                                                   max_size=2**28))
         self.ids = itertools.count(1)
         self.send("Page.enable")
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
@@ -130,7 +133,7 @@ class Browser:
         print(f"wrote {path}")
 
     def close(self) -> None:
-        self.ws.close()
+        self.stack.close()
         self.proc.terminate()
         self.proc.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
