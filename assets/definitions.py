@@ -35,6 +35,7 @@ from pipeline.core.parallel import SETTING as DASK_SETTING
 from resources import (
     BASELINE_ENV,
     DEFAULT_STORAGE_ROOT,
+    DEVICE_ENV,
     STORAGE_ENV,
     ComputeResource,
     ProfileResource,
@@ -66,7 +67,7 @@ def make_definitions(
             baseline=_setting(baseline, BASELINE_ENV, "current"), profile=profile_resource),
         "profile": profile_resource,
         "compute": ComputeResource(
-            device=_setting(device, "CALIBRATION_DEVICE", "auto"),
+            device=_setting(device, DEVICE_ENV, "auto"),
             dask=_setting(dask, DASK_SETTING, LOCAL),
             workers=workers if workers is not None else int(
                 os.environ.get("CALIBRATION_DASK_WORKERS") or 0)),

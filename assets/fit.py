@@ -111,11 +111,14 @@ def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
     frontier = result.frontier
     budget = result.budget
     return readable({
-        "objective_by_epoch": MV.md(loss_inline(history["l0"], history["polish"])),
+        "objective_by_epoch": MV.md(loss_inline(history["l0"], history["polish"],
+                                                result.stopping)),
         "frontier": MV.md(frontier_inline(frontier, result.kept, summary["mean"],
                                           split["mean"])),
         "sparsity": sparsity_setting(result.params, budget),
         "records_kept": result.kept,
+        "l0_epochs": result.stopping["l0"]["epochs"],
+        "polish_epochs": result.stopping["polish"]["epochs"],
         "mean_rel_error": summary["mean"],
         "median_rel_error": summary["median"],
         "p90_rel_error": summary["p90"],
@@ -133,7 +136,8 @@ def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
         "device": result.device,
         "epochs_per_second": result.epochs_per_second,
         "hyperparameters": applied_hyperparameters(result.params),
-        "objective_by_epoch_table": MV.md(loss_chart(history["l0"], history["polish"])),
+        "objective_by_epoch_table": MV.md(loss_chart(history["l0"], history["polish"],
+                                                     result.stopping)),
         "frontier_table": MV.md(svg_image(frontier_svg(
             frontier, result.kept, summary["mean"], split["mean"],
             f"{label}: records kept vs error"), f"{label} frontier") + "\n\n" + markdown_table(

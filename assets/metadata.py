@@ -178,32 +178,46 @@ LOSS_JUMP = (
 )
 
 
-def _loss_series(l0: list[float], polish: list[float]) -> tuple[list[Series], tuple]:
+def _loss_series(l0: list[float], polish: list[float], stopping: dict[str, dict] | None
+                 ) -> tuple[list[Series], list[tuple[float, str]]]:
+    """Each phase as a line, and the epochs to mark: the handover, where each phase
+    converged (`FitResult.stopping`)."""
     ys = np.asarray(l0 + polish, dtype=float)
     epochs = np.arange(1, len(ys) + 1, dtype=float)
     phases = [Series(phase, epochs[a:b].tolist(), ys[a:b].tolist(), line=True, points=False)
               for phase, (a, b) in (("L0", (0, len(l0))), ("polish", (len(l0), len(ys))))
               if b > a]
-    marks = ((len(l0) + 0.5, f"polish from epoch {len(l0) + 1:,}"),) if l0 and polish else ()
+    marks = []
+    stopping = stopping or {}
+    l0_stop = (stopping.get("l0") or {}).get("converged_at")
+    polish_stop = (stopping.get("polish") or {}).get("converged_at")
+    if l0 and polish:
+        marks.append((len(l0) + 0.5, (f"L0 converged at {l0_stop:,}; " if l0_stop else "")
+                      + f"polish from epoch {len(l0) + 1:,}"))
+    if polish_stop:
+        marks.append((len(l0) + polish_stop + 0.5, "polish converged: decay"))
     return phases, marks
 
 
-def loss_inline(l0: list[float], polish: list[float]) -> str:
-    """The training objective by epoch, drawn in place (log scale, handover dashed)."""
+def loss_inline(l0: list[float], polish: list[float],
+                stopping: dict[str, dict] | None = None) -> str:
+    """The training objective by epoch, drawn in place (log scale; the handover and where
+    a phase converged dashed)."""
     if not l0 and not polish:
         return f"objective by epoch: {NONE}"
-    phases, marks = _loss_series(l0, polish)
-    return inline_plot(phases, "objective by epoch", x_marks=marks)
+    phases, marks = _loss_series(l0, polish, stopping)
+    return inline_plot(phases, "objective by epoch", x_marks=tuple(marks))
 
 
-def loss_chart(l0: list[float], polish: list[float]) -> str:
+def loss_chart(l0: list[float], polish: list[float],
+               stopping: dict[str, dict] | None = None) -> str:
     """The fit's training objective by epoch, log scale, as an SVG (pipeline.core.svg)
-    with the L0 → polish handover marked; then the numbers (4 significant digits, the
-    final epoch included)."""
+    with the L0 → polish handover and where each phase stopped marked; then the stopping
+    rule and the numbers (4 significant digits, the final epoch included)."""
     ys = np.asarray(l0 + polish, dtype=float)
     if not len(ys):
         return f"**objective by epoch**: {NONE}"
-    phases, marks = _loss_series(l0, polish)
+    phases, marks = _loss_series(l0, polish, stopping)
     svg = scatter_svg(phases, "objective by epoch", "epoch", "objective (log scale)",
                       log_x=False, x_ticks=np.unique(np.linspace(1, len(ys), 5).round()).tolist(),
                       x_marks=marks)
@@ -212,6 +226,11 @@ def loss_chart(l0: list[float], polish: list[float]) -> str:
     table = pd.DataFrame({"epoch": rows,
                           "phase": ["L0" if e <= len(l0) else "polish" for e in rows],
                           "objective": [float(ys[e - 1]) for e in rows]})
+    stopping = stopping or {}
+    rules = "".join(f"\n- {name}: {r['epochs']:,} of at most {r['max_epochs']:,} epochs; "
+                    f"{r['rule']}" for name, r in (("L0 phase", stopping.get("l0")),
+                                                    ("polish", stopping.get("polish"))) if r)
     return (f"**objective by epoch** ({len(l0):,} L0 epochs, then {len(polish):,} polish; "
             f"{ys[0]:.4g} → {ys[-1]:.4g})\n\n{svg_image(svg, 'objective by epoch')}\n\n"
-            f"{LOSS_JUMP}\n\n{markdown_table(table)}")
+            + (f"**stopping**{rules}\n\n" if rules else "")
+            + f"{LOSS_JUMP}\n\n{markdown_table(table)}")

@@ -1,127 +1,63 @@
-"""The L0 fit against l0-python's SparseCalibrationWeights and the memory-bandwidth floor.
+"""The CPU fit kernel at the production package's shape, against the memory-bandwidth floor;
+then, on a real package, epochs to convergence and error against the fixed schedule.
 
-Run: .venv/bin/python benchmarks/bench_fit.py  (prints a table; results/fit.txt holds a run).
-Each contender runs in its own subprocess; after the problem is built its peak RSS (VmHWM)
-is reset, so "MiB" is the contender's own peak above the RSS holding the problem.
+Run (results/fit.txt holds a run; timed parts belong under `flock -x /work/locks/cpu`):
+    .venv/bin/python benchmarks/bench_fit.py [--package storage/calibration_package]
+
+Speed: a seeded problem of the production package's shape (10,760 targets x 5,160,000
+columns, 15 non-zeros a column: 77.4M), each configuration in its own process under
+`/usr/bin/time -v` (its peak RSS covers loading the problem as CSR, the backend and the
+epochs).
+Seconds per L0 epoch and per polish epoch at 1 and 2 threads, then with another process
+spinning on one core. The floor is the issue's: the bytes of X that one X·w plus one Xᵀ·g
+read as int32 CSR (8 bytes a non-zero, twice) over this machine's copy bandwidth, measured
+in the same run. The kernel reads X once an epoch (6 bytes a non-zero: uint16 rows), so
+it can beat that floor; the bytes it does move are printed beside it. The anchor is the
+previous backend's two products alone (torch int32 CSR, MKL), timed in the same run.
+
+Convergence (with --package and its target configs): the local fit (the production
+profile's `fit`) and the national fit (its `national_fit`), each with `stopping: fixed`
+(production's counts) and `stopping: converged`: epochs run, seconds, records kept, mean
+error on the trained targets and on the validation split.
+
+Accuracy (small, 1 thread): the exported weights against l0-python's on a 10K x 40K
+problem, as before.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-SIZES = {
-    # name: (targets, columns, nnz per row or None, nnz per column or None)
-    "demo 10K x 40K": (10_000, 40_000, None, 30),
-    "large 2K x 2M": (2_000, 2_000_000, 10_000, None),  # 0.5% density, 20M non-zeros
-}
-TIMING_EPOCHS = {"demo 10K x 40K": 20, "large 2K x 2M": 8}
-L0_TIMING_EPOCHS = {"demo 10K x 40K": 5, "large 2K x 2M": 3}
-ACCURACY = ("demo 10K x 40K", 200, 100)  # size, L0 epochs, polish epochs (national preset)
-# Both thread counts: on a shared 2-core box, OpenMP barriers of 2 threads stall whenever
-# another process holds a core, so 1 thread can win; on a quiet box 2 threads should.
-THREADS = (1, 2)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PRODUCTION = (10_760, 5_160_000, 15)  # targets, columns, non-zeros per column
+SMALL = (10_000, 40_000, 30)
+TIMED_EPOCHS = 8
 
 
-def build(name: str) -> tuple[sp.csr_matrix, np.ndarray]:
+def build(shape: tuple[int, int, int]) -> tuple[sp.csr_matrix, np.ndarray]:
     """A seeded problem whose targets some sparse weight vector hits exactly."""
-    n_t, n_c, per_row, per_col = SIZES[name]
+    n_t, n_c, per_col = shape
     rng = np.random.default_rng(20240)
-    rows, width = (n_t, n_c) if per_row else (n_c, n_t)
-    k = per_row or per_col
-    idx = np.sort(rng.integers(0, width, size=(rows, k), dtype=np.int32), axis=1)
-    m = sp.csr_matrix((rng.integers(1, 6, rows * k).astype(np.float32), idx.ravel(),
-                       np.arange(0, rows * k + 1, k, dtype=np.int64)), shape=(rows, width))
-    m.sum_duplicates()
-    X = m if per_row else m.T.tocsr()
+    idx = np.sort(rng.integers(0, n_t, size=(n_c, per_col), dtype=np.int32), axis=1)
+    by_col = sp.csr_matrix((rng.integers(1, 6, n_c * per_col).astype(np.float32),
+                            idx.ravel(), np.arange(0, n_c * per_col + 1, per_col)),
+                           shape=(n_c, n_t))
+    by_col.sum_duplicates()
+    X = by_col.T.tocsr()  # noqa: N806
     truth = rng.gamma(2.0, 50.0, n_c) * (rng.random(n_c) < 0.3)
     return X, X @ truth
-
-
-def _status_mib(field: str) -> float:
-    with open("/proc/self/status") as f:
-        kb = next(int(line.split()[1]) for line in f if line.startswith(field))
-    return kb / 1024
-
-
-def _reset_peak() -> float:
-    """Forget the problem build's peak (Linux clear_refs 5 resets VmHWM); return RSS now."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_mib("VmRSS")
-
-
-def _summary(est: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    e = np.abs((est - y) / (y + 1))
-    return {"mean": float(e.mean()), "median": float(np.median(e)), "max": float(e.max())}
-
-
-def worker(kind: str, name: str, mode: str) -> dict:
-    import torch
-
-    X, y = build(name)
-    base_rss = _reset_peak()
-    n_c = X.shape[1]
-    out: dict = {}
-    if kind == "ours":
-        from pipeline.fit import FitParams, fit
-
-        if mode == "time":
-            p = FitParams.preset("local", epochs=TIMING_EPOCHS[name], polish_epochs=0,
-                                 log_freq=10**9, device="cpu")
-            r = fit(X, y, np.full(n_c, 100.0), p)
-            out["s_per_epoch"] = 1 / r.epochs_per_second
-        else:
-            _, epochs, polish = ACCURACY
-            p = FitParams.preset("national", epochs=epochs, polish_epochs=polish,
-                                 log_freq=10**9, device="cpu")
-            r = fit(X, y, np.full(n_c, 100.0), p)
-            out["errors"] = r.error_summaries
-            out["kept"] = r.kept
-    else:
-        from l0.calibration import SparseCalibrationWeights
-
-        model = SparseCalibrationWeights(n_c, beta=0.35, init_keep_prob=0.999,
-                                         init_weights=100.0, log_weight_jitter_sd=0.05, seed=1)
-        national = mode != "time"
-        epochs = ACCURACY[1] if national else L0_TIMING_EPOCHS[name]
-        t = time.perf_counter()
-        model.fit(X, y, lambda_l0=1e-4 if national else 1e-8, lr=0.15, epochs=epochs,
-                  loss_type="relative")
-        out["s_per_epoch"] = (time.perf_counter() - t) / epochs
-        if national:
-            torch.manual_seed(1)
-            with torch.no_grad():
-                sampled = model.forward(X, deterministic=False).double().numpy()
-                det = model.forward(X, deterministic=True).double().numpy()
-                kept = int((model.get_deterministic_gates() > 0).sum())
-            out["errors"] = {"sampled_gates": _summary(sampled, y),
-                             "deterministic_export": _summary(det, y)}
-            out["kept"] = kept
-    out["peak_rss_mib"] = _status_mib("VmHWM")
-    out["own_mib"] = out["peak_rss_mib"] - base_rss
-    return out
-
-
-def _spawn(kind: str, name: str, mode: str, threads: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    res = subprocess.run([sys.executable, __file__, "--worker", kind, name, mode],
-                         capture_output=True, text=True, check=True, env=env)
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def copy_bandwidth() -> float:
-    """numpy copy, bytes read + written per second (best of 5 over 400 MB)."""
-    a = np.ones(100_000_000, dtype=np.float32)
-    b = np.empty_like(a)
-    best = min(_timed(lambda: np.copyto(b, a)) for _ in range(5))
-    return 2 * a.nbytes / best
 
 
 def _timed(f) -> float:
@@ -130,62 +66,187 @@ def _timed(f) -> float:
     return time.perf_counter() - t
 
 
-def operator_times(name: str, threads: int) -> dict[str, float]:
-    """One forward + backward product: torch int32 CSR (chosen) vs scipy (single-threaded)."""
+def copy_bandwidth() -> float:
+    """numpy copy, bytes read + written per second (best of 5 over 400 MB)."""
+    a = np.ones(100_000_000, dtype=np.float32)
+    b = np.empty_like(a)
+    return 2 * a.nbytes / min(_timed(lambda: np.copyto(b, a)) for _ in range(5))
+
+
+def _load(problem: str) -> tuple[sp.csr_matrix, np.ndarray]:
+    with np.load(problem) as f:
+        X = sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))  # noqa: N806
+        return X, f["y"]
+
+
+def speed_worker(threads: int, problem: str) -> dict:
+    """One configuration, in its own process: s/epoch of the fused backend, L0 and polish."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from pipeline.fit.backends import FusedBackend
+    from pipeline.fit.model import initial_parameters
+    from pipeline.fit.params import FitParams
+    from pipeline.fit.stopping import PolishSchedule
+
+    X, y = _load(problem)  # noqa: N806
+    params = FitParams(preset="local", device="cpu", stopping="fixed")
+    lw, la = initial_parameters(np.full(X.shape[1], 100.0), params.seed)
+    t = time.perf_counter()
+    backend = FusedBackend(X, y, lw, la, params, threads=threads)
+    setup = time.perf_counter() - t
+    del X
+    for epoch in range(2):
+        backend.l0_step(epoch, params.lambda_l0)
+    times = []
+    for epoch in range(2, 2 + TIMED_EPOCHS):
+        times.append(_timed(lambda e=epoch: backend.l0_step(e, params.lambda_l0)))
+    stamps: list[float] = []
+    kept = np.arange(backend.n_cols)
+    backend.polish(kept, torch.from_numpy(backend.lw.copy()),
+                  PolishSchedule(params, TIMED_EPOCHS + 2),
+                  lambda *_: stamps.append(time.perf_counter()))
+    return {"l0": float(np.median(times)), "polish": float(np.median(np.diff(stamps)[1:])),
+            "setup": setup, "nnz": backend.X.nnz, "pass_bytes": backend.X.bytes_per_pass,
+            "state_bytes": backend.state.nbytes * 2}
+
+
+def products_worker(threads: int, problem: str) -> dict:
+    """The previous backend's products alone: torch int32 CSR X·w and Xᵀ·g (MKL)."""
     import torch
 
     torch.set_num_threads(threads)
     from pipeline.fit.operator import SparseOperator
 
-    X, _ = build(name)
-    XT = X.T.tocsr()
+    X, _ = _load(problem)  # noqa: N806
     op = SparseOperator(X, torch.device("cpu"))
-    w = np.ones(X.shape[1], np.float32)
-    g = np.ones(X.shape[0], np.float32)
-    wt, gt = torch.from_numpy(w), torch.from_numpy(g)
-    torch_t = min(_timed(lambda: (op.matvec(wt), op.rmatvec(gt))) for _ in range(5))
-    scipy_t = min(_timed(lambda: (X @ w, XT @ g)) for _ in range(3))
-    return {"torch": torch_t, "scipy": scipy_t, "nnz": X.nnz}
+    w, g = torch.ones(X.shape[1]), torch.ones(X.shape[0])
+    op.matvec(w), op.rmatvec(g)
+    return {"products": min(_timed(lambda: (op.matvec(w), op.rmatvec(g))) for _ in range(5))}
+
+
+def _spawn(worker: str, threads: int, problem: str, busy: bool = False) -> dict:
+    """Run a worker under /usr/bin/time -v; its JSON line plus the peak RSS in GiB."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        res = subprocess.run(["/usr/bin/time", "-v", sys.executable, __file__, "--worker",
+                              worker, str(threads), problem], capture_output=True, text=True,
+                             check=True, env=env)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr).group(1))
+    out["peak_gib"] = kib / 2**20
+    return out
+
+
+def speed(bw: float, problem: str) -> None:
+    n_t, n_c, per = PRODUCTION
+    nnz = n_c * per
+    floor = 2 * nnz * 8 / bw
+    print(f"\n## Speed at the production shape: {n_t:,} targets x {n_c:,} columns, "
+          f"{nnz:,} non-zeros (local preset, every gate open)")
+    print(f"floor = 2 products x {nnz:,} x 8 bytes (int32 CSR) / copy bandwidth = "
+          f"{floor * 1000:.1f} ms")
+    head = (f"{'configuration':<28}{'L0 s/ep':>9}{'/floor':>8}{'polish s/ep':>12}"
+            f"{'/floor':>8}{'GB/s moved':>11}{'peak GiB':>10}{'CSR products s':>16}")
+    print(head)
+    for threads, busy in ((1, False), (2, False), (1, True), (2, True)):
+        ours = _spawn("speed", threads, problem, busy)
+        anchor = _spawn("products", threads, problem, busy)
+        moved = (ours["pass_bytes"] + ours["state_bytes"]) / ours["l0"] / 1e9
+        label = f"{threads} thread{'s' if threads > 1 else ''}" + (", 1 core busy" if busy
+                                                                   else "")
+        print(f"{label:<28}{ours['l0']:>9.4f}{ours['l0'] / floor:>7.2f}x"
+              f"{ours['polish']:>12.4f}{ours['polish'] / floor:>7.2f}x{moved:>11.1f}"
+              f"{ours['peak_gib']:>10.2f}{anchor['products']:>16.4f}", flush=True)
+    print(f"(one epoch moves X once, {ours['pass_bytes'] / 1e9:.2f} GB, plus "
+          f"{ours['state_bytes'] / 1e9:.2f} GB of per-column state read and written; "
+          f"building the backend took {ours['setup']:.1f} s)")
+
+
+def convergence(package: str, profile_name: str) -> None:
+    from pipeline.config import load_profile
+    from pipeline.core.fit_table import FITS
+    from pipeline.core.layout import Layout
+    from pipeline.fit.package_fit import fit_package
+
+    profile = load_profile(profile_name)
+    layout = Layout(Path(package).resolve().parent)
+    print(f"\n## Convergence on {package} (profile {profile_name}; 2 threads)")
+    print(f"{'fit':<10}{'stopping':<11}{'L0 ep':>7}{'polish ep':>10}{'seconds':>9}"
+          f"{'kept':>11}{'trained mean':>14}{'split mean':>12}")
+    for fit in FITS:
+        for stopping in ("fixed", "converged"):
+            p = getattr(profile, fit.section).with_(stopping=stopping, device="cpu")
+            with tempfile.TemporaryDirectory() as out:
+                t = time.perf_counter()
+                r = fit_package(package, layout.target_config(fit.config), out, p, fit=fit)
+                seconds = time.perf_counter() - t
+            s = r.stopping
+            print(f"{fit.name:<10}{stopping:<11}{s['l0']['epochs']:>7,}{s['polish']['epochs']:>10,}"
+                  f"{seconds:>9.0f}{r.kept:>11,}"
+                  f"{r.error_summaries['exported']['mean']:>14.4%}"
+                  f"{r.error_summaries['validation_split']['mean']:>12.4%}", flush=True)
+
+
+def accuracy() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from l0.calibration import SparseCalibrationWeights
+
+    from pipeline.fit import FitParams, fit
+
+    X, y = build(SMALL)  # noqa: N806
+    n_c = X.shape[1]
+    r = fit(X, y, np.full(n_c, 100.0), FitParams(preset="national", epochs=200,
+                                                   polish_epochs=100, stopping="fixed",
+                                                   log_freq=10**9, device="cpu"))
+    model = SparseCalibrationWeights(n_c, beta=0.35, init_keep_prob=0.999, init_weights=100.0,
+                                     log_weight_jitter_sd=0.05, seed=1)
+    model.fit(X, y, lambda_l0=1e-4, lr=0.15, epochs=200, loss_type="relative")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        sampled = model.forward(X, deterministic=False).double().numpy()
+    e = np.abs((sampled - y) / (y + 1))
+    print(f"\n## Accuracy ({SMALL[0]:,} x {SMALL[1]:,}, national preset, 200 L0 epochs; ours "
+          f"+ 100 polish; 1 thread): mean |rel error| of the exported weights "
+          f"{r.error_summaries['exported']['mean']:.4%} ({r.kept:,} kept), l0-python's "
+          f"sampled gates {e.mean():.4%}")
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--package", help="a calibration package in a storage root (its "
+                    "target_config and national_target_config beside it): convergence")
+    ap.add_argument("--profile", default="production")
+    ap.add_argument("--skip-speed", action="store_true")
+    args = ap.parse_args()
     bw = copy_bandwidth()
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
-          f"numpy copy bandwidth {bw / 1e9:.1f} GB/s (read + write)")
-    print("\nSpeed (local preset, CPU); floor = bytes of X read by one X·w plus one Xᵀ·g "
-          "(int32 index + float32 value per non-zero) / copy bandwidth")
-    head = (f"{'problem':<20}{'nnz':>12}{'ours s/ep':>11}{'l0 s/ep':>10}{'speedup':>9}"
-            f"{'floor s':>10}{'ours/floor':>11}{'ours MiB':>10}{'l0 MiB':>9}"
-            f"{'CSR torch s':>13}{'scipy s':>9}")
-    print(head)
-    for name, threads in ((n, t) for n in SIZES for t in THREADS):
-        ours, l0 = _spawn("ours", name, "time", threads), _spawn("l0", name, "time", threads)
-        ops = operator_times(name, threads)
-        floor = 2 * ops["nnz"] * 8 / bw
-        label = f"{name} {threads}thr"
-        print(f"{label:<20}{ops['nnz']:>12,}{ours['s_per_epoch']:>11.4f}"
-              f"{l0['s_per_epoch']:>10.3f}"
-              f"{l0['s_per_epoch'] / ours['s_per_epoch']:>8.1f}x{floor:>10.4f}"
-              f"{ours['s_per_epoch'] / floor:>10.1f}x{ours['own_mib']:>10.0f}{l0['own_mib']:>9.0f}"
-              f"{ops['torch']:>13.4f}{ops['scipy']:>9.4f}")
-    name, epochs, polish = ACCURACY
-    print(f"\nAccuracy (national preset, {name}, {epochs} L0 epochs; ours + {polish} polish "
-          "epochs; 1 thread); |rel error| = |ŷ − y|/(y + 1) over all targets")
-    ours, l0 = _spawn("ours", name, "accuracy", 1), _spawn("l0", name, "accuracy", 1)
-    rows = [("ours: exported (polished) weights", ours["errors"]["exported"], ours["kept"]),
-            ("ours: production export formula", ours["errors"]["production_deterministic_export"],
-             None),
-            ("ours: one sampled gate draw", ours["errors"]["sampled_gates"], None),
-            ("l0-python: sampled gates", l0["errors"]["sampled_gates"], None),
-            ("l0-python: deterministic export", l0["errors"]["deterministic_export"], l0["kept"])]
-    print(f"{'weights':<36}{'mean':>10}{'median':>10}{'max':>10}{'kept':>9}")
-    for label, e, kept in rows:
-        print(f"{label:<36}{e['mean']:>10.4%}{e['median']:>10.4%}{e['max']:>10.4%}"
-              f"{'' if kept is None else f'{kept:,}':>9}")
+    print(f"# bench_fit.py, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load "
+          f"average {os.getloadavg()[0]:.2f} at start; numpy copy bandwidth "
+          f"{bw / 1e9:.1f} GB/s (read + write)")
+    if not args.skip_speed:
+        with tempfile.TemporaryDirectory() as tmp:
+            X, y = build(PRODUCTION)  # noqa: N806  (once; each worker loads it)
+            problem = str(Path(tmp) / "problem.npz")
+            np.savez(problem, data=X.data, indices=X.indices, indptr=X.indptr,
+                     shape=np.array(X.shape), y=y)
+            del X
+            speed(bw, problem)
+    if args.package:
+        convergence(args.package, args.profile)
+    accuracy()
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(*sys.argv[2:5])))
+        worker = {"speed": speed_worker, "products": products_worker}[sys.argv[2]]
+        print(json.dumps(worker(int(sys.argv[3]), sys.argv[4])))
     else:
         main()

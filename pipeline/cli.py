@@ -68,6 +68,16 @@ def _env_device(value: str) -> str:
     return value
 
 
+def _check_device(device: str, flag: str | None) -> None:
+    """Refuse a device this machine lacks before any file is touched, naming the setting
+    that asked for it: the flag, else the environment, else the profile."""
+    from pipeline.fit.device import resolve_device
+
+    setting = ("--device" if flag is not None else DEVICE_ENV if os.environ.get(DEVICE_ENV)
+               else "fit.device")
+    resolve_device(device, setting)
+
+
 def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow loading a production pickle (runs code from the file)")
@@ -91,6 +101,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     if "device" not in changes and os.environ.get(DEVICE_ENV):
         changes["device"] = _env_device(os.environ[DEVICE_ENV])
     params = base.with_(**changes)
+    _check_device(params.device, args.device)
     out = Path(args.out).resolve()
     # A storage root's own fit directory is written under that root's lock; any other
     # output directory is its own lock's root.
@@ -168,6 +179,7 @@ def _run_allocate(args: argparse.Namespace) -> int:
     if os.environ.get(DEVICE_ENV):
         changes["device"] = _env_device(os.environ[DEVICE_ENV])
     params = params.with_(**changes)
+    _check_device(params.device, None)
     settings = profile.allocation if profile else AllocationSettings()
     settings = settings.model_copy(update={
         name: getattr(args, f"allocation_{name}") for name in AllocationSettings.model_fields

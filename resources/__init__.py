@@ -24,6 +24,7 @@ from resources.launch import check_launch
 STORAGE_ENV = "CALIBRATION_STORAGE_ROOT"
 DEFAULT_STORAGE_ROOT = "storage"  # relative to the working directory
 BASELINE_ENV = "CALIBRATION_BASELINE"
+DEVICE_ENV = "CALIBRATION_DEVICE"
 BASELINES = ("current", "newest")
 _UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
@@ -108,7 +109,10 @@ def prepare_baseline(root: Path, baseline: str, warn: Callable[[str], object]) -
 class ComputeResource(ConfigurableResource):
     """Where the work runs: the fits' device, and the Dask cluster for per-file work.
 
-    `device` (`CALIBRATION_DEVICE`): auto takes CUDA when present, else the CPU.
+    `device` (`CALIBRATION_DEVICE`): auto takes CUDA when present, else the CPU; cuda
+    forces the GPU, and a run asking for one where there is none is refused before its
+    first step, saying what was found. The fits record the device they ran on (name and
+    model) in their metadata; `pool="gpu"` on them keeps two runs off one GPU.
     `dask` (`CALIBRATION_DASK`): `local` starts a LocalCluster of `workers` processes (0 =
     one per core) the first time a step needs it and closes it when the run ends;
     `inprocess` runs everything here; `tcp://host:8786` uses an existing cluster.
@@ -118,6 +122,11 @@ class ComputeResource(ConfigurableResource):
     dask: str = LOCAL
     workers: int = 0
     _runner: Runner | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        from pipeline.fit.device import resolve_device
+
+        resolve_device(self.device, f"compute.device ({DEVICE_ENV})")
 
     def runner(self) -> Runner:
         if self._runner is None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from dagster import DagsterInstance
 
 from pipeline.core.packaged import DEFAULT_TARGET_CONFIG
 
@@ -28,7 +27,7 @@ class World:
     """A storage root, a Dagster instance and a user-editable target config, together."""
 
     dir: Path
-    instance: DagsterInstance
+    instance: "DagsterInstance"  # noqa: F821 (imported where used)
     dask: str = "inprocess"
     workers: int = 0
 
@@ -63,6 +62,8 @@ class World:
 @pytest.fixture(scope="session")
 def built_world(tmp_path_factory):
     """The ci profile's full rebuild, run once; tests that change it work on a copy."""
+    from dagster import DagsterInstance  # here: the fit's tests run where dagster is not
+
     directory = tmp_path_factory.mktemp("ci_world")
     shutil.copy(DEFAULT_TARGET_CONFIG, directory / "targets.yaml")
     (directory / "dagster_home").mkdir()
@@ -77,6 +78,8 @@ def built_world(tmp_path_factory):
 @pytest.fixture
 def world(built_world, tmp_path):
     """A private copy of the built world (files and run history)."""
+    from dagster import DagsterInstance
+
     copy = tmp_path / "world"
     shutil.copytree(built_world.dir, copy, symlinks=True)
     instance = DagsterInstance.local_temp(tempdir=str(copy / "dagster_home"),

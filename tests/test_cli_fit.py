@@ -48,6 +48,8 @@ def test_fit_command_writes_outputs_with_given_flags(package, tmp_path, capsys):
                              "checkpoint_every": 15, "polish_epochs": 200,
                              "temperature_schedule": "constant", "beta_start": 2.0,
                              "anneal_share": 0.5, "hybrid_share": 0.0, "allocation": "budget",
+                             "stopping": "converged", "stop_window": 100,
+                             "stop_tolerance": 1e-2,
                              "from_preset": ["beta", "lambda_l0", "lambda_l2"],
                              "preset_source": PRESET_SOURCES["national"]}
     assert "2e-2 (raised from the module's 1e-4)" in cfg["params"]["preset_source"]

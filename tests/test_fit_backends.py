@@ -11,6 +11,7 @@ from pipeline.fit.model import gate_noise, initial_parameters
 from pipeline.fit.params import FitParams
 from pipeline.fit.schedules import BudgetController
 from pipeline.fit.selection import PINNED_OPEN
+from pipeline.fit.stopping import PolishSchedule
 
 
 def _problem():
@@ -48,25 +49,65 @@ def test_fused_backend_follows_torch_autograd_and_adam():
     kept = np.arange(0, 400, 3)
     start = torch.from_numpy(fe.lw[kept].copy())
     losses_f, losses_t = [], []
-    w_f = fe.polish(kept, start, 15, lambda k, loss, yhat: losses_f.append(loss))
-    w_t = te.polish(kept, start, 15, lambda k, loss, yhat: losses_t.append(loss))
+    w_f = fe.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_f.append(loss))
+    w_t = te.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_t.append(loss))
     np.testing.assert_allclose(losses_f, losses_t, rtol=1e-4)
     np.testing.assert_allclose(w_f, w_t, rtol=1e-4)
     assert (w_f[np.setdiff1d(np.arange(400), kept)] == 0).all()
 
 
 def test_fused_results_do_not_depend_on_thread_count():
-    X, y = _problem()
+    """Chunks are cut by the number of columns alone: 1, 2 or 3 threads, the same bits."""
+    rng = np.random.default_rng(4)
+    n = 40_000
+    X = sp.random(30, n, density=0.02, format="csr", random_state=rng, dtype=np.float32)
+    y = X @ (rng.gamma(2.0, 60.0, n) * (rng.random(n) < 0.5))
     p = FitParams(lambda_l0=1e-4, device="cpu", seed=3)
     runs = []
-    for threads in (1, 2):
-        fused.set_threads(threads)
-        lw, la = initial_parameters(np.full(400, 100.0), 3)
-        eng = FusedBackend(X, y, lw, la, p)
-        fused.set_threads(threads)
-        runs.append([eng.l0_step(e, 1e-4)[0] for e in range(10)] + [eng.lw.copy()])
-    fused.set_threads(1)
-    assert runs[0][:10] == runs[1][:10] and np.array_equal(runs[0][10], runs[1][10])
+    for threads in (1, 2, 3):
+        lw, la = initial_parameters(np.full(n, 100.0), 3)
+        eng = FusedBackend(X, y, lw, la, p, threads=threads)
+        assert eng.runner.n_chunks == 19 and eng.runner.threads == threads
+        steps = [eng.l0_step(e, 1e-4) for e in range(6)]
+        kept = np.flatnonzero(eng.la > 0)
+        w = eng.polish(kept, torch.from_numpy(eng.lw[kept].copy()), PolishSchedule(p, 4),
+                       lambda *_: None)
+        runs.append(([s[0] for s in steps], [s[1] for s in steps], eng.state.copy(), w))
+    for other in runs[1:]:
+        assert other[0] == runs[0][0]
+        assert all(np.array_equal(a, b) for a, b in zip(other[1], runs[0][1], strict=True))
+        assert np.array_equal(other[2], runs[0][2]) and np.array_equal(other[3], runs[0][3])
+
+
+def test_column_matrix_products_equal_scipy():
+    """X by columns with uint16 rows (int32 beyond 65,535 targets); the pass's ŷ is X·w in
+    float64, and an empty column or target is no special case."""
+    rng = np.random.default_rng(2)
+    X = sp.random(50, 9_000, density=0.01, format="csr", random_state=rng, dtype=np.float32)
+    keep = np.ones(9_000)
+    keep[17] = 0
+    X = sp.csr_matrix(X @ sp.diags(keep.astype(np.float32)))
+    X.eliminate_zeros()
+    cm = fused.ColumnMatrix.from_csr(X)
+    assert cm.rows.dtype == np.uint16 and cm.nnz == X.nnz and cm.bytes_per_pass == 6 * X.nnz
+    csc = X.tocsc()
+    csc.sort_indices()
+    assert np.array_equal(cm.indptr, csc.indptr) and np.array_equal(cm.rows, csc.indices)
+    assert np.array_equal(cm.vals, csc.data)
+    wide = fused.ColumnMatrix.from_csr(sp.csr_matrix(([1.0], ([70_000], [3])),
+                                                     shape=(70_001, 5)))
+    assert wide.rows.dtype == np.int32 and wide.rows.tolist() == [70_000]
+    mask = rng.random(50) < 0.6  # the selected rows, renumbered, without copying X
+    part = fused.ColumnMatrix.from_csr(X, mask)
+    sub = X[mask].tocsc()
+    sub.sort_indices()
+    assert part.shape == (mask.sum(), 9_000) and np.array_equal(part.rows, sub.indices)
+    assert np.array_equal(part.indptr, sub.indptr) and np.array_equal(part.vals, sub.data)
+    p = FitParams(lambda_l0=1e-4, device="cpu", seed=1)
+    lw, la = initial_parameters(np.full(9_000, 100.0), 1)
+    eng = FusedBackend(X, X @ np.ones(9_000), lw, la, p, threads=2)
+    w = eng.sampled_weights(0)
+    np.testing.assert_allclose(eng.yhat, X.astype(np.float64) @ w, rtol=1e-12)
 
 
 def test_backends_agree_under_a_budget_a_temperature_schedule_and_pinned_gates():

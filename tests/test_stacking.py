@@ -6,7 +6,8 @@ from factories import CD, W, base_microdata, make_package
 
 from pipeline.core.errors import InputError
 from pipeline.engine.takeup import draw_takeup
-from pipeline.microdata import read_h5
+from pipeline.microdata import read_h5, slice_published
+from pipeline.microdata.vocabulary import to_policyengine
 from pipeline.publish import stacking
 from pipeline.publish.stacking import load_manifest, stack_h5s
 
@@ -67,6 +68,22 @@ def test_empty_districts_reported_and_output_is_deterministic(tmp_path):
     assert first.manifest == second.manifest
 
 
+@pytest.mark.parametrize("a, b", [(0, 1), (1, 2), (1, 3), (0, 3), (2, 3)])
+def test_a_files_rows_of_a_mapped_block_are_its_own_mapping(a, b):
+    """Stacking maps a block once and cuts each file's rows from it: the cut must be what
+    mapping those households alone gives, marital units (ids of their persons) included."""
+    md = base_microdata()
+    whole = to_policyengine(md)
+    rows = stacking._member_rows(md)(a, b)
+    part = stacking._slice(md, rows)
+    alone = to_policyengine(part)
+    cut = slice_published(whole, rows)
+    assert list(cut) == list(alone)
+    for name, (entity, values) in alone.items():
+        assert cut[name][0] == entity and np.array_equal(cut[name][1], values), name
+    assert part.household["household_id"].tolist() == [10, 20, 30][a:b]
+
+
 def test_refuses_bad_weights_and_leaves_nothing(tmp_path, monkeypatch):
     pkg = make_package(tmp_path)
     out = tmp_path / "stacked"
@@ -81,11 +98,11 @@ def test_refuses_bad_weights_and_leaves_nothing(tmp_path, monkeypatch):
     calls = []
     append = stacking.H5Writer.append
 
-    def crash(writer, md):
+    def crash(writer, md, published=None):
         calls.append(md)
         if len(calls) == 3:
             raise OSError("killed")
-        append(writer, md)
+        append(writer, md, published)
 
     monkeypatch.setattr(stacking.H5Writer, "append", crash)
     with pytest.raises(OSError, match="killed"):

@@ -36,7 +36,10 @@ def test_launchpad_shows_the_profiles_fit_values(profile):
     assert {k: f.default_value for k, f in fields.items()} == {
         k: getattr(fit, k) for k in fields}
     assert "device" not in fields  # CALIBRATION_DEVICE (the compute resource) decides
-    assert fields["epochs"].description == "L0 epochs (from the preset; the total when resuming)"
+    assert fields["epochs"].description == ("L0 epochs (from the preset; the total when "
+                                            "resuming); with stopping: converged, the most")
+    assert fields["stopping"].default_value == "converged"  # fixed: production's counts
+    assert fields["stop_window"].default_value == 100
     # The national fit has its own launchpad: its budget is the field a user edits.
     national = ops.fields["national_weights"].config_type.fields["config"].config_type.fields
     nat = load_profile(profile).national_fit
@@ -69,6 +72,21 @@ def test_loss_plot_has_axes_the_handover_and_the_final_epoch():
     rows = re.findall(r"^\| (\d+) \| (L0|polish) \| ([^|]+) \|$", text, re.M)
     assert rows[-1] == ("420", "polish", "1.952")  # final epoch, 4 significant digits
     assert ("300", "L0", "0.3333") in rows and ("301", "polish", "3.142") in rows
+
+
+def test_loss_plot_marks_where_each_phase_converged_and_states_the_rule():
+    l0 = [100.0 / (1 + e) for e in range(300)]
+    polish = [3.0 - e / 100 for e in range(120)]
+    stopping = {"l0": {"epochs": 300, "max_epochs": 1000, "converged_at": 300,
+                       "rule": "converged: best loss of the last 100 epochs ..."},
+                "polish": {"epochs": 120, "max_epochs": 500, "converged_at": 84,
+                           "rule": "converged: ..., then the learning-rate decay"}}
+    text = loss_chart(l0, polish, stopping)
+    svg = base64.b64decode(re.search(r"base64,([^)]+)\)", text).group(1)).decode()
+    assert "L0 converged at 300; polish from epoch 301" in svg
+    assert "polish converged: decay" in svg
+    assert "- L0 phase: 300 of at most 1,000 epochs; converged: best loss" in text
+    assert "- polish: 120 of at most 500 epochs; converged: ..., then the" in text
 
 
 def test_automation_defaults_are_stated_where_a_user_looks():

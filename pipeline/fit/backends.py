@@ -2,7 +2,7 @@
 
 Both draw the same gate noise, start from the same parameters and keep Adam's state in
 torch's `state_dict` layout, so checkpoints move between them; they differ only in float
-rounding. CUDA keeps the torch path; CPU runs fused.py's one-pass epoch.
+rounding. CUDA keeps the torch path; CPU runs fused.py's one pass over X per epoch.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pipeline.fit import fused
 from pipeline.fit.model import GatedWeights
 from pipeline.fit.operator import SparseOperator
 from pipeline.fit.schedules import temperature_at
+from pipeline.fit.stopping import PolishSchedule
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which production uses
 OnEpoch = Callable[[int, float, np.ndarray], None]  # (polish epoch, loss, ŷ)
@@ -33,19 +34,6 @@ def _data_term(y: np.ndarray, yhat: np.ndarray) -> tuple[float, np.ndarray]:
 def _adam_scalars(lr: float, step: int) -> tuple[float, float]:
     """torch's step_size and sqrt(bias_correction2) for a 1-based step."""
     return lr / (1 - BETAS[0] ** step), math.sqrt(1 - BETAS[1] ** step)
-
-
-POLISH_DECAY_START = 0.7  # share of the polish run at the full learning rate
-
-
-def polish_lr(lr: float, epoch: int, epochs: int) -> float:
-    """Full rate, then a linear decay to zero over the last 30% of the polish: the exported
-    weights are a settled point, not wherever full-size Adam steps left them oscillating
-    near a (near-)zero loss."""
-    start = POLISH_DECAY_START * epochs
-    if epoch < start:
-        return lr
-    return lr * (epochs - epoch) / (epochs - start)
 
 
 def adam_groups(lr: float) -> list[dict[str, Any]]:
@@ -106,145 +94,168 @@ class TorchBackend:
             self.model.log_alpha.copy_(log_alpha)
         self.optimizer.load_state_dict(optimizer)
 
-    def polish(self, kept_idx: np.ndarray, start: torch.Tensor, epochs: int,
+    def polish(self, kept_idx: np.ndarray, start: torch.Tensor, schedule: PolishSchedule,
                on_epoch: OnEpoch) -> np.ndarray:
         p = self.params
         op = SparseOperator(self.X[:, kept_idx], self.device)
         log_w = torch.nn.Parameter(start.to(self.device).clone())
         opt = torch.optim.Adam([log_w], lr=p.learning_rate)
-        for k in range(epochs):
+        k, done = 0, schedule.total == 0
+        while not done:
             data, yhat = self._data_loss(torch.exp(log_w), op)
             loss = data + p.lambda_l2 * torch.exp(log_w).square().sum() if p.lambda_l2 else data
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.param_groups[0]["lr"] = polish_lr(p.learning_rate, k, epochs)
+            opt.param_groups[0]["lr"] = schedule.lr(k)
             opt.step()
-            on_epoch(k, float(loss.detach()), yhat.detach().cpu().numpy())
+            value = float(loss.detach())
+            on_epoch(k, value, yhat.detach().cpu().numpy())
+            done = schedule.update(k, value)
+            k += 1
         weights = np.zeros(self.X.shape[1], dtype=np.float64)
         weights[kept_idx] = torch.exp(log_w.detach()).cpu().numpy().astype(np.float64)
         return weights
 
 
 class FusedBackend:
-    """CPU: torch's int32 CSR products and fused.py's one elementwise pass per epoch.
+    """CPU: fused.py's one pass over X per epoch (X by columns, the only copy it keeps).
 
-    State between epochs: after the update that ended step e, w, the penalty sums and the
-    gate cache belong to epoch e's draw, so step e + 1 needs no draw of its own.
+    State between epochs: after the pass that ended step e, ŷ and the penalty sums belong
+    to epoch e's draw, so step e + 1 needs no draw of its own.
     """
 
     def __init__(self, X: sp.csr_matrix, y: np.ndarray, log_weight: torch.Tensor,  # noqa: N803
-                 log_alpha: torch.Tensor, params: Any):
-        self.X, self.params, self.y = X, params, y
-        self.op = SparseOperator(X, torch.device("cpu"))
-        self.n_cols = X.shape[1]
-        self.chunks = fused.chunk_bounds(self.n_cols)
-        self.lw = log_weight.numpy().astype(np.float32)
-        self.la = log_alpha.numpy().astype(np.float32)
-        self.moments = np.zeros((4, self.n_cols), np.float32)  # m_lw, v_lw, m_la, v_la
-        self.cache = np.empty((3, self.n_cols), np.float32)  # exp(lw), s, P(gate > 0)
-        self.w = np.empty(self.n_cols, np.float32)
-        self.g = np.zeros(self.n_cols, np.float32)
+                 log_alpha: torch.Tensor, params: Any, threads: int | None = None,
+                 rows: np.ndarray | None = None):
+        """`rows`: a mask of X's rows to fit (y has one entry per selected row)."""
+        self.params, self.y = params, y
+        self.X = fused.ColumnMatrix.from_csr(X, rows)
+        self.n_cols = self.X.shape[1]
+        self.threads = threads or torch.get_num_threads()
+        self.runner = fused.ChunkRunner(self.n_cols, self.threads)
+        self.state = np.zeros((7, self.n_cols), np.float32)  # fused.LW ... fused.GATE
+        self.state[fused.LW] = log_weight.numpy()
+        self.state[fused.LA] = log_alpha.numpy()
+        self.part = np.empty((self.runner.n_chunks, len(y)), np.float64)
+        self.sums = np.zeros((self.runner.n_chunks, 3), np.float64)
+        self.yhat = np.zeros(len(y))
         self.step = 0
-        self.sums = np.zeros((len(self.chunks) - 1, 3), np.float64)
-        self.drawn_for: int | None = None  # epoch whose draw w and the cache hold
+        self.drawn_for: int | None = None  # epoch whose draw ŷ and the sums hold
         self.temperature = temperature_at(params)
-        # fused.l0_update's hyper: the betas and lambda_l0 are set before each update.
-        self.hyper = np.array([*BETAS, EPS, 0, 0, 0, params.lambda_l0, params.lambda_l2,
-                               params.beta * math.log(0.1 / 1.1)], dtype=np.float32)
-        fused.set_threads(torch.get_num_threads())
+        self.hyper = np.zeros(len(fused.HYPER), np.float32)
+        for name, value in (("beta1", BETAS[0]), ("beta2", BETAS[1]), ("eps", EPS),
+                            ("lambda_l0", params.lambda_l0), ("lambda_l2", params.lambda_l2),
+                            ("shift_final", _shift(params.beta))):
+            self.hyper[fused.H[name]] = value
         self._draw(0)  # loads the compiled kernel (~0.2 s) outside the timed epochs
 
-    def _update(self, do_step: bool, epoch: int) -> None:
-        """Optionally step from the cached draw's gradient, then draw for `epoch`."""
+    @property
+    def lw(self) -> np.ndarray:
+        return self.state[fused.LW]
+
+    @property
+    def la(self) -> np.ndarray:
+        return self.state[fused.LA]
+
+    def _pass(self, do_step: bool, epoch: int, r: np.ndarray) -> None:
+        """Optionally step from the current draw's gradient (r = ∂data/∂ŷ), then draw for
+        `epoch`: ŷ and the penalty sums of that draw."""
+        h, H = self.hyper, fused.H  # noqa: N806
         if do_step:
-            self.hyper[3] = 1 / self.temperature(self.drawn_for)
+            beta = self.temperature(self.drawn_for)
+            h[H["inv_beta_step"]], h[H["shift_step"]] = 1 / beta, _shift(beta)
+            h[H["step_size"]], h[H["bc2_sqrt"]] = _adam_scalars(self.params.learning_rate,
+                                                                self.step + 1)
         beta = self.temperature(epoch)
-        self.hyper[4], self.hyper[5] = beta * math.log(0.1 / 1.1), 1 / beta
-        step_size, bc2 = _adam_scalars(self.params.learning_rate, self.step + 1)
-        fused.l0_update(self.chunks, self.g, self.lw, self.la, *self.moments, *self.cache,
-                        self.w, do_step, np.uint64(fused.noise_key(self.params.seed, epoch)),
-                        np.float32(step_size), np.float32(bc2), self.hyper, self.sums)
+        h[H["inv_beta_draw"]], h[H["shift_draw"]] = 1 / beta, _shift(beta)
+        self.runner.run(fused.l0_chunk, self.X.indptr, self.X.rows, self.X.vals, r,
+                        self.state, h, np.uint64(fused.noise_key(self.params.seed, epoch)),
+                        do_step, self.part, self.sums)
+        self.yhat = self.part.sum(axis=0)  # chunk partials, added in chunk order
         self.drawn_for = epoch
 
     def _draw(self, epoch: int) -> None:
         if self.drawn_for != epoch:
-            self._update(False, epoch)
-
-    def _gradient(self, op: SparseOperator, w: np.ndarray,
-                  out: np.ndarray) -> tuple[float, np.ndarray]:
-        """Data term at w, ŷ, and ∂data/∂w written into out."""
-        yhat = op.matvec(torch.from_numpy(w)).numpy().astype(np.float64)
-        data, r = _data_term(self.y, yhat)
-        # np.copyto: torch's copy_ into a from_numpy tensor measured 10× slower here.
-        np.copyto(out, op.rmatvec(torch.from_numpy(r.astype(np.float32))).numpy())
-        return data, yhat
+            self._pass(False, epoch, np.zeros(len(self.y), np.float32))
 
     def l0_step(self, epoch: int, lambda_l0: float) -> tuple[float, np.ndarray, float]:
         """One step; (loss, ŷ, expected open count before the step at the final β)."""
         self._draw(epoch)
         p = self.params
-        data, yhat = self._gradient(self.op, self.w, self.g)
+        yhat = self.yhat
+        data, r = _data_term(self.y, yhat)
         pen, l2, expected = self.sums.sum(axis=0)
         loss = float(data + lambda_l0 * pen + (p.lambda_l2 * l2 if p.lambda_l2 > 0 else 0.0))
-        self.hyper[6] = lambda_l0
-        self._update(True, epoch + 1)
+        self.hyper[fused.H["lambda_l0"]] = lambda_l0
+        self._pass(True, epoch + 1, r.astype(np.float32))
         self.step += 1
         return loss, yhat, float(expected)
 
     def sampled_weights(self, epoch: int) -> np.ndarray:
-        self._draw(epoch)
-        return self.w.astype(np.float64)
+        key = np.uint64(fused.noise_key(self.params.seed, epoch))
+        w = fused.sampled_weights(self.lw, self.la, key,
+                                  np.float32(1 / self.temperature(epoch)))
+        return w.astype(np.float64)
 
     def parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(self.lw), torch.from_numpy(self.la)
 
     def optimizer_state(self) -> dict[str, Any]:
         step = torch.tensor(float(self.step))
-        m = [torch.from_numpy(a) for a in self.moments]
+        m = [torch.from_numpy(self.state[i]) for i in (fused.M_LW, fused.V_LW, fused.M_LA,
+                                                      fused.V_LA)]
         return {"state": {0: {"step": step, "exp_avg": m[0], "exp_avg_sq": m[1]},
                           1: {"step": step.clone(), "exp_avg": m[2], "exp_avg_sq": m[3]}},
                 "param_groups": adam_groups(self.params.learning_rate)}
 
     def load(self, log_weight: torch.Tensor, log_alpha: torch.Tensor,
              optimizer: dict[str, Any]) -> None:
-        self.lw[:] = log_weight.cpu().numpy()
-        self.la[:] = log_alpha.cpu().numpy()
+        self.state[fused.LW] = log_weight.cpu().numpy()
+        self.state[fused.LA] = log_alpha.cpu().numpy()
         state = optimizer["state"]
         if state:
-            for i, (k, key) in enumerate(((0, "exp_avg"), (0, "exp_avg_sq"), (1, "exp_avg"),
-                                          (1, "exp_avg_sq"))):
-                self.moments[i] = state[k][key].cpu().numpy()
+            for row, (k, key) in ((fused.M_LW, (0, "exp_avg")), (fused.V_LW, (0, "exp_avg_sq")),
+                                  (fused.M_LA, (1, "exp_avg")), (fused.V_LA, (1, "exp_avg_sq"))):
+                self.state[row] = state[k][key].cpu().numpy()
             self.step = int(state[0]["step"])
         self.drawn_for = None
 
-    def polish(self, kept_idx: np.ndarray, start: torch.Tensor, epochs: int,
+    def polish(self, kept_idx: np.ndarray, start: torch.Tensor, schedule: PolishSchedule,
                on_epoch: OnEpoch) -> np.ndarray:
-        """Over X's kept columns; when most are kept, over all of X with zeros elsewhere,
-        so the polish never holds a second near-full copy of X."""
-        full = 2 * len(kept_idx) > self.n_cols
-        op = self.op if full else SparseOperator(self.X[:, kept_idx], torch.device("cpu"))
-        cols = np.arange(self.n_cols) if full else np.arange(len(kept_idx))
-        where = kept_idx if full else cols
-        log_w = np.full(len(cols), -np.inf, np.float32)  # exp(−inf) = 0: dropped columns
-        log_w[where] = start.cpu().numpy()
-        m, v = np.zeros_like(log_w), np.zeros_like(log_w)
-        w, g = np.zeros_like(log_w), np.zeros_like(log_w)
-        chunks = fused.chunk_bounds(len(cols))
-        sums = np.zeros((len(chunks) - 1, 2), np.float64)
-        lr, lam2 = self.params.learning_rate, self.params.lambda_l2
+        """Over X's kept columns only: the pass skips the others, X is not copied."""
+        cols = np.ascontiguousarray(kept_idx, dtype=np.int64)
+        runner = fused.ChunkRunner(len(cols), self.threads)
+        state = np.zeros((3, len(cols)), np.float32)  # fused.PW, PM, PV
+        state[fused.PW] = start.cpu().numpy()
+        part = np.empty((runner.n_chunks, len(self.y)), np.float64)
+        sums = np.zeros((runner.n_chunks, 3), np.float64)
+        h, H = self.hyper.copy(), fused.H  # noqa: N806
+        lam2 = self.params.lambda_l2
+        r = np.zeros(len(self.y), np.float32)
 
-        def update(do_step: bool, step: int, step_lr: float) -> None:
-            step_size, bc2 = _adam_scalars(step_lr, step)
-            fused.polish_update(chunks, g, log_w, m, v, w, do_step, np.float32(step_size),
-                                np.float32(bc2), self.hyper, sums)
+        def run(do_step: bool) -> np.ndarray:
+            runner.run(fused.polish_chunk, cols, self.X.indptr, self.X.rows, self.X.vals, r,
+                       state, h, do_step, part, sums)
+            return part.sum(axis=0)
 
-        update(False, 1, lr)
-        for k in range(epochs):
-            data, yhat = self._gradient(op, w, g)
+        yhat = run(False)
+        k, done = 0, schedule.total == 0
+        while not done:
+            data, grad = _data_term(self.y, yhat)
             loss = float(data + lam2 * sums[:, 1].sum()) if lam2 else data
-            update(True, k + 1, polish_lr(lr, k, epochs))
+            r[:] = grad
+            h[H["step_size"]], h[H["bc2_sqrt"]] = _adam_scalars(schedule.lr(k), k + 1)
+            yhat_next = run(True)
             on_epoch(k, loss, yhat)
+            done = schedule.update(k, loss)
+            yhat = yhat_next
+            k += 1
         self.drawn_for = None
         weights = np.zeros(self.n_cols, dtype=np.float64)
-        weights[kept_idx] = w[where]
+        weights[cols] = fused.exp32(state[fused.PW])
         return weights
+
+
+def _shift(beta: float) -> float:
+    """β·ln(−γ/ζ): P(gate > 0) = sigmoid(log_alpha − shift)."""
+    return beta * math.log(0.1 / 1.1)

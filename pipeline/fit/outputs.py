@@ -43,6 +43,7 @@ def run_config(result: FitResult, extra: dict[str, Any]) -> dict[str, Any]:
         # Generalization: the held-out split targets of the groups this fit trains on.
         "validation_split": result.error_summaries.get("validation_split"),
         "budget": result.budget,
+        "stopping": result.stopping,
         "identity": result.identity,
         "device": result.device,
         "epochs_per_second": result.epochs_per_second,

@@ -32,9 +32,11 @@ Preset = Literal["local", "national"]
 Device = Literal["auto", "cpu", "cuda"]
 Schedule = Literal["constant", "linear", "exponential", "cosine"]
 AllocationMode = Literal["budget", "learned"]
+Stopping = Literal["converged", "fixed"]
 # Fields that change the trajectory: a checkpoint is only valid under the same values.
 TRAJECTORY_FIELDS = ("lambda_l0", "beta", "lambda_l2", "learning_rate", "seed", "records",
-                     "temperature_schedule", "beta_start", "anneal_share", "hybrid_share")
+                     "temperature_schedule", "beta_start", "anneal_share", "hybrid_share",
+                     "stopping", "stop_window", "stop_tolerance")
 
 
 class FitParams(Settings):
@@ -51,9 +53,18 @@ class FitParams(Settings):
     lambda_l2: float = Field(ge=0, description="L2 penalty on the weights (from the preset)")
     learning_rate: float = Field(0.15, gt=0, description="Adam learning rate")
     epochs: int = Field(ge=1, description="L0 epochs (from the preset; the total when "
-                        "resuming)")
+                        "resuming); with stopping: converged, the most")
     polish_epochs: int = Field(500, ge=0, description="epochs refitting the kept weights "
-                               "with the gates fixed")
+                               "with the gates fixed; with stopping: converged, the most")
+    stopping: Stopping = Field("converged", description="converged: each phase ends once its "
+                               "loss (under a record budget, also the kept count) stops "
+                               "improving over stop_window epochs; fixed: exactly epochs and "
+                               "polish_epochs, as production ran them")
+    stop_window: int = Field(100, gt=0, description="epochs over which a phase must improve "
+                             "by stop_tolerance to go on")
+    stop_tolerance: float = Field(1e-2, gt=0, allow_inf_nan=False, description="relative "
+                                  "improvement of the best loss over the window below which "
+                                  "a phase has converged")
     temperature_schedule: Schedule = Field("constant", description="l0-python's "
                                            "TemperatureScheduler: anneal β from beta_start "
                                            "to beta (linear, exponential, cosine)")

@@ -31,10 +31,12 @@ from pipeline.core.progress import Progress
 from pipeline.fit.allocation import Allocation
 from pipeline.fit.backends import FusedBackend, TorchBackend
 from pipeline.fit.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.fit.device import describe, resolve_device
 from pipeline.fit.model import GatedWeights, initial_parameters, open_gates
 from pipeline.fit.params import TRAJECTORY_FIELDS, FitParams
 from pipeline.fit.schedules import BudgetController
 from pipeline.fit.selection import PINNED_OPEN, design_weighted_sample, top_k
+from pipeline.fit.stopping import L0Stopping, PolishSchedule
 
 MIN_GATE = 1e-6  # floor for log(E[gate]) of a kept column when seeding the polish
 DIAG_BLOCK = 1 << 21  # non-zeros per float64 row block of the final products
@@ -58,6 +60,7 @@ class FitResult:
     device: str
     epochs_per_second: float
     budget: dict[str, Any]  # the keep set: open gates at the L0 phase's end, λ_L0 per epoch
+    stopping: dict[str, Any]  # per phase: epochs run, the maximum, where it converged, the rule
     targets: pd.DataFrame | None = None
     frontier: pd.DataFrame | None = None  # this and earlier fits' points (fit_package)
 
@@ -73,18 +76,6 @@ def error_summary(estimate: np.ndarray, y: np.ndarray) -> dict[str, float]:
         return {"mean": 0.0, "median": 0.0, "p90": 0.0, "max": 0.0}
     return {"mean": float(e.mean()), "median": float(np.median(e)),
             "p90": float(np.quantile(e, 0.9)), "max": float(e.max())}
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "device", "CUDA requested but no CUDA device is available",
-                         "pass --device cpu (or auto), or run on a machine with a GPU")
-    if device not in ("cpu", "cuda"):
-        raise InputError(None, "device", f"unknown device {device!r}",
-                         "use one of ['auto', 'cpu', 'cuda']")
-    return torch.device(device)
 
 
 def check_inputs(
@@ -197,7 +188,7 @@ def fit(
     l0_seconds = time.perf_counter() - t0
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, trainer.state(identity))
-    sampled_w = trainer.backend.sampled_weights(params.epochs)
+    sampled_w = trainer.backend.sampled_weights(trainer.epoch)
     production_w = trainer.gates().production_export().cpu().numpy().astype(np.float64)
     weights = trainer.polish()
 
@@ -208,16 +199,19 @@ def fit(
         "production_deterministic_export": error_summary(production_est[sel], y_sel),
         "sampled_gates": error_summary(sampled_est[sel], y_sel),
     }
-    ran = params.epochs - start
+    ran = trainer.epoch - start
     return FitResult(
         weights=weights, estimates=estimates, y=y, selected=sel,
         achievable=np.diff(X.indptr) > 0, target_names=names,
         kept=int((weights > 0).sum()),
         final_loss=float(np.square(rel_error(estimates[sel], y_sel)).sum()),
         loss_history=trainer.history(), log=trainer.log_frame(names, sel, y, X),
-        error_summaries=summaries, identity=identity, params=params, device=str(device),
+        error_summaries=summaries, identity=identity, params=params,
+        device=describe(device, getattr(trainer.backend, "threads", None)),
         epochs_per_second=ran / l0_seconds if ran and l0_seconds > 0 else math.nan,
         budget=trainer.budget_record(int((weights > 0).sum())),
+        stopping={"l0": trainer.stop.record(trainer.epoch),
+                  "polish": trainer.polish_schedule.record(len(trainer.polish_losses))},
     )
 
 
@@ -269,15 +263,17 @@ class _Trainer:
             log_alpha[torch.from_numpy(drawn)] = PINNED_OPEN
         self.controller = None if params.records is None else BudgetController(
             params.records, n_columns, params.epochs, params.lambda_l0)
+        self.stop = L0Stopping(params, self.controller.ramp if self.controller else 0)
+        self.polish_schedule = PolishSchedule(params, params.polish_epochs)
         self.lambda_next = params.lambda_l0
         self.lambdas: list[float] = []  # λ_L0 of each L0 epoch
         self.expected_open: list[float] = []  # Σ P(gate > 0) of each L0 epoch, before its step
         self.open_at_end: int | None = None
         self.backend: TorchBackend | FusedBackend
-        X_sel = X if sel.all() else X[sel]  # noqa: N806
-        if device.type == "cpu":
-            self.backend = FusedBackend(X_sel, y, log_weight, log_alpha, params)
+        if device.type == "cpu":  # takes the selected rows itself, without a copy of X
+            self.backend = FusedBackend(X, y, log_weight, log_alpha, params, rows=sel)
         else:
+            X_sel = X if sel.all() else X[sel]  # noqa: N806
             self.backend = TorchBackend(X_sel, y, log_weight, log_alpha, params, device)
         self.epoch = 0
         self.losses: list[float] = []
@@ -286,18 +282,21 @@ class _Trainer:
         self.log_estimates: list[np.ndarray] = []
         self.log_losses: list[float] = []
 
-    def _maybe_log(self, epoch: int, last: int, yhat: np.ndarray, loss: float) -> None:
+    def _maybe_log(self, epoch: int, last: int | None, yhat: np.ndarray, loss: float) -> None:
+        """Every log_freq epochs, and the last (`last`; None: not known yet)."""
         if epoch % self.params.log_freq == 0 or epoch == last:
             self.log_epochs.append(epoch)
             self.log_estimates.append(yhat)
             self.log_losses.append(loss)
 
     def train_l0(self, epochs: int, identity: dict[str, Any], ckpt: str | Path | None) -> None:
+        """Up to `epochs` L0 epochs; fewer when the stopping rule says the phase converged.
+        The epoch it stopped at is logged (it may fall between log points)."""
         p = self.params
-        last = epochs + p.polish_epochs
         with Progress("fit: L0 phase", epochs, "epoch") as progress:
             progress.update(self.epoch, kept=self.kept())  # a resumed fit starts part-way
-            while self.epoch < epochs:
+            converged = self.stop.stopped_at is not None
+            while self.epoch < epochs and not converged:
                 value, yhat, expected = self.backend.l0_step(self.epoch, self.lambda_next)
                 self.lambdas.append(self.lambda_next)
                 self.expected_open.append(expected)
@@ -305,7 +304,9 @@ class _Trainer:
                     self.lambda_next = self.controller.update(self.epoch, expected)
                 self.epoch += 1
                 self.losses.append(value)
-                self._maybe_log(self.epoch, last, yhat, value)
+                converged = self.stop.update(self.epoch, value, expected)
+                ends = converged or (self.epoch == epochs and p.polish_epochs == 0)
+                self._maybe_log(self.epoch, self.epoch if ends else None, yhat, value)
                 if ckpt is not None and self.epoch % p.checkpoint_every == 0 \
                         and self.epoch < epochs:
                     save_checkpoint(ckpt, self.state(identity))
@@ -341,17 +342,24 @@ class _Trainer:
                 keep = torch.from_numpy(top_k(model.log_alpha.numpy(), p.records))
             start = (model.log_weight + torch.log(gate))[keep]
         kept_idx = keep.numpy().nonzero()[0]
-        last = p.epochs + p.polish_epochs
+        schedule = self.polish_schedule
 
         with Progress("fit: polish", p.polish_epochs, "epoch") as progress:
             progress.figures["kept"] = len(kept_idx)
+            pending: list[tuple[int, np.ndarray, float]] = []  # the latest, until it is last
 
             def on_epoch(k: int, loss: float, yhat: np.ndarray) -> None:
                 self.polish_losses.append(loss)
-                self._maybe_log(p.epochs + k + 1, last, yhat, loss)
+                if pending:
+                    epoch, before, value = pending.pop()
+                    self._maybe_log(epoch, None, before, value)
+                pending.append((self.epoch + k + 1, yhat, loss))
                 progress.update(loss=loss)
 
-            weights = self.backend.polish(kept_idx, start, p.polish_epochs, on_epoch)
+            weights = self.backend.polish(kept_idx, start, schedule, on_epoch)
+            if pending:
+                epoch, yhat, loss = pending.pop()
+                self._maybe_log(epoch, epoch, yhat, loss)
         if self.allocation is not None:  # whole households where the allocation says so
             whole = self.allocation.integer
             weights[whole] = np.maximum(1.0, np.round(weights[whole]))
@@ -387,6 +395,9 @@ class _Trainer:
         self.lambda_next = float(state["lambda_next"])
         if self.controller is not None:
             self.controller.restore(state["controller"].tolist())
+        for epoch, (loss, expected) in enumerate(zip(self.losses, self.expected_open,
+                                                     strict=True), start=1):
+            self.stop.update(epoch, loss, expected)  # a converged checkpoint stays converged
         # Logs after the checkpoint's own L0 end (its final epoch, polish) are redone here.
         keep = [i for i, e in enumerate(state["log_epochs"].tolist()) if e <= self.epoch
                 and e % self.params.log_freq == 0]

@@ -1,7 +1,15 @@
 """Household microdata: the three entity tables and their PolicyEngine-layout HDF5 form."""
 
-from pipeline.microdata.h5 import H5Writer, RowBlock, blocks, read_h5, string_widths, write_h5
+from pipeline.microdata.h5 import (
+    H5Writer,
+    RowBlock,
+    blocks,
+    read_h5,
+    slice_published,
+    string_widths,
+    write_h5,
+)
 from pipeline.microdata.tables import ENTITIES, REQUIRED, Microdata
 
 __all__ = ["ENTITIES", "REQUIRED", "H5Writer", "Microdata", "RowBlock", "blocks", "read_h5",
-           "string_widths", "write_h5"]
+           "slice_published", "string_widths", "write_h5"]

@@ -27,6 +27,7 @@ from pipeline.microdata.vocabulary import (
     DERIVED,
     ROW_ENTITY,
     TEXT_WIDTHS,
+    UNIT_OF_PERSONS,
     VOCABULARY,
     Published,
     check_lossless,
@@ -154,10 +155,15 @@ class H5Writer:
         self.offsets = [(0, 0, 0)]  # cumulative (households, tax units, persons) per block
         self.file.attrs["period"] = period
 
-    def append(self, md: Microdata) -> None:
-        """Add households (already validated: `write_h5` and stacking check their blocks)."""
-        published = to_policyengine(md)
-        check_lossless(md, published)
+    def append(self, md: Microdata, published: Published | None = None) -> None:
+        """Add households (already validated: `write_h5` and stacking check their blocks).
+
+        `published`: md's columns already in policyengine-us's vocabulary and checked
+        lossless (`slice_published` of a checked block: stacking maps each block once for
+        the state file and its districts)."""
+        if published is None:
+            published = to_policyengine(md)
+            check_lossless(md, published)
         columns = {name: (entity, _h5_values(name, values, self.widths.get(name)))
                    for name, (entity, values) in published.items()}
         if self.datasets is None:
@@ -254,6 +260,20 @@ def read_h5(path: str | Path, block: RowBlock | None = None) -> Microdata:
     household = md.household.assign(
         household_weight=md.household["household_weight"].astype(np.float64))
     return Microdata(period, household, md.tax_unit, md.person).validate(path)
+
+
+def slice_published(published: Published, rows: RowBlock) -> Published:
+    """The columns of the households in `rows`, as `to_policyengine` maps those households:
+    each variable cut by its entity's rows; a unit without rows of its own rebuilt from
+    its persons' links."""
+    out: Published = {}
+    for name, (entity, values) in published.items():
+        if name in UNIT_OF_PERSONS:
+            link = published[UNIT_OF_PERSONS[name]][1][_rows(rows, "person")]
+            out[name] = (entity, np.unique(link))
+        else:
+            out[name] = (entity, values[_rows(rows, ROW_ENTITY[entity])])
+    return out
 
 
 def _rows(block: RowBlock | None, entity: str) -> slice:

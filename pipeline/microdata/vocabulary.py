@@ -86,6 +86,9 @@ DERIVED = {  # ids written for policyengine-us and not read back
     "person_spm_unit_id": "person", "person_family_id": "person",
     "person_marital_unit_id": "person",
 }
+# Units with no table of their own, whose ids are the sorted distinct ids of their persons'
+# links (`_derived_ids`): a subset of households has the distinct ids of its persons.
+UNIT_OF_PERSONS = {"marital_unit_id": "person_marital_unit_id"}
 ROW_ENTITY = {"household": "household", "spm_unit": "household", "family": "household",
               "tax_unit": "tax_unit", "person": "person"}  # whose rows a variable's rows are
 

@@ -35,7 +35,15 @@ from pipeline.core.hashing import sha256_array, sha256_file
 from pipeline.core.layout import MANIFEST
 from pipeline.core.parallel import InProcess, Runner
 from pipeline.engine.takeup import draw_takeup_at
-from pipeline.microdata import H5Writer, Microdata, read_h5, string_widths
+from pipeline.microdata import (
+    H5Writer,
+    Microdata,
+    RowBlock,
+    read_h5,
+    slice_published,
+    string_widths,
+)
+from pipeline.microdata.vocabulary import check_lossless, to_policyengine
 from pipeline.package.store import CalibrationPackage
 
 BLOCK_HOUSEHOLDS = 50_000
@@ -204,7 +212,11 @@ def _state_jobs(cols: np.ndarray, cd: np.ndarray, county: np.ndarray, w: np.ndar
 
 
 def run_file_job(job: FileJob, source: StackSource, out_dir: str) -> dict[str, dict[str, Any]]:
-    """Write a job's files block by block; return their manifest entries."""
+    """Write a job's files block by block; return their manifest entries.
+
+    A block is mapped to policyengine-us's vocabulary and checked lossless once; the state
+    file and each district file take their rows of it (every household is in two files).
+    """
     base = _base(source.base_h5)
     writers: dict[str, H5Writer] = {}
     totals: dict[str, float] = {}
@@ -212,6 +224,9 @@ def run_file_job(job: FileJob, source: StackSource, out_dir: str) -> dict[str, d
     for start in range(0, len(job.cols), BLOCK_HOUSEHOLDS):
         stop = min(start + BLOCK_HOUSEHOLDS, len(job.cols))
         block = _stacked(base, source, job, start, stop).validate()
+        published = to_policyengine(block)
+        check_lossless(block, published)
+        rows = _member_rows(block)
         for rel, a, b in job.files:
             lo, hi = max(a, start), min(b, stop)
             if lo >= hi:
@@ -220,8 +235,9 @@ def run_file_job(job: FileJob, source: StackSource, out_dir: str) -> dict[str, d
                 path = Path(out_dir) / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 writers[rel] = H5Writer(path, base.period, source.widths)
-            part = _slice(block, lo - start, hi - start)
-            writers[rel].append(part)
+            span = rows(lo - start, hi - start)
+            part = _slice(block, span)
+            writers[rel].append(part, slice_published(published, span))
             w = part.household["household_weight"].to_numpy(np.float32)
             totals[rel] = totals.get(rel, 0.0) + float(np.sum(w, dtype=np.float64))
         for rel, _, b in job.files:  # close each file as soon as its rows are written
@@ -280,16 +296,33 @@ def _stacked(base: Microdata, source: StackSource, job: FileJob, start: int, sto
     return Microdata(base.period, household, tax_unit, person)
 
 
-def _slice(md: Microdata, a: int, b: int) -> Microdata:
-    """Households a..b of a block with their tax units and persons (contiguous rows)."""
-    if a == 0 and b == len(md.household):
+def _member_rows(md: Microdata) -> Any:
+    """rows(a, b): the rows of households a..b of a block and of their tax units and
+    persons (contiguous: the tables are grouped by household, in household order)."""
+    position = pd.Index(md.household["household_id"])
+    n = len(position)
+    starts = {}
+    for entity in ("tax_unit", "person"):
+        owner = position.get_indexer(getattr(md, entity)["household_id"])
+        starts[entity] = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))])
+
+    def rows(a: int, b: int) -> RowBlock:
+        tu, person = starts["tax_unit"], starts["person"]
+        return RowBlock((a, b), (int(tu[a]), int(tu[b])), (int(person[a]), int(person[b])))
+
+    return rows
+
+
+def _slice(md: Microdata, rows: RowBlock) -> Microdata:
+    """The households of `rows` with their tax units and persons."""
+    if rows.households == (0, len(md.household)):
         return md
-    keep = md.household["household_id"].iloc[a:b]
-    tu = md.tax_unit["household_id"].isin(keep).to_numpy()
-    person = md.person["household_id"].isin(keep).to_numpy()
-    return Microdata(md.period, md.household.iloc[a:b].reset_index(drop=True),
-                     md.tax_unit[tu].reset_index(drop=True),
-                     md.person[person].reset_index(drop=True))
+
+    def cut(table: pd.DataFrame, span: tuple[int, int]) -> pd.DataFrame:
+        return table.iloc[span[0]:span[1]].reset_index(drop=True)
+
+    return Microdata(md.period, cut(md.household, rows.households),
+                     cut(md.tax_unit, rows.tax_units), cut(md.person, rows.persons))
 
 
 def _expand(record: np.ndarray, clone: np.ndarray, count: np.ndarray

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 import torch
 
 from pipeline.core.hashing import stable_seed
-from pipeline.fit.backends import polish_lr
+from pipeline.fit.stopping import polish_lr
 from pipeline.fit.training import rel_error
 from pipeline.sparsity.autoencoder import AreaAutoencoder
 from pipeline.sparsity.protocol import FEATURES, KEEP, PRUNE, QUANTIZE, SHUFFLE, Score
