@@ -88,6 +88,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from pipeline.core.fit_table import FITS, LOCAL, NATIONAL
     from pipeline.core.layout import Layout
     from pipeline.core.lock import storage_lock
+    from pipeline.core.numbers import text
     from pipeline.fit import FitParams, fit_package, review_fit
     from pipeline.fit.params import NationalFitParams
 
@@ -120,7 +121,8 @@ def _run_fit(args: argparse.Namespace) -> int:
           f"{int(result.selected.sum()):,} targets trained on {result.device} "
           f"at {result.epochs_per_second:.1f} epochs/s")
     print(f"relative error (exported weights): mean {err['mean']:.4%}, "
-          f"median {err['median']:.4%}, max {err['max']:.4%}; final loss {result.final_loss:.6g}")
+          f"median {err['median']:.4%}, max {err['max']:.4%}; data loss at the exported "
+          f"weights {text(result.final_loss)}")
     print(f"validation split ({split['count']} held-out targets): mean {split['mean']:.4%}, "
           f"median {split['median']:.4%}")
     for rule in review.rules:
