@@ -21,25 +21,30 @@ from pipeline.core.lock import StorageBusy
 from pipeline.core.report import GateReport
 from pipeline.release.gates import Gate
 from pipeline.release.verdicts import GateError
+from resources import StorageResource
 
 EXPLAINED = (InputError, GateError, StorageFull, StorageBusy, FloatingPointError)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
-def explained() -> Iterator[None]:
-    """Re-raise an explained error as a Failure whose description is its message."""
+def explained(storage: StorageResource | None = None) -> Iterator[None]:
+    """Re-raise an explained error as a Failure whose description is its message; first,
+    the refusal the run met when it started (`StorageResource.refusal`), if any."""
     try:
+        if storage is not None and storage.refusal is not None:
+            raise storage.refusal
         yield
     except EXPLAINED as exc:
         raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from None
 
 
 def explains(fn: F) -> F:
-    """`explained` around a whole asset body (Dagster still sees the body's signature)."""
+    """`explained` around a whole asset body (Dagster still sees the body's signature),
+    with the run's `storage` resource."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with explained():
+        with explained(kwargs.get("storage")):
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -39,7 +39,7 @@ def gate_check(gate: Gate, fits: tuple[Fit, ...]) -> AssetChecksDefinition:
     def _check(context: AssetCheckExecutionContext, storage: StorageResource,
                profile: ProfileResource, compute: ComputeResource, waiver: WaiverResource
                ) -> Iterator[AssetCheckResult]:
-        with explained():
+        with explained(storage):
             ctx = GateContext(storage.layout, profile.load().gates, compute.runner(), fits)
             with report_to(context.log.info):  # a check may walk the published files
                 report, _ = run_gate(gate, ctx, waiver.for_run(context.run.run_id))

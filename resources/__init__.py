@@ -16,7 +16,7 @@ from pipeline.config import Profile, load_profile
 from pipeline.core.errors import InputError
 from pipeline.core.fit_table import TargetConfig
 from pipeline.core.layout import Layout
-from pipeline.core.lock import Acquired, storage_lock
+from pipeline.core.lock import Acquired, StorageBusy, storage_lock
 from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
 from pipeline.release.versions import current_release, repair_current
 from resources.launch import check_launch
@@ -47,13 +47,20 @@ class StorageResource(ConfigurableResource):
     root at once however they were launched. Taking it marks the Dagster run of a holder
     that died failed, removes what it left, and refuses a broken `CURRENT` before any stage
     runs, unless `baseline` is `newest` (`CALIBRATION_BASELINE`): then a missing or dangling
-    `CURRENT` is pointed at the newest complete release first.
+    `CURRENT` is pointed at the newest complete release first. The run's launchpad values
+    are checked then too (`resources.launch`).
+
+    A run refused here (root busy, CURRENT broken, a launchpad value no run could honour)
+    holds nothing and does nothing: every step it starts ends at once with the refusal as
+    its failure (`refusal`, raised by `assets.failures`), so the run's failure message is the
+    reason in one line, not Dagster's "error executing resource_fn" around it.
     """
 
     root: str
     baseline: str = "current"
     profile: ProfileResource  # the run's profile: launchpad values are checked against it
     _held: contextlib.ExitStack | None = PrivateAttr(default=None)
+    _refusal: Exception | None = PrivateAttr(default=None)
 
     @property
     def layout(self) -> Layout:
@@ -62,19 +69,30 @@ class StorageResource(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         run = context.dagster_run
         command = f"dagster run of {run.job_name}" if run else "dagster"
-        with contextlib.ExitStack() as stack:
-            lock = stack.enter_context(storage_lock(self.layout.root, command, context.run_id))
-            took_over(lock, context.instance, context.log.warning)
-            prepare_baseline(self.layout.root, self.baseline, context.log.warning)
-            if run is not None:
-                check_launch(run.run_config, self.profile.load(), self.layout,
-                             run.step_keys_to_execute)
-            self._held = stack.pop_all()
+        try:
+            with contextlib.ExitStack() as stack:
+                lock = stack.enter_context(storage_lock(self.layout.root, command,
+                                                        context.run_id))
+                took_over(lock, context.instance, context.log.warning)
+                prepare_baseline(self.layout.root, self.baseline, context.log.warning)
+                if run is not None:
+                    check_launch(run.run_config, self.profile.load(), self.layout,
+                                 run.step_keys_to_execute)
+                self._held = stack.pop_all()
+        except (InputError, StorageBusy) as exc:  # the lock, if taken, is released
+            self._refusal = exc
+            context.log.error(f"refused before any step: {type(exc).__name__}: {exc}")
+
+    @property
+    def refusal(self) -> Exception | None:
+        """Why this run was refused when it started (None: it was not)."""
+        return self._refusal
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._held is not None:
             self._held.close()
             self._held = None
+        self._refusal = None
 
 
 def took_over(lock: Acquired, instance: DagsterInstance | None,
