@@ -12,13 +12,15 @@ shipped target config) it walks the config-change loop as an operator meets it:
 2. the target config leaves out the district age targets;
 3. `dagster dev` starts; its `target_config_changed` sensor launches `refit`, which gate 2
    refuses: 01-refused-run.png (the run's failure message), 02-gate2-refusal.png (the
-   check, each rule over its limit marked OVER);
-4. the refit's launchpad with the waiver filled in (03-launchpad-waiver.png), launched
+   check's verdict, each rule over its limit marked OVER), 03-gate2-rules.png (its rules
+   table: value and limit per rule);
+4. the refit's launchpad with the waiver filled in (04-launchpad-waiver.png), launched
    from the launchpad's button;
-5. 04-accepted-run.png (the run, promoted), 05-release-waiver.png (promoted_release's
-   metadata, the waiver first), 06-gate2-waived.png (the check, passed with the waiver),
-   07-fit-plots.png (calibration_weights: loss curve and frontier drawn in place),
-   08-lineage.png (the asset graph, every asset drawn).
+5. 05-accepted-run.png (the run, promoted), 06-release-waiver.png (promoted_release's
+   metadata, the waiver first), 07-gate2-waived.png (the check, passed with the waiver),
+   08-gate2-waived-rules.png (the rule WAIVED), 09-fit-plots.png (calibration_weights:
+   objective curve and frontier drawn in place), 10-lineage.png (the asset graph, every
+   asset drawn).
 
 The tests do not need Chromium: they walk the same loop through Dagster's API
 (tests/test_e2e_dagster.py::test_a_refused_config_change_is_accepted_on_record_and_promoted).
@@ -127,6 +129,21 @@ class Browser:
             if (hits.length) hits[hits.length - 1].scrollIntoView({{block: 'start'}}); }})()""")
         time.sleep(1)
 
+    def show_markdown(self, key: str) -> None:
+        """Open the "[Show Markdown]" dialog of the metadata entry `key` (a Markdown entry
+        over Dagster's 1,000-character inline limit, e.g. a gate's rules table)."""
+        opened = self.js(f"""(() => {{
+            const rows = [...document.querySelectorAll('tr')].filter(
+              r => r.cells.length && r.cells[0].innerText.trim() === {json.dumps(key)});
+            if (!rows.length) return false;
+            const links = [...rows[rows.length - 1].querySelectorAll('a, button, span, div')]
+              .filter(e => e.innerText && e.innerText.trim() === '[Show Markdown]');
+            if (!links.length) return false;
+            links[links.length - 1].click(); return true; }})()""")
+        if not opened:
+            raise RuntimeError(f"no [Show Markdown] for metadata entry {key!r}")
+        time.sleep(2)
+
     def shot(self, path: Path) -> None:
         data = self.send("Page.captureScreenshot", format="png")["data"]
         path.write_bytes(base64.b64decode(data))
@@ -229,28 +246,32 @@ def main(argv: list[str] | None = None) -> int:
         browser.shot(out / "01-refused-run.png")
         browser.goto(f"{base}/assets/validation_results?view=checks", "simulation_quality")
         browser.shot(out / "02-gate2-refusal.png")
+        browser.show_markdown("rules")
+        browser.shot(out / "03-gate2-rules.png")
 
         browser.goto(f"{base}/locations/assets.definitions/jobs/refit/playground",
                      "Launch Run")
         browser.js(f"document.querySelector('.CodeMirror').CodeMirror.setValue("
                    f"{json.dumps(WAIVER)})")
         time.sleep(3)
-        browser.shot(out / "03-launchpad-waiver.png")
+        browser.shot(out / "04-launchpad-waiver.png")
         browser.click("Launch Run")
         accepted = wait_for_run(args.port, {refused["runId"]})
         assert accepted["status"] == "SUCCESS", accepted
         browser.goto(f"{base}/runs/{accepted['runId']}", "RUN_SUCCESS")
-        browser.shot(out / "04-accepted-run.png")
+        browser.shot(out / "05-accepted-run.png")
         browser.goto(f"{base}/assets/promoted_release", "waivers")
         browser.scroll_to("Metadata")
-        browser.shot(out / "05-release-waiver.png")
+        browser.shot(out / "06-release-waiver.png")
         browser.goto(f"{base}/assets/validation_results?view=checks", "passed with a waiver")
-        browser.shot(out / "06-gate2-waived.png")
+        browser.shot(out / "07-gate2-waived.png")
+        browser.show_markdown("rules")
+        browser.shot(out / "08-gate2-waived-rules.png")
         browser.goto(f"{base}/assets/calibration_weights", "objective_by_epoch")
         browser.scroll_to("Metadata")
-        browser.shot(out / "07-fit-plots.png")
+        browser.shot(out / "09-fit-plots.png")
         browser.goto(f"{base}/asset-groups", "promoted_release")
-        browser.shot(out / "08-lineage.png")
+        browser.shot(out / "10-lineage.png")
     finally:
         browser.close()
         stop(server)

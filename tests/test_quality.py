@@ -54,9 +54,11 @@ def test_target_and_group_regressions_block():
 def test_sanity_fail_and_nan_block_and_new_targets_do_not_regress():
     base = _frame([0.01, 0.01, 0.01])
     fail = review_quality(_frame([0.01] * 3, sanity=["PASS", "FAIL", "WARN"]), base)
-    assert not fail.passed and "('state', '1')" in _rule(fail, "sanity").detail
+    assert not fail.passed and _rule(fail, "sanity").detail == "1 areas with a sanity FAIL: state 1"
     nan = review_quality(_frame([0.01] * 3, sim=[1.0, np.nan, 1.0]), base)
     assert not _rule(nan, "finite").passed
+    assert _rule(nan, "finite").detail.startswith("1 non-finite sim values: ")
+    assert _rule(fail, "finite").detail == "0 non-finite sim values"  # no empty list
     grown = _frame([0.01, 0.01, 0.01, 0.9])
     review = review_quality(grown, base)
     assert review.passed

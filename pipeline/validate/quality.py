@@ -126,8 +126,8 @@ def review_quality(
                          - set(v["fit"] + "/" + v["target_name"]))
         rules.append(Rule("coverage", True,
                           f"{len(merged)} targets compared, {len(scored) - len(merged)} new "
-                          f"or out of scope, {len(dropped)} no longer validated "
-                          f"{dropped[: t.top]}"))
+                          f"or out of scope, {len(dropped)} no longer validated"
+                          + _listed(dropped[: t.top])))
     trained = scored.loc[scored["in_training"], "score"].to_numpy(dtype=np.float64)
     metrics = {
         "trained_median_score": float(np.median(trained)) if len(trained) else 0.0,
@@ -173,15 +173,22 @@ def _require(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str) -> None:
 
 def _finite(v: pd.DataFrame) -> Rule:
     bad = v.loc[~np.isfinite(v["sim_value"].to_numpy(dtype=np.float64)), "target_name"]
-    return Rule("finite", bad.empty, f"{len(bad)} non-finite sim values {list(bad[:10])}",
+    return Rule("finite", bad.empty, f"{len(bad)} non-finite sim values" + _listed(bad[:10]),
                 tuple(bad[:10]), value=float(len(bad)), limit=0.0)
 
 
 def _sanity(v: pd.DataFrame) -> Rule:
     failed = v.loc[v["sanity_check"] == "FAIL"]
     areas = sorted(set(zip(failed["area_type"], failed["area_id"], strict=True)))
-    return Rule("sanity", failed.empty, f"{len(areas)} areas with a sanity FAIL {areas[:10]}",
+    return Rule("sanity", failed.empty, f"{len(areas)} areas with a sanity FAIL"
+                + _listed(f"{a} {i}" for a, i in areas[:10]),
                 tuple(f"{a} {i}" for a, i in areas[:10]), value=float(len(areas)), limit=0.0)
+
+
+def _listed(names) -> str:
+    """`: a, b, c` after a count, nothing when there are none."""
+    names = [str(n) for n in names]
+    return f": {', '.join(names)}" if names else ""
 
 
 def _absolute(v: pd.DataFrame, t: QualityThresholds) -> Rule:
