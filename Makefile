@@ -73,4 +73,6 @@ $(PE_VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
+	# Releases are read-only (immutable once promoted): make them writable to delete them.
+	chmod -R u+w storage 2>/dev/null || true
 	rm -rf $(VENV) $(PE_VENV) storage .dagster_home

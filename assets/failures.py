@@ -22,8 +22,9 @@ from pipeline.core.report import GateReport
 from pipeline.release.gates import Gate
 from pipeline.release.verdicts import GateError
 from resources import StorageResource
+from resources.pools import PoolBusy
 
-EXPLAINED = (InputError, GateError, StorageFull, StorageBusy, FloatingPointError)
+EXPLAINED = (InputError, GateError, StorageFull, StorageBusy, PoolBusy, FloatingPointError)
 F = TypeVar("F", bound=Callable[..., Any])
 
 

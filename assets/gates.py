@@ -20,12 +20,15 @@ from dagster import (
 from assets.failures import explained, refused
 from assets.metadata import check_result
 from pipeline.core.fit_table import Fit
+from pipeline.core.hashing import sha256_file
 from pipeline.core.progress import report_to
 from pipeline.release.gates import Gate, gate_table
 from pipeline.release.judges import GateContext
-from pipeline.release.verdicts import run_gate
+from pipeline.release.verdicts import run_gate, verdict_path
 from resources import ComputeResource, ProfileResource, StorageResource
 from resources.waiver import WaiverResource
+
+VERDICT_SHA256 = "verdict_sha256"  # check metadata: the sha256 of the verdict file written
 
 
 def gate_checks(fits: tuple[Fit, ...]) -> list[AssetChecksDefinition]:
@@ -40,10 +43,14 @@ def gate_check(gate: Gate, fits: tuple[Fit, ...]) -> AssetChecksDefinition:
                profile: ProfileResource, compute: ComputeResource, waiver: WaiverResource
                ) -> Iterator[AssetCheckResult]:
         with explained(storage):
-            ctx = GateContext(storage.layout, profile.load().gates, compute.runner(), fits)
+            ctx = GateContext(storage.layout, profile.load().gates, compute.runner(), fits,
+                              profile=profile.name)
             with report_to(context.log.info):  # a check may walk the published files
                 report, _ = run_gate(gate, ctx, waiver.for_run(context.run.run_id))
-        yield check_result(report)
+        # The event log's own record of the verdict: promotion refuses a verdict file that
+        # is not byte for byte this one (edited, or written outside the check).
+        sha = sha256_file(verdict_path(storage.layout, gate.name))
+        yield check_result(report, extra={VERDICT_SHA256: sha})
         if not report.passed:
             raise refused(gate, report)
 

@@ -112,9 +112,11 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def check_result(report: GateReport, *, warn: bool = False) -> AssetCheckResult:
+def check_result(report: GateReport, *, warn: bool = False,
+                 extra: dict[str, str] | None = None) -> AssetCheckResult:
     """A report as a check result (severity ERROR, or WARN for a warning check): the rules
-    table first (each rule's value against its limit), then the numbers for the Plots tab."""
+    table first (each rule's value against its limit), then the numbers for the Plots tab,
+    and any `extra` text metadata."""
     rules = pd.DataFrame([(r.name, "WAIVED" if r.waived else "PASS" if r.passed else "FAIL",
                            r.value, r.limit, r.detail) for r in report.rules],
                          columns=["rule", "result", "value", "limit", "detail"])
@@ -129,6 +131,7 @@ def check_result(report: GateReport, *, warn: bool = False) -> AssetCheckResult:
             "judged_at": MetadataValue.timestamp(time.time()),
             **{k: float(v) for k, v in report.metrics.items()},
             "details": report.details,
+            **(extra or {}),
         }),
     )
 

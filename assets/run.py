@@ -56,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from dagster import AssetCheckSeverity, DagsterInstance
 
-    from assets.definitions import make_definitions
     from pipeline.core.errors import InputError
     from pipeline.core.lock import StorageBusy, storage_lock
     from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV, took_over
@@ -65,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     run_id = str(uuid.uuid4())  # what Dagster names runs by; known now for the log's name
     log_path = storage_root / LOGS / f"{run_id}.log"
     try:
+        # Importing the module builds the definitions of $CALIBRATION_PROFILE (what `make
+        # run PROFILE=...` sets): a bad profile is refused here, in one line.
+        from assets.definitions import make_definitions
+
         defs = make_definitions(profile=args.profile, baseline=args.baseline)
         instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
         with storage_lock(storage_root, f"python -m assets.run --job {args.job}") as lock:

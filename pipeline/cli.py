@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import typing
@@ -14,12 +15,25 @@ from pipeline.core.errors import InputError
 from pipeline.core.lock import Acquired, StorageBusy
 from pipeline.package.validity import DEFAULT_STRICT_RATIO
 
+if typing.TYPE_CHECKING:
+    from pipeline.config import Profile
+
 # Exit codes (validate-package also uses 2 for strict-ratio failures).
 EXIT_INPUT = 1  # bad input: the message names the file, the field and the fix
 EXIT_GATE = 3  # `fit` wrote its files, but a gate-1 rule failed
 EXIT_BUSY = 4  # another run holds the storage root's lock
 EXIT_STORAGE = 5  # the disk is full or not writable; nothing half-written was kept
+EXIT_VERIFY = 6  # a release no longer matches its manifest (`verify`)
 DEVICE_ENV = "CALIBRATION_DEVICE"  # read by the pipeline's compute resource too
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is bad input: one line and exit 1 (argparse's own 2 is this command's
+    strict-ratio code)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_INPUT, f"error: {self.prog}: {message}. Fix: correct it (see "
+                              f"`{self.prog} --help`)\n")
 
 
 def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +44,8 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target-config", help="include/exclude YAML (default: every target)")
     p.add_argument("--out", default="fit_out", help="output directory")
     p.add_argument("--profile", help="start from this profile's fit values (default: the "
-                   "FitParams defaults)")
+                   "profile the package was built with; the FitParams defaults for a package "
+                   "that records none)")
     p.add_argument("--national", action="store_true", help="start from the national fit's "
                    f"values (the profile's national_fit: a record budget of {_budgets()})")
     p.add_argument("--resume-from", help="checkpoint.pt to continue from")
@@ -93,8 +108,12 @@ def _run_fit(args: argparse.Namespace) -> int:
     from pipeline.fit.params import NationalFitParams
 
     fit = NATIONAL if args.national else LOCAL
-    if args.profile:
-        base = load_profile(args.profile).fit_params(fit)
+    profile = load_profile(args.profile) if args.profile else package_profile(args.package)
+    if profile is not None:
+        base = profile.fit_params(fit)
+        print(f"starting from profile {profile.name!r} ({fit.section}: section)"
+              f"{'' if args.profile else ', the one the package was built with'}",
+              file=sys.stderr)
     else:
         base = NationalFitParams() if args.national else FitParams()
     changes = {name: getattr(args, name) for name in FitParams.model_fields
@@ -104,6 +123,9 @@ def _run_fit(args: argparse.Namespace) -> int:
     params = base.with_(**changes)
     _check_device(params.device, args.device)
     out = Path(args.out).resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "--out", "is a file; a fit writes a directory of files",
+                         "pass a directory (created when missing), e.g. --out fit_out")
     # A storage root's own fit directory is written under that root's lock; any other
     # output directory is its own lock's root.
     parent = Layout(out.parent)
@@ -128,7 +150,36 @@ def _run_fit(args: argparse.Namespace) -> int:
     for rule in review.rules:
         print(f"  [{'PASS' if rule.passed else 'FAIL'}] {rule.name}: {rule.detail}")
     print(f"wrote {args.out}")
-    return 0 if review.passed else EXIT_GATE
+    if review.passed:
+        return 0
+    failed = [rule.name for rule in review.rules if not rule.passed]
+    print(f"error: gate 1 failed this fit ({', '.join(failed)}); its files are in {args.out} "
+          "for inspection. Fix: see the FAIL lines above (a profile's values: --profile NAME)",
+          file=sys.stderr)
+    return EXIT_GATE
+
+
+def package_profile(package: str | Path) -> Profile | None:
+    """The profile a package directory was built with (its metadata records it), so a fit
+    of it starts from that profile's values; None for a package that records none."""
+    from pipeline.config import Profile
+    from pipeline.core.settings import parse_settings
+
+    meta = Path(package) / "metadata.json"
+    if not meta.is_file():
+        return None
+    try:
+        recorded = json.loads(meta.read_text()).get("profile")
+    except ValueError as exc:
+        raise InputError(meta, None, f"unreadable package metadata ({exc})",
+                         "rebuild the calibration package") from None
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        return parse_settings(Profile, recorded, meta, "profile")
+    except InputError as exc:
+        raise InputError(meta, exc.field, f"the profile the package recorded does not load "
+                         f"({exc.problem})", "pass --profile NAME") from None
 
 
 def _add_allocate_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -238,9 +289,17 @@ def _run_validate_package(args: argparse.Namespace) -> int:
 
 def _add_release_parsers(subparsers: argparse._SubParsersAction) -> None:
     storage = os.environ.get("CALIBRATION_STORAGE_ROOT", "storage")
-    p = subparsers.add_parser("releases", help="list promoted releases with their metrics")
+    p = subparsers.add_parser("releases", help="list promoted releases with their metrics "
+                              "and whether each still matches its manifest")
     p.add_argument("--storage", default=storage, help="storage root (default %(default)s)")
+    p.add_argument("--no-verify", action="store_true", help="skip re-hashing each release")
     p.set_defaults(func=_run_releases)
+    p = subparsers.add_parser("verify", help="re-hash a release against its manifest; exit "
+                              f"0 intact, {EXIT_VERIFY} changed")
+    p.add_argument("version", nargs="?", help="the release (default: the one CURRENT names)")
+    p.add_argument("--all", action="store_true", help="every release")
+    p.add_argument("--storage", default=storage, help="storage root (default %(default)s)")
+    p.set_defaults(func=_run_verify)
     p = subparsers.add_parser("rollback", help="point CURRENT back to an earlier release")
     p.add_argument("version", nargs="?", help="release to restore (default: the one before)")
     p.add_argument("--storage", default=storage, help="storage root (default %(default)s)")
@@ -257,6 +316,7 @@ def _run_releases(args: argparse.Namespace) -> int:
         current_release,
         list_releases,
         promoted_versions,
+        verify_release,
     )
 
     releases = list_releases(args.storage)
@@ -265,8 +325,9 @@ def _run_releases(args: argparse.Namespace) -> int:
     if not releases:
         print(f"no releases under {args.storage}")
         return 0
+    changed = None if args.no_verify else {r.version: verify_release(r) for r in releases}
     for line in release_table(releases, current.version if current else None,
-                              promoted_versions(args.storage)):
+                              promoted_versions(args.storage), changed=changed):
         print(line)
     if problem:
         print(f"warning: {CURRENT} {problem}; no release is current. Fix: calibrate rollback "
@@ -276,6 +337,39 @@ def _run_releases(args: argparse.Namespace) -> int:
         for line in heldout_lines(current):
             print(line)
     return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from pipeline.release.versions import current_release, list_releases, verify_release
+
+    releases = list_releases(args.storage)
+    if args.all:
+        chosen = releases
+    elif args.version:
+        chosen = [r for r in releases if r.version == args.version]
+        if not chosen:
+            raise InputError(Path(args.storage) / "releases", "version",
+                             f"no complete release {args.version!r}",
+                             f"pass one of {[r.version for r in releases]}")
+    else:
+        current = current_release(args.storage)
+        if current is None:
+            raise InputError(Path(args.storage) / "releases", "CURRENT", "no release yet",
+                             "promote one first (make run)")
+        chosen = [current]
+    failed = 0
+    for release in chosen:
+        problems = verify_release(release)
+        failed += bool(problems)
+        print(f"{release.version}: {'OK' if not problems else 'FAILED'} "
+              f"({len(release.manifest.get('files', {}))} files)")
+        for problem in problems:
+            print(f"  {problem}")
+    if failed:
+        print(f"error: {failed} of {len(chosen)} releases no longer match their manifests. "
+              "Fix: roll back to an intact release (calibrate rollback VERSION) and promote "
+              "again; never edit a release in place", file=sys.stderr)
+    return EXIT_VERIFY if failed else 0
 
 
 def _run_rollback(args: argparse.Namespace) -> int:
@@ -300,7 +394,7 @@ def _report_lock(lock: Acquired) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="calibrate", description=__doc__)
+    parser = _Parser(prog="calibrate", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_fit_parser(subparsers)
     _add_allocate_parser(subparsers)

@@ -20,6 +20,7 @@ from pipeline.core.lock import Acquired, StorageBusy, storage_lock
 from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
 from pipeline.release.versions import current_release, repair_current
 from resources.launch import check_launch
+from resources.pools import PoolBusy, mark_process, wait_for_pools
 
 STORAGE_ENV = "CALIBRATION_STORAGE_ROOT"
 DEFAULT_STORAGE_ROOT = "storage"  # relative to the working directory
@@ -45,15 +46,16 @@ class StorageResource(ConfigurableResource):
 
     A run holds the root's lock from its first step to its end, so two runs never write one
     root at once however they were launched. Taking it marks the Dagster run of a holder
-    that died failed, removes what it left, and refuses a broken `CURRENT` before any stage
-    runs, unless `baseline` is `newest` (`CALIBRATION_BASELINE`): then a missing or dangling
-    `CURRENT` is pointed at the newest complete release first. The run's launchpad values
-    are checked then too (`resources.launch`).
+    that died failed, removes what it left, frees the pool slots dead runs hold and waits
+    (bounded) for the pools this run's steps use (`resources.pools`), and refuses a broken
+    `CURRENT` before any stage runs, unless `baseline` is `newest` (`CALIBRATION_BASELINE`):
+    then a missing or dangling `CURRENT` is pointed at the newest complete release first.
+    The run's launchpad values are checked then too (`resources.launch`).
 
-    A run refused here (root busy, CURRENT broken, a launchpad value no run could honour)
-    holds nothing and does nothing: every step it starts ends at once with the refusal as
-    its failure (`refusal`, raised by `assets.failures`), so the run's failure message is the
-    reason in one line, not Dagster's "error executing resource_fn" around it.
+    A run refused here (root busy, pools full, CURRENT broken, a launchpad value no run
+    could honour) holds nothing and does nothing: every step it starts ends at once with the
+    refusal as its failure (`refusal`, raised by `assets.failures`), so the run's failure
+    message is the reason in one line, not Dagster's "error executing resource_fn" around it.
     """
 
     root: str
@@ -74,19 +76,18 @@ class StorageResource(ConfigurableResource):
                 lock = stack.enter_context(storage_lock(self.layout.root, command,
                                                         context.run_id))
                 took_over(lock, context.instance, context.log.warning)
+                if context.instance is not None and run is not None:
+                    mark_process(context.instance, run.run_id)
+                    wait_for_pools(context.instance, run, context.log.info,
+                                   context.log.warning)
                 prepare_baseline(self.layout.root, self.baseline, context.log.warning)
                 if run is not None:
                     check_launch(run.run_config, self.profile.load(), self.layout,
                                  run.step_keys_to_execute)
                 self._held = stack.pop_all()
-        except (InputError, StorageBusy) as exc:  # the lock, if taken, is released
+        except (InputError, StorageBusy, PoolBusy) as exc:  # the lock, if taken, is released
             self._refusal = exc
             context.log.error(f"refused before any step: {type(exc).__name__}: {exc}")
-
-    @property
-    def refusal(self) -> Exception | None:
-        """Why this run was refused when it started (None: it was not)."""
-        return self._refusal
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._held is not None:

@@ -11,6 +11,7 @@ from pipeline.core.packaged import DEFAULT_TARGET_CONFIG
 
 # Telemetry would write logs/ into $DAGSTER_HOME, which `make test` sets to the repository.
 NO_TELEMETRY = {"telemetry": {"enabled": False}}
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -67,6 +68,9 @@ def built_world(tmp_path_factory):
     directory = tmp_path_factory.mktemp("ci_world")
     shutil.copy(DEFAULT_TARGET_CONFIG, directory / "targets.yaml")
     (directory / "dagster_home").mkdir()
+    # The committed instance settings (pool limit 1, one queued run at a time), so the
+    # tests meet what `make run` and the UI meet; storage stays inside dagster_home.
+    shutil.copy(REPO / "dagster.yaml", directory / "dagster_home" / "dagster.yaml")
     instance = DagsterInstance.local_temp(tempdir=str(directory / "dagster_home"),
                                           overrides=NO_TELEMETRY)
     world = World(directory, instance)

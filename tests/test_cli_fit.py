@@ -151,3 +151,61 @@ def test_fit_reports_progress_as_plain_lines_when_not_a_terminal(package, tmp_pa
     assert l0[-1].startswith("fit: L0 phase: 100/100 epoch (100%) in ")
     assert ", loss " in l0[-1] and ", kept " in l0[-1]
     assert lines[-1].startswith("fit: polish: 200/200 epoch (100%) in ")
+
+
+def test_usage_errors_and_a_file_as_out_are_bad_input(package, tmp_path, capsys):
+    """argparse's own exit 2 is the strict-ratio code here; `--out <file>` was a raw
+    '[Errno 17] File exists'."""
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--package", str(package), "--epochs", "abc"])
+    assert done.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --epochs: invalid int value: 'abc'" in err
+    assert "Fix:" in err
+    taken = tmp_path / "a_file"
+    taken.write_text("mine")
+    assert main(["fit", "--package", str(package), "--out", str(taken), "--device", "cpu"]) == 1
+    assert "field '--out': is a file" in capsys.readouterr().err
+    assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("value, code, says", [
+    ("inf", 1, "field 'lambda_l0': Input should be a finite number (got inf)"),
+    # A finite but absurd λ: NaN L0 loss, no record kept, every target missed. Every
+    # relative rule passed it (rc 0); the absolute floor names what is wrong.
+    ("1e300", 3, "[FAIL] absolute_floor"),
+])
+def test_a_fit_that_cannot_fit_is_refused(package, tmp_path, capsys, value, code, says):
+    out = tmp_path / "o"
+    assert main(["fit", "--package", str(package), "--out", str(out), "--lambda-l0", value,
+                 "--epochs", "20", "--polish-epochs", "20", "--device", "cpu"]) == code
+    captured = capsys.readouterr()
+    assert says in captured.out + captured.err
+    if code == 3:
+        assert "[FAIL] fit_finite: not finite: l0 loss" in captured.out
+        assert "0 records kept (at least 1)" in captured.out
+
+
+def test_a_fit_starts_from_the_profile_the_package_was_built_with(package, tmp_path, capsys):
+    """Not from production's regularisation: the demo package fitted without --profile kept
+    production's λ_L2 and ended at 22% mean error."""
+    from pipeline.config import load_profile
+
+    meta_path = package / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    recorded = load_profile("ci").as_dict()
+    recorded["fit"].update(epochs=23, polish_epochs=17, log_freq=5)
+    meta_path.write_text(json.dumps({**meta, "profile": recorded}))
+    files = json.loads(meta_path.read_text())["files"]
+    assert "metadata.json" not in files  # metadata is not among the hashed data files
+    out = tmp_path / "from_package"
+    assert main(["fit", "--package", str(package), "--out", str(out), "--device", "cpu"]) in (
+        0, 3)
+    params = json.loads((out / "run_config.json").read_text())["params"]
+    assert (params["epochs"], params["polish_epochs"], params["lambda_l2"]) == (23, 17, 2.2e-13)
+    assert "starting from profile 'ci'" in capsys.readouterr().err
+    out = tmp_path / "from_flag"
+    assert main(["fit", "--package", str(package), "--out", str(out), "--device", "cpu",
+                 "--profile", "demo", "--epochs", "20", "--polish-epochs", "20"]) in (0, 3)
+    params = json.loads((out / "run_config.json").read_text())["params"]
+    assert params["lambda_l2"] == load_profile("demo").fit.lambda_l2

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 
+import h5py
 import numpy as np
 import pytest
 from conftest import World
@@ -23,6 +24,9 @@ from dagster import (
 
 from assets.run import main as make_run
 from pipeline.cli import main as calibrate
+from pipeline.core.layout import Layout
+from pipeline.release.promotion import promote_release
+from pipeline.release.verdicts import GateError
 from pipeline.release.versions import current_release, list_releases
 from pipeline.validate.totals import read_validation_csv
 
@@ -307,9 +311,11 @@ def test_a_two_worker_cluster_publishes_the_same_files(built_world, tmp_path):
         instance.dispose()
     ours = current_release(cluster.root).manifest["files"]
     theirs = current_release(built_world.root).manifest["files"]
-    for files in (ours, theirs):  # the fit's record holds its paths and its speed
-        files.pop("run_config.json")
+    for files in (ours, theirs):  # the fit's record holds its paths and its speed, and the
+        files.pop("run_config.json")  # verdicts when they were judged and its hash
         files.pop("national_weights/run_config.json")
+        for name in [n for n in files if n.startswith("gates/")]:
+            files.pop(name)
     assert ours == theirs and len(ours) > 10
 
 
@@ -366,6 +372,7 @@ def test_a_refused_config_change_is_accepted_on_record_and_promoted(world, monke
     assert "local/validation_split median" in message and "> 0.02 OVER" in message
     assert "ACCEPT=simulation_quality.heldout_regression" in message
     assert current_release(world.root).version == before
+    _a_waiver_binds_what_it_was_given_for(world)
 
     for name, value in {"CALIBRATION_STORAGE_ROOT": str(world.root),
                         "CALIBRATION_TARGET_CONFIG": str(world.config),
@@ -415,6 +422,43 @@ def test_a_refused_config_change_is_accepted_on_record_and_promoted(world, monke
     again = json.loads((world.root / "gates" / "simulation_quality.json").read_text())
     assert again["waiver"] is None and again["passed"]
     assert again["summary"].startswith("judged against the CURRENT release: all rules passed")
+
+
+def _a_waiver_binds_what_it_was_given_for(world: World) -> None:
+    """The refused refit's artifacts: a waiver written into the failed verdict by hand is
+    refused even where no Dagster record of the check is asked for; a waiver given to the
+    check binds the bytes it judged, so a file changed afterwards is still refused."""
+    path = world.root / "gates" / "simulation_quality.json"
+    forged = json.loads(path.read_text())
+    for rule in forged["report"]["rules"]:
+        rule["waived"] = rule["waived"] or not rule["passed"]
+    path.write_text(json.dumps({**forged, "passed": True}))
+    with pytest.raises(GateError, match=r"simulation_quality: passed only by a waiver "
+                       r"promotion cannot accept \(heldout_regression: waived, but no waiver"):
+        promote_release(Layout(world.root))
+
+    check = AssetCheckKey(AssetKey("validation_results"), "simulation_quality")
+    job = world.defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={check})
+    waived = job.execute_in_process(instance=world.instance, raise_on_error=False, run_config={
+        "resources": {"waiver": {"config": {
+            "rules": ["simulation_quality.heldout_regression"], "reason": REASON,
+            "operator": "Ada Lovelace"}}}})
+    assert waived.success and _checks(waived) == {"simulation_quality": True}
+    verdict = json.loads(path.read_text())
+    assert verdict["waiver"]["operator"] == "Ada Lovelace"
+    assert "stacked_h5s/states/DE.h5" in verdict["files"]
+    de = world.root / "stacked_h5s" / "states" / "DE.h5"
+    judged = de.read_bytes()
+    with h5py.File(de, "r+") as f:
+        weights = f["household_weight"][next(iter(f["household_weight"]))]
+        weights[0] = weights[0] * 1000
+    refused = world.materialize("promoted_release")
+    assert not refused.success and not _promoted(refused)
+    [failure] = [e for e in refused.all_events if e.is_run_failure]
+    assert "stacked_h5s/states/DE.h5: changed since" in (
+        failure.event_specific_data.error.message)
+    de.write_bytes(judged)
 
 
 def test_a_waiver_of_an_integrity_check_is_refused_at_launch(world):

@@ -48,7 +48,7 @@ def test_good_fit_passes_from_directory(fitted):
     assert review.passed, review.rules
     assert [r.name for r in review.rules] == ["weights_valid", "loss_converged",
                                              "no_group_diverging", "not_worse_than_production",
-                                             "record_budget"]
+                                             "record_budget", "fit_finite", "absolute_floor"]
     assert "skipped" in review.rule("not_worse_than_production").detail
     assert review.rule("record_budget").detail == "no record budget"
     # The numbers the UI plots: what each rule judged.

@@ -66,7 +66,7 @@ def test_a_third_fit_is_released_and_its_lineage_checked(tmp_path):
     ctx = GateContext(layout, load_profile("ci").gates, fits=THREE)
     for gate in gate_table(THREE):
         run_gate(replace(gate, judge=lambda _: GateReport.of([Rule("r", True, "stub")])), ctx)
-    assert [v.gate for v in require_all_passed(layout, THREE)] == [
+    assert [v.gate for v in require_all_passed(layout, THREE).verdicts] == [
         g.name for g in gate_table(THREE)]
     layout.target_config(HELDOUT.config).write_text("exclude: [{variable: snap}]\n")
     with pytest.raises(GateError) as info:

@@ -50,6 +50,19 @@ def test_shipped_profiles_state_only_what_differs():
     ("fit: {allocation: learned}\n", "fit", "allocation: learned spends a record budget"),
     ("geography: {states: [DE, XX]}\n", "geography.states", "XX"),
     ("- just a list\n", None, "top level is a list"),
+    # Given twice, YAML kept the last silently.
+    ("fit:\n  epochs: 10\nfit:\n  epochs: 20\n", "fit", "given twice in one mapping, at "
+     "lines 1 and 3"),
+    ("fit: {epochs: 10, epochs: 20}\n", "fit.epochs", "at line 1, columns 7 and 19"),
+    # Finite numbers only: an infinite λ made a NaN loss that passed every gate-1 rule.
+    ("fit: {lambda_l0: .inf}\n", "fit.lambda_l0", "finite number"),
+    ("gates: {fit: {loss_tolerance: .nan}}\n", "gates.fit.loss_tolerance", "finite number"),
+    # A budget beyond the package's columns: refused at load, not after the first fit.
+    ("sample: {households: 2000}\npackage: {n_clones: 2}\nnational_fit: {records: 100000}\n",
+     "national_fit.records", "exceeds the 4,000 columns this profile's package has at most"),
+    ("sample: {households: 2000}\npackage: {n_clones: 2}\nfit: {records: 4001}\n",
+     "fit.records", "set fit.records to at most 4,000"),
+    ("fit: {epochs: [unclosed\n", None, "malformed YAML at line 2"),
 ])
 def test_bad_profiles_are_refused_naming_the_key(tmp_path, text, key, message):
     path = tmp_path / "p.yaml"

@@ -72,6 +72,7 @@ def test_failing_promotion_leaves_current_and_releases_untouched(tmp_path, monke
             raise OSError("disk full")
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(src.read_bytes())
+        return sha256_file(dst)
 
     monkeypatch.setattr(rel, "_place", fail_second)
     with pytest.raises(OSError, match="disk full"):
@@ -82,14 +83,21 @@ def test_failing_promotion_leaves_current_and_releases_untouched(tmp_path, monke
 
 
 def test_release_is_never_overwritten_and_reserved_keys_refused(tmp_path):
+    """The same content promoted again within the same second (a retry after a kill between
+    the release's rename and the CURRENT swap) is a new version; the first stays as it was."""
     root = tmp_path / "store"
     files = _inputs(tmp_path, "a")
-    rel.promote(root, files, {}, now=T1)
-    with pytest.raises(InputError, match="immutable"):
-        rel.promote(root, files, {}, now=T1)
+    first = rel.promote(root, files, {}, now=T1)
+    written = (first.path / "manifest.json").read_bytes()
+    again = rel.promote(root, files, {}, now=T1)
+    assert again.version == f"{first.version}-2"
+    assert rel.promote(root, files, {}, now=T1).version == f"{first.version}-3"
+    assert (first.path / "manifest.json").read_bytes() == written
+    assert rel.current_release(root).version == f"{first.version}-3"
     with pytest.raises(InputError, match="reserved"):
         rel.promote(root, files, {"files": []}, now=T2)
-    assert len(rel.list_releases(root)) == 1
+    assert [r.version for r in rel.list_releases(root)] == [
+        first.version, again.version, f"{first.version}-3"]
 
 
 def _three_releases(tmp_path):
@@ -173,12 +181,13 @@ def test_releases_command_lists_and_marks_with_a_dangling_current(tmp_path, monk
     assert out[3].startswith(f"* {versions[2]}") and "UNPROMOTED" not in out[3]
     assert out[4].startswith("  2025010") and out[4].endswith("UNPROMOTED")
     assert out[5].startswith("UNPROMOTED: its promotion stopped before CURRENT moved")
+    assert out[6] == "verify OK: every release's files match its manifest"
     assert max(map(len, out)) <= 100
     (root / "releases" / "CURRENT").unlink()
     (root / "releases" / "CURRENT").symlink_to("gone")
     assert main(["releases", "--storage", str(root)]) == 0
     captured = capsys.readouterr()
-    assert len(captured.out.splitlines()) == 6 and "* " not in captured.out
+    assert len(captured.out.splitlines()) == 7 and "* " not in captured.out
     assert "CURRENT points at 'gone'" in captured.err and "calibrate rollback" in captured.err
 
 
@@ -206,3 +215,85 @@ def test_releases_cut_before_the_history_count_as_promoted(tmp_path):
     assert rel.promoted_versions(root) == set(versions)
     (root / "releases" / "CURRENT").unlink()
     assert rel.current_problem(root) == "is missing"
+
+
+def test_a_release_is_a_read_only_copy_never_a_link(tmp_path):
+    """Releases were hard links into working storage: an in-place edit of a working file
+    rewrote every release linking it, and `calibrate releases` still showed them fine."""
+    root = tmp_path / "store"
+    files = _inputs(tmp_path, "a")
+    release = rel.promote(root, files, {}, now=T1)
+    copy = release.path / "weights.npy"
+    assert copy.stat().st_ino != files["weights.npy"].stat().st_ino
+    assert copy.stat().st_nlink == 1 and files["weights.npy"].stat().st_nlink == 1
+    assert copy.stat().st_mode & 0o222 == 0 and release.path.stat().st_mode & 0o222 == 0
+    assert (release.path / "stacked" / "states").stat().st_mode & 0o222 == 0
+    with open(files["weights.npy"], "r+b") as f:  # the working file edited in place
+        f.write(b"W")
+    assert copy.read_bytes() == b"w-a" and rel.verify_release(release) == []
+
+
+def _forge_with_manifest(path):
+    (path / "weights.npy").write_bytes(b"forged")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["weights.npy"]["sha256"] = sha256_file(path / "weights.npy")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _writable(path):
+    for p in [path, *path.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda p: (p / "weights.npy").write_bytes(b"forged"),
+     "weights.npy: changed since it was released (sha256 "),
+    (lambda p: (p / "weights.npy").unlink(), "weights.npy: missing"),
+    (lambda p: (p / "stacked" / "states" / "CA.h5").write_bytes(b"stray"),
+     "stacked/states/CA.h5: not in the manifest (no check judged it)"),
+    # The manifest re-written to match a forged file: its digest no longer names the version.
+    (lambda p: _forge_with_manifest(p),
+     "manifest.json: edited since it was released"),
+])
+def test_verify_names_what_changed_in_a_release(tmp_path, capsys, damage, problem):
+    from pipeline.cli import main
+
+    root = tmp_path / "store"
+    release = rel.promote(root, _inputs(tmp_path, "a"), {"metrics": {"loss": 1.5}}, now=T1)
+    assert main(["verify", "--storage", str(root)]) == 0
+    assert capsys.readouterr().out.startswith(f"{release.version}: OK (4 files)")
+    _writable(release.path)
+    damage(release.path)
+    [again] = rel.list_releases(root)
+    assert any(p.startswith(problem) for p in rel.verify_release(again)), \
+        rel.verify_release(again)
+    assert main(["verify", release.version, "--storage", str(root)]) == 6
+    captured = capsys.readouterr()
+    assert f"{release.version}: FAILED" in captured.out and problem in captured.out
+    assert "Fix: roll back to an intact release" in captured.err
+    assert main(["releases", "--storage", str(root)]) == 0
+    # The table wraps at 100 columns.
+    assert f"verify FAILED (1: {problem}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_promotion_publishes_only_judged_bytes(tmp_path):
+    """`expected` is what the gates judged: an unjudged file, or a byte changed between the
+    judgement and the copy, refuses the release and names the file."""
+    root = tmp_path / "store"
+    files = _inputs(tmp_path, "a")
+    judged = {"weights.npy": sha256_file(files["weights.npy"]),
+              "validation_results.csv": sha256_file(files["validation_results.csv"]),
+              "stacked/states/NC.h5": sha256_file(files["stacked"] / "states" / "NC.h5")}
+    with pytest.raises(InputError, match="would be published but no check judged it") as info:
+        rel.promote(root, files, {}, now=T1, expected=judged)
+    assert info.value.field == "stacked/manifest.json"
+    judged["stacked/manifest.json"] = sha256_file(files["stacked"] / "manifest.json")
+    files["weights.npy"].write_bytes(b"changed after the checks")
+    with pytest.raises(InputError, match="its bytes changed since they were judged") as info:
+        rel.promote(root, files, {}, now=T1, expected=judged)
+    assert info.value.field == "weights.npy"
+    assert rel.list_releases(root) == [] and rel.current_release(root) is None
+    assert [p.name for p in (root / "releases").iterdir()] == ["history.json"]
+    files["weights.npy"].write_bytes(b"w-a")
+    assert rel.promote(root, files, {}, now=T1, expected=judged).manifest["files"][
+        "weights.npy"]["sha256"] == judged["weights.npy"]

@@ -91,12 +91,18 @@ def test_rule_matching_nothing_is_an_error(targets, tmp_path):
     ("include:\n  - {geo_level: county}\n", "include[0].geo_level"),
     ("exclude: {variable: snap}\n", "exclude"),
     ("- {variable: snap}\n", None),
+    # The release trained on the validation-only targets: YAML kept the second
+    # `exclude:` and dropped the first without a word.
+    ("exclude:\n  - {variable: eitc}\ninclude:\n  - {variable: snap}\nexclude:\n"
+     "  - {variable: person_count}\n", "exclude"),
+    ("include:\n  - {variable: snap, variable: eitc}\n", "include[0].variable"),
 ])
 def test_malformed_config_is_input_error(tmp_path, text, field):
     path = _config(tmp_path, text)
     with pytest.raises(InputError) as err:
         load_target_config(path)
     assert err.value.file == str(path) and err.value.field == field and err.value.fix
+    assert "\n" not in str(err.value)  # one line
 
 
 def test_empty_config_selects_everything_but_holdout(targets, tmp_path):

@@ -177,6 +177,19 @@ def test_check_passes_clean_db_and_catches_corruption(built, tmp_path):
     assert sum("district 3799 is not inside state 1" in p for p in problems) >= 1
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_an_unreadable_db_is_bad_input_naming_the_file_and_the_fix(built, tmp_path, damage):
+    """Was pandas' raw DatabaseError (loading) or a finding about targets (the check)."""
+    path, _, _ = built
+    data = path.read_bytes()
+    bad = tmp_path / "targets.db"
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not sqlite" * 500)
+    for read in (lambda: load_targets(bad), lambda: check_target_db(bad, ENGINE)):
+        with pytest.raises(InputError, match="not a readable SQLite target database") as err:
+            read()
+        assert err.value.file == str(bad) and "materialize target_db" in err.value.fix
+
+
 def test_build_is_deterministic(built, tmp_path):
     path, _, _ = built
     build_target_db(tmp_path / "again.db")

@@ -5,7 +5,7 @@ import pytest
 from pipeline.core.errors import InputError
 from pipeline.core.report import GateReport, Rule
 from pipeline.release.gates import GATES
-from pipeline.release.waivers import parse_waiver, waivable_rules, waive
+from pipeline.release.waivers import parse_waiver, waivable_rules, waive, waiver_problems
 
 QUALITY = next(g for g in GATES if g.name == "simulation_quality")
 WHERE = "launchpad resources.waiver.config"
@@ -74,3 +74,39 @@ def test_only_quality_judgements_are_waivable():
         *(f"simulation_quality.{rule}" for rule in ("absolute", "target_regression",
                                                     "group_regression",
                                                     "heldout_regression"))]
+
+
+def _waived_report(*names: str) -> dict:
+    """A passed report whose failed rules `names` are marked waived."""
+    rules = [Rule("finite", True, "0 non-finite"),
+             *(Rule(n, False, "+0.03 > 0.02 OVER", waived=True) for n in names)]
+    return GateReport.of(rules).as_dict()
+
+
+@pytest.mark.parametrize(("report", "waiver", "problem"), [
+    (_waived_report("heldout_regression"), None, "waived, but no waiver is on record"),
+    (_waived_report("heldout_regression"),
+     {"rules": ["simulation_quality.group_regression"], "reason": "r", "operator": "o"},
+     "simulation_quality.heldout_regression: waived but never accepted on record"),
+    (_waived_report("sanity"),
+     {"rules": ["simulation_quality.sanity"], "reason": "r", "operator": "o"},
+     "sanity: an integrity rule, never waived"),
+    (_waived_report("heldout_regression"),
+     {"rules": ["simulation_quality.heldout_regression"], "reason": " ", "operator": "o"},
+     "the waiver names no reason"),
+    ({"rules": [{"name": "coverage", "passed": False}]}, None, "coverage: failed, not waived"),
+])
+def test_promotion_accepts_a_waived_verdict_only_as_a_waiver_gives_it(report, waiver,
+                                                                      problem):
+    """A verdict written or edited outside a check (a promotion without Dagster's record of
+    it) cannot waive what no waiver accepted, nor an integrity rule."""
+    assert problem in "; ".join(waiver_problems(QUALITY, report, waiver))
+
+
+def test_a_waiver_given_by_the_run_stands():
+    waiver = parse_waiver(["simulation_quality.heldout_regression"], "on purpose", "Ada",
+                          "run-1", WHERE)
+    report = waive(_refused(), QUALITY, waiver)
+    assert waiver_problems(QUALITY, report.as_dict(), waiver.as_dict()) == []
+    assert waiver_problems(QUALITY, _refused().as_dict(), None) == [
+        "heldout_regression: failed, not waived"]

@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
 from pipeline.core.errors import InputError
-from pipeline.core.fit_table import Fit
+from pipeline.core.fit_table import FITS, Fit
 from pipeline.core.packaged import PROFILE_DIR
 from pipeline.core.settings import Settings, parse_settings
+from pipeline.core.yamlfile import read_yaml
 from pipeline.fit.params import FitParams, NationalFitParams
 from pipeline.package.build import GeographySettings, PackageSettings
 from pipeline.release.thresholds import GateSettings
@@ -65,13 +65,27 @@ def load_profile(name_or_path: str) -> Profile:
     if not path.is_file():
         raise InputError(path, None, "profile not found",
                          f"use one of {shipped_profiles()} or a YAML path")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(path, None, f"not valid YAML ({exc})", "fix the YAML syntax") from exc
+    raw = read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise InputError(path, None, f"top level is a {type(raw).__name__}",
                          "write a mapping such as `name: mine` with the sections to change")
-    return parse_settings(Profile, {"name": path.stem, **raw}, path)
+    profile = parse_settings(Profile, {"name": path.stem, **raw}, path)
+    check_budgets(profile, path)
+    return profile
+
+
+def check_budgets(profile: Profile, path: str | Path | None) -> None:
+    """A record budget beyond the package's columns (at most sample households x clones)
+    is refused when the profile loads, before any stage runs, not by the fit it reaches."""
+    columns = profile.sample.households * profile.package.n_clones
+    for fit in FITS:
+        records, section = profile.fit_params(fit).records, fit.section
+        if records is not None and records > columns:
+            raise InputError(path, f"{section}.records", f"a budget of {records:,} records "
+                             f"exceeds the {columns:,} columns this profile's package has at "
+                             f"most (sample.households {profile.sample.households:,} x "
+                             f"package.n_clones {profile.package.n_clones})",
+                             f"set {section}.records to at most {columns:,}, or give more "
+                             "households or clones")

@@ -22,7 +22,8 @@ M = TypeVar("M", bound="Settings")
 class Settings(BaseModel):
     """Frozen, strict about keys; subclasses declare fields with ranges and descriptions."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
 
 
 def parse_settings(model: type[M], data: Any, file: str | Path | None, prefix: str = "") -> M:

@@ -32,6 +32,14 @@ class FitThresholds(Settings):
     budget_tolerance: float = Field(0.05, ge=0, description="with a record budget: the L0 "
                                     "phase's final expected open count may miss it by this "
                                     "share (the keep set is then cut to it)")
+    # The absolute floor: relative rules alone pass a fit that learnt nothing (a NaN loss
+    # is "converged", no group "diverges" from 100% error, and with no release yet there is
+    # no production fit to be worse than).
+    max_mean_error: float = Field(0.10, gt=0, description="ceiling on the trained targets' "
+                                  "mean |relative error| (exported weights)")
+    max_loss_per_target: float = Field(0.05, gt=0, description="ceiling on the final loss "
+                                       "per trained target (mean squared relative error)")
+    min_records_kept: int = Field(1, ge=1, description="a fit keeping fewer records fails")
 
 
 def review_fit(
@@ -40,7 +48,8 @@ def review_fit(
     production_run_config: str | Path | dict[str, Any] | None = None,
 ) -> GateReport:
     t = thresholds or FitThresholds()
-    weights, history, final_loss, log, groups, n_selected, budget = _load(fit)
+    weights, history, final_loss, log, groups, n_selected, budget, errors = _load(fit)
+    kept = int(np.count_nonzero(weights > 0))
     checks = (
         _weights_rule(weights),
         _converged_rule(history, n_selected, t),
@@ -48,10 +57,12 @@ def review_fit(
         _production_rule(final_loss, n_selected, production_run_config, t,
                          budget.get("records")),
         _budget_rule(budget, t),
+        _finite_rule(history, final_loss, errors),
+        _ceiling_rule(errors, final_loss, n_selected, kept, t),
     )
     metrics = {"final_loss_per_target": final_loss / max(n_selected, 1),
                "targets_trained": float(n_selected),
-               "records_kept": float(np.count_nonzero(weights > 0))}
+               "records_kept": float(kept)}
     for _, figures in checks:
         metrics.update(figures)
     return GateReport.of([rule for rule, _ in checks], metrics)
@@ -68,7 +79,7 @@ def _load(fit: str | Path | FitResult):
         else:
             groups = {n: _group_from_name(n) for n in names}
         return (fit.weights, history, fit.final_loss, fit.log, groups,
-                int(fit.selected.sum()), fit.budget)
+                int(fit.selected.sum()), fit.budget, fit.error_summaries["exported"])
     out = Path(fit)
     for name in (WEIGHTS, RUN_CONFIG, CALIBRATION_LOG, DIAGNOSTICS):
         if not (out / name).is_file():
@@ -84,7 +95,7 @@ def _load(fit: str | Path | FitResult):
     log = pd.read_csv(out / CALIBRATION_LOG, keep_default_na=False, dtype={"target_name": str})
     weights = np.load(out / WEIGHTS, allow_pickle=False)
     return (weights, config["loss_history"], float(config["final_loss"]), log, groups,
-            int(config["n_selected"]), config.get("budget") or {})
+            int(config["n_selected"]), config.get("budget") or {}, config["error_summary"])
 
 
 def _group_from_name(name: str) -> str:
@@ -96,6 +107,40 @@ def _group_from_name(name: str) -> str:
 
 
 Checked = tuple[Rule, dict[str, float]]  # a rule and the numbers it judged (for the UI)
+
+
+def _finite_rule(history: dict[str, list[float]], final_loss: float,
+                 errors: dict[str, float]) -> Checked:
+    """Every loss the fit logged and every error it reports is a number."""
+    bad = [f"{phase} loss" for phase, losses in history.items()
+           if not np.isfinite(np.asarray(losses, dtype=float)).all()]
+    bad += [] if np.isfinite(final_loss) else ["final loss"]
+    bad += [f"{name} error" for name, value in errors.items() if not np.isfinite(value)]
+    return (Rule("fit_finite", not bad, "every loss and error is finite" if not bad else
+                 f"not finite: {', '.join(bad)}", tuple(bad)),
+            {"non_finite_values": float(len(bad))})
+
+
+def _ceiling_rule(errors: dict[str, float], final_loss: float, n_selected: int, kept: int,
+                  t: FitThresholds) -> Checked:
+    """The absolute floor: whatever the baseline, a fit must fit and keep records."""
+    mean, loss = float(errors.get("mean", np.nan)), final_loss / max(n_selected, 1)
+    failing = tuple(
+        problem for problem, bad in (
+            (f"mean |rel error| {mean:.4g} > {t.max_mean_error:g}",
+             not mean <= t.max_mean_error),
+            (f"loss per target {loss:.4g} > {t.max_loss_per_target:g}",
+             not loss <= t.max_loss_per_target),
+            (f"{kept:,} records kept < {t.min_records_kept:,}", kept < t.min_records_kept),
+        ) if bad)
+    detail = (f"trained mean |rel error| {mean:.4g} (ceiling {t.max_mean_error:g}), loss per "
+              f"target {loss:.4g} (ceiling {t.max_loss_per_target:g}), {kept:,} records kept "
+              f"(at least {t.min_records_kept:,})")
+    if failing:
+        detail += ("; the fit did not fit: check lambda_l0, lambda_l2 and the epochs against "
+                   "the profile's (`calibrate fit --profile NAME`)")
+    return (Rule("absolute_floor", not failing, detail, failing),
+            {"mean_rel_error": mean, "loss_per_target": loss})
 
 
 def _weights_rule(weights: np.ndarray) -> Checked:

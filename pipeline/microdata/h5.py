@@ -247,7 +247,7 @@ def read_h5(path: str | Path, block: RowBlock | None = None) -> Microdata:
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(path, None, f"file is corrupt or truncated ({exc})",
-                         "rebuild it from its upstream stage") from exc
+                         "rebuild it from its upstream stage") from None
     for entity in ENTITIES:
         for col in REQUIRED[entity]:
             if col not in columns[entity]:

@@ -137,7 +137,7 @@ def load_package(path: str | Path, *, trust_pickle: bool = False,
         )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(path, None, f"unreadable package ({exc})",
-                         "rebuild the calibration package") from exc
+                         "rebuild the calibration package") from None
     pkg.check_shapes(path)
     check_table(TARGETS, pkg.targets, path / "targets.csv", "rebuild the calibration package")
     return pkg
@@ -152,7 +152,7 @@ def verify_package_files(path: str | Path) -> None:
     try:
         recorded = json.loads(meta_path.read_text()).get("files")
     except (OSError, ValueError) as exc:
-        raise InputError(meta_path, None, f"unreadable package metadata ({exc})", fix) from exc
+        raise InputError(meta_path, None, f"unreadable package metadata ({exc})", fix) from None
     if not isinstance(recorded, dict) or set(recorded) != set(DATA_FILES):
         raise InputError(meta_path, "files", "no sha256 recorded for the package files "
                          "(written by an older version, or edited)", fix)
@@ -209,7 +209,7 @@ def _load_production_pickle(path: Path, trust_pickle: bool) -> CalibrationPackag
         initial = np.full(n_cols, 100.0) if iw is None else np.asarray(iw, dtype=np.float64)
     except KeyError as exc:
         raise InputError(path, str(exc), "missing from the production package",
-                         "export the package with X_sparse and targets_df") from exc
+                         "export the package with X_sparse and targets_df") from None
     pkg = CalibrationPackage(
         X=X, targets=targets, initial_weights=initial, cd_geoid=cd,
         county_index=np.zeros(n_cols, dtype=np.int32), counties=np.array([""]),

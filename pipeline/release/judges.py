@@ -33,6 +33,7 @@ class GateContext:
     thresholds: GateSettings  # the profile's `gates` section
     runner: Runner = field(default_factory=InProcess)  # where per-file work runs
     fits: tuple[Fit, ...] = FITS
+    profile: str | None = None  # the profile that set the thresholds (named in verdicts)
 
 
 Judge = Callable[[GateContext], GateReport]

@@ -13,28 +13,35 @@ from pipeline.release.versions import Release
 WIDTH = 100
 VERSION = 25  # <UTC YYYYmmddTHHMMSSZ>-<8 hex>
 UNPROMOTED = "UNPROMOTED"
+CHANGED = "CHANGED"  # `calibrate verify` fails it: a file differs from its manifest
 
 
 def release_table(releases: list[Release], current: str | None, promoted: set[str],
                   fits: tuple[Fit, ...] = FITS,
-                  notes: Mapping[str, str] | None = None) -> list[str]:
+                  changed: Mapping[str, list[str]] | None = None) -> list[str]:
     """One row per release (`*` marks CURRENT): the first fit's trained mean and max
-    relative error, each fit's records kept, gates passed, and a note (UNPROMOTED, or the
-    caller's `notes`)."""
-    notes = notes or {}
+    relative error, each fit's records kept, gates passed, and a note (CHANGED: its files
+    fail its manifest, `changed` holding each release's `verify_release` problems; else
+    UNPROMOTED); then what each note means. `changed` None: not verified."""
     kept = [f"{fit.name} kept" for fit in fits]
     head = (f"  {'release':<{VERSION}}  {'mean err':>9}  {'max err':>9}  "
-            + "  ".join(f"{k:>13}" for k in kept) + f"  {'gates':>5}  note")
-    rows = [head]
+            + "  ".join(f"{k:>{max(len(k), 9)}}" for k in kept) + f"  {'gates':>5}  note")
+    rows, footer = [head], []
     for release in releases:
         m = release.manifest
         err = m.get(fits[0].manifest_key, {}).get("error_summary", {})
         gates = m.get("gates", {})
         passed = sum(bool(g.get("passed")) for g in gates.values())
-        note = notes.get(release.version) or ("" if release.version in promoted
-                                              else UNPROMOTED)
-        counts = "  ".join(f"{text(m.get(fit.manifest_key, {}).get('records_kept')):>13}"
-                           for fit in fits)
+        problems = (changed or {}).get(release.version, [])
+        unpromoted = release.version not in promoted
+        note = CHANGED if problems else UNPROMOTED if unpromoted else ""
+        if problems:
+            footer += textwrap.wrap(
+                f"{release.version}: verify FAILED ({len(problems)}: {problems[0]})"
+                + (f"; also {UNPROMOTED}" if unpromoted else ""), WIDTH,
+                subsequent_indent="  ")
+        counts = "  ".join(text(m.get(fit.manifest_key, {}).get("records_kept")).rjust(
+            max(len(k), 9)) for fit, k in zip(fits, kept, strict=True))
         mark = "*" if release.version == current else " "
         rows.append(f"{mark} {release.version:<{VERSION}}  {text(err.get('mean')):>9}  "
                     f"{text(err.get('max')):>9}  {counts}  {f'{passed}/{len(gates)}':>5}  "
@@ -42,6 +49,8 @@ def release_table(releases: list[Release], current: str | None, promoted: set[st
     if any(r.version not in promoted for r in releases):
         rows.append(f"{UNPROMOTED}: its promotion stopped before CURRENT moved; `calibrate "
                     "rollback VERSION` promotes it")
+    if changed is not None:
+        rows += footer or ["verify OK: every release's files match its manifest"]
     return rows
 
 

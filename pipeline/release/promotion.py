@@ -8,23 +8,19 @@ together or not at all.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.fit_table import AREA_FILES, FITS, Fit, configs, published
-from pipeline.core.layout import (
-    CALIBRATION_LOG,
-    DIAGNOSTICS,
-    RUN_CONFIG,
-    VALIDATION_CSV,
-    WEIGHTS,
-    Layout,
-)
-from pipeline.release.verdicts import release_hashes, require_all_passed
-from pipeline.release.versions import Release, promote
+from pipeline.core.layout import VALIDATION_CSV, Layout
+from pipeline.release.evidence import FIT_RECORD
+from pipeline.release.thresholds import GateSettings
+from pipeline.release.verdicts import release_hashes, require_all_passed, verdict_path
+from pipeline.release.versions import Release, expand_files, promote
 
-FIT_RECORD = (WEIGHTS, DIAGNOSTICS, CALIBRATION_LOG, RUN_CONFIG)
 AREA_DIRS = ("states", "districts")
+VERDICTS_DIR = "gates"  # where a release keeps the verdicts that judged it
 
 
 def release_path(fit: Fit, name: str) -> str:
@@ -50,12 +46,25 @@ def fit_summary(run_config: Path) -> dict[str, Any]:
             "records_kept": run["records_kept"], "validation_split": run["validation_split"]}
 
 
-def promote_release(layout: Layout, fits: tuple[Fit, ...] = FITS) -> Release:
-    verdicts = require_all_passed(layout, fits)
+def promote_release(layout: Layout, fits: tuple[Fit, ...] = FITS, *,
+                    thresholds: GateSettings | None = None, profile: str | None = None,
+                    recorded: Mapping[str, str | None] | None = None) -> Release:
+    """Cut a release of exactly the bytes the gates judged (and the verdicts that judged
+    them), re-hashing each as it is copied; see `require_all_passed` for the arguments."""
+    judged = require_all_passed(layout, fits, thresholds=thresholds, profile=profile,
+                                recorded=recorded)
+    verdicts = judged.verdicts
     quality = next(v for v in verdicts if v.gate == "simulation_quality").report
     package_meta = json.loads((layout.package_dir / "metadata.json").read_text())
     lineage = release_hashes(layout, fits)
-    return promote(layout.root, files=release_files(layout, fits), manifest_extra={
+    files = release_files(layout, fits)
+    expected = {rel: judged.files[str(src.relative_to(layout.root))]
+                for rel, src in expand_files(files).items()
+                if str(src.relative_to(layout.root)) in judged.files}
+    for gate, sha in judged.verdict_files.items():
+        files[f"{VERDICTS_DIR}/{gate}.json"] = verdict_path(layout, gate)
+        expected[f"{VERDICTS_DIR}/{gate}.json"] = sha
+    return promote(layout.root, files=files, expected=expected, manifest_extra={
         "inputs": package_meta["inputs"],
         "profile": package_meta["profile"],
         # The first (local) fit's config: what manifests before the fit table named.
@@ -63,6 +72,8 @@ def promote_release(layout: Layout, fits: tuple[Fit, ...] = FITS) -> Release:
         "lineage": lineage,
         **{fit.manifest_key: fit_summary(layout.run_config(fit)) for fit in fits},
         "gates": {v.gate: {"passed": v.passed, "summary": v.summary, "inputs": v.inputs,
+                           "judged_with": v.judged_with, "files_judged": len(v.files),
+                           "verdict_sha256": judged.verdict_files[v.gate],
                            **({"waiver": v.waiver} if v.waiver else {})}
                   for v in verdicts},
         # Rules accepted on record for the run that made these artifacts (waivers.py).

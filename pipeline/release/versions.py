@@ -4,17 +4,21 @@ A release directory is assembled under a temporary name and renamed into place, 
 promotion that fails part-way leaves `CURRENT` and every earlier release untouched; one
 that dies between the rename and the `CURRENT` swap leaves a complete release that
 `history.json` shows was never promoted.
-Files are hard-linked when possible: every stage replaces files by rename (a new inode),
-so a later run never rewrites the bytes a release links to.
+Files are copied (a reflink where the filesystem shares extents), never hard-linked: a
+link would let an in-place edit of a working file rewrite every release that links it.
+Each file is hashed as it is copied, and a release is read-only once written;
+`verify_release` re-hashes one against its manifest (and the manifest against the digest
+in its version name).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
-import shutil
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +36,7 @@ from pipeline.validate.totals import read_validation_csv
 CURRENT = "CURRENT"
 HISTORY = "history.json"  # every version CURRENT has pointed at, in order
 _RESERVED = ("version", "created_at", "files")
+_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -47,37 +52,93 @@ def promote(
     manifest_extra: dict[str, Any],
     *,
     now: datetime | None = None,
+    expected: Mapping[str, str] | None = None,
 ) -> Release:
     """Publish `files` (release-relative name → file or directory) as a new release.
 
-    The version is `<UTC YYYYmmddTHHMMSSZ>-<8 hex of the content hash>`; an existing
-    version is never overwritten. `CURRENT` moves only after the directory is complete.
+    `expected` (release-relative name → sha256: the bytes the gates judged) makes the copy
+    itself the proof: every file must be there, and a byte that differs as it is copied
+    refuses the release, naming the file.
+
+    The version is `<UTC YYYYmmddTHHMMSSZ>-<8 hex of the content hash>`, with `-2`, `-3`...
+    when that name is taken (a retry within the same second of a promotion killed before
+    its `CURRENT` swap); an existing version is never overwritten. `CURRENT` moves only
+    after the directory is complete.
     """
     releases = Layout(Path(storage_root)).releases_dir
     clash = sorted(set(_RESERVED) & set(manifest_extra))
     if clash:
         raise InputError(None, "manifest_extra", f"keys {clash} are reserved",
                          "rename those keys in the metadata passed to promote")
-    sources = _expand(files)
-    hashes = {rel: sha256_file(src) for rel, src in sources.items()}
-    content = json.dumps([hashes, manifest_extra], sort_keys=True, default=str)
+    sources = expand_files(files)
+    if expected is not None:
+        unjudged = sorted(set(sources) - set(expected))
+        if unjudged:
+            raise InputError(sources[unjudged[0]], unjudged[0], f"would be published but no "
+                             f"check judged it ({len(unjudged)} such files)", "remove it, or "
+                             "run the checks again")
+        hashes = {rel: expected[rel] for rel in sources}
+    else:
+        hashes = {rel: sha256_file(src) for rel, src in sources.items()}
     stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    version = f"{stamp}-{hashlib.sha256(content.encode()).hexdigest()[:8]}"
+    version = _free_version(releases, f"{stamp}-{_digest(hashes, manifest_extra)}")
     path = releases / version
-    if path.exists():
-        raise InputError(path, None, "this release already exists and releases are immutable",
-                         "promote again later or with changed inputs")
-    manifest = dict(manifest_extra, version=version, created_at=stamp, files={
-        rel: {"sha256": hashes[rel], "bytes": sources[rel].stat().st_size} for rel in sources
-    })
     _start_history(releases)
+    sizes = {}
     with atomic_dir(path, replace=False) as tmp:
         for rel, src in sources.items():
-            _place(src, tmp / rel)
+            copied = _place(src, tmp / rel)
+            if copied != hashes[rel]:
+                raise InputError(src, rel, f"its bytes changed since they were judged "
+                                 f"(sha256 {hashes[rel][:12]} judged, {copied[:12]} now)",
+                                 "run the checks again on the files as they are")
+            sizes[rel] = (tmp / rel).stat().st_size
+        manifest = dict(manifest_extra, version=version, created_at=stamp, files={
+            rel: {"sha256": hashes[rel], "bytes": sizes[rel]} for rel in sources})
         write_json(tmp / MANIFEST, manifest)
+        os.chmod(tmp / MANIFEST, 0o444)
+    _seal(path)
     # A release cut under a waiver says so where every promotion is listed, too.
     _point_current(releases, version, "promote", waivers=manifest_extra.get("waivers"))
     return Release(version, path, manifest)
+
+
+def verify_release(release: Release, hasher: Callable[[Path], str] = sha256_file
+                   ) -> list[str]:
+    """What differs between a release and its manifest: changed, missing and extra files,
+    and a manifest whose content no longer gives the digest in the version's name."""
+    files = release.manifest.get("files", {})
+    on_disk = {str(p.relative_to(release.path)) for p in release.path.rglob("*")
+               if not p.is_dir()} - {MANIFEST}
+    problems = [f"{rel}: missing" for rel in sorted(set(files) - on_disk)]
+    problems += [f"{rel}: not in the manifest (no check judged it)"
+                 for rel in sorted(on_disk - set(files))]
+    for rel in sorted(set(files) & on_disk):
+        have = hasher(release.path / rel)
+        if have != files[rel].get("sha256"):
+            problems.append(f"{rel}: changed since it was released (sha256 "
+                            f"{str(files[rel].get('sha256'))[:12]} released, {have[:12]} now)")
+    named = release.version.split("-")[1] if "-" in release.version else None
+    digest = _content_digest(release.manifest)
+    if digest is not None and named != digest:
+        problems.append(f"{MANIFEST}: edited since it was released (its content gives digest "
+                        f"{digest}, the version name says {named})")
+    return problems
+
+
+def _digest(hashes: Mapping[str, str], extra: Mapping[str, Any]) -> str:
+    """The 8 hex of a version name: the files' hashes and the manifest's other content."""
+    content = json.dumps([dict(hashes), dict(extra)], sort_keys=True, default=str)
+    return hashlib.sha256(content.encode()).hexdigest()[:8]
+
+
+def _content_digest(manifest: dict[str, Any]) -> str | None:
+    """`_digest` recomputed from a manifest (None when it lacks the files' hashes)."""
+    try:
+        hashes = {rel: entry["sha256"] for rel, entry in manifest["files"].items()}
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return _digest(hashes, {k: v for k, v in manifest.items() if k not in _RESERVED})
 
 
 def list_releases(storage_root: str | Path) -> list[Release]:
@@ -197,8 +258,19 @@ def _broken_current(storage_root: str | Path, problem: str) -> InputError:
         f"({names[-1]}) as the baseline explicitly: CALIBRATION_BASELINE=newest "
         "(`make run BASELINE=newest`)")
 
-def _expand(files: dict[str, Path]) -> dict[str, Path]:
-    """Every source file by its release-relative name; refuse missing inputs up front."""
+def _free_version(releases: Path, name: str) -> str:
+    """`name`, or the first `name-N` no release holds: the same content promoted again in
+    the same second (after a kill left the first copy unpromoted) is a new release."""
+    version, n = name, 1
+    while (releases / version).exists():
+        n += 1
+        version = f"{name}-{n}"
+    return version
+
+
+def expand_files(files: dict[str, Path]) -> dict[str, Path]:
+    """Every source file by its release-relative name (a directory expands to the files
+    under it, temporary names left out); refuse missing inputs up front."""
     out: dict[str, Path] = {}
     for rel, src in files.items():
         src = Path(src)
@@ -218,12 +290,35 @@ def _expand(files: dict[str, Path]) -> dict[str, Path]:
     return out
 
 
-def _place(src: Path, dst: Path) -> None:
+FICLONE = 0x40049409  # linux/fs.h: share the source's extents (a reflink, copy-on-write)
+
+
+def _place(src: Path, dst: Path) -> str:
+    """Copy `src` to `dst` read-only (a reflink where the filesystem supports one, else the
+    bytes); the sha256 of what `dst` now holds. Never a hard link."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+            digest = None  # shared extents: hash what the release now holds, below
+        except OSError:
+            h = hashlib.sha256()
+            while block := fin.read(_BLOCK):
+                h.update(block)
+                fout.write(block)
+            digest = h.hexdigest()
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.chmod(dst, 0o444)
+    return digest or sha256_file(dst)
+
+
+def _seal(path: Path) -> None:
+    """Read-only directories once the release is in place (files are sealed as copied;
+    the temporary directory stays writable, so a dead promotion's leftovers can be swept)."""
+    for directory in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
+        os.chmod(directory, 0o555)
+    os.chmod(path, 0o555)
 
 
 def _point_current(releases: Path, version: str, action: str,

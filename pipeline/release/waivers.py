@@ -98,3 +98,27 @@ def waive(report: GateReport, gate: Gate, waiver: Waiver | None) -> GateReport:
     waived = GateReport.of(rules, {k: v for k, v in report.metrics.items()
                                    if k != "failed_rules"}, report.details, summary)
     return replace(waived, metrics={**waived.metrics, "waived_rules": float(len(hit))})
+
+
+def waiver_problems(gate: Gate, report: dict[str, Any], waiver: dict[str, Any] | None
+                    ) -> list[str]:
+    """Why a passed verdict's waiver cannot stand (empty: it can, or none was needed): a
+    failed rule neither passed nor waived, a rule waived that its gate never lets a waiver
+    accept or that the waiver does not name, a waiver without its reason or operator.
+    Promotion asks this of every verdict, so a verdict written or edited by hand cannot
+    waive an integrity rule either."""
+    rules = report.get("rules") or []
+    problems = [f"{r.get('name')}: failed, not waived" for r in rules
+                if not r.get("passed") and not r.get("waived")]
+    waived = [str(r.get("name")) for r in rules if r.get("waived")]
+    if not waived:
+        return problems
+    if not waiver:
+        return [*problems, f"{', '.join(waived)}: waived, but no waiver is on record"]
+    named = {f"{gate.name}.{name}" for name in waived} - set(waiver.get("rules") or ())
+    problems += [f"{name}: waived but never accepted on record" for name in sorted(named)]
+    problems += [f"{name}: an integrity rule, never waived" for name in waived
+                 if name not in gate.waivable]
+    problems += [f"the waiver names no {field}" for field in ("reason", "operator")
+                 if not str(waiver.get(field) or "").strip()]
+    return problems

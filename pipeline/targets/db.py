@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +171,21 @@ def _connect(db_path: str | Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
+@contextlib.contextmanager
+def _reading(db_path: str | Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection; a truncated or foreign file is an InputError naming it
+    (pandas wraps SQLite's error in its own class, so both are caught)."""
+    try:
+        with contextlib.closing(_connect(db_path)) as conn:
+            yield conn
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
+        raise InputError(db_path, None, f"not a readable SQLite target database ({cause})",
+                         "rebuild it: materialize target_db (the `target_db` asset, or "
+                         "`make run`), which rewrites it from the committed snapshots"
+                         ) from None
+
+
 def _domain_constraints(conn: sqlite3.Connection) -> dict[int, list[Constraint]]:
     rows = conn.execute(
         "SELECT stratum_id, constraint_variable, operation, value FROM stratum_constraints "
@@ -184,19 +199,15 @@ def _domain_constraints(conn: sqlite3.Connection) -> dict[int, list[Constraint]]
 
 def load_targets(db_path: str | Path) -> pd.DataFrame:
     """Every active target with its name, geography, domain and non-geographic constraints."""
-    try:
-        with contextlib.closing(_connect(db_path)) as conn:
-            df = pd.read_sql_query(
-                "SELECT o.target_id, o.stratum_id, o.variable, o.period, o.value, o.geo_level, "
-                "o.geographic_id, o.domain_variable, t.holdout, t.holdout_group, "
-                "t.original_value, t.original_period, t.uprating_factor FROM target_overview o "
-                "JOIN targets t USING (target_id) WHERE o.active = 1 ORDER BY o.target_id",
-                conn,
-            )
-            domains = _domain_constraints(conn)
-    except sqlite3.DatabaseError as exc:
-        raise InputError(db_path, None, f"not a readable target database ({exc})",
-                         "rebuild it with pipeline.targets.etl.build_target_db") from exc
+    with _reading(db_path) as conn:
+        df = pd.read_sql_query(
+            "SELECT o.target_id, o.stratum_id, o.variable, o.period, o.value, o.geo_level, "
+            "o.geographic_id, o.domain_variable, t.holdout, t.holdout_group, "
+            "t.original_value, t.original_period, t.uprating_factor FROM target_overview o "
+            "JOIN targets t USING (target_id) WHERE o.active = 1 ORDER BY o.target_id",
+            conn,
+        )
+        domains = _domain_constraints(conn)
     df["domain_variable"] = df["domain_variable"].fillna("")
     df["geographic_id"] = df["geographic_id"].astype(str)
     cons = [domains.get(sid, []) for sid in df["stratum_id"]]
@@ -229,12 +240,10 @@ _REQUIRED = {
 
 
 def check_target_db(db_path: str | Path, engine_variables: Mapping[str, str]) -> list[str]:
-    """Integrity problems that would make a fit meaningless; an empty list means sound."""
-    try:
-        with contextlib.closing(_connect(db_path)) as conn:
-            return _check(conn, engine_variables)
-    except sqlite3.DatabaseError as exc:
-        return [f"schema: database unreadable ({exc})"]
+    """Integrity problems that would make a fit meaningless; an empty list means sound.
+    An unreadable file is no finding about targets but bad input: InputError."""
+    with _reading(db_path) as conn:
+        return _check(conn, engine_variables)
 
 
 def _check(conn: sqlite3.Connection, engine_variables: Mapping[str, str]) -> list[str]:

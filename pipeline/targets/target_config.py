@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from pipeline.core.atomic import write_text
 from pipeline.core.errors import InputError
+from pipeline.core.yamlfile import read_yaml
 from pipeline.targets.db import normalise_domain
 from pipeline.targets.reconcile import ReconcileRule, parse_rule, reconcile, target_groups
 
@@ -80,10 +80,7 @@ def load_target_config(path: str | Path) -> TargetConfig:
     if not path.is_file():
         raise InputError(path, None, "target config not found",
                          "point to a YAML file with include:/exclude: rule lists")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(path, None, f"malformed YAML ({exc})", "fix the YAML syntax") from exc
+    doc = read_yaml(path)
     doc = {} if doc is None else doc
     if not isinstance(doc, dict):
         raise InputError(path, None, f"top level is a {type(doc).__name__}",
