@@ -22,9 +22,8 @@ from pipeline.core.report import GateReport
 from pipeline.release.gates import Gate
 from pipeline.release.verdicts import GateError
 from resources import StorageResource
-from resources.pools import PoolBusy
 
-EXPLAINED = (InputError, GateError, StorageFull, StorageBusy, PoolBusy, FloatingPointError)
+EXPLAINED = (InputError, GateError, StorageFull, StorageBusy, FloatingPointError)
 F = TypeVar("F", bound=Callable[..., Any])
 
 

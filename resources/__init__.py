@@ -20,7 +20,7 @@ from pipeline.core.lock import Acquired, StorageBusy, storage_lock
 from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
 from pipeline.release.versions import current_release, repair_current
 from resources.launch import check_launch
-from resources.pools import PoolBusy, mark_process, wait_for_pools
+from resources.pools import mark_process, wait_for_pools
 
 STORAGE_ENV = "CALIBRATION_STORAGE_ROOT"
 DEFAULT_STORAGE_ROOT = "storage"  # relative to the working directory
@@ -52,10 +52,12 @@ class StorageResource(ConfigurableResource):
     then a missing or dangling `CURRENT` is pointed at the newest complete release first.
     The run's launchpad values are checked then too (`resources.launch`).
 
-    A run refused here (root busy, pools full, CURRENT broken, a launchpad value no run
-    could honour) holds nothing and does nothing: every step it starts ends at once with the
-    refusal as its failure (`refusal`, raised by `assets.failures`), so the run's failure
-    message is the reason in one line, not Dagster's "error executing resource_fn" around it.
+    A run refused here (root busy, CURRENT broken, a launchpad value no run could honour)
+    holds nothing and does nothing: every step it starts ends at once with the refusal as
+    its failure (`refusal`, raised by `assets.failures`), so the run's failure message is the
+    reason in one line, not Dagster's "error executing resource_fn" around it. A full pool
+    (`PoolBusy`) is raised here instead: a step in that pool would wait for its slot
+    before it could end.
     """
 
     root: str
@@ -85,7 +87,7 @@ class StorageResource(ConfigurableResource):
                     check_launch(run.run_config, self.profile.load(), self.layout,
                                  run.step_keys_to_execute)
                 self._held = stack.pop_all()
-        except (InputError, StorageBusy, PoolBusy) as exc:  # the lock, if taken, is released
+        except (InputError, StorageBusy) as exc:  # the lock, if taken, is released
             self._refusal = exc
             context.log.error(f"refused before any step: {type(exc).__name__}: {exc}")
 

@@ -427,7 +427,9 @@ def _step_error(result) -> tuple[str, str]:
     error = failure.step_failure_data.error
     while error.cause is not None and error.cls_name.startswith("Dagster"):
         error = error.cause
-    return failure.step_key, re.sub(r"^[\w.]+\.(\w+): ", r"\1: ", error.message.strip())
+    # An explained error is a Failure whose description is "<its class>: <its message>".
+    message = re.sub(r"^[\w.]+\.(\w+): ", r"\1: ", error.message.strip())
+    return failure.step_key, message.removeprefix("Failure: ")
 
 
 def test_a_duplicate_key_in_the_target_config_stops_a_refit_before_the_fit(world):
