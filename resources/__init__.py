@@ -91,6 +91,11 @@ class StorageResource(ConfigurableResource):
             self._refusal = exc
             context.log.error(f"refused before any step: {type(exc).__name__}: {exc}")
 
+    @property
+    def refusal(self) -> Exception | None:
+        """Why this run was refused when it started (None: it was not)."""
+        return self._refusal
+
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._held is not None:
             self._held.close()
