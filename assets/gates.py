@@ -47,6 +47,8 @@ def gate_check(gate: Gate, fits: tuple[Fit, ...]) -> AssetChecksDefinition:
                               profile=profile.name)
             with report_to(context.log.info):  # a check may walk the published files
                 report, _ = run_gate(gate, ctx, waiver.for_run(context.run.run_id))
+        if not report.passed:  # the terminal's word on why, also outside `make run`
+            context.log.error(f"check {gate.name} failed: {report.summary}")
         # The event log's own record of the verdict: promotion refuses a verdict file that
         # is not byte for byte this one (edited, or written outside the check).
         sha = sha256_file(verdict_path(storage.layout, gate.name))

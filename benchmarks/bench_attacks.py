@@ -436,6 +436,20 @@ def stray_in_release(world: World) -> subprocess.CompletedProcess:
     return world.run([str(BIN / "calibrate"), "releases", "--storage", str(world.root)])
 
 
+def _symlink_to_tampered(world: World) -> None:
+    """DE.h5 replaced by a symlink to a tampered copy outside the storage root."""
+    path = world.root / "stacked_h5s" / "states" / "DE.h5"
+    outside = world.dir / "DE_elsewhere.h5"
+    shutil.copy(path, outside)
+    _scale_weight(outside, 1000.0)
+    path.unlink()
+    path.symlink_to(outside)
+
+
+def holds_temporary(world: World, version: str) -> bool:
+    return any(p.name.startswith(".tmp") for p in (world.root / "releases" / version).rglob("*"))
+
+
 def tamper_baseline_then_judge(world: World) -> subprocess.CompletedProcess:
     _tamper_baseline_validation(world)
     return world.run([str(BIN / "dagster"), "asset", "materialize", "-m",
@@ -492,6 +506,17 @@ ROWS: list[Row] = [
     Row("target_config_after", "the target config edited (one rule dropped) after the "
         "checks, then promote", after(lambda w: (w.root / "target_config" / "targets.yaml")
                                       .write_text("{}\n")), any_promotion),
+    Row("symlink_swap", "stacked_h5s/states/DE.h5 replaced by a symlink to a copy outside "
+        "the storage root with one household_weight x1000, then promote",
+        after(_symlink_to_tampered), any_promotion),
+    Row("hidden_stray", "a copy of states/DE.h5 dropped in as states/.tmp-CA.h5 (a name the "
+        "pipeline treats as temporary), then promote", after(lambda w: shutil.copy(
+            w.root / "stacked_h5s/states/DE.h5", w.root / "stacked_h5s/states/.tmp-CA.h5")),
+        holds_temporary),
+    Row("stray_in_fit_dir", "a stray weights_v2.npy dropped into calibration_weights/, then "
+        "promote", after(lambda w: shutil.copy(w.root / "calibration_weights/weights.npy",
+                                               w.root / "calibration_weights/weights_v2.npy")),
+        lambda w, v: any((w.root / "releases" / v).rglob("weights_v2.npy"))),
     # Crashes.
     Row("kill_fit_failpoint", "kill -9 of `make run` refit at the fit's first checkpoint "
         "(CALIBRATION_KILL_BEFORE_RENAME=checkpoint.pt); next: `make run` refit",

@@ -676,6 +676,9 @@ def test_a_baseline_release_that_fails_its_manifest(ready, damage, capsys):
     assert set(failed) == {"simulation_quality", "fit_review"}
     assert f"baseline release {baseline.version}: {named}" in failed[
         "simulation_quality"].description
+    logged = [e.user_message for e in ready.instance.all_logs(result.run_id)]
+    assert any(m.startswith("check simulation_quality failed: ") and named in m
+               for m in logged), logged  # what a terminal shows, not only the UI
     assert not ready.materialize("promoted_release").success
     assert calibrate(["releases", "--storage", str(ready.root)]) == 0
     assert f"verify FAILED (1: {named}" in " ".join(capsys.readouterr().out.split())
