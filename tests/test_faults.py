@@ -216,7 +216,8 @@ def test_kill_during_promotion_keeps_every_release_and_marks_the_unpromoted(worl
     assert calibrate(["releases", "--storage", str(world.root)]) == 0
     listing = capsys.readouterr().out
     assert f"* {new}" in listing
-    assert listing.count("UNPROMOTED") == (1 if kill == "CURRENT" else 0)
+    rows = [line for line in listing.splitlines() if line.startswith(("* ", "  20"))]
+    assert sum(r.endswith("UNPROMOTED") for r in rows) == (1 if kill == "CURRENT" else 0)
 
 
 # --- one run at a time ----------------------------------------------------------------------
