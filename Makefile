@@ -9,13 +9,17 @@ PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CALIBRATION_STORAGE_ROOT ?= $(CURDIR)/storage
 export CALIBRATION_PROFILE := $(PROFILE)
-# The optional interop check: policyengine-us in its own venv (AGPL, never a default).
-PE_VENV := .venv-policyengine
+# ENGINE=builtin|policyengine overrides the profile's engine (empty: the profile's).
+ENGINE ?=
+export CALIBRATION_ENGINE := $(ENGINE)
+# The policyengine extra (policyengine-us 2.68.0, AGPL-3.0), installed into .venv only when
+# the engine needs it: ENGINE=policyengine, a profile with `engine: policyengine`, or tests.
+PE_INSTALLED := $(VENV)/.policyengine
 
 .PHONY: setup run test test-fast lint bench ui interop clean allocate
 
 # Idempotent: re-running only re-installs when pyproject.toml changed.
-setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml $(if $(filter policyengine,$(ENGINE)),$(PE_INSTALLED))
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+$(PE_INSTALLED): $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[dev,policyengine]"
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -34,11 +42,15 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 # those gate rules for this run, on record (README: "Change which targets count").
 JOB ?= full_rebuild
 run: setup
+	@engine="$$($(BIN)/python -m assets.run --profile $(PROFILE) --print-engine)" || exit 1; \
+	if [ "$$engine" = policyengine ]; then $(MAKE) --no-print-directory $(PE_INSTALLED); fi
 	$(BIN)/python -m assets.run --profile $(PROFILE) --job $(JOB) \
 	  $(if $(BASELINE),--baseline $(BASELINE)) $(if $(ACCEPT),--accept "$(ACCEPT)") \
 	  $(if $(REASON),--reason "$(REASON)") $(if $(OPERATOR),--operator "$(OPERATOR)")
 
-test: setup
+# CI (`.ci/run`) runs this: the policyengine extra is installed, so the ci profile also runs
+# end to end under policyengine-us (tests/test_e2e_policyengine.py).
+test: setup $(PE_INSTALLED)
 	$(BIN)/ruff check pipeline assets resources tests benchmarks scripts
 	$(BIN)/python -m pytest
 
@@ -59,20 +71,14 @@ allocate: setup
 ui: setup
 	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -p $(PORT)
 
-# Loads every published file of the CURRENT release in policyengine-us and compares its
-# totals with our validation (docs/policyengine.md). Needs `make run` first.
-interop: setup $(PE_VENV)/.installed
-	$(PE_VENV)/bin/python -m pytest -q tests/test_policyengine_optional.py
-	$(PE_VENV)/bin/python scripts/policyengine_interop.py --storage $(CALIBRATION_STORAGE_ROOT)
-
-$(PE_VENV)/.installed: pyproject.toml
-	test -x $(PE_VENV)/bin/python || $(PYTHON) -m venv $(PE_VENV)
-	$(PE_VENV)/bin/python -m pip install -q --upgrade pip
-	$(PE_VENV)/bin/python -m pip install -q torch==2.13.0
-	$(PE_VENV)/bin/python -m pip install -q -e ".[dev,policyengine]"
-	touch $@
+# Loads every state, district and national file of releases/CURRENT in policyengine-us and
+# compares its totals with the release's own validation (docs/policyengine.md). Needs
+# `make run` first.
+interop: setup $(PE_INSTALLED)
+	$(BIN)/python -m pytest -q tests/test_policyengine.py
+	$(BIN)/python scripts/policyengine_interop.py --storage $(CALIBRATION_STORAGE_ROOT)
 
 clean:
 	# Releases are read-only (immutable once promoted): make them writable to delete them.
 	chmod -R u+w storage 2>/dev/null || true
-	rm -rf $(VENV) $(PE_VENV) storage .dagster_home
+	rm -rf $(VENV) storage .dagster_home

@@ -20,14 +20,13 @@ from assets.automation import (
 )
 from assets.fit import fit_assets
 from assets.gates import gate_checks
-from assets.package import calibration_package
+from assets.package import package_asset
 from assets.publish import stacked_asset
 from assets.release import release_asset
 from assets.source import source_cps, stratified_cps
 from assets.sparsity import allocation_search, sparsity_asset
 from assets.targets import hierarchy_checks, target_config_assets, target_db
 from assets.validate import validation_asset
-from pipeline.config import load_profile
 from pipeline.core.fit_table import FITS, LOCAL_CONFIG, NATIONAL_CONFIG, Fit
 from pipeline.core.packaged import packaged
 from pipeline.core.parallel import LOCAL
@@ -36,11 +35,13 @@ from resources import (
     BASELINE_ENV,
     DEFAULT_STORAGE_ROOT,
     DEVICE_ENV,
+    ENGINE_ENV,
     STORAGE_ENV,
     ComputeResource,
     ProfileResource,
     StorageResource,
     TargetConfigResource,
+    profile_with_engine,
 )
 from resources.waiver import WaiverResource
 
@@ -55,12 +56,14 @@ def make_definitions(
     *, profile: str | None = None, storage_root: str | None = None,
     target_config_path: str | None = None, national_target_config_path: str | None = None,
     device: str | None = None, dask: str | None = None, workers: int | None = None,
-    baseline: str | None = None, fits: tuple[Fit, ...] = FITS,
+    baseline: str | None = None, fits: tuple[Fit, ...] = FITS, engine: str | None = None,
 ) -> Definitions:
-    """`fits` is the fit table the assets, checks and release are generated from."""
+    """`fits` is the fit table the assets, checks and release are generated from; `engine`
+    (else `CALIBRATION_ENGINE`) overrides the profile's."""
     profile_name = profile or os.environ.get("CALIBRATION_PROFILE") or "demo"
-    loaded = load_profile(profile_name)
-    profile_resource = ProfileResource(name=profile_name)
+    loaded = profile_with_engine(profile_name, engine or os.environ.get(ENGINE_ENV, ""))
+    profile_resource = ProfileResource(name=profile_name,
+                                       engine=_setting(engine, ENGINE_ENV, ""))
     resources = {
         "storage": StorageResource(
             root=_setting(storage_root, STORAGE_ENV, str(Path(DEFAULT_STORAGE_ROOT).resolve())),
@@ -80,7 +83,7 @@ def make_definitions(
                                   (NATIONAL_CONFIG, national_target_config_path))}),
     }
     assets = [source_cps, stratified_cps, target_db, *target_config_assets(fits),
-              calibration_package, sparsity_asset(loaded, fits), *fit_assets(loaded, fits),
+              package_asset(loaded), sparsity_asset(loaded, fits), *fit_assets(loaded, fits),
               stacked_asset(fits), validation_asset(fits), release_asset(fits)]
     refit = refit_job(fits, loaded)
     return Definitions(

@@ -19,7 +19,6 @@ from assets.metadata import (
     svg_image,
     text,
 )
-from assets.package import calibration_package
 from assets.stages import stage
 from pipeline.config import Profile
 from pipeline.core.fit_table import Fit
@@ -75,7 +74,7 @@ def fit_asset(fit: Fit, loaded: Profile) -> AssetsDefinition:
     shown = loaded.fit_params(fit)
     config_class = fit_config_class(shown, "".join(w.title() for w in fit.weights.split("_"))
                                     + "Config")
-    deps = [calibration_package, fit.config.asset, *(["sparsity_allocation"]
+    deps = ["calibration_package", fit.config.asset, *(["sparsity_allocation"]
                                                      if fit.allocation else [])]
 
     @asset(name=fit.weights, **stage("fit"), code_version="2", deps=deps, pool="gpu",

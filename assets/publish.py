@@ -7,7 +7,6 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from assets.failures import explains
 from assets.metadata import data_version, markdown_table, readable
-from assets.package import calibration_package
 from assets.stages import stage
 from pipeline.core.fit_table import AREA_FILES, NATIONAL_FILE, Fit, published, publisher
 from pipeline.core.hashing import sha256_file
@@ -23,7 +22,7 @@ def stacked_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
     areas, national = publisher(AREA_FILES, fits), publisher(NATIONAL_FILE, fits)
 
     @asset(name="stacked_h5s", **stage("publish"), code_version="4",
-           deps=[*(f.weights for f in published(fits)), calibration_package],
+           deps=[*(f.weights for f in published(fits)), "calibration_package"],
            description=f"One H5 per state and per district (the {areas.label}) and "
                        f"{NATIONAL_FILE} (the {national.label}); weight > 0 records; in "
                        "policyengine-us's vocabulary (docs/policyengine.md).")

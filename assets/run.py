@@ -52,23 +52,42 @@ def main(argv: list[str] | None = None) -> int:
     accept.add_argument("--reason", default="", help="why the refused change is the one meant")
     accept.add_argument("--operator", default=os.environ.get("CALIBRATION_OPERATOR", ""),
                         help="who accepts it (default: $CALIBRATION_OPERATOR)")
+    parser.add_argument("--engine", choices=["builtin", "policyengine"],
+                        default=os.environ.get("CALIBRATION_ENGINE") or None,
+                        help="the simulation engine, overriding the profile's engine: "
+                             "(default: $CALIBRATION_ENGINE, else the profile's)")
+    parser.add_argument("--print-engine", action="store_true",
+                        help="print the engine the run would use and exit (make uses it to "
+                             "install the policyengine extra only when needed)")
     args = parser.parse_args(argv)
+    if args.print_engine:
+        from pipeline.core.errors import InputError
+        from resources import profile_with_engine
+
+        try:
+            print(profile_with_engine(args.profile, args.engine or "").engine)
+        except InputError as exc:  # a bad profile: one line, before make installs anything
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_NOT_PROMOTED
+        return 0
 
     from dagster import AssetCheckSeverity, DagsterInstance
 
     from pipeline.core.errors import InputError
     from pipeline.core.lock import StorageBusy, storage_lock
-    from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV, took_over
+    from resources import DEFAULT_STORAGE_ROOT, STORAGE_ENV, require_engine, took_over
 
     storage_root = Path(os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_ROOT).resolve()
     run_id = str(uuid.uuid4())  # what Dagster names runs by; known now for the log's name
     log_path = storage_root / LOGS / f"{run_id}.log"
     try:
+        require_engine(args.profile, args.engine or "")  # before any stage
         # Importing the module builds the definitions of $CALIBRATION_PROFILE (what `make
         # run PROFILE=...` sets): a bad profile is refused here, in one line.
         from assets.definitions import make_definitions
 
-        defs = make_definitions(profile=args.profile, baseline=args.baseline)
+        defs = make_definitions(profile=args.profile, baseline=args.baseline,
+                                engine=args.engine)
         instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
         with storage_lock(storage_root, f"python -m assets.run --job {args.job}") as lock:
             took_over(lock, instance, lambda message: print(f"note: {message}", file=sys.stderr))
@@ -252,6 +271,7 @@ def release_summary(release: "Release") -> str:
         f"Promoted release {release.version}",
         f"  path:  {release.path}",
         f"  files: {file_counts(m['files'])}",
+        f"  engine: {_engine_line(m)}",
         *(_fit_line(fit.label, m[fit.manifest_key]) for fit in FITS if fit.manifest_key in m),
         "  gates:",
     ]
@@ -273,6 +293,17 @@ def file_counts(files: dict) -> str:
     return (f"{len(files)} ({published} published H5 files: {states} states, {districts} "
             f"districts{', national.h5' if national else ''}; {len(files) - published} fit "
             "records, configs and validation)")
+
+
+def _engine_line(manifest: dict) -> str:
+    """The release's engine, and the targets it left out of scope (never trained)."""
+    engine = manifest.get("engine") or {"name": "builtin", "version": "unnamed"}
+    skipped = manifest.get("out_of_scope") or {}
+    line = f"{engine['name']} ({engine['version']})"
+    if skipped.get("targets"):
+        line += (f"; {skipped['targets']} targets out of scope for it, not trained: "
+                 f"{', '.join(skipped['variables'])} (ENGINE=policyengine computes them)")
+    return line
 
 
 def _fit_line(label: str, fit: dict) -> str:

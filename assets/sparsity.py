@@ -20,7 +20,6 @@ from dagster import MetadataValue as MV
 from assets.failures import explains
 from assets.fit import launchpad_changes, launchpad_config
 from assets.metadata import data_version, markdown_table, readable
-from assets.package import calibration_package
 from assets.stages import stage
 from pipeline.config import Profile
 from pipeline.core.fit_table import Fit, allocated
@@ -38,7 +37,7 @@ def sparsity_asset(loaded: Profile, fits: tuple[Fit, ...]) -> AssetsDefinition:
     config_class = launchpad_config(loaded.allocation, "AllocationConfig",
                                     "The search's settings; the defaults are the profile's.")
 
-    @asset(**stage("fit"), code_version="1", deps=[calibration_package, fit.config.asset],
+    @asset(**stage("fit"), code_version="1", deps=["calibration_package", fit.config.asset],
            pool="gpu", description=f"Where the {fit.label}'s record budget goes, learned by "
            "PPO agents (gymnasium env over states x strata) on half the validation split.")
     @explains

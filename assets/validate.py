@@ -20,7 +20,7 @@ from pipeline.validate.totals import (
     validate_h5s,
     write_validation_csv,
 )
-from resources import ComputeResource, StorageResource
+from resources import ComputeResource, ProfileResource, StorageResource
 
 
 def validation_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
@@ -32,12 +32,14 @@ def validation_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
                        "files, scored relative (or absolute near zero), with its provenance.")
     @explains
     def _validation(context: AssetExecutionContext, storage: StorageResource,
-                    compute: ComputeResource) -> MaterializeResult:
+                    profile: ProfileResource, compute: ComputeResource) -> MaterializeResult:
         layout = storage.layout
         lineage = parent_hashes(layout, "validation_results", fits)
         pkg, views = load_fits(layout, shown)
+        sample = profile.load().gates.district_sample  # the checks walk the same files
         with report_to(context.log.info):
-            df = validate_h5s(walk_storage(layout, pkg, views, compute.runner()), views)
+            df = validate_h5s(walk_storage(layout, pkg, views, compute.runner(), sample),
+                              views)
         write_validation_csv(df, layout.validation_csv)
         write_lineage(layout.validation_lineage, lineage)
         return _metadata(df, layout)

@@ -12,12 +12,13 @@ from pathlib import Path
 from dagster import ConfigurableResource, DagsterInstance, DagsterRunStatus, InitResourceContext
 from pydantic import PrivateAttr
 
-from pipeline.config import Profile, load_profile
+from pipeline.config import Profile, load_profile, profile_path
 from pipeline.core.errors import InputError
 from pipeline.core.fit_table import TargetConfig
 from pipeline.core.layout import Layout
 from pipeline.core.lock import Acquired, StorageBusy, storage_lock
 from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
+from pipeline.engine import ENGINES, load_engine
 from pipeline.release.versions import current_release, repair_current
 from resources.launch import check_launch
 from resources.pools import mark_process, wait_for_pools
@@ -31,14 +32,25 @@ _UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRun
                DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
 
 
+ENGINE_ENV = "CALIBRATION_ENGINE"
+
+
 class ProfileResource(ConfigurableResource):
     """Which profile sizes the build: a shipped name (demo, ci, production) or a YAML path
-    (`CALIBRATION_PROFILE`, default demo)."""
+    (`CALIBRATION_PROFILE`, default demo); `engine` (`CALIBRATION_ENGINE`, `make run
+    ENGINE=`) overrides the profile's `engine:` when set.
+
+    A run whose engine cannot run here (the policyengine extra missing, or another version
+    of it) is refused when the run starts, before any stage."""
 
     name: str
+    engine: str = ""
 
     def load(self) -> Profile:
-        return load_profile(self.name)
+        return profile_with_engine(self.name, self.engine)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        require_engine(self.name, self.engine)
 
 
 class StorageResource(ConfigurableResource):
@@ -130,6 +142,33 @@ def prepare_baseline(root: Path, baseline: str, warn: Callable[[str], object]) -
             warn(f"CURRENT was missing or dangling; it now names the newest release "
                  f"{repaired.version} ({BASELINE_ENV}=newest)")
     current_release(root)
+
+
+def profile_with_engine(name: str, engine: str = "") -> Profile:
+    """The profile, its `engine:` replaced by `engine` when one is given (and checked).
+
+    A copy, not a re-parse: the fits' record of which values came from their preset
+    (`FitParams.to_dict()["preset_source"]`) survives."""
+    profile = load_profile(name)
+    if not engine or engine == profile.engine:
+        return profile
+    if engine not in ENGINES:
+        raise InputError(f"{ENGINE_ENV} (profile {name})", "engine",
+                         f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")
+    return profile.model_copy(update={"engine": engine})
+
+
+def require_engine(name: str, engine: str = "") -> Profile:
+    """The profile, refused (naming the profile's key and the install command) when its
+    engine cannot run here."""
+    profile = profile_with_engine(name, engine)
+    try:
+        load_engine(profile.engine).require()
+    except InputError as exc:
+        source = (f"{ENGINE_ENV}={engine}" if engine
+                  else f"{profile_path(name)} (profile key engine: {profile.engine})")
+        raise InputError(source, "engine", exc.problem, exc.fix) from None
+    return profile
 
 
 class ComputeResource(ConfigurableResource):

@@ -1,18 +1,23 @@
-"""Load published files in policyengine-us and compare its totals with our engine's.
+"""Load a release's published files in policyengine-us and compare its totals with the
+release's own validation.
 
-For every state file and the national file of the last stacking (`make run` promotes
-exactly those), the
-weighted households, persons, AGI, federal income tax, EITC, SNAP and SNAP households as
-policyengine-us's `Microsimulation` computes them (offline: HF_HUB_OFFLINE=1, dataset=
-the file), next to the same totals from our validation's engine and aggregation
-(`pipeline.validate`). Needs the `policyengine` extra (`make interop` installs it in its
-own venv). Writes a CSV of every file and a Markdown summary; docs/policyengine.md explains
-the differences.
+For every state file, the national file and the district files (all of them up to
+`--max-districts`, else the largest and a seeded draw of the rest) of the release
+`releases/CURRENT` names, the weighted households, persons, AGI, federal income tax, EITC,
+SNAP and SNAP households as policyengine-us's `Microsimulation` computes them (offline:
+HF_HUB_OFFLINE=1, dataset= the file, as a user loads it), next to the same totals from the
+release's engine through our validation's aggregation (`pipeline.validate`). For a release
+built with the `policyengine` engine both sides run policyengine-us, by separate code, and
+must agree to float rounding; for a `builtin` release the gaps are the engines'
+(docs/policyengine.md explains them). Needs the `policyengine` extra (`make interop`).
 
-    .venv-policyengine/bin/python scripts/policyengine_interop.py --storage storage
+    .venv/bin/python scripts/policyengine_interop.py --storage storage
 
-policyengine-us needs far more memory per household than our engine: a file is loaded in
-a child process whose resident memory is watched, and one that passes `--max-rss-gb` is
+Writes benchmarks/results/policyengine_interop_<profile>_<engine>.{csv,md}: a run of one
+profile and engine never overwrites another's committed results.
+
+policyengine-us needs far more memory per household than our engine: files are loaded in a
+child process whose resident memory is watched, and one that passes `--max-rss-gb` is
 stopped and reported as such (with the peak and the time it ran) instead of swapping the
 machine to a halt.
 """
@@ -33,27 +38,34 @@ import pandas as pd
 METRICS = ("households", "persons", "adjusted_gross_income", "income_tax", "eitc", "snap",
            "snap_households")
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results" / "policyengine_interop"
+RESULTS = ROOT / "benchmarks" / "results"
+STACKED_MANIFEST = "stacked_manifest.json"
 
 
-_TAX_CACHES: dict = {}  # period -> TaxCache: every file's units are the base sample's
-
-
-def ours(path: Path) -> dict[str, float]:
-    """Our engine on the file, summed by validation's own aggregation."""
-    from pipeline.engine import simulate
-    from pipeline.engine.tax_cache import TaxCache
-    from pipeline.microdata import read_h5
+def ours(path: Path, entry: dict, engine_name: str) -> dict[str, float]:
+    """The release's engine on the file, block by block as validation walks it, summed by
+    validation's own aggregation."""
+    from pipeline.engine import load_engine
+    from pipeline.microdata import blocks, read_h5, split_block
     from pipeline.validate.aggregate import EntityTables
 
-    md = read_h5(path)
-    cache = _TAX_CACHES.setdefault(md.period, TaxCache(md.period))
-    tables = EntityTables(md, simulate(md, cache.taxes(md.tax_unit)))
-    totals = {"households": tables.total("household_count", "[]"),
-              "persons": tables.total("person_count", "[]"),
-              "snap_households": tables.total("household_count", '[["snap", ">", 0]]')}
-    for variable in ("adjusted_gross_income", "income_tax", "eitc", "snap"):
-        totals[variable] = tables.total(variable, "[]")
+    engine = load_engine(engine_name)
+    variables = ("adjusted_gross_income", "eitc", "household_count", "income_tax",
+                 "person_count", "snap")
+    totals = dict.fromkeys(METRICS, 0.0)
+    parts = blocks(entry["row_offsets"])
+    if engine.max_block_households:
+        parts = [p for b in parts for p in split_block(path, b, engine.max_block_households)]
+    for block in parts:
+        md = read_h5(path, block)
+        whole = len(parts) == 1
+        tables = EntityTables(md, engine.simulate_published(path, None if whole else block, md,
+                                                            variables))
+        totals["households"] += tables.total("household_count", "[]")
+        totals["persons"] += tables.total("person_count", "[]")
+        totals["snap_households"] += tables.total("household_count", '[["snap", ">", 0]]')
+        for variable in ("adjusted_gross_income", "eitc", "income_tax", "snap"):
+            totals[variable] += tables.total(variable, "[]")
     return totals
 
 
@@ -117,7 +129,9 @@ class Watched:
             return None, stats
         if self.child.returncode != 0:
             raise RuntimeError(f"policyengine-us failed (exit {self.child.returncode})")
-        return json.loads(self.out.read_text()), stats
+        result = json.loads(self.out.read_text())
+        self.out.unlink()
+        return result, stats
 
 
 def _rss_gb(pid: int) -> float:
@@ -130,65 +144,85 @@ def _rss_gb(pid: int) -> float:
     return 0.0
 
 
-def compare(stacked: Path, max_rss_gb: float, only: list[str] | None) -> pd.DataFrame:
-    manifest = json.loads((stacked / "manifest.json").read_text())
+def choose_files(manifest: dict, max_districts: int) -> list[str]:
+    """Every state file, the national file, and the district files (all up to
+    `max_districts`, else the largest ten and a seeded draw of the rest)."""
+    from pipeline.validate.totals import DistrictSample, sample_districts
+
+    files = manifest["files"]
+    states = sorted(rel for rel in files if rel.startswith("states/"))
+    districts = sorted(rel for rel in files if rel.startswith("districts/"))
+    if len(districts) > max_districts:
+        districts = sample_districts(manifest, DistrictSample(size=max_districts - 10))
+    return [*states, *districts, *[rel for rel in files if "/" not in rel]]
+
+
+def compare(release: Path, files: list[str], max_rss_gb: float) -> pd.DataFrame:
+    manifest = json.loads((release / STACKED_MANIFEST).read_text())
     period = int(manifest["period"])
-    files = [rel for rel in manifest["files"] if rel.startswith("states/")]
-    files = [f for f in files if only is None or f in only]
+    engine = manifest.get("engine", {}).get("name", "builtin")
     rows = []
-    if files:
-        watched = Watched([stacked / f for f in files], period, max_rss_gb, stacked.parent)
-        our = {rel: ours(stacked / rel) for rel in files}  # while policyengine-us runs
-        states, stats = watched.result()
-        if states is None:
-            raise RuntimeError(f"the state files passed {max_rss_gb} GB together: {stats}")
-        for rel, pe in zip(files, states, strict=True):
-            rows.append(_row(rel, our[rel], pe, manifest["files"][rel]))
-    if only is None or "national.h5" in only:
-        watched = Watched([stacked / "national.h5"], period, max_rss_gb, stacked.parent)
-        our_national = ours(stacked / "national.h5")
-        national, stats = watched.result()
-        pe = national[0] if national else {"seconds": stats["seconds"]}
-        rows.append(_row("national.h5", our_national, pe, manifest["files"]["national.h5"],
-                         stats["peak_rss_gb"]))
-        if national is None:
-            print(f"policyengine-us stopped on national.h5 at {stats['peak_rss_gb']:.1f} GB "
-                  f"resident after {stats['seconds']:.0f}s", flush=True)
+    for group in (files[:-1], files[-1:]):  # the area files, then the national file alone
+        watched = Watched([release / f for f in group], period, max_rss_gb, release.parent)
+        try:
+            our = {rel: ours(release / rel, manifest["files"][rel], engine)  # meanwhile
+                   for rel in group}
+        except BaseException:
+            watched.child.kill()
+            raise
+        pe, stats = watched.result()
+        if pe is None:
+            print(f"policyengine-us stopped at {stats['peak_rss_gb']:.1f} GB resident after "
+                  f"{stats['seconds']:.0f}s on {group[0]}...", flush=True)
+            pe = [{"seconds": stats["seconds"]}] * len(group)
+        for rel, theirs_row in zip(group, pe, strict=True):
+            rows.append(_row(rel, our[rel], theirs_row, manifest["files"][rel],
+                             stats["peak_rss_gb"]))
     return pd.DataFrame(rows)
 
 
 def _row(rel: str, our: dict[str, float], pe: dict[str, float], entry: dict,
-         peak_rss_gb: float | None = None) -> dict:
+         peak_rss_gb: float) -> dict:
     row = {"file": rel, "households_in_file": entry["households"],
-           "pe_seconds": round(pe.get("seconds", float("nan")), 1)}
-    if peak_rss_gb is not None:
-        row["pe_peak_rss_gb"] = round(peak_rss_gb, 2)
+           "pe_seconds": round(pe.get("seconds", float("nan")), 1),
+           "pe_peak_rss_gb": round(peak_rss_gb, 2)}
     for m in METRICS:
         row[f"ours_{m}"] = our[m]
         row[f"pe_{m}"] = pe.get(m, float("nan"))
     return row
 
 
-def summary(df: pd.DataFrame) -> str:
-    """The sum of the state files and the national file: ours, policyengine-us's, the gap."""
-    states = df[df["file"].str.startswith("states/")]
-    lines = ["| metric | files | ours | policyengine-us | PE / ours − 1 |", "|---|---|---|---|---|"]
-    for label, part in ((f"sum of {len(states)} state files", states),
-                        ("national.h5", df[df["file"] == "national.h5"])):
+def summary(df: pd.DataFrame, engine: str) -> str:
+    """Per kind of file: the totals on both sides and the gap; the largest gap per file."""
+    lines = ["| metric | files | release's validation | policyengine-us | PE / ours − 1 |",
+             "|---|---|---|---|---|"]
+    kinds = {"state": df["file"].str.startswith("states/"),
+             "district": df["file"].str.startswith("districts/"),
+             "national": df["file"] == "national.h5"}
+    for kind, mask in kinds.items():
+        part = df[mask]
         if part.empty:
             continue
+        label = f"sum of {len(part)} {kind} files" if kind != "national" else "national.h5"
         for m in METRICS:
             a, b = part[f"ours_{m}"].sum(), part[f"pe_{m}"].sum(min_count=1)
-            gap = f"{b / a - 1:+.1%}" if a and pd.notna(b) else "n/a"
+            gap = f"{b / a - 1:+.2e}" if a and pd.notna(b) else "n/a"
             lines.append(f"| {m} | {label} | {_big(a)} | {_big(b)} | {gap} |")
-    over = []
-    for m in METRICS:
-        gap = states[f"pe_{m}"] / states[f"ours_{m}"] - 1
-        big = states.loc[gap.abs() > 0.05, "file"].str[7:-3].tolist()
-        over.append(f"- {m}: {len(big)} of {len(states)} states differ by more than 5%"
-                    + (f" ({', '.join(big[:12])}{', ...' if len(big) > 12 else ''})"
-                       if big else ""))
-    return "\n".join(lines) + "\n\n" + "\n".join(over) + "\n"
+    gaps = pd.DataFrame({m: (df[f"pe_{m}"] - df[f"ours_{m}"]).abs()
+                         / df[f"ours_{m}"].abs().clip(lower=1.0) for m in METRICS})
+    worst = gaps.max(axis=1)
+    lines += ["", f"Largest relative gap on any metric, per file ({engine} release): "
+              f"max {worst.max():.3g}, median {worst.median():.3g}; "
+              f"{int((worst > 1e-6).sum())} of {len(df)} files beyond 1e-6."]
+    if engine == "builtin":
+        for m in METRICS:
+            states = df[kinds["state"]]
+            gap = (states[f"pe_{m}"] / states[f"ours_{m}"] - 1).abs()
+            big = states.loc[gap > 0.05, "file"].str[7:-3].tolist()
+            lines.append(f"- {m}: {len(big)} of {len(states)} states differ by more than 5%"
+                         + (f" ({', '.join(big[:12])}{', ...' if len(big) > 12 else ''})"
+                            if big else ""))
+    return "\n".join(lines) + "\n"
 
 
 def _big(v: float) -> str:
@@ -204,24 +238,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--storage", default=os.environ.get("CALIBRATION_STORAGE_ROOT",
                                                             "storage"))
-    parser.add_argument("--stacked", help="a stacked directory (default: "
-                        "<storage>/stacked_h5s)")
-    parser.add_argument("--files", nargs="*", help="only these (e.g. states/DE.h5)")
+    parser.add_argument("--release", help="a release directory (default: the one "
+                        "<storage>/releases/CURRENT names)")
+    parser.add_argument("--max-districts", type=int, default=50,
+                        help="load every district file up to this many, else a sample")
     parser.add_argument("--max-rss-gb", type=float, default=12.0,
-                        help="stop policyengine-us on a file past this resident memory")
-    parser.add_argument("--out", default=str(OUT), help="CSV and Markdown path (no suffix)")
+                        help="stop policyengine-us on files past this resident memory")
+    parser.add_argument("--out-dir", default=str(RESULTS), help="where the CSV and Markdown go")
     args = parser.parse_args(argv)
-    stacked = Path(args.stacked) if args.stacked else Path(args.storage) / "stacked_h5s"
-    df = compare(stacked.resolve(), args.max_rss_gb, args.files)
+    from pipeline.core.atomic import write_text
+    from pipeline.core.errors import InputError
+    from pipeline.release.versions import current_release
+
+    release_dir = Path(args.release) if args.release else None
+    if release_dir is None:
+        current = current_release(args.storage)
+        if current is None:
+            raise SystemExit(f"no release under {args.storage}: run `make run` first")
+        release_dir = current.path
+    if not (release_dir / STACKED_MANIFEST).is_file():
+        raise InputError(release_dir, STACKED_MANIFEST, "the release has no stacking manifest "
+                         "(promoted before issue 18)", "promote a release again (make run)")
+    manifest = json.loads((release_dir / "manifest.json").read_text())
+    stacked = json.loads((release_dir / STACKED_MANIFEST).read_text())
+    engine = stacked.get("engine", {}).get("name", "builtin")
+    profile = manifest["profile"]["name"]
+    df = compare(release_dir.resolve(), choose_files(stacked, args.max_districts),
+                 args.max_rss_gb)
     from importlib.metadata import version
 
-    from pipeline.core.atomic import write_text
-
-    out = Path(args.out)
-    write_text(out.with_suffix(".csv"), df.to_csv(index=False, float_format="%.6g"))
-    text = (f"# policyengine-us {version('policyengine-us')} against our engine\n\n"
-            f"Files: {stacked.name} of the demo profile's run. Regenerate: `make interop`."
-            f"\n\n{summary(df)}")
+    out = Path(args.out_dir) / f"policyengine_interop_{profile}_{engine}"
+    write_text(out.with_suffix(".csv"), df.to_csv(index=False, float_format="%.10g"))
+    text = (f"# policyengine-us {version('policyengine-us')} on release {manifest['version']}"
+            f"\n\nProfile `{profile}`, engine `{engine}`"
+            f" ({stacked.get('engine', {}).get('version', 'taxcalc')}). Regenerate: "
+            f"`make interop` after `make run PROFILE={profile}`.\n\n{summary(df, engine)}")
     write_text(out.with_suffix(".md"), text)
     print(text)
     return 0

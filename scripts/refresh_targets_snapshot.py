@@ -96,6 +96,31 @@ SOURCES = {
         "policyengine-us-data (county_cd_distributions.csv)", "Census 2020 block crosswalk",
         2020, "probability", "P(county given district) for the 119th Congress districts",
     ),
+    # Families only policyengine-us computes (issue 18): out of scope with the builtin engine.
+    "state_income_tax_state.csv": (
+        "Census Annual Survey of State Tax Collections "
+        "(census_stc_individual_income_tax_2024.json)", "individual income tax (T40)", 2024,
+        "USD", "state individual income tax collections per state (0 where none is levied)",
+    ),
+    "medicaid_state.csv": (
+        "MACPAC enrollment tables (medicaid_enrollment_2024.csv)", "FFY 2024", 2024,
+        "persons", "Medicaid enrollment per state",
+    ),
+    "aca_ptc_state.csv": (
+        "IRS SOI Historical Table 2 (aca_ptc_state.csv)", "22in55cm N85770/A85770", 2022,
+        "returns; USD", "returns with a premium tax credit and its total per state",
+    ),
+    "real_estate_taxes_state.csv": (
+        "Census ACS (real_estate_taxes_by_state_acs.csv)", "real estate taxes paid", 2023,
+        "USD", "real estate taxes paid by homeowners per state (the source states no year; "
+        "it was added in July 2025, when ACS 2023 was the latest release)",
+    ),
+    "county_fips.csv": (
+        "Census 2020 county list (national_county2020.txt) in the copy policyengine-us "
+        "ships; scripts/snapshot_county_fips.py", "county FIPS codes", 2020, "codes",
+        "5-digit FIPS of each county name county_cd_distributions.csv uses (not derived "
+        "from the wheel)",
+    ),
 }
 
 
@@ -257,6 +282,7 @@ def build(wheel: Wheel) -> dict[str, pd.DataFrame]:
         "county_cd_distributions.csv": wheel.csv(STORAGE + "county_cd_distributions.csv")
         .rename(columns={"county_name": "county"}),
     }
+    frames.update(policyengine_families(wheel))
     national_total = int(us[total].iloc[0])
     if int(age_national["value"].sum()) != national_total:
         raise InputError(RAW + "acs_S0101_national_2024.json", total,
@@ -264,6 +290,40 @@ def build(wheel: Wheel) -> dict[str, pd.DataFrame]:
                          "check the S0101 column selection")
     return {k: v.sort_values(list(v.columns[:3])).reset_index(drop=True)
             for k, v in frames.items()}
+
+
+def _by_abbreviation(df: pd.DataFrame, column: str, member: str) -> pd.Series:
+    """A state column of USPS abbreviations as FIPS, every state and DC present."""
+    fips = df[column].map(STATE_FIPS)
+    if fips.isna().any() or fips.nunique() != 51:
+        raise InputError(member, column, f"{fips.nunique()} known states",
+                         "the file must cover 50 states + DC by abbreviation")
+    return fips.astype(np.int64)
+
+
+def policyengine_families(wheel: Wheel) -> dict[str, pd.DataFrame]:
+    """The state statistics only policyengine-us computes: state income tax, Medicaid
+    enrollment, ACA premium tax credits, real estate taxes."""
+    stc = pd.DataFrame(wheel.json(RAW + "census_stc_individual_income_tax_2024.json"))
+    stc = stc[stc["state_abbrev"].isin(STATE_FIPS)]
+    medicaid = wheel.csv(TARGETS + "medicaid_enrollment_2024.csv")
+    aca = wheel.csv(TARGETS + "aca_ptc_state.csv")
+    ret = wheel.csv(TARGETS + "real_estate_taxes_by_state_acs.csv")
+    return {
+        "state_income_tax_state.csv": pd.DataFrame({
+            "state_fips": _by_abbreviation(stc, "state_abbrev", RAW + "census_stc"),
+            "amount": stc["income_tax_collections"].astype(np.int64)}),
+        "medicaid_state.csv": pd.DataFrame({
+            "state_fips": _by_abbreviation(medicaid, "state", TARGETS + "medicaid"),
+            "enrollment": medicaid["enrollment"].astype(np.int64)}),
+        "aca_ptc_state.csv": pd.DataFrame({
+            "state_fips": state_fips_from_geo_id(aca["GEO_ID"]),
+            "returns": aca["Returns"].astype(np.int64),
+            "amount": aca["TotalPTCAmount"].astype(np.int64)}),
+        "real_estate_taxes_state.csv": pd.DataFrame({
+            "state_fips": _by_abbreviation(ret, "state_code", TARGETS + "real_estate"),
+            "amount": (ret["real_estate_taxes_bn"] * 1e9).round().astype(np.int64)}),
+    }
 
 
 def soi_national(soi: pd.DataFrame) -> pd.DataFrame:

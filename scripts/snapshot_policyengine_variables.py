@@ -1,13 +1,15 @@
-"""Snapshot policyengine-us's variables (name, entity, input or formula) for the tests.
+"""Snapshot policyengine-us's variables (name, entity, input or formula).
 
-`tests/test_vocabulary.py` checks the published files' names against this list without
+The published files keep a column in the file policyengine-us loads only when it is one of
+these names (every other column goes to the sidecar, so loading logs no warning), and
+`tests/test_vocabulary.py` checks the published names and entities against it, all without
 installing policyengine-us (AGPL, 2-3 GB). Run it with the interpreter of a venv that has
 the version `pipeline.microdata.vocabulary.POLICYENGINE_US_VERSION` names
-(`make interop` builds one):
+(`make setup ENGINE=policyengine` builds one):
 
-    .venv-policyengine/bin/python scripts/snapshot_policyengine_variables.py
+    .venv/bin/python scripts/snapshot_policyengine_variables.py
 
-It writes tests/data/policyengine_us_variables.csv.gz.
+It writes pipeline/data/policyengine_us_variables.csv.gz.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "policyengine_us_variables.csv.gz"
+OUT = (Path(__file__).resolve().parents[1] / "pipeline" / "data"
+       / "policyengine_us_variables.csv.gz")
 
 
 def main() -> int:

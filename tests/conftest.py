@@ -31,6 +31,7 @@ class World:
     instance: "DagsterInstance"  # noqa: F821 (imported where used)
     dask: str = "inprocess"
     workers: int = 0
+    engine: str = "builtin"
 
     @property
     def root(self) -> Path:
@@ -46,7 +47,7 @@ class World:
 
         return make_definitions(profile="ci", storage_root=str(self.root),
                                 target_config_path=str(self.config), device="cpu",
-                                dask=self.dask, workers=self.workers)
+                                dask=self.dask, workers=self.workers, engine=self.engine)
 
     def run(self, job: str, **kwargs):
         return self.defs.resolve_job_def(job).execute_in_process(

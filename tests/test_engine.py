@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.engine import VARIABLES, compute_taxes, simulate
+from pipeline.engine import compute_taxes, simulate
 from pipeline.engine.snap import max_allotment, snap_monthly_benefit
+from pipeline.engine.variables import BUILTIN
 from pipeline.microdata import Microdata
 
 
@@ -87,7 +88,7 @@ def test_simulate_applies_takeup_and_snap():
     for entity in ("person", "tax_unit", "household"):
         frame = getattr(sim, entity)
         assert len(frame) == len(getattr(md, entity))
-        assert {v for v, e in VARIABLES.items() if e == entity} <= set(frame.columns)
+        assert {v for v, e in BUILTIN.items() if e == entity} <= set(frame.columns)
     # Size 3, $20K wages: gross 1666.67, net 1666.67 − 333.33 − 198; 766 − ceil(0.3 · net).
     assert sim.household["snap"].tolist() == [425.0 * 12, 0.0]
     assert sim.tax_unit["eitc"].tolist() == [6960.0, 0.0]

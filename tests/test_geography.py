@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.core.errors import InputError
 from pipeline.core.geo import STATES, load_county_distributions, load_districts
-from pipeline.package.geography import assign_geography
+from pipeline.package.geography import assign_geography, state_plan
 
 
 def test_states_are_50_plus_dc():
@@ -36,7 +36,7 @@ def test_county_distributions_sum_to_one():
 
 def test_clones_get_distinct_districts_and_valid_counties():
     n_records, n_clones = 1500, 430
-    cd, county_index, counties = assign_geography(n_records, n_clones, seed=3)
+    cd, county_index, counties = assign_geography(np.arange(n_records), n_clones, seed=3)
     assert cd.shape == county_index.shape == (n_records * n_clones,)
     assert cd.dtype == np.int32 and county_index.dtype == np.int32
     per_record = np.sort(cd.reshape(n_clones, n_records), axis=0)
@@ -54,7 +54,7 @@ def test_clones_get_distinct_districts_and_valid_counties():
 
 def test_first_clone_is_population_proportional():
     n = 50_000
-    cd, _, _ = assign_geography(n, 2, seed=11)
+    cd, _, _ = assign_geography(np.arange(n), 2, seed=11)
     d = load_districts()
     counts = pd.Series(cd[:n]).value_counts().reindex(d["cd_geoid"], fill_value=0).to_numpy()
     expected = n * d["population"].to_numpy() / d["population"].sum()
@@ -66,16 +66,39 @@ def test_first_clone_is_population_proportional():
 
 
 def test_deterministic_given_seed():
-    a = assign_geography(300, 20, seed=5)
-    b = assign_geography(300, 20, seed=5)
-    c = assign_geography(300, 20, seed=6)
+    a = assign_geography(np.arange(300), 20, seed=5)
+    b = assign_geography(np.arange(300), 20, seed=5)
+    c = assign_geography(np.arange(300), 20, seed=6)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0], c[0])
 
 
+def test_a_records_county_in_a_district_is_the_same_in_every_clone_and_seed():
+    """The county is drawn per (record, district), so the per-state engine values of each
+    district (`state_plan`) are those of every column that places the record there."""
+    ids = np.arange(1000, 1300)
+    districts = load_districts()
+    cd, county_index, counties = assign_geography(ids, 30, seed=5, districts=districts)
+    other_cd, other_index, other_counties = assign_geography(ids, 12, seed=9,
+                                                             districts=districts)
+    first = {(hh, g): name for hh, g, name in zip(
+        np.tile(ids, 30).tolist(), cd.tolist(), counties[county_index].tolist(), strict=True)}
+    again = zip(np.tile(ids, 12).tolist(), other_cd.tolist(),
+                other_counties[other_index].tolist(), strict=True)
+    shared = [((hh, g), name) for hh, g, name in again if (hh, g) in first]
+    assert len(shared) > 100 and all(first[key] == name for key, name in shared)
+    plan = state_plan(ids, 37, districts)
+    assert list(plan.districts) == sorted(districts.loc[districts.state_fips == 37, "cd_geoid"])
+    for (hh, geoid), name in first.items():
+        if geoid // 100 == 37:
+            d = list(plan.districts).index(geoid)
+            assert plan.counties[d, hh - 1000] == name
+            assert plan.county_fips[d, hh - 1000].startswith("37")
+
+
 def test_full_size_assignment():
-    cd, county_index, _ = assign_geography(12_000, 430, seed=1)
+    cd, county_index, _ = assign_geography(np.arange(12_000), 430, seed=1)
     assert cd.shape == (5_160_000,)
     assert cd.reshape(430, 12_000)[:, 0].size == np.unique(cd.reshape(430, 12_000)[:, 0]).size
 
@@ -83,4 +106,4 @@ def test_full_size_assignment():
 @pytest.mark.parametrize("n_clones", [0, 437])
 def test_too_many_clones_is_input_error(n_clones):
     with pytest.raises(InputError, match="n_clones"):
-        assign_geography(10, n_clones, seed=0)
+        assign_geography(np.arange(10), n_clones, seed=0)

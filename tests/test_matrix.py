@@ -8,9 +8,37 @@ import pytest
 from factories import CD, base_microdata
 
 from pipeline.engine import compute_taxes, simulate, takeup
-from pipeline.package.matrix import build_matrix, clone_microdata, initial_weights
+from pipeline.microdata import Microdata
+from pipeline.package.matrix import (
+    MatrixPlan,
+    RowLookup,
+    build_matrix,
+    initial_weights,
+    parse_features,
+)
 
 DISTRICTS = np.array([601, 602, 3701, 3702])
+
+
+def _build(md: Microdata, targets: pd.DataFrame, engine: str = "builtin") -> np.ndarray:
+    features, of_target = parse_features(targets)
+    plan = MatrixPlan(md, "base-sha", engine, features,
+                      RowLookup.of(targets, of_target, len(features), DISTRICTS),
+                      pd.DataFrame({"cd_geoid": DISTRICTS, "state_fips": DISTRICTS // 100}),
+                      None)
+    X, seconds = build_matrix(plan, targets, CD, 3)
+    assert set(seconds) == {6, 37}  # one task per state
+    return X.toarray()
+
+
+def _in_clone(md: Microdata, clone: int) -> Microdata:
+    """The base records where clone `clone` places them, with that clone's draws."""
+    cd = CD[clone * 3:(clone + 1) * 3]
+    snap, eitc = takeup.draw_takeup(md.household["household_id"].to_numpy(),
+                                    md.tax_unit["household_id"].to_numpy(), clone, cd // 100)
+    return Microdata(md.period, md.household.assign(state_fips=cd // 100,
+                                                    takes_up_snap_if_eligible=snap),
+                     md.tax_unit.assign(takes_up_eitc=eitc), md.person)
 
 
 def _targets() -> pd.DataFrame:
@@ -34,11 +62,11 @@ def _targets() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def built():
     # Full takeup, so the single parent's EITC reaches X in every NC clone.
-    rates = takeup.load_takeup_rates().assign(snap_rate=1.0, eitc_rate=1.0)
+    rates = takeup.load_rates().assign(snap_rate=1.0, eitc_rate=1.0)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(takeup, "load_takeup_rates", lambda: rates)
+        mp.setattr(takeup, "load_rates", lambda path=None: rates)
         md = base_microdata()
-        yield md, build_matrix(md, _targets(), CD, 3, DISTRICTS).toarray()
+        yield md, _build(md, _targets())
 
 
 def test_people_land_in_their_clones_areas(built):
@@ -56,7 +84,7 @@ def test_takeup_dependent_rows_follow_each_clones_draws(built):
     md, X = built
     taxes = compute_taxes(md)
     for clone in range(3):
-        sim = simulate(clone_microdata(md, CD[clone * 3:(clone + 1) * 3], clone), taxes)
+        sim = simulate(_in_clone(md, clone), taxes)
         tu, hh = sim.tax_unit, sim.household
         for record, hh_id in enumerate(md.household["household_id"]):
             col = clone * 3 + record

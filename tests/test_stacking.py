@@ -26,17 +26,21 @@ def test_stacks_nonzero_columns_with_geography_ids_and_takeup(tmp_path):
     nat = read_h5(tmp_path / "stacked" / "national.h5")
     hh = nat.household
     # sorted by district, then column: cols 2 (601), 5 (602), 0 (3701), 4 (3701), 8 (3702);
-    # new id = clone * 10^digits(max base id) + base id
-    assert hh["household_id"].tolist() == [30, 130, 10, 120, 230]
+    # ids run from 1 across the release (national file first), the base record and clone
+    # beside them
+    assert hh["household_id"].tolist() == [1, 2, 3, 4, 5]
+    assert hh["source_household_id"].tolist() == [30, 30, 10, 20, 30]
+    assert hh["clone"].tolist() == [0, 1, 0, 1, 2]
     assert hh["congressional_district_geoid"].tolist() == [601, 602, 3701, 3701, 3702]
     assert hh["state_fips"].tolist() == [6, 6, 37, 37, 37]
     assert hh["county"].tolist() == ["LOS_ANGELES_COUNTY_CA", "LOS_ANGELES_COUNTY_CA",
                                      "WAKE_COUNTY_NC", "WAKE_COUNTY_NC", "DURHAM_COUNTY_NC"]
     assert hh["household_weight"].tolist() == [1.25, 3.0, 2.5, 4.0, 1.0]
-    assert nat.tax_unit["tax_unit_id"].tolist() == [300, 1300, 100, 1200, 1201, 2300]
-    assert nat.person["person_id"].tolist()[:5] == [3000, 13000, 1000, 1001, 1002]
-    assert nat.person["tax_unit_id"].tolist()[-3:] == [1200, 1201, 2300]
-    assert nat.person["household_id"].tolist()[-3:] == [120, 120, 230]
+    assert hh["county_fips"].tolist() == ["06037", "06037", "37183", "37183", "37063"]
+    assert nat.tax_unit["tax_unit_id"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert nat.person["person_id"].tolist()[:5] == [1, 2, 3, 4, 5]
+    assert nat.person["tax_unit_id"].tolist()[-3:] == [4, 5, 6]
+    assert nat.person["household_id"].tolist()[-3:] == [4, 4, 5]
 
     # takeup: exactly what the matrix builder draws for the whole clone (base ids, clone, state)
     base = base_microdata()
@@ -51,10 +55,12 @@ def test_stacks_nonzero_columns_with_geography_ids_and_takeup(tmp_path):
     assert hh["takes_up_snap_if_eligible"].tolist() == expect_snap
     assert nat.tax_unit["takes_up_eitc"].tolist() == expect_eitc
 
+    # CA (households 6, 7; persons 10, 11) comes before NC; a district file keeps its
+    # state file's ids
     nc = read_h5(tmp_path / "stacked" / "states" / "NC.h5")
-    assert nc.household["household_id"].tolist() == [10, 120, 230]
+    assert nc.household["household_id"].tolist() == [8, 9, 10]
     d3701 = read_h5(tmp_path / "stacked" / "districts" / "3701.h5")
-    assert d3701.person["person_id"].tolist() == [1000, 1001, 1002, 12000, 12001, 12002]
+    assert d3701.person["person_id"].tolist() == [12, 13, 14, 15, 16, 17]
     assert manifest["files"]["districts/3701.h5"]["weight_total"] == 6.5
 
 
@@ -109,3 +115,17 @@ def test_refuses_bad_weights_and_leaves_nothing(tmp_path, monkeypatch):
         stack_h5s(pkg, W * 2, out)
     assert json.loads((out / "manifest.json").read_text()) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_a_tiny_kept_weight_is_published_at_the_minimum_weight(tmp_path):
+    """A record the fit kept stays in the files (a record budget stays met), at no less
+    than MIN_WEIGHT households; a zero weight stays out."""
+    pkg = make_package(tmp_path)
+    w = np.where(W > 0, W, 0.0)
+    w[np.flatnonzero(W > 0)[0]] = 4.7e-5
+    result = stack_h5s(pkg, w, tmp_path / "stacked")
+    assert result.n_households == int(np.sum(W > 0))
+    nat = read_h5(tmp_path / "stacked" / "national.h5").household["household_weight"]
+    assert nat.min() == pytest.approx(stacking.MIN_WEIGHT)
+    assert stacking.published_weights(np.array([0.0, 4.7e-5, 0.5])).tolist() == [
+        0.0, stacking.MIN_WEIGHT, 0.5]

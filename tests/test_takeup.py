@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import InputError
-from pipeline.engine.takeup import draw_takeup, load_takeup_rates, stream_seeds, stream_uniform
+from pipeline.engine.takeup import draw_takeup, load_rates, stream_seeds, stream_uniform
 
-RATES = load_takeup_rates()
+RATES = load_rates()
 # A state whose SNAP rate is well inside (0, 1), so the rate test means something.
 STATE = int((RATES["snap_rate"] - 0.5).abs().idxmin())
 

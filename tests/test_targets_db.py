@@ -12,17 +12,9 @@ import pytest
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
 from pipeline.core.packaged import SNAPSHOT_DIR
+from pipeline.engine import VARIABLES as ENGINE
 from pipeline.targets.db import check_target_db, load_targets
 from pipeline.targets.etl import build_target_db
-
-ENGINE = {
-    "person_count": "person", "age": "person",
-    "tax_unit_count": "tax_unit", "adjusted_gross_income": "tax_unit", "income_tax": "tax_unit",
-    "eitc": "tax_unit", "eitc_child_count": "tax_unit", "ctc": "tax_unit",
-    "is_tax_filer": "tax_unit",
-    "household_count": "household", "snap": "household", "state_fips": "household",
-    "congressional_district_geoid": "household",
-}
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +26,16 @@ def built(tmp_path_factory):
 
 def test_summary_counts(built):
     _, summary, df = built
-    assert summary["n_targets"] == len(df) == 10_760
-    assert summary["by_geo_level"] == {"district": 8_284, "national": 283, "state": 2_193}
-    # EITC by AGI x children; negative AGI totals; 10% of every variable x level's rest
-    assert summary["n_holdout"] == 224 + 52 + 1049
+    # 10,760 of the builtin engine's families, and 5 x 51 state targets only the
+    # policyengine engine computes (state income tax, Medicaid, ACA PTC amount and returns,
+    # real estate taxes)
+    assert summary["n_targets"] == len(df) == 10_760 + 5 * 51
+    assert summary["by_geo_level"] == {"district": 8_284, "national": 283, "state": 2_193 + 255}
+    # EITC by AGI x children; negative AGI totals; the 9 states without an income tax;
+    # 10% of every variable x level's rest
+    assert summary["n_holdout"] == 224 + 52 + 9 + 1073
     assert summary["by_holdout_group"] == {"eitc_agi_children": 224, "negative_total": 52,
-                                           "validation_split": 1049}
+                                           "validation_split": 1073, "zero_total": 9}
     assert df["target_name"].is_unique
 
 
@@ -104,11 +100,14 @@ def test_periods_sources_and_holdout(built):
     assert (same_year["uprating_factor"] == 1).all()
     assert (same_year["value"] == same_year["original_value"]).all()
     hold = df[(df.holdout == 1) & (df.holdout_group != "validation_split")]
-    assert len(hold) == 276
+    assert len(hold) == 276 + 9
     assert set(hold.domain_variable) == {"adjusted_gross_income,eitc,eitc_child_count",
-                                         "adjusted_gross_income,is_tax_filer"}
+                                         "adjusted_gross_income,is_tax_filer", ""}
     assert hold.holdout_group.value_counts().to_dict() == {"eitc_agi_children": 224,
-                                                           "negative_total": 52}
+                                                           "negative_total": 52,
+                                                           "zero_total": 9}
+    zero = hold[hold.holdout_group == "zero_total"]  # states without an income tax
+    assert (zero.variable == "state_income_tax").all() and (zero.value == 0).all()
     assert (df.loc[df.holdout == 0, "holdout_group"] == "").all()
     negative = hold[hold.holdout_group == "negative_total"]
     assert len(negative) == 52 and (negative.value < 0).all()

@@ -2,7 +2,6 @@
 
 import gzip
 from dataclasses import replace
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,12 +13,13 @@ from pipeline.core.errors import InputError
 from pipeline.microdata import Microdata, read_h5, write_h5
 from pipeline.microdata.vocabulary import (
     POLICYENGINE_US_VERSION,
+    POLICYENGINE_VARIABLES,
     PREFIX,
     check_lossless,
     to_policyengine,
 )
 
-SNAPSHOT = Path(__file__).parent / "data" / "policyengine_us_variables.csv.gz"
+SNAPSHOT = POLICYENGINE_VARIABLES
 # Supplied by every policyengine-us dataset although a default formula exists.
 FORMULA_BUT_SUPPLIED = {"county", "person_id"}
 

@@ -11,7 +11,7 @@ impossible value stops the run before any stage starts, naming the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -30,6 +30,10 @@ from pipeline.targets.split import SplitSettings
 
 class Profile(Settings):
     name: str
+    engine: Literal["builtin", "policyengine"] = Field(
+        "builtin", description="the simulation engine that builds X and judges the files: "
+        "builtin (Tax-Calculator and our SNAP test) or policyengine (policyengine-us, the "
+        "engine the files' users run; needs the policyengine extra)")
     period: int = Field(2024, ge=2014, le=2034, description="the calibration year")
     seed: int = Field(0, ge=0, description="stratified sample and geography draws")
     sample: SampleSettings = SampleSettings()

@@ -16,6 +16,7 @@ from pipeline.core.packaged import SNAPSHOT_DIR
 
 DISTRICTS_FILE = "districts.csv"
 COUNTY_FILE = "county_cd_distributions.csv"
+COUNTY_FIPS_FILE = "county_fips.csv"
 
 # (FIPS, USPS abbreviation, name): the 50 states and DC.
 STATES: tuple[tuple[int, str, str], ...] = (
@@ -55,6 +56,10 @@ COUNTY_DISTRIBUTIONS = pa.DataFrameSchema({
     "county": pa.Column(str),
     "probability": pa.Column(float, [FINITE, NON_NEGATIVE], nullable=False),
 }, unique=["cd_geoid", "county"], name="county_distributions")
+COUNTY_FIPS = pa.DataFrameSchema({
+    "county": pa.Column(str, unique=True),
+    "county_fips": pa.Column(str, pa.Check.str_matches(r"^[0-9]{5}$")),
+}, name="county_fips")
 
 
 def read_snapshot(path: Path, schema: pa.DataFrameSchema, **read: object) -> pd.DataFrame:
@@ -82,3 +87,10 @@ def load_county_distributions(snapshot_dir: str | Path = SNAPSHOT_DIR) -> pd.Dat
                          "P(county | district) must sum to 1 within each district")
     return df[["cd_geoid", "county", "probability"]].sort_values(
         ["cd_geoid", "county"]).reset_index(drop=True)
+
+
+def load_county_fips(snapshot_dir: str | Path = SNAPSHOT_DIR) -> pd.Series:
+    """Each county's 5-digit FIPS code (text, leading zeros kept), indexed by county name."""
+    path = Path(snapshot_dir) / COUNTY_FIPS_FILE
+    df = read_snapshot(path, COUNTY_FIPS, dtype={"county_fips": str})
+    return df.set_index("county")["county_fips"]

@@ -94,6 +94,11 @@ class Layout:
         return self.validation_dir / "cache"
 
     @property
+    def engine_cache(self) -> Path:
+        """Per-state engine values (pipeline.engine.state_cache): kept across builds."""
+        return self.root / "engine_cache"
+
+    @property
     def gates_dir(self) -> Path:
         return self.root / "gates"
 

@@ -25,7 +25,7 @@ ALLOCATION = "sparsity_allocation"  # the learned allocation: a parent only when
 MISSING = "missing"
 PACKAGE_METADATA = "metadata.json"
 # Package metadata that says when and how fast it was built, not what it holds.
-VOLATILE_METADATA = ("created_at", "build_seconds")
+VOLATILE_METADATA = ("created_at", "build_seconds", "state_seconds")
 
 
 def package_content_sha(path: str | Path) -> str:

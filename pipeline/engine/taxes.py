@@ -40,11 +40,6 @@ class TaxResults:
     tax_unit: pd.DataFrame
 
 
-def engine_identity() -> dict[str, str]:
-    """Recorded with every package: results are only comparable under the same engine."""
-    return {"engine": "taxcalc", "taxcalc_version": taxcalc.__version__}
-
-
 def _entitlement_policy(year: int) -> taxcalc.Policy:
     """Current law with Tax-Calculator's credit-claiming approximation switched off.
 

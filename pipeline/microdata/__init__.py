@@ -5,11 +5,13 @@ from pipeline.microdata.h5 import (
     RowBlock,
     blocks,
     read_h5,
+    sidecar_of,
     slice_published,
+    split_block,
     string_widths,
     write_h5,
 )
 from pipeline.microdata.tables import ENTITIES, REQUIRED, Microdata
 
 __all__ = ["ENTITIES", "REQUIRED", "H5Writer", "Microdata", "RowBlock", "blocks", "read_h5",
-           "slice_published", "string_widths", "write_h5"]
+           "sidecar_of", "slice_published", "split_block", "string_widths", "write_h5"]

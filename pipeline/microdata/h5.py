@@ -7,12 +7,20 @@ in-memory tables (Tax-Calculator's names) to policyengine-us's on write and back
 Every H5 file the pipeline writes (source.h5, base.h5 and the published files) is in that
 vocabulary. The file's attributes record the vocabulary, each variable's entity (one read
 instead of one per variable) and the in-memory columns and dtypes to rebuild.
+
+A published file holds only policyengine-us's variables, so loading it logs no warning: the
+columns only our own engine reads (Tax-Calculator's inputs policyengine-us has no variable
+for, the source record) go to a sidecar file of the same layout, which the main file names
+(attribute `sidecar`, relative to its directory) and `read_h5` reads with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +40,7 @@ from pipeline.microdata.vocabulary import (
     Published,
     check_lossless,
     from_policyengine,
+    policyengine_knows,
     rebuilt_dtypes,
     to_policyengine,
 )
@@ -54,7 +63,8 @@ class RowBlock:
 
 def string_widths(md: Microdata, **later: np.ndarray) -> dict[str, int]:
     """Byte widths of every text variable, wide enough for the values `later` says a column
-    will hold in later blocks (e.g. `county=` every county name)."""
+    will hold in later blocks (e.g. `county=` every county name, or a column `md` does not
+    have yet)."""
     widths: dict[str, int] = dict(TEXT_WIDTHS)
     for entity in ENTITIES:
         table = getattr(md, entity)
@@ -62,6 +72,8 @@ def string_widths(md: Microdata, **later: np.ndarray) -> dict[str, int]:
             if _is_text(table[col]):
                 extra = _max_bytes(later[col]) if col in later else 1
                 widths[col] = max(1, _max_bytes(table[col]), extra)
+    for col, values in later.items():  # columns added after `md` (e.g. county_fips)
+        widths.setdefault(col, max(1, _max_bytes(values)))
     return widths
 
 
@@ -146,9 +158,17 @@ class H5Writer:
     path (`write_h5` does; stacking writes into a temporary directory).
     """
 
-    def __init__(self, path: str | Path, period: int, widths: dict[str, int]):
-        self.disk = _DiskFile(path)
-        self.file = h5py.File(self.disk, "w")
+    def __init__(self, path: str | Path, period: int, widths: dict[str, int],
+                 sidecar: str | Path | None = None):
+        self.disks = [_DiskFile(path)]
+        self.file = h5py.File(self.disks[0], "w")
+        self.side = None
+        if sidecar is not None:
+            self.disks.append(_DiskFile(sidecar))
+            self.side = h5py.File(self.disks[1], "w")
+            self.side.attrs["period"] = period
+            self.side.attrs["vocabulary"] = VOCABULARY
+            self.file.attrs["sidecar"] = os.path.relpath(sidecar, Path(path).parent)
         self.period = str(period)
         self.widths = widths
         self.datasets: dict[str, h5py.Dataset] | None = None
@@ -187,9 +207,11 @@ class H5Writer:
         attrs["entities"] = json.dumps({name: entity for name, (entity, _) in columns.items()})
         attrs["columns"] = json.dumps({e: list(getattr(md, e).columns) for e in ENTITIES})
         attrs["dtypes"] = json.dumps(rebuilt_dtypes(md))
+        aside = [n for n in columns if self.side is not None and not policyengine_knows(n)]
+        attrs["sidecar_variables"] = json.dumps(aside)
         self.datasets = {}
         for name, (entity, values) in columns.items():
-            group = self.file.create_group(name)
+            group = (self.side if name in aside else self.file).create_group(name)
             group.attrs["entity"] = entity
             self.datasets[name] = group.create_dataset(self.period, data=values,
                                                        maxshape=(None,), **DATASET_OPTIONS)
@@ -197,9 +219,13 @@ class H5Writer:
     def close(self) -> None:
         """Close; a write the disk refused (full) is raised here, after HDF5 has let go."""
         self.file.close()
-        self.disk.close()
-        if self.disk.error is not None:
-            raise self.disk.error
+        if self.side is not None:
+            self.side.close()
+        for disk in self.disks:
+            disk.close()
+        for disk in self.disks:
+            if disk.error is not None:
+                raise disk.error
 
     def __enter__(self) -> H5Writer:
         return self
@@ -223,18 +249,19 @@ def read_h5(path: str | Path, block: RowBlock | None = None) -> Microdata:
         raise InputError(path, None, "file does not exist", "materialize the stage that writes it")
     published: Published = {}
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(path, "r") as f, _sidecar(path, f) as side:
             if f.attrs.get("vocabulary") != VOCABULARY:
                 raise InputError(path, "vocabulary",
                                  f"written in {f.attrs.get('vocabulary')!r}, not {VOCABULARY!r}",
                                  "rebuild it from its upstream stage")
             period = int(f.attrs["period"])
             columns = json.loads(f.attrs["columns"])
+            aside = set(json.loads(f.attrs.get("sidecar_variables", "[]")))
             for name, entity in json.loads(f.attrs["entities"]).items():
                 if name in DERIVED:
                     continue
                 try:
-                    dataset = f[f"{name}/{period}"]
+                    dataset = (side if name in aside else f)[f"{name}/{period}"]
                 except KeyError:
                     raise InputError(path, name, f"no dataset for period {period}",
                                      "write every variable for the file's period") from None
@@ -260,6 +287,27 @@ def read_h5(path: str | Path, block: RowBlock | None = None) -> Microdata:
     household = md.household.assign(
         household_weight=md.household["household_weight"].astype(np.float64))
     return Microdata(period, household, md.tax_unit, md.person).validate(path)
+
+
+@contextlib.contextmanager
+def _sidecar(path: Path, f: h5py.File) -> Iterator[h5py.File | None]:
+    """The sidecar the main file names, open for reading (None when it names none)."""
+    if "sidecar" not in f.attrs:
+        yield None
+        return
+    side = path.parent / str(f.attrs["sidecar"])
+    if not side.is_file():
+        raise InputError(side, None, f"sidecar of {path.name} is missing",
+                         "keep a published file's sidecar beside it (materialize stacked_h5s)")
+    with h5py.File(side, "r") as handle:
+        yield handle
+
+
+def sidecar_of(path: str | Path) -> Path | None:
+    """The sidecar a file names, if any."""
+    with h5py.File(path, "r") as f:
+        name = f.attrs.get("sidecar")
+    return None if name is None else Path(path).parent / str(name)
 
 
 def slice_published(published: Published, rows: RowBlock) -> Published:
@@ -288,3 +336,33 @@ def blocks(offsets: list[list[int]] | list[tuple[int, int, int]]) -> list[RowBlo
     """The blocks between consecutive cumulative (households, tax units, persons) offsets."""
     return [RowBlock((a[0], b[0]), (a[1], b[1]), (a[2], b[2]))
             for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+def split_block(path: str | Path, block: RowBlock, households: int) -> list[RowBlock]:
+    """`block` cut into blocks of at most `households` whole households (each with its tax
+    units and persons), in order."""
+    n = block.households[1] - block.households[0]
+    if n <= households:
+        return [block]
+    with h5py.File(path, "r") as f:
+        period = str(f.attrs["period"])
+
+        def rows(name: str, span: tuple[int, int]) -> np.ndarray:
+            return f[name][period][span[0]:span[1]]
+
+        hh = pd.Index(rows("household_id", block.households))
+        person_hh = hh.get_indexer(rows("person_household_id", block.persons))
+        person_tu = pd.Index(rows("tax_unit_id", block.tax_units)).get_indexer(
+            rows("person_tax_unit_id", block.persons))
+    tu_hh = np.empty(block.tax_units[1] - block.tax_units[0], dtype=np.int64)
+    tu_hh[person_tu[::-1]] = person_hh[::-1]  # each tax unit's first member's household
+    tu_end = np.cumsum(np.bincount(tu_hh, minlength=n))
+    p_end = np.cumsum(np.bincount(person_hh, minlength=n))
+    cuts = [*range(0, n, households), n]
+    out = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        tu_a, p_a = (int(tu_end[a - 1]), int(p_end[a - 1])) if a else (0, 0)
+        out.append(RowBlock((block.households[0] + a, block.households[0] + b),
+                            (block.tax_units[0] + tu_a, block.tax_units[0] + int(tu_end[b - 1])),
+                            (block.persons[0] + p_a, block.persons[0] + int(p_end[b - 1]))))
+    return out

@@ -22,10 +22,13 @@ The table of every name: docs/policyengine.md. Files target `POLICYENGINE_US_VER
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
 from pipeline.core.errors import InputError
+from pipeline.core.packaged import packaged
 from pipeline.microdata.tables import ENTITIES, Microdata
 
 POLICYENGINE_US_VERSION = "2.68.0"
@@ -78,7 +81,10 @@ HEAD_FLAGS = {"claimed_as_dependent_on_another_return": "DSI"}
 BLIND = ("blind_head", "blind_spouse")  # -> person is_blind
 AGES = ("age_head", "age_spouse")  # -> person age (policyengine-us computes these)
 # Columns of the three tables policyengine-us knows under the same name and entity.
-KEPT_TAX_UNIT = ("tax_unit_id", "takes_up_eitc")
+# Tax-unit columns written under their own name (policyengine-us inputs), and every takeup
+# input (`takes_up_*`); every other tax-unit column is Tax-Calculator's (`taxcalc_<name>`).
+KEPT_TAX_UNIT = ("tax_unit_id", "would_file_taxes_voluntarily")
+TAKEUP = "takes_up_"
 ON_SPM_UNIT = ("takes_up_snap_if_eligible",)  # SPM unit = household, same order
 PERSON_LINKS = {"household_id": "person_household_id", "tax_unit_id": "person_tax_unit_id"}
 DERIVED = {  # ids written for policyengine-us and not read back
@@ -92,7 +98,24 @@ UNIT_OF_PERSONS = {"marital_unit_id": "person_marital_unit_id"}
 ROW_ENTITY = {"household": "household", "spm_unit": "household", "family": "household",
               "tax_unit": "tax_unit", "person": "person"}  # whose rows a variable's rows are
 
+# policyengine-us's variables (name, entity, input or formula), snapshotted by
+# scripts/snapshot_policyengine_variables.py, so no stage needs policyengine-us installed.
+POLICYENGINE_VARIABLES = packaged("data", "policyengine_us_variables.csv.gz")
+
 Published = dict[str, tuple[str, np.ndarray]]  # name -> (policyengine-us entity, values)
+
+
+@functools.lru_cache(maxsize=1)
+def _policyengine_names() -> frozenset[str]:
+    table = pd.read_csv(POLICYENGINE_VARIABLES, comment="#")
+    return frozenset(table["name"])
+
+
+def policyengine_knows(name: str) -> bool:
+    """Whether `name` is one of policyengine-us's variables (else a published file keeps it
+    in its sidecar, which policyengine-us never opens, so loading logs no warning: the CPS
+    year and sequence, the source record and clone, `taxcalc_*` columns, ...)."""
+    return name in _policyengine_names()
 
 
 def to_policyengine(md: Microdata) -> Published:
@@ -161,7 +184,8 @@ def to_policyengine(md: Microdata) -> Published:
     for col in tu.columns:
         if col == "household_id" or col in used:
             continue
-        add(col if col in KEPT_TAX_UNIT else PREFIX + col, "tax_unit", tu[col])
+        kept = col in KEPT_TAX_UNIT or col.startswith(TAKEUP)
+        add(col if kept else PREFIX + col, "tax_unit", tu[col])
     for name, values in _derived_ids(md, members).items():
         add(name, DERIVED[name], values)
     return out
@@ -225,7 +249,8 @@ def from_policyengine(published: Published, columns: dict[str, list[str]],
             continue
         if name.startswith(PREFIX):
             tu[name[len(PREFIX):]] = values
-        elif name in KEPT_TAX_UNIT:
+        elif name in KEPT_TAX_UNIT or (name.startswith(TAKEUP)
+                                       and entity_of[name] == "tax_unit"):
             tu[name] = values
         else:
             tables[ROW_ENTITY[entity_of[name]]][name] = values
@@ -243,7 +268,8 @@ def from_policyengine(published: Published, columns: dict[str, list[str]],
 
 def rebuilt_dtypes(md: Microdata) -> dict[str, dict[str, str]]:
     """The dtypes of the columns `from_policyengine` computes rather than reads."""
-    read_as_is = set(KEPT_TAX_UNIT) | {"household_id"}
+    read_as_is = {*KEPT_TAX_UNIT, "household_id",
+                  *(c for c in md.tax_unit.columns if c.startswith(TAKEUP))}
     return {
         "tax_unit": {c: str(t) for c, t in md.tax_unit.dtypes.items() if c not in read_as_is},
         "person": {c: str(md.person[c].dtype) for c in

@@ -1,7 +1,9 @@
-"""Build the calibration package: clones × geography, takeup draws, X over all active targets."""
+"""Build the calibration package: clones × geography, takeup draws, X over all active targets
+the package's engine computes (the others are reported as out of scope)."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,10 +18,16 @@ from pipeline.core.hashing import sha256_file
 from pipeline.core.lineage import record_parents
 from pipeline.core.parallel import Runner
 from pipeline.core.settings import Settings
-from pipeline.engine import engine_identity
+from pipeline.engine import Engine, load_engine
 from pipeline.microdata import read_h5
 from pipeline.package.geography import assign_geography
-from pipeline.package.matrix import build_matrix, initial_weights
+from pipeline.package.matrix import (
+    MatrixPlan,
+    RowLookup,
+    build_matrix,
+    initial_weights,
+    parse_features,
+)
 from pipeline.package.store import CalibrationPackage, save_package
 from pipeline.targets.db import load_targets
 from pipeline.targets.target_config import target_vocabulary
@@ -76,6 +84,25 @@ def geography_targets(targets: pd.DataFrame, geography: GeographySettings) -> pd
     return targets[keep].reset_index(drop=True)
 
 
+def in_scope(targets: pd.DataFrame, engine: Engine) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(targets the engine computes, the rest): a target is out of scope when its variable or
+    a constraint's is not one the engine computes."""
+    used = [{v, *(c[0] for c in json.loads(cons))}
+            for v, cons in zip(targets["variable"], targets["constraints"], strict=True)]
+    ok = np.array([not engine.out_of_scope(u) for u in used], dtype=bool)
+    return targets[ok].reset_index(drop=True), targets[~ok].reset_index(drop=True)
+
+
+def out_of_scope_summary(targets: pd.DataFrame, engine: Engine) -> dict:
+    """What a package built with `engine` leaves out (reported, never trained)."""
+    return {"engine": engine.name, "targets": len(targets),
+            "variables": sorted({v for v, cons in zip(targets["variable"], targets["constraints"],
+                                                      strict=True)
+                                 for v in {v, *(c[0] for c in json.loads(cons))}
+                                 if engine.out_of_scope([v])}),
+            "target_names": targets["target_name"].head(20).tolist()}
+
+
 def _state_fips(abbreviations: tuple[str, ...]) -> list[int]:
     return [FIPS_BY_ABBR[a] for a in abbreviations]  # GeographySettings checked the names
 
@@ -84,25 +111,36 @@ def build_package(
     base_h5: str | Path, target_db: str | Path, out_dir: str | Path,
     geography: GeographySettings, package: PackageSettings, seed: int,
     runner: Runner | None = None, *, profile_record: dict[str, Any] | None = None,
+    engine: str = "builtin", cache_dir: str | Path | None = None,
 ) -> CalibrationPackage:
     """`seed` draws the clones' geography; `profile_record` (the whole profile, as a dict)
-    is recorded in the metadata for the release manifest, never read."""
+    is recorded in the metadata for the release manifest, never read. `engine` computes X
+    (its per-state values read from and written to `cache_dir` when given); the targets it
+    does not compute are left out and reported."""
     started = time.perf_counter()
+    chosen = load_engine(engine)
+    chosen.require()
     md = read_h5(base_h5)
     all_targets = load_targets(target_db)
-    targets = geography_targets(all_targets, geography)
+    targets, skipped = in_scope(geography_targets(all_targets, geography), chosen)
     districts = geography_districts(geography)
     n_records = len(md.household)
     cd_geoid, county_index, counties = assign_geography(
-        n_records, package.n_clones, seed, districts=districts
+        md.household["household_id"].to_numpy(), package.n_clones, seed, districts=districts
     )
-    X = build_matrix(md, targets, cd_geoid, package.n_clones,
-                     districts["cd_geoid"].to_numpy(dtype=np.int64), runner)
+    features, of_target = parse_features(targets)
+    plan = MatrixPlan(md, sha256_file(base_h5), chosen.name, features,
+                      RowLookup.of(targets, of_target, len(features),
+                                    districts["cd_geoid"].to_numpy(dtype=np.int64)),
+                      districts[["cd_geoid", "state_fips"]],
+                      None if cache_dir is None else str(cache_dir))
+    X, state_seconds = build_matrix(plan, targets, cd_geoid, package.n_clones, runner)
     metadata = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "profile": profile_record,
         "period": md.period,
-        "engine": engine_identity(),
+        "engine": chosen.identity().as_dict(),
+        "out_of_scope": out_of_scope_summary(skipped, chosen),
         "seed": seed,
         "n_records": n_records,
         "n_clones": package.n_clones,
@@ -116,6 +154,7 @@ def build_package(
         },
         "lineage": record_parents("calibration_package", {"target_db": target_db}),
         "build_seconds": round(time.perf_counter() - started, 2),
+        "state_seconds": {str(k): v for k, v in state_seconds.items()},
     }
     pkg = CalibrationPackage(
         X=X, targets=targets, initial_weights=initial_weights(targets, cd_geoid),

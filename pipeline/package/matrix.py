@@ -1,55 +1,36 @@
-"""Sparse target matrix X (targets × cloned records) built clone by clone.
+"""Sparse target matrix X (targets × cloned records), built state by state.
 
-Each clone moves every base record into its assigned district; the engine recomputes
-the record's values there (state rules, that clone's takeup draws), and each value lands
-in the rows of the national, state and district targets it counts towards. Federal tax
-results do not depend on the state, so Tax-Calculator runs once for all clones.
+Each state is one task: the engine computes every base record placed in the state, takeup
+on (`Engine.state_values`, cached on disk per state when a cache directory is given); then
+each of the state's columns takes its record's values in its own district, its clone's
+takeup draws zero the variables they gate, and each value lands in the rows of the
+national, state and district targets it counts towards.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from pipeline.core.errors import InputError
-from pipeline.core.parallel import InProcess, Runner, batches
-from pipeline.engine import VARIABLES, TaxResults, compute_taxes, simulate
-from pipeline.engine.takeup import draw_takeup
+from pipeline.core.parallel import InProcess, Runner
+from pipeline.engine import VARIABLES, StateValues, load_engine
+from pipeline.engine.state_cache import cached_state_values
+from pipeline.engine.takeup import draw_units
 from pipeline.microdata import Microdata
+from pipeline.package.geography import state_plan
 
 _OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "==": np.equal, "!=": np.not_equal, ">": np.greater,
     ">=": np.greater_equal, "<": np.less, "<=": np.less_equal,
 }
-
-
-@dataclass(frozen=True)
-class _EntityIndex:
-    """Row positions that carry household/tax-unit values down to the entities below."""
-
-    person_household: np.ndarray
-    person_tax_unit: np.ndarray
-    tax_unit_household: np.ndarray
-    n_households: int
-
-    @classmethod
-    def of(cls, md: Microdata) -> _EntityIndex:
-        hh = pd.Index(md.household["household_id"].to_numpy())
-        tu = pd.Index(md.tax_unit["tax_unit_id"].to_numpy())
-        return cls(
-            person_household=hh.get_indexer(md.person["household_id"].to_numpy()),
-            person_tax_unit=tu.get_indexer(md.person["tax_unit_id"].to_numpy()),
-            tax_unit_household=hh.get_indexer(md.tax_unit["household_id"].to_numpy()),
-            n_households=len(hh),
-        )
-
-    def household_of(self, entity: str) -> np.ndarray | None:
-        return {"person": self.person_household, "tax_unit": self.tax_unit_household}.get(entity)
 
 
 @dataclass(frozen=True)
@@ -77,42 +58,14 @@ def parse_features(targets: pd.DataFrame) -> tuple[list[Feature], np.ndarray]:
     return list(index), of_target
 
 
-def feature_contributions(
-    sim_tables: dict[str, pd.DataFrame], features: list[Feature], idx: _EntityIndex
-) -> np.ndarray:
-    """(n_features × n_households) sum of each feature's variable over each household."""
-    out = np.zeros((len(features), idx.n_households))
-    for f, feature in enumerate(features):
-        entity = feature.entity
-        values = sim_tables[entity][feature.variable].to_numpy(dtype=np.float64)
-        mask = np.ones(len(values), dtype=bool)
-        for variable, op, threshold in feature.constraints:
-            mask &= _OPS[op](_values_at(sim_tables, variable, entity, idx), threshold)
-        weights = np.where(mask, values, 0.0)
-        households = idx.household_of(entity)
-        out[f] = weights if households is None else np.bincount(
-            households, weights=weights, minlength=idx.n_households
-        )
-    return out
-
-
-def _values_at(
-    sim_tables: dict[str, pd.DataFrame], variable: str, entity: str, idx: _EntityIndex
-) -> np.ndarray:
-    source = VARIABLES[variable]
-    values = sim_tables[source][variable].to_numpy(dtype=np.float64)
-    if source == entity:
-        return values
-    if source == "household":
-        return values[idx.household_of(entity)]
-    if source == "tax_unit" and entity == "person":
-        return values[idx.person_tax_unit]
-    raise InputError(None, variable, f"a {source} variable cannot constrain a {entity} target",
-                     "constrain on a variable of the target's entity or a larger one")
+def feature_variables(features: list[Feature]) -> tuple[str, ...]:
+    """Every variable the features sum or constrain on, sorted (what the engine computes)."""
+    names = {f.variable for f in features} | {v for f in features for v, _, _ in f.constraints}
+    return tuple(sorted(names))
 
 
 @dataclass(frozen=True)
-class _RowLookup:
+class RowLookup:
     """Target row for (feature, national | state | district); -1 where no such target."""
 
     national: np.ndarray
@@ -122,7 +75,7 @@ class _RowLookup:
 
     @classmethod
     def of(cls, targets: pd.DataFrame, of_target: np.ndarray, n_features: int,
-           districts: np.ndarray) -> _RowLookup:
+           districts: np.ndarray) -> RowLookup:
         district_position = np.full(int(districts.max()) + 1, -1, dtype=np.int64)
         district_position[districts] = np.arange(len(districts))
         national = np.full(n_features, -1, dtype=np.int64)
@@ -144,90 +97,161 @@ class _RowLookup:
         return cls(national, state, district, district_position)
 
 
-def clone_microdata(md: Microdata, cd_geoid: np.ndarray, clone: int) -> Microdata:
-    """The base records placed in one clone's districts, with that clone's takeup draws."""
-    state = (cd_geoid // 100).astype(np.int64)
-    snap_takeup, eitc_takeup = draw_takeup(
-        md.household["household_id"].to_numpy(),
-        md.tax_unit["household_id"].to_numpy(),
-        clone,
-        state,
-    )
-    household = md.household.assign(
-        state_fips=state,
-        congressional_district_geoid=cd_geoid.astype(np.int64),
-        takes_up_snap_if_eligible=snap_takeup,
-    )
-    tax_unit = md.tax_unit.assign(takes_up_eitc=eitc_takeup)
-    return replace(md, household=household, tax_unit=tax_unit)
+@dataclass(frozen=True)
+class MatrixPlan:
+    """What every state's task needs: sent once to each worker."""
 
-
-CLONES_PER_TASK = 8  # a fixed cut of the clones into tasks, whatever the worker count
+    base: Microdata
+    base_sha256: str
+    engine: str
+    features: list[Feature]
+    lookup: RowLookup
+    districts: pd.DataFrame  # the package's districts: cd_geoid, state_fips
+    cache_dir: str | None
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """What every batch of clones needs: sent once to each worker."""
+class _Columns:
+    """One state's columns with the rows of their records' tax units and persons."""
 
-    md: Microdata
-    taxes: TaxResults
-    features: list[Feature]
-    lookup: _RowLookup
-    idx: _EntityIndex
-    cd_geoid: np.ndarray
+    cols: np.ndarray  # column indices, ascending
+    record: np.ndarray  # base household row per column
+    clone: np.ndarray
+    cd: np.ndarray  # district GEOID per column
+    district: np.ndarray  # per column: its district's index in the state's plan
+    rows: dict[str, np.ndarray]  # entity -> base row of each expanded row
+    col: dict[str, np.ndarray]  # entity -> column position (0..len(cols)) of each row
+    person_tax_unit: np.ndarray  # each expanded person's expanded tax-unit row
+
+    @classmethod
+    def of(cls, base: Microdata, cols: np.ndarray, cd_geoid: np.ndarray,
+           plan_districts: np.ndarray) -> _Columns:
+        n = len(base.household)
+        record, clone = cols % n, cols // n
+        cd = cd_geoid[cols].astype(np.int64)
+        hh = pd.Index(base.household["household_id"].to_numpy())
+        tu_hh = hh.get_indexer(base.tax_unit["household_id"].to_numpy())
+        p_hh = hh.get_indexer(base.person["household_id"].to_numpy())
+        p_tu = pd.Index(base.tax_unit["tax_unit_id"].to_numpy()).get_indexer(
+            base.person["tax_unit_id"].to_numpy())
+        tu_rows, tu_col, tu_start = _expand(record, np.bincount(tu_hh, minlength=n))
+        p_rows, p_col, _ = _expand(record, np.bincount(p_hh, minlength=n))
+        first_tu = np.concatenate([[0], np.cumsum(np.bincount(tu_hh, minlength=n))[:-1]])
+        person_tax_unit = tu_start[p_col] + p_tu[p_rows] - first_tu[record[p_col]]
+        district = pd.Index(plan_districts).get_indexer(cd)
+        return cls(cols, record, clone, cd, district,
+                   {"household": record, "tax_unit": tu_rows, "person": p_rows},
+                   {"household": np.arange(len(cols)), "tax_unit": tu_col, "person": p_col},
+                   person_tax_unit)
+
+    def broadcast(self, values: np.ndarray, source: str, entity: str) -> np.ndarray:
+        """A `source` variable's expanded values at `entity`'s rows (same or smaller)."""
+        if source == entity:
+            return values
+        if source == "household":
+            return values[self.col[entity]]
+        if source == "tax_unit" and entity == "person":
+            return values[self.person_tax_unit]
+        raise InputError(None, source, f"a {source} variable cannot constrain a {entity} target",
+                         "constrain on a variable of the target's entity or a larger one")
 
 
-def build_matrix(
-    md: Microdata,
-    targets: pd.DataFrame,
-    cd_geoid: np.ndarray,
-    n_clones: int,
-    districts: np.ndarray,
-    runner: Runner | None = None,
-) -> sp.csr_matrix:
-    """X[t, clone·n + record] = the record's contribution to target t in that clone.
+def _expand(record: np.ndarray, count: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(base row, column position) of every member of each column's record, and each
+    column's first expanded row."""
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    per = count[record]
+    offsets = np.concatenate([[0], np.cumsum(per, dtype=np.int64)])
+    rows = np.repeat(start[record] - offsets[:-1], per) + np.arange(offsets[-1])
+    return rows, np.repeat(np.arange(len(record)), per), offsets[:-1]
 
-    Batches of clones are independent tasks; their entries are concatenated in clone order,
-    so X is the same bits for any number of workers.
+
+def build_matrix(plan: MatrixPlan, targets: pd.DataFrame, cd_geoid: np.ndarray,
+                 n_clones: int, runner: Runner | None = None
+                 ) -> tuple[sp.csr_matrix, dict[int, float]]:
+    """X[t, clone·n + record] = the record's contribution to target t in that clone, and
+    each state's seconds (its engine values, computed or read from the cache, and its
+    entries).
+
+    States are independent tasks; X's entries do not depend on their order (no two tasks
+    write one entry), so X is the same bits for any number of workers.
     """
-    n = len(md.household)
+    n = len(plan.base.household)
     if len(cd_geoid) != n * n_clones:
         raise ValueError(f"cd_geoid has {len(cd_geoid)} entries, expected {n * n_clones}")
-    features, of_target = parse_features(targets)
-    plan = _Plan(md, compute_taxes(md),  # state-invariant: once for every clone
-                 features, _RowLookup.of(targets, of_target, len(features), districts),
-                 _EntityIndex.of(md), np.asarray(cd_geoid))
-    parts = (runner or InProcess()).map(_clone_entries,
-                                        batches(range(n_clones), CLONES_PER_TASK), plan,
-                                        desc="package: batches of clones")
+    state = np.asarray(cd_geoid, dtype=np.int64) // 100
+    order = np.argsort(state, kind="stable")
+    states, starts = np.unique(state[order], return_index=True)
+    items = [(int(s), order[a:b]) for s, a, b in
+             zip(states, starts, [*starts[1:], len(order)], strict=True)]
+    parts = (runner or InProcess()).map(state_entries, items, plan, np.asarray(cd_geoid),
+                                        desc="package: states")
+    seconds = {fips: round(float(p[3]), 2) for (fips, _), p in zip(items, parts, strict=True)}
     rows, cols, vals = (np.concatenate([p[k] for p in parts]) for k in range(3))
     del parts
     X = sp.csr_matrix((vals, (rows, cols)), shape=(len(targets), n * n_clones),
                       dtype=np.float32)
     X.sum_duplicates()
-    return X
+    return X, seconds
 
 
-def _clone_entries(clones: list[int], plan: _Plan) -> tuple[np.ndarray, ...]:
-    """(rows, cols, values) of X for a batch of clones, in clone order."""
-    md, n, lookup = plan.md, len(plan.md.household), plan.lookup
-    rows, cols, vals = [], [], []
-    for clone in clones:
-        cd = plan.cd_geoid[clone * n:(clone + 1) * n]
-        sim = simulate(clone_microdata(md, cd, clone), plan.taxes)
-        tables = {"person": sim.person, "tax_unit": sim.tax_unit, "household": sim.household}
-        contrib = feature_contributions(tables, plan.features, plan.idx)
-        f, r = np.nonzero(contrib)
-        value = contrib[f, r].astype(np.float32)
-        for row in (lookup.national[f], lookup.state[f, cd[r] // 100],
-                    lookup.district[f, lookup.district_position[cd[r]]]):
+def state_entries(item: tuple[int, np.ndarray], plan: MatrixPlan, cd_geoid: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(rows, cols, values) of X for one state's columns, and the seconds it took."""
+    started = time.perf_counter()
+    fips, cols = item
+    engine = load_engine(plan.engine)
+    base = plan.base
+    placement = state_plan(base.household["household_id"].to_numpy(), fips, plan.districts)
+    values = cached_state_values(engine, base, plan.base_sha256, placement,
+                                 feature_variables(plan.features),
+                                 Path(plan.cache_dir) if plan.cache_dir else None)
+    columns = _Columns.of(base, np.sort(cols), cd_geoid, placement.districts)
+    expanded = _expanded_values(values, columns, engine, base, fips)
+    rows, out_cols, vals = [], [], []
+    lookup = plan.lookup
+    for f, feature in enumerate(plan.features):
+        entity = feature.entity
+        mask = np.ones(len(columns.rows[entity]), dtype=bool)
+        for variable, op, threshold in feature.constraints:
+            at = columns.broadcast(expanded[variable], VARIABLES[variable], entity)
+            mask &= _OPS[op](at, threshold)
+        weights = np.where(mask, expanded[feature.variable], 0.0)
+        contrib = np.bincount(columns.col[entity], weights=weights, minlength=len(columns.cols))
+        (j,) = np.nonzero(contrib)
+        value = contrib[j].astype(np.float32)
+        for row in (np.full(len(j), lookup.national[f]), np.full(len(j), lookup.state[f, fips]),
+                    lookup.district[f, lookup.district_position[columns.cd[j]]]):
             keep = row >= 0
             rows.append(row[keep].astype(np.int32))
-            cols.append((clone * n + r[keep]).astype(np.int64))
+            out_cols.append(columns.cols[j[keep]].astype(np.int64))
             vals.append(value[keep])
     empty = [np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.float32)]
-    return tuple(np.concatenate(p) if p else e for p, e in zip((rows, cols, vals), empty,
-                                                                strict=True))
+    parts = (np.concatenate(p) if p else e for p, e in zip((rows, out_cols, vals), empty,
+                                                            strict=True))
+    return (*parts, time.perf_counter() - started)
+
+
+def _expanded_values(values: StateValues, columns: _Columns, engine, base: Microdata,
+                     fips: int) -> dict[str, np.ndarray]:
+    """Every computed variable at the columns' expanded rows, each clone's takeup draws
+    applied to the variables they gate."""
+    out = {}
+    for variable in values.values:
+        entity = VARIABLES[variable]
+        out[variable] = values.gather(variable, columns.rows[entity],
+                                      columns.district[columns.col[entity]])
+    household_ids = base.household["household_id"].to_numpy()[columns.record]
+    state = np.full(len(columns.cols), fips)
+    for takeup in engine.takeups:
+        gated = [g for g in takeup.gates if g in out]
+        if gated:
+            takes_up = draw_units(takeup, household_ids, columns.col[takeup.entity],
+                                  columns.clone, state)
+            for g in gated:
+                out[g] = out[g] * takes_up
+    return out
 
 
 def initial_weights(targets: pd.DataFrame, cd_geoid: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from pipeline.core.atomic import atomic_dir
 from pipeline.core.contracts import check_table
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
+from pipeline.engine import Engine, load_engine
 from pipeline.targets.db import TARGETS, with_provenance
 from pipeline.targets.target_config import apply_target_config
 
@@ -54,6 +55,12 @@ class CalibrationPackage:
     def target_vocabulary(self) -> dict[str, list[str]] | None:
         """The target DB's names, so a config is judged against the DB, not this subset."""
         return self.metadata.get("target_vocabulary")
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the package's values were computed with (builtin for a package from
+        before engines had names)."""
+        return load_engine(str(self.metadata.get("engine", {}).get("name", "builtin")))
 
     @property
     def base_h5(self) -> Path:
@@ -180,7 +187,7 @@ def load_selection(
     if target_config is None:
         return pkg, pkg.targets["holdout"].astype(int).to_numpy() == 0
     pkg.targets, selected = apply_target_config(target_config, pkg.targets,
-                                                pkg.target_vocabulary)
+                                                pkg.target_vocabulary, pkg.engine)
     return pkg, selected
 
 

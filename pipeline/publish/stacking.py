@@ -14,6 +14,20 @@ file job (the national file, or one state with its districts) builds `BLOCK_HOUS
 households at a time from the small base tables and appends them to its files. Jobs are
 independent, so they run on the compute runner (one Dask task each); the directory appears
 in one rename, with `manifest.json` (every file's sha256 and row offsets) written last.
+
+The files are a drop-in dataset for policyengine-us:
+- ids are renumbered from 1 across the release (national file first, then each state in
+  order; a district file holds its state file's ids), so they fit the int32 policyengine-us
+  stores them in and `family_id` (= household id) stays below float32's exact 2^24; the
+  sidecar keeps each household's `source_household_id` (the base record) and `clone`;
+- `county_fips` sits beside `county` (policyengine-us's SPM poverty reads it);
+- the columns only our own engine reads go to the sidecar (`sidecar/<file>`), so loading a
+  file logs no warning;
+- a kept column's weight is at least `MIN_WEIGHT` households: a smaller positive weight
+  is raised to it (`published_weights`; the X·w check applies the same rule), so a file
+  holds exactly the records its fit kept (a record budget stays met) and no weight
+  policyengine-us users would read as noise.
+The takeup inputs of the package's engine are drawn as its matrix builder drew them.
 """
 
 from __future__ import annotations
@@ -30,11 +44,11 @@ import pandas as pd
 from pipeline.core.atomic import atomic_dir, write_json
 from pipeline.core.errors import InputError
 from pipeline.core.fit_table import NATIONAL_FILE
-from pipeline.core.geo import STATE_ABBR
+from pipeline.core.geo import STATE_ABBR, load_county_fips
 from pipeline.core.hashing import sha256_array, sha256_file
 from pipeline.core.layout import MANIFEST
 from pipeline.core.parallel import InProcess, Runner
-from pipeline.engine.takeup import draw_takeup_at
+from pipeline.engine.takeup import Takeup, draw_units
 from pipeline.microdata import (
     H5Writer,
     Microdata,
@@ -47,6 +61,17 @@ from pipeline.microdata.vocabulary import check_lossless, to_policyengine
 from pipeline.package.store import CalibrationPackage
 
 BLOCK_HOUSEHOLDS = 50_000
+SIDECAR = "sidecar"  # the sidecar of <file> is sidecar/<file>
+MIN_WEIGHT = 0.01  # households: a kept column's smallest published weight
+MAX_HOUSEHOLDS = 2**24 - 1  # family_id (= household id) is float32 in policyengine-us
+MAX_PERSONS = 2**31 - 1  # ids are int32 in policyengine-us
+
+
+def published_weights(weights: np.ndarray) -> np.ndarray:
+    """The weights the files hold: a positive weight below `MIN_WEIGHT` is raised to it
+    (adds under 0.01 households per such record; dropping them broke record budgets)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    return np.where(weights > 0, np.maximum(weights, MIN_WEIGHT), 0.0)
 
 
 @dataclass(frozen=True)
@@ -67,19 +92,23 @@ class StackSource:
     base_h5: Path
     n_records: int
     counties: np.ndarray
-    scales: dict[str, int]  # per id column: new id = clone * scale + base id
+    county_fips: np.ndarray  # per entry of `counties`
+    takeups: tuple[Takeup, ...]  # redrawn per clone
+    record_inputs: dict[str, dict[str, np.ndarray]]  # the same in every clone, by base row
     widths: dict[str, int]  # text column widths
 
 
 @dataclass(frozen=True)
 class FileJob:
-    """Columns (ordered by district, then column) and the files they are cut into."""
+    """Columns (ordered by district, then column), the files they are cut into and the
+    first id each entity takes (ids run on across jobs)."""
 
     cols: np.ndarray
     cd: np.ndarray
     county_index: np.ndarray
     weights: np.ndarray
     files: tuple[tuple[str, int, int], ...]  # (relative path, start, stop) into `cols`
+    first_ids: tuple[int, int, int] = (1, 1, 1)  # household, tax unit, person
 
 
 def state_file(abbr: str) -> str:
@@ -100,9 +129,9 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
     manifest, so promotion can prove the files descend from the fits it releases.
     """
     out_dir = Path(out_dir)
-    weights = _check_weights(package, weights)
-    national_w = weights if national_weights is None else _check_weights(
-        package, national_weights, "national_weights")
+    weights = published_weights(_check_weights(package, weights))
+    national_w = weights if national_weights is None else published_weights(_check_weights(
+        package, national_weights, "national_weights"))
     source = _source(package)
     cols, cd = _ordered(package, weights)
 
@@ -115,7 +144,9 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
     n_cols, n_cd = _ordered(package, national_w)
     national_job = FileJob(n_cols, n_cd, package.county_index[n_cols], national_w[n_cols],
                            ((NATIONAL_FILE, 0, len(n_cols)),))
-    jobs = [national_job, *_state_jobs(cols, cd, package.county_index[cols], weights[cols])]
+    jobs = _numbered([national_job,
+                      *_state_jobs(cols, cd, package.county_index[cols], weights[cols])],
+                     package)
     with atomic_dir(out_dir) as tmp:
         done = (runner or InProcess()).map(run_file_job, jobs, source, str(tmp),
                                            desc="stacking: national and state files")
@@ -138,6 +169,8 @@ def stack_h5s(package: CalibrationPackage, weights: np.ndarray, out_dir: str | P
                          "weight_total": national["weight_total"],
                          "weights_sha256": sha256_array(national_w)},
             "package": {k: package.metadata.get(k) for k in ("n_records", "n_clones", "seed")},
+            "engine": package.metadata.get("engine", {}),
+            "min_weight": MIN_WEIGHT,
             "empty_districts": empty_districts,
             "empty_states": empty_states,
             "lineage": lineage or {},
@@ -188,9 +221,39 @@ def _source(package: CalibrationPackage) -> StackSource:
                          f"n_records={package.n_records}",
                          "rebuild the calibration package from this base file")
     counties = np.asarray(package.counties, dtype=object)
+    fips = load_county_fips().reindex(counties)
+    if fips.isna().any():
+        raise InputError(package.path, "counties", f"no FIPS code for "
+                         f"{list(counties[fips.isna().to_numpy()][:5])}",
+                         "rebuild the calibration package (scripts/snapshot_county_fips.py)")
+    engine = package.engine
     return StackSource(package.base_h5, package.n_records, counties,
-                       _id_scales(base, package.n_clones - 1),
-                       string_widths(base, county=counties))
+                       fips.to_numpy(dtype=object), engine.takeups, engine.record_inputs(base),
+                       string_widths(base, county=counties, county_fips=fips.to_numpy()))
+
+
+def _numbered(jobs: list[FileJob], package: CalibrationPackage) -> list[FileJob]:
+    """The jobs with the first ids of each entity: numbered from 1 across the release."""
+    base = _base(package.base_h5)
+    hh = pd.Index(base.household["household_id"].to_numpy())
+    tu_count = np.bincount(hh.get_indexer(base.tax_unit["household_id"]),
+                           minlength=package.n_records)
+    p_count = np.bincount(hh.get_indexer(base.person["household_id"]),
+                          minlength=package.n_records)
+    first, out = np.ones(3, dtype=np.int64), []
+    for job in jobs:
+        out.append(FileJob(job.cols, job.cd, job.county_index, job.weights, job.files,
+                           tuple(int(x) for x in first)))
+        record = job.cols % package.n_records
+        first += [len(job.cols), tu_count[record].sum(), p_count[record].sum()]
+    households, _, persons = (int(x) - 1 for x in first)
+    if households > MAX_HOUSEHOLDS or persons > MAX_PERSONS:
+        raise InputError(package.path, "weights",
+                         f"{households:,} households and {persons:,} persons would be "
+                         "published: above policyengine-us's float32 family ids (2^24) or "
+                         "int32 ids (2^31)",
+                         "keep fewer records (a record budget, fit.records)")
+    return out
 
 
 def _state_jobs(cols: np.ndarray, cd: np.ndarray, county: np.ndarray, w: np.ndarray
@@ -232,9 +295,10 @@ def run_file_job(job: FileJob, source: StackSource, out_dir: str) -> dict[str, d
             if lo >= hi:
                 continue
             if rel not in writers:
-                path = Path(out_dir) / rel
+                path, side = Path(out_dir) / rel, Path(out_dir) / SIDECAR / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
-                writers[rel] = H5Writer(path, base.period, source.widths)
+                side.parent.mkdir(parents=True, exist_ok=True)
+                writers[rel] = H5Writer(path, base.period, source.widths, sidecar=side)
             span = rows(lo - start, hi - start)
             part = _slice(block, span)
             writers[rel].append(part, slice_published(published, span))
@@ -242,16 +306,18 @@ def run_file_job(job: FileJob, source: StackSource, out_dir: str) -> dict[str, d
             totals[rel] = totals.get(rel, 0.0) + float(np.sum(w, dtype=np.float64))
         for rel, _, b in job.files:  # close each file as soon as its rows are written
             if rel in writers and b <= stop:
-                entries[rel] = _entry(writers.pop(rel), Path(out_dir) / rel, totals[rel])
+                entries[rel] = _entry(writers.pop(rel), Path(out_dir), rel, totals[rel])
     return entries
 
 
-def _entry(writer: H5Writer, path: Path, weight_total: float) -> dict[str, Any]:
+def _entry(writer: H5Writer, out_dir: Path, rel: str, weight_total: float) -> dict[str, Any]:
     writer.close()
     households, tax_units, persons = writer.offsets[-1]
-    return {"sha256": sha256_file(path), "households": households, "tax_units": tax_units,
-            "persons": persons, "weight_total": weight_total,
-            "row_offsets": [list(o) for o in writer.offsets]}
+    side = f"{SIDECAR}/{rel}"
+    return {"sha256": sha256_file(out_dir / rel), "households": households,
+            "tax_units": tax_units, "persons": persons, "weight_total": weight_total,
+            "row_offsets": [list(o) for o in writer.offsets],
+            "sidecar": {"path": side, "sha256": sha256_file(out_dir / side)}}
 
 
 @functools.lru_cache(maxsize=2)
@@ -267,33 +333,59 @@ def _base(path: Path) -> Microdata:
 
 def _stacked(base: Microdata, source: StackSource, job: FileJob, start: int, stop: int
              ) -> Microdata:
-    """Households for job.cols[start:stop]: base rows with ids, geography, takeup, weight."""
+    """Households for job.cols[start:stop]: base rows with new ids, the base record and
+    clone they are, geography, takeup draws and weight."""
     n = source.n_records
     cols, cd = job.cols[start:stop], job.cd[start:stop]
     clone, record = cols // n, cols % n
     hh_index = pd.Index(base.household["household_id"].to_numpy())
     tu_count = np.bincount(hh_index.get_indexer(base.tax_unit["household_id"]), minlength=n)
     p_count = np.bincount(hh_index.get_indexer(base.person["household_id"]), minlength=n)
-    tu_rows, tu_clone = _expand(record, clone, tu_count)
-    p_rows, p_clone = _expand(record, clone, p_count)
+    tu_rows, tu_col = _expand(record, tu_count)
+    p_rows, p_col = _expand(record, p_count)
 
     household = base.household.iloc[record].reset_index(drop=True)
     tax_unit = base.tax_unit.iloc[tu_rows].reset_index(drop=True)
     person = base.person.iloc[p_rows].reset_index(drop=True)
     state = cd // 100
+    base_ids = household["household_id"].to_numpy(np.int64)
     # Drawn as the matrix builder draws them: keyed by base household id and clone.
-    snap, eitc = draw_takeup_at(household["household_id"].to_numpy(np.int64),
-                                np.repeat(np.arange(len(cols)), tu_count[record]), clone, state)
-    for table, clones in ((household, clone), (tax_unit, tu_clone), (person, p_clone)):
-        for col in [c for c in table.columns if c.endswith("_id")]:
-            table[col] = clones * source.scales[col] + table[col].to_numpy(np.int64)
+    unit_household = {"household": np.arange(len(cols)), "tax_unit": tu_col, "person": p_col}
+    tables = {"household": household, "tax_unit": tax_unit, "person": person}
+    for t in source.takeups:
+        tables[t.entity][t.variable] = draw_units(t, base_ids, unit_household[t.entity],
+                                                  clone, state)
+    base_rows = {"household": record, "tax_unit": tu_rows, "person": p_rows}
+    for entity, columns in source.record_inputs.items():
+        for name, values in columns.items():
+            tables[entity][name] = values[base_rows[entity]]
+    hh_id, tu_id, p_id = (first + np.arange(count) for first, count in zip(
+        _block_first_ids(job, tu_count, p_count, start), (len(cols), len(tu_rows), len(p_rows)),
+        strict=True))
+    household["household_id"] = hh_id
+    tax_unit["tax_unit_id"], tax_unit["household_id"] = tu_id, hh_id[tu_col]
+    tu_of_person = pd.Index(base.tax_unit["tax_unit_id"].to_numpy()).get_indexer(
+        person["tax_unit_id"].to_numpy())
+    first_tu = np.concatenate([[0], np.cumsum(tu_count)[:-1]])
+    tu_start = np.concatenate([[0], np.cumsum(tu_count[record])[:-1]])
+    person["person_id"], person["household_id"] = p_id, hh_id[p_col]
+    person["tax_unit_id"] = tu_id[tu_start[p_col] + tu_of_person - first_tu[record[p_col]]]
     household["household_weight"] = job.weights[start:stop]
     household["state_fips"] = state
     household["congressional_district_geoid"] = cd
     household["county"] = source.counties[job.county_index[start:stop]]
-    household["takes_up_snap_if_eligible"] = snap
-    tax_unit["takes_up_eitc"] = eitc
+    household["county_fips"] = source.county_fips[job.county_index[start:stop]]
+    household["source_household_id"] = base_ids
+    household["clone"] = clone
     return Microdata(base.period, household, tax_unit, person)
+
+
+def _block_first_ids(job: FileJob, tu_count: np.ndarray, p_count: np.ndarray, start: int
+                     ) -> tuple[int, int, int]:
+    """The first household, tax-unit and person id of the block starting at `start`."""
+    before = job.cols[:start] % len(tu_count)
+    hh, tu, person = job.first_ids
+    return hh + start, tu + int(tu_count[before].sum()), person + int(p_count[before].sum())
 
 
 def _member_rows(md: Microdata) -> Any:
@@ -325,33 +417,11 @@ def _slice(md: Microdata, rows: RowBlock) -> Microdata:
                      cut(md.tax_unit, rows.tax_units), cut(md.person, rows.persons))
 
 
-def _expand(record: np.ndarray, clone: np.ndarray, count: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Base row positions of every member of each stacked household, and their clone."""
+def _expand(record: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Base row positions of every member of each stacked household, and the household's
+    position in the block."""
     start = np.concatenate([[0], np.cumsum(count)[:-1]])
     per = count[record]
     offsets = np.concatenate([[0], np.cumsum(per, dtype=np.int64)])
     rows = np.repeat(start[record] - offsets[:-1], per) + np.arange(offsets[-1])
-    return rows, np.repeat(clone, per)
-
-
-def _id_scales(base: Microdata, max_clone: int) -> dict[str, int]:
-    """Per id name, a power of ten above every base id: new id = clone * scale + base id.
-
-    The same name gets the same scale in every table, so links stay links, and the base id
-    and clone can be read back from a published id.
-    """
-    top: dict[str, int] = {}
-    for table in (base.household, base.tax_unit, base.person):
-        for col in [c for c in table.columns if c.endswith("_id")]:
-            values = table[col].to_numpy(np.int64)
-            if len(values) and values.min() < 0:
-                raise InputError(None, col, "negative ids in the base microdata",
-                                 "rebuild the base file with non-negative ids")
-            top[col] = max(top.get(col, 0), int(values.max(initial=0)))
-    scales = {col: 10 ** len(str(v)) for col, v in top.items()}
-    too_big = [c for c, s in scales.items() if (max_clone + 1) * s >= 2**63]
-    if too_big:
-        raise InputError(None, too_big[0], "cloned ids would overflow int64",
-                         "renumber the base ids densely from 0")
-    return scales
+    return rows, np.repeat(np.arange(len(record)), per)

@@ -2,7 +2,7 @@
 storage root, with its sha256.
 
 A gate judges artifacts (`core.lineage`), but an artifact is many files: the stacked
-directory is its manifest and every file the manifest lists, a fit is its whole record
+directory is its manifest and every file (and sidecar) the manifest lists, a fit is its whole record
 (weights, diagnostics, log, run config), the baseline is every file of the release CURRENT
 names. A verdict records the hash of each of them when it is judged, so promotion can
 re-hash every byte the checks judged, name the one that changed, and publish exactly those.
@@ -51,12 +51,15 @@ def _files_under(directory: Path) -> list[Path]:
 
 
 def stacked_files(layout: Layout) -> list[Path]:
-    """The stacked directory as stacking wrote it: its manifest and the files it lists."""
+    """The stacked directory as stacking wrote it: its manifest, the files it lists and
+    each file's sidecar (what policyengine-us never opens, our reader joins back)."""
     manifest = layout.stacked_manifest
     if not manifest.is_file():
         return [manifest]
     listed = json.loads(manifest.read_text()).get("files", {})
-    return [manifest, *(layout.stacked_dir / rel for rel in sorted(listed))]
+    sidecars = [entry["sidecar"]["path"] for entry in listed.values()
+                if isinstance(entry, dict) and isinstance(entry.get("sidecar"), dict)]
+    return [manifest, *(layout.stacked_dir / rel for rel in sorted([*listed, *sidecars]))]
 
 
 def artifact_files(layout: Layout, artifact: str, fits: tuple[Fit, ...] = FITS) -> list[Path]:

@@ -24,7 +24,7 @@ from pipeline.validate.consistency import xw_consistency
 from pipeline.validate.fit_views import load_fits, walk_storage
 from pipeline.validate.quality import review_quality
 from pipeline.validate.sanity import sanity_report
-from pipeline.validate.totals import read_validation_csv, validate_h5s
+from pipeline.validate.totals import engine_label, read_validation_csv, validate_h5s
 
 
 @dataclass(frozen=True)
@@ -63,28 +63,45 @@ def fit_review(fit: Fit) -> Judge:
 
 
 def _current_run_config(layout: Layout, fit: Fit) -> Path | None:
-    """The fit's run config in CURRENT, where CURRENT has that fit."""
+    """The fit's run config in CURRENT, where CURRENT has that fit and was built with this
+    package's engine (another engine's X is another problem: its loss is no baseline)."""
     release = current_release(layout.root)
-    path = release.path / fit.release_dir / RUN_CONFIG if release else None
-    return path if path is not None and path.is_file() else None
+    if release is None or not same_engine(layout, release.manifest):
+        return None
+    path = release.path / fit.release_dir / RUN_CONFIG
+    return path if path.is_file() else None
+
+
+def same_engine(layout: Layout, manifest: dict) -> bool:
+    """Whether a release was built with the engine of the package under `layout` (a release
+    from before engines had names was builtin)."""
+    package = json.loads((layout.package_dir / "metadata.json").read_text())
+    ours = package.get("engine", {}).get("name", "builtin")
+    return manifest.get("engine", {}).get("name", "builtin") == ours
 
 
 def structural_sanity(ctx: GateContext) -> GateReport:
     pkg, views = load_fits(ctx.layout, published(ctx.fits))
-    return sanity_report(walk_storage(ctx.layout, pkg, views, ctx.runner).walk.sanity)
+    walked = walk_storage(ctx.layout, pkg, views, ctx.runner, ctx.thresholds.district_sample)
+    return sanity_report(walked.walk.sanity)
 
 
 def consistency(ctx: GateContext) -> GateReport:
-    """Each publishing fit's X·w against the totals computed from its own files."""
+    """Each publishing fit's X·w against the totals the files' engine computes from its own
+    files (per file: max and mean relative deviation; the district files walked)."""
     layout, fits = ctx.layout, published(ctx.fits)
     pkg, views = load_fits(layout, fits, matrix=True)
-    totals = validate_h5s(walk_storage(layout, pkg, views, ctx.runner), views)
+    walked = walk_storage(layout, pkg, views, ctx.runner, ctx.thresholds.district_sample)
+    totals = validate_h5s(walked, views)
     reports = {}
     for fit, view in zip(fits, views, strict=True):
         weights = np.load(layout.weights(fit), allow_pickle=False)
+        files = dict(zip(view.rows["target_name"], walked.file_labels(fit.name), strict=True))
         reports[fit.name] = xw_consistency(
             pkg, weights, totals[totals["fit"] == fit.name], view.selected,
-            tolerance=ctx.thresholds.consistency_tolerance).gate_report()
+            tolerance=ctx.thresholds.consistency_tolerance, files=files,
+            engine=engine_label(walked.engine),
+            districts_walked=walked.districts_walked).gate_report()
     return combine(reports)
 
 
@@ -103,9 +120,14 @@ def rebudgeted(layout: Layout, fits: tuple[Fit, ...] = FITS) -> frozenset[str]:
 
 def simulation_quality(ctx: GateContext) -> GateReport:
     baseline = load_current_validation(ctx.layout.root)
+    release = current_release(ctx.layout.root)
+    other = release is not None and not same_engine(ctx.layout, release.manifest)
+    if other:  # another engine computes every total differently: no per-target baseline
+        baseline = None
     report = review_quality(read_validation_csv(ctx.layout.validation_csv), baseline,
                             ctx.thresholds.quality, rebudgeted(ctx.layout, ctx.fits))
     against = ("the CURRENT release" if baseline is not None
+               else "absolute tolerances (CURRENT was built with another engine)" if other
                else "absolute tolerances (no release yet)")
     return GateReport(report.passed, f"judged against {against}: {report.summary}",
                       report.rules, report.metrics, report.details)

@@ -37,6 +37,8 @@ STATE_FIPS = frozenset(STATE_ABBR)
 FILER = ("is_tax_filer", "==", 1)
 SNAP = ("snap", ">", 0)
 EITC = ("eitc", ">", 0)
+MEDICAID = ("medicaid_enrolled", ">", 0)
+ACA_PTC = ("aca_ptc", ">", 0)
 
 _COUNT = pa.Column(None, [FINITE, NON_NEGATIVE])  # counts and dollar totals
 _BOUND = pa.Column(None, NUMBER)  # band edges: -inf and inf mark open bands
@@ -92,10 +94,21 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         "count_children": pa.Column("int64", pa.Check.isin([0, 1, 2, 3])),
         "agi_lower": _BOUND, "agi_upper": _BOUND, "returns": _COUNT, "amount": _COUNT},
         ["count_children", "agi_lower"]),
+    # Families only policyengine-us computes (out of scope with the builtin engine).
+    "state_income_tax_state.csv": _schema("state_income_tax_state", {
+        "state_fips": _STATE, "amount": _COUNT}, ["state_fips"]),
+    "medicaid_state.csv": _schema("medicaid_state", {
+        "state_fips": _STATE, "enrollment": _COUNT}, ["state_fips"]),
+    "aca_ptc_state.csv": _schema("aca_ptc_state", {
+        "state_fips": _STATE, "returns": _COUNT, "amount": _COUNT}, ["state_fips"]),
+    "real_estate_taxes_state.csv": _schema("real_estate_taxes_state", {
+        "state_fips": _STATE, "amount": _COUNT}, ["state_fips"]),
 }
 # Held-out groups: a whole validation file (named after it), and negative totals.
 HOLDOUT_FILES = frozenset({"eitc_agi_children.csv"})
 NEGATIVE_TOTAL = "negative_total"
+ZERO_TOTAL = "zero_total"
+COUNTS = ("person_count", "household_count", "tax_unit_count")
 
 
 @dataclass(frozen=True)
@@ -108,12 +121,16 @@ class Row:
 
 
 def _holdout_group(row: Row) -> str:
-    """Held out of training ("" when trained on): a whole validation file, or a negative
+    """Held out of training ("" when trained on): a whole validation file, a negative
     total (the net AGI of the below-$1 band), which the fit's relative loss (y − ŷ)/(y + 1)
-    cannot use."""
+    cannot use, or a dollar total of zero (a state without an income tax): nothing to fit,
+    and where the engine still finds some (policyengine-us taxes New Hampshire's interest
+    and dividends, which the Census counts as none) training would zero those records."""
     if row.file in HOLDOUT_FILES:
         return Path(row.file).stem
-    return NEGATIVE_TOTAL if row.value < 0 else ""
+    if row.value < 0:
+        return NEGATIVE_TOTAL
+    return ZERO_TOTAL if row.value == 0 and row.variable not in COUNTS else ""
 
 
 def _bounds(var: str, lower: float, upper: float) -> tuple[Constraint, ...]:
@@ -220,6 +237,7 @@ def _rows(snapshot: Path) -> list[Row]:
         for lo, hi, n, amount in g["agi_state.csv"][
                 ["agi_lower", "agi_upper", "returns", "amount"]].itertuples(index=False):
             agi(geo, lo, hi, n, amount, "agi_state.csv")
+        rows.extend(_policyengine_rows(geo, g))
 
     age_cd = frames["age_district.csv"].groupby("cd_geoid")
     snap_cd = frames["snap_district.csv"].set_index("cd_geoid")["households"]
@@ -228,6 +246,22 @@ def _rows(snapshot: Path) -> list[Row]:
         age(geo, age_cd.get_group(geoid), "age_district.csv")
         rows.append(Row(geo, "household_count", (SNAP,), snap_cd[geoid], "snap_district.csv"))
     return rows
+
+
+def _policyengine_rows(geo: tuple[str, int | None], g: dict[str, pd.DataFrame]) -> list[Row]:
+    """A state's state income tax, Medicaid enrollment, premium tax credits and real estate
+    taxes (targets only the policyengine engine computes)."""
+    aca = g["aca_ptc_state.csv"].iloc[0]
+    return [
+        Row(geo, "state_income_tax", (), g["state_income_tax_state.csv"]["amount"].iat[0],
+            "state_income_tax_state.csv"),
+        Row(geo, "person_count", (MEDICAID,), g["medicaid_state.csv"]["enrollment"].iat[0],
+            "medicaid_state.csv"),
+        Row(geo, "tax_unit_count", (ACA_PTC,), aca["returns"], "aca_ptc_state.csv"),
+        Row(geo, "aca_ptc", (ACA_PTC,), aca["amount"], "aca_ptc_state.csv"),
+        Row(geo, "real_estate_taxes", (), g["real_estate_taxes_state.csv"]["amount"].iat[0],
+            "real_estate_taxes_state.csv"),
+    ]
 
 
 def _geo_constraints(geo: tuple[str, int | None]) -> tuple[Constraint, ...]:

@@ -17,6 +17,7 @@ import pandas as pd
 from pipeline.core.atomic import write_text
 from pipeline.core.errors import InputError
 from pipeline.core.yamlfile import read_yaml
+from pipeline.engine import Engine
 from pipeline.targets.db import normalise_domain
 from pipeline.targets.reconcile import ReconcileRule, parse_rule, reconcile, target_groups
 
@@ -115,16 +116,37 @@ def target_vocabulary(targets_df: pd.DataFrame) -> dict[str, list]:
     }
 
 
+def check_engine(config: TargetConfig, engine: Engine, path: str | Path | None) -> None:
+    """A rule naming a variable the engine does not compute is refused: it would select
+    nothing (the engine's package leaves those targets out of scope)."""
+    rules = [("include", config.include or ()), ("exclude", config.exclude),
+             ("reconcile", config.reconcile)]
+    for section, section_rules in rules:
+        for i, rule in enumerate(section_rules):
+            named = [rule.variable or "", *(rule.domain_variable or "").split(",")]
+            missing = engine.out_of_scope(v for v in named if v)
+            if missing:
+                raise InputError(path, f"{section}[{i}].variable",
+                                 f"{missing[0]!r} is not computed by the engine "
+                                 f"{engine.name!r}: its targets are out of scope there",
+                                 "run with engine: policyengine (make run ENGINE=policyengine)"
+                                 " or drop the rule")
+
+
 def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
                    path: str | Path | None = None,
-                   vocabulary: dict[str, list] | None = None) -> np.ndarray:
+                   vocabulary: dict[str, list] | None = None,
+                   engine: Engine | None = None) -> np.ndarray:
     """Boolean mask over `targets_df`: include first, then exclude; never a holdout target.
 
     Names are checked against `vocabulary` (the whole target DB's, which a package carries),
     else against `targets_df`. Only against the whole DB must every rule match a target:
     a package for a few states has no national targets for a national rule to match.
+    With an `engine`, a rule naming a variable it does not compute is refused.
     """
     path = path if path is not None else config.path
+    if engine is not None:
+        check_engine(config, engine, path)
     existing = vocabulary or target_vocabulary(targets_df)
     rules = [("include", config.include or ()), ("exclude", config.exclude)]
     for section, section_rules in rules:
@@ -152,29 +174,32 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
 
 def configure_targets(targets_df: pd.DataFrame, config: TargetConfig,
                       path: str | Path | None = None,
-                      vocabulary: dict[str, list] | None = None) -> tuple[pd.DataFrame,
-                                                                           np.ndarray]:
+                      vocabulary: dict[str, list] | None = None,
+                      engine: Engine | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """The targets as the fit sees them (values reconciled) and the selection."""
     path = path if path is not None else config.path
-    selected = select_targets(targets_df, config, path, vocabulary)
+    selected = select_targets(targets_df, config, path, vocabulary, engine)
     groups = (vocabulary or target_vocabulary(targets_df))["groups"]
     return reconcile(targets_df, selected, config.reconcile, groups, path)
 
 
 def apply_target_config(path: str | Path, targets_df: pd.DataFrame,
-                        vocabulary: dict[str, list] | None = None) -> tuple[pd.DataFrame,
-                                                                            np.ndarray]:
+                        vocabulary: dict[str, list] | None = None,
+                        engine: Engine | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Load the YAML at `path`, then select and reconcile (errors name that file)."""
-    return configure_targets(targets_df, load_target_config(path), Path(path), vocabulary)
+    return configure_targets(targets_df, load_target_config(path), Path(path), vocabulary,
+                             engine)
 
 
 def install_target_config(
-    source: str | Path, destination: str | Path, targets_df: pd.DataFrame
+    source: str | Path, destination: str | Path, targets_df: pd.DataFrame,
+    engine: Engine | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Validate a user's YAML against the targets, then publish a copy for the fit to use.
+    """Validate a user's YAML against the targets (and the engine that will compute them),
+    then publish a copy for the fit to use.
 
     The copy makes a run immune to edits of the user's file while it is in flight.
     """
-    configured = apply_target_config(source, targets_df)
+    configured = apply_target_config(source, targets_df, engine=engine)
     write_text(destination, Path(source).read_text())
     return configured

@@ -11,7 +11,9 @@ same sources, so both describe one year:
   ATXPY (AGI per return); the EITC and SNAP with their parameters' indexing, ACPIU lagged
   one year (Tax-Calculator indexes year y+1's tax parameters by year y's ACPIU, and the
   SNAP cost-of-living adjustment for a fiscal year uses the prices of the year before;
-  Tax-Calculator holds its own SNAP factor at 1 after 2016);
+  Tax-Calculator holds its own SNAP factor at 1 after 2016); state income tax and real
+  estate taxes with ATXPY (Tax-Calculator's factor for e18400/e18500), premium tax credits
+  with ACPIM (medical prices: the credit is a share of a premium);
 - AGI band edges are nominal dollars and move with ATXPY too (rounded to the dollar):
   incomes grew, so 2022's returns of AGI $75K–$100K are 2024's returns of $84K–$112K.
   Left in place, a band would keep its count but need a mean above its top edge (a 2022
@@ -59,6 +61,11 @@ BASIS: dict[str, Basis] = {
     "income_tax": Basis("tax_units", "ATXPY"),
     "eitc": Basis("tax_units", "ACPIU", lagged=True),
     "snap": Basis("persons", "ACPIU", lagged=True),
+    # policyengine-only families: state income tax and real estate taxes as Tax-Calculator
+    # grows income tax and e18500 (ATXPY); premium tax credits with medical prices (ACPIM).
+    "state_income_tax": Basis("tax_units", "ATXPY"),
+    "real_estate_taxes": Basis("tax_units", "ATXPY"),
+    "aca_ptc": Basis("tax_units", "ACPIM"),
 }
 _POSITIVE = pa.Check(lambda s: pd.to_numeric(s, errors="coerce") > 0,
                      error="a positive factor (growth factors are never negative or zero)")

@@ -1,7 +1,10 @@
 """X·w consistency: the matrix's totals must equal what the engine computes from the files.
 
 The two sides come from separate code (matrix builder vs. validation's own aggregation over
-the published H5s), so agreement proves the files hold what the optimizer fitted.
+the published H5s, loaded in the engine of the release as a user loads them), so agreement
+proves the files hold what the optimizer fitted, in the engine users run. The weights are
+the published ones (`published_weights`: a kept column weighs at least the minimum
+weight), rounded to float32 as the files store them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pipeline.core.errors import InputError
 from pipeline.core.report import GateReport, Rule
 from pipeline.fit.training import products_f64
 from pipeline.package.store import CalibrationPackage
+from pipeline.publish.stacking import published_weights
 
 
 @dataclass(frozen=True)
@@ -26,11 +30,15 @@ class ConsistencyReport:
     mean_rel_deviation: float
     worst: pd.DataFrame  # target_name, xw, h5_total, abs_deviation, rel_deviation
     missing: list[str]
+    by_file: pd.DataFrame  # file, targets, max_rel_deviation, mean_rel_deviation
+    engine: str = ""
+    districts_walked: tuple[str, ...] = ()
 
     def gate_report(self) -> GateReport:
+        under = f" under {self.engine}" if self.engine else ""
         rules = [
             Rule("within_tolerance", self.max_rel_deviation <= self.tolerance,
-                 f"{self.n_targets} selected targets: max relative deviation "
+                 f"{self.n_targets} selected targets{under}: max relative deviation "
                  f"{self.max_rel_deviation:.3g}, mean {self.mean_rel_deviation:.3g} "
                  f"(tolerance {self.tolerance:g})",
                  tuple(self.worst.loc[self.worst["rel_deviation"] > self.tolerance,
@@ -43,8 +51,10 @@ class ConsistencyReport:
             rules,
             {"max_rel_deviation": self.max_rel_deviation,
              "mean_rel_deviation": self.mean_rel_deviation, "targets": float(self.n_targets),
-             "missing": float(len(self.missing))},
-            {"worst": self.worst.to_dict(orient="records")},
+             "missing": float(len(self.missing)), "files": float(len(self.by_file))},
+            {"worst": self.worst.to_dict(orient="records"),
+             "by_file": self.by_file.to_dict(orient="records"), "engine": self.engine,
+             "districts_walked": list(self.districts_walked)},
             summary=rules[0].detail + f"; {len(self.missing)} missing from the files",
         )
 
@@ -57,12 +67,16 @@ def xw_consistency(
     *,
     tolerance: float = 0.01,
     top: int = 10,
+    files: dict[str, str] | None = None,
+    engine: str = "",
+    districts_walked: list[str] | None = None,
 ) -> ConsistencyReport:
     """Compare X·w with the H5 totals (`target_name` + `sim_value`) for every selected target.
 
-    Weights are rounded to float32 first, as the H5 files store them, so the only remaining
-    differences are X's float32 values and summation order (~1e-6 relative).
-    Relative deviation is |X·w − total| / max(|total|, 1).
+    Weights are the published ones rounded to float32, as the H5 files store them, so the
+    only remaining differences are X's float32 values and summation order (~1e-6
+    relative). Relative deviation is |X·w − total| / max(|total|, 1). `files` names each
+    target's file, for the per-file maximum and mean.
     """
     selected = np.asarray(selected, dtype=bool)
     weights = np.asarray(weights)
@@ -75,7 +89,7 @@ def xw_consistency(
             raise InputError(None, col, "missing from the H5 totals",
                              "pass the validation results frame")
     rows = np.flatnonzero(selected)
-    w = weights.astype(np.float32).astype(np.float64)
+    w = published_weights(weights).astype(np.float32).astype(np.float64)
     [xw] = products_f64(package.X, [w])  # float64 one row block at a time: bounded memory
     xw = xw[rows]
     names = package.targets["target_name"].to_numpy()[rows]
@@ -90,8 +104,13 @@ def xw_consistency(
     worst = known.sort_values("rel_deviation", ascending=False, kind="stable").head(top)
     max_rel = float(known["rel_deviation"].max()) if len(known) else 0.0
     mean_rel = float(known["rel_deviation"].mean()) if len(known) else 0.0
+    known = known.assign(file=known["target_name"].map(files or {}).fillna("?"))
+    by_file = (known.groupby("file")["rel_deviation"]
+               .agg(targets="size", max_rel_deviation="max", mean_rel_deviation="mean")
+               .reset_index())
     return ConsistencyReport(
         passed=not missing and max_rel <= tolerance, tolerance=tolerance, n_targets=len(rows),
         max_rel_deviation=max_rel, mean_rel_deviation=mean_rel,
-        worst=worst.reset_index(drop=True), missing=missing,
+        worst=worst.reset_index(drop=True), missing=missing, by_file=by_file, engine=engine,
+        districts_walked=tuple(districts_walked or ()),
     )

@@ -1,14 +1,17 @@
 """One walk over the published files serves every check that reads them.
 
-Each file is a task for the compute runner: its bytes are checked against the manifest's
-sha256, then it is read one block of whole households at a time (the manifest's row
-offsets), simulated, judged by the structural sanity list and summed into the targets
-that live in it. Memory is bounded by a block (plus the file's id columns for the
-uniqueness check), whatever the size of the release.
+Each file is a task for the compute runner: its bytes (and its sidecar's) are checked
+against the manifest's sha256, then it is read one block of whole households at a time
+(the manifest's row offsets, cut smaller for an engine with a block limit), simulated by
+the engine the files were built for (the manifest names it) as a user of the file runs it,
+judged by the structural sanity list and summed into the targets that live in it. Memory
+is bounded by a block (plus the file's id columns for the uniqueness check), whatever the
+size of the release.
 
-Federal taxes come from a `TaxCache` keyed by each tax unit's input columns as read from
-the file; it is seeded with the base sample's units, so workers never compile
-Tax-Calculator for rows they have already seen, and compute any row they have not.
+With the builtin engine, federal taxes come from a `TaxCache` keyed by each tax unit's
+input columns as read from the file; it is seeded with the base sample's units
+(`seed_cache`), so workers never compile Tax-Calculator for rows they have already seen,
+and compute any row they have not.
 
 The result is cached beside the validation results, keyed by the manifest and the targets;
 a cached walk is reused only after every file's bytes still match the manifest.
@@ -31,15 +34,15 @@ from pipeline.core.errors import InputError
 from pipeline.core.hashing import sha256_file
 from pipeline.core.layout import MANIFEST
 from pipeline.core.parallel import InProcess, Runner
-from pipeline.engine import engine_identity, simulate
+from pipeline.engine import VARIABLES, load_engine
+from pipeline.engine.builtin import tax_cache
 from pipeline.engine.tax_cache import TaxCache
-from pipeline.microdata import Microdata, blocks, read_h5
+from pipeline.microdata import Microdata, RowBlock, blocks, read_h5, split_block
 from pipeline.publish.stacking import load_manifest
 from pipeline.validate.aggregate import EntityTables
 from pipeline.validate.sanity import SANITY_COLUMNS, FileSanity
 
 SEED_PREFIX = "tax_seed-"
-_WORKER_CACHES: dict[int, TaxCache] = {}  # per process: warm across the tasks it runs
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,11 @@ def seed_cache(base: Microdata) -> TaxCache:
 
 def stored_seed(base_h5: str | Path, cache_dir: str | Path) -> TaxCache:
     """`seed_cache` of the base sample, kept beside the walk's cache and keyed by the base
-    sample's bytes and the engine: a process that has not run Tax-Calculator yet (a
-    refit's first check) reads it instead of compiling and running it (37 s on the ci
-    sample, against well under a second of walking)."""
-    key = hashlib.sha256(json.dumps([sha256_file(base_h5), engine_identity()],
+    sample's bytes and the builtin engine's identity: a process that has not run
+    Tax-Calculator yet (a refit's first check) reads it instead of compiling and running it
+    (37 s on the ci sample, against well under a second of walking)."""
+    identity = load_engine("builtin").identity().as_dict()
+    key = hashlib.sha256(json.dumps([sha256_file(base_h5), identity],
                                     sort_keys=True).encode()).hexdigest()[:32]
     path = Path(cache_dir) / f"{SEED_PREFIX}{key}.npz"
     if path.is_file():
@@ -80,9 +84,15 @@ def stored_seed(base_h5: str | Path, cache_dir: str | Path) -> TaxCache:
     return cache
 
 
-def walk(stacked_dir: str | Path, tasks: list[FileTask], seed: TaxCache,
+def engine_of(manifest: dict[str, Any]) -> str:
+    """The engine a stacked directory was built with (builtin before engines had names)."""
+    return str(manifest.get("engine", {}).get("name", "builtin"))
+
+
+def walk(stacked_dir: str | Path, tasks: list[FileTask], seed: TaxCache | None,
          runner: Runner | None = None) -> Walk:
-    done = (runner or InProcess()).map(walk_file, tasks, str(stacked_dir), seed,
+    engine = engine_of(load_manifest(stacked_dir))
+    done = (runner or InProcess()).map(walk_file, tasks, str(stacked_dir), engine, seed,
                                        desc="validation: published files")
     sanity = pd.DataFrame([(task.rel, r.check, r.status, r.reason)
                            for task, (results, _) in zip(tasks, done, strict=True)
@@ -91,16 +101,20 @@ def walk(stacked_dir: str | Path, tasks: list[FileTask], seed: TaxCache,
                                                                         strict=True)})
 
 
-def walk_file(task: FileTask, stacked_dir: str, seed: TaxCache) -> tuple[list, np.ndarray]:
+def walk_file(task: FileTask, stacked_dir: str, engine_name: str, seed: TaxCache | None
+              ) -> tuple[list, np.ndarray]:
     """(sanity results, target totals) for one file, block by block."""
     path = Path(stacked_dir) / task.rel
-    verify_file(path, task.entry["sha256"])
-    cache = _WORKER_CACHES.setdefault(seed.period, seed)
+    verify_entry(Path(stacked_dir), task.rel, task.entry)
+    engine = load_engine(engine_name)
+    if seed is not None:
+        tax_cache(seed.period, seed)  # a process's first walk starts from the seed
+    variables = _variables(task.targets, engine)
     sanity = FileSanity()
     totals = np.zeros(len(task.targets))
-    for block in blocks(task.entry["row_offsets"]):
+    for block, whole in _blocks(path, task.entry, engine):
         md = read_h5(path, block)
-        sim = simulate(md, cache.taxes(md.tax_unit))
+        sim = engine.simulate_published(path, None if whole else block, md, variables)
         sanity.add(md, sim, _spm_ids(path, md.period, block.households))
         tables = EntityTables(md, sim)
         totals += [tables.total(v, c) for v, c in
@@ -116,12 +130,38 @@ def verify_file(path: Path, sha256: str) -> None:
                          "replaced since)", "materialize stacked_h5s again")
 
 
+def verify_entry(stacked_dir: Path, rel: str, entry: dict[str, Any]) -> None:
+    """A published file and its sidecar still have the bytes the manifest records."""
+    verify_file(stacked_dir / rel, entry["sha256"])
+    if "sidecar" in entry:
+        verify_file(stacked_dir / entry["sidecar"]["path"], entry["sidecar"]["sha256"])
+
+
 def verify_files(stacked_dir: str | Path) -> dict[str, Any]:
     """Every published file still has the bytes the manifest records; the manifest."""
     manifest = load_manifest(stacked_dir)
     for rel, entry in manifest["files"].items():
-        verify_file(Path(stacked_dir) / rel, entry["sha256"])
+        verify_entry(Path(stacked_dir), rel, entry)
     return manifest
+
+
+def _variables(targets: pd.DataFrame, engine) -> tuple[str, ...]:
+    """What the engine computes for a file: its targets' variables and constraints, and
+    SNAP (the sanity range) where the engine has it."""
+    names = set(targets["variable"]) | {v for c in targets["constraints"]
+                                        for v, _, _ in json.loads(c)}
+    names |= {"snap"} & engine.computes
+    return tuple(sorted(n for n in names if n in VARIABLES))
+
+
+def _blocks(path: Path, entry: dict[str, Any], engine) -> list[tuple[RowBlock, bool]]:
+    """The blocks a file is simulated in, and whether one block is the whole file (then
+    the engine reads the file itself, exactly as a user does)."""
+    found = blocks(entry["row_offsets"])
+    limit = engine.max_block_households
+    if limit:
+        found = [part for block in found for part in split_block(path, block, limit)]
+    return [(block, len(found) == 1) for block in found]
 
 
 def _spm_ids(path: Path, period: int, rows: tuple[int, int]) -> np.ndarray | None:
@@ -136,7 +176,7 @@ def walk_cached(stacked_dir: str | Path, tasks: list[FileTask], seed_of: Any,
                 runner: Runner | None, cache_dir: str | Path) -> Walk:
     """`walk`, remembered for one (manifest, targets); only the latest entry is kept.
 
-    `seed_of()` builds the tax cache only when a walk is needed.
+    `seed_of()` builds the engine's warm state (None for none) only when a walk is needed.
     """
     key = hashlib.sha256((Path(stacked_dir) / MANIFEST).read_bytes())
     for task in tasks:

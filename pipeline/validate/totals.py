@@ -16,6 +16,7 @@ fit is validated on its own (`fit` column), by the files it publishes:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pydantic import Field
 
 from pipeline.core.atomic import atomic_path
 from pipeline.core.contracts import check_table
@@ -32,11 +34,12 @@ from pipeline.core.errors import InputError
 from pipeline.core.fit_table import AREA_FILES, LOCAL, Fit
 from pipeline.core.geo import STATE_ABBR, STATE_NAME
 from pipeline.core.parallel import Runner
-from pipeline.engine import VARIABLES
+from pipeline.core.settings import Settings
+from pipeline.engine import EngineIdentity, load_engine
 from pipeline.engine.tax_cache import TaxCache
 from pipeline.publish.stacking import district_file, load_manifest, state_file
 from pipeline.targets.db import TARGETS
-from pipeline.validate.published import FileTask, Walk, walk, walk_cached
+from pipeline.validate.published import FileTask, Walk, engine_of, walk, walk_cached
 from pipeline.validate.sanity import FAIL, PASS, WARN, SanityResult, summarize
 from pipeline.validate.scoring import (
     ABSOLUTE,
@@ -72,6 +75,7 @@ VALIDATION_RESULTS = pa.DataFrameSchema({
     "error_floor": _added(float), "score": pa.Column(float, nullable=True, required=False),
     "scope": _added(str, pa.Check.isin([IN_SCOPE, OUT_OF_SCOPE])),
     "fit": _added(str),  # the fit table's name of the fit whose files gave sim_value
+    "engine": _added(str),  # the engine that computed sim_value (name, version, parameters)
 }, unique=["fit", "target_name"], name="validation_results")
 COLUMNS = tuple(VALIDATION_RESULTS.columns)
 _PROVENANCE = ("holdout_group", "original_value", "original_period", "uprating_factor",
@@ -114,6 +118,38 @@ class FitTargets:
 Place = tuple[str, int]  # (published file, row of its task)
 
 
+class DistrictSample(Settings):
+    """Which district files a large release walks: the largest and a seeded draw of the
+    rest (every state file and the national file are always walked)."""
+
+    size: int = Field(40, ge=1, description="district files drawn at random besides the "
+                      "largest")
+    largest: int = Field(10, ge=0, description="the district files with the most "
+                         "households, always walked")
+    seed: int = Field(0, ge=0, description="which districts the draw picks")
+
+
+def engine_label(identity: dict[str, str]) -> str:
+    """How validation_results.csv names an engine identity (builtin before engines had
+    names)."""
+    if not identity.get("name"):
+        return "builtin"
+    return EngineIdentity(identity["name"], identity["version"],
+                          identity["parameters_sha256"]).label()
+
+
+def sample_districts(manifest: dict[str, Any], sample: DistrictSample | None) -> list[str]:
+    """The district files to walk, sorted: all of them without a sample."""
+    files = [rel for rel in manifest["files"] if rel.startswith("districts/")]
+    if sample is None:
+        return sorted(files)
+    by_size = sorted(files, key=lambda rel: (-manifest["files"][rel]["households"], rel))
+    largest = by_size[:sample.largest]
+    rest = sorted(by_size[sample.largest:],
+                  key=lambda rel: hashlib.sha256(f"{sample.seed}:{rel}".encode()).hexdigest())
+    return sorted(largest + rest[:sample.size])
+
+
 @dataclass(frozen=True)
 class Published:
     """Every validated target of every fit placed on the files that hold its area, and
@@ -122,42 +158,57 @@ class Published:
     areas: dict[str, list[tuple[str, int, str, str]]]  # per fit: (level, id, name, district)
     places: dict[str, list[list[Place]]]  # per fit, per row: the files summed, their rows
     walk: Walk
+    engine: dict[str, str]  # the identity of the engine the files were built for
+    districts_walked: list[str]  # the district files read (all, or a sample)
 
     def sim_value(self, fit: str) -> np.ndarray:
         return np.array([sum(self.walk.totals[rel][i] for rel, i in places)
                          for places in self.places[fit]], dtype=np.float64)
 
+    def file_labels(self, fit: str) -> list[str]:
+        """Per validated row, the file its total comes from (or how many it sums)."""
+        return [p[0][0] if len(p) == 1 else f"sum of {len(p)} files" if p else "no file"
+                for p in self.places[fit]]
+
 
 def walk_published(stacked_dir: str | Path, fits: list[FitTargets],
-                   seed_of: Callable[[], TaxCache], runner: Runner | None = None,
-                   cache_dir: str | Path | None = None) -> Published:
-    """Walk every published file once: sanity of each, totals of every fit's targets."""
+                   seed_of: Callable[[], TaxCache | None], runner: Runner | None = None,
+                   cache_dir: str | Path | None = None,
+                   districts: DistrictSample | None = None) -> Published:
+    """Walk every published file once (of the district files, `districts`' sample): sanity
+    of each, totals of every fit's targets. A district target whose file is not walked is
+    summed from its state file, restricted to the district."""
     stacked_dir = Path(stacked_dir)
     manifest = load_manifest(stacked_dir)
-    tasks: dict[str, list[tuple[str, str]]] = {rel: [] for rel in manifest["files"]}
+    engine = load_engine(engine_of(manifest))
+    walked = sample_districts(manifest, districts)
+    skipped = {rel for rel in manifest["files"] if rel.startswith("districts/")} - set(walked)
+    tasks: dict[str, list[tuple[str, str]]] = {rel: [] for rel in manifest["files"]
+                                               if rel not in skipped}
     areas, places = {}, {}
     for view in fits:
         rows = view.rows
-        unknown = sorted(set(rows["variable"]) - set(VARIABLES))
+        unknown = engine.out_of_scope(rows["variable"])
         if unknown:
-            raise InputError(None, "variable", f"the engine cannot compute {unknown}",
-                             f"use one of {sorted(VARIABLES)}")
+            raise InputError(None, "variable", f"the engine {engine.name!r} the files were "
+                             f"built for cannot compute {unknown}",
+                             f"use one of {sorted(engine.computes)}")
         areas[view.fit] = [_area(level, str(geo)) for level, geo in
                            zip(rows["geo_level"], rows["geographic_id"], strict=True)]
         places[view.fit] = []
         for (level, code, _, _), variable, constraints in zip(
                 areas[view.fit], rows["variable"], rows["constraints"], strict=True):
             found = []
-            for rel, extra in _files_of(view.publishes, level, code, manifest):
+            for rel, extra in _files_of(view.publishes, level, code, manifest, skipped):
                 found.append((rel, len(tasks[rel])))
                 tasks[rel].append((variable, json.dumps(json.loads(constraints) + extra)))
             places[view.fit].append(found)
-    file_tasks = [FileTask(rel, entry, pd.DataFrame(tasks[rel],
-                                                    columns=["variable", "constraints"]))
-                  for rel, entry in manifest["files"].items()]
+    file_tasks = [FileTask(rel, manifest["files"][rel],
+                           pd.DataFrame(tasks[rel], columns=["variable", "constraints"]))
+                  for rel in tasks]
     found = (walk_cached(stacked_dir, file_tasks, seed_of, runner, cache_dir) if cache_dir
              else walk(stacked_dir, file_tasks, seed_of(), runner))
-    return Published(areas, places, found)
+    return Published(areas, places, found, dict(manifest.get("engine", {})), walked)
 
 
 def validate_h5s(published: Published, fits: list[FitTargets]) -> pd.DataFrame:
@@ -203,14 +254,15 @@ def validate_h5s(published: Published, fits: list[FitTargets]) -> pd.DataFrame:
         scores = score_errors(frame, targets["original_value"].to_numpy(),
                               targets["original_period"].to_numpy(),
                               targets["period"].to_numpy())
-        frames.append(pd.concat([frame, scores], axis=1).assign(fit=view.fit))
+        frames.append(pd.concat([frame, scores], axis=1).assign(
+            fit=view.fit, engine=engine_label(published.engine)))
     return pd.concat(frames, ignore_index=True)[list(COLUMNS)]
 
 
 def read_validation_csv(path: str | Path) -> pd.DataFrame:
     """Read what `write_validation_csv` wrote, with text columns kept as text."""
     text = ("area_id", "district", "sanity_reason", "target_name", "holdout_group",
-            "reconcile_rule", "fit")
+            "reconcile_rule", "fit", "engine")
     df = pd.read_csv(path, dtype=dict.fromkeys(text, str))
     present = [c for c in text if c in df.columns]
     df[present] = df[present].fillna("")
@@ -246,11 +298,11 @@ def _area(level: str, geo: str) -> tuple[str, int, str, str]:
     return level, code, label, label
 
 
-def _files_of(publishes: str | None, level: str, code: int, manifest: dict
-              ) -> list[tuple[str, list[list[Any]]]]:
+def _files_of(publishes: str | None, level: str, code: int, manifest: dict,
+              skipped: set[str] = frozenset()) -> list[tuple[str, list[list[Any]]]]:
     """The published files whose sum is an area's total for a fit that publishes
     `publishes`, each with the constraints that keep only the area's households; [] for an
-    area left empty."""
+    area left empty. A district file in `skipped` is replaced by its state file."""
     if publishes is None:
         raise InputError(None, "fit", "this fit publishes no files to validate",
                          "validate only the fits the fit table marks as publishing")
@@ -269,6 +321,9 @@ def _files_of(publishes: str | None, level: str, code: int, manifest: dict
         rel = district_file(code)
         if code in manifest["empty_districts"]:
             return []
+        if rel in skipped:
+            return [(state_file(STATE_ABBR[code // 100]),
+                     [["congressional_district_geoid", "==", code]])]
     if rel not in manifest["files"]:
         raise InputError(rel, None, "no published file for this target's area",
                          "restack with a package whose geography covers every target area")

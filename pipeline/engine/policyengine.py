@@ -1,0 +1,300 @@
+"""policyengine-us as an engine: the engine the users of the published files run.
+
+An optional extra (`pip install -e '.[policyengine]'`, AGPL-3.0), imported only when it
+computes, so the rest of the pipeline runs without it. Always offline
+(`HF_HUB_OFFLINE=1`, `dataset=` a file we wrote).
+
+The matrix builder's path (`state_values`) works as the production system builds its
+matrix: one `Microsimulation` per state over the whole base sample, every record placed in
+that state, written to a file in the published files' vocabulary (so policyengine-us reads
+exactly what a published household holds) and loaded as a user loads a file. Takeup
+inputs this engine redraws per clone are set on (their gated variables are then zeroed by a
+clone's draws). A household's county changes what policyengine-us computes (ACA rating
+areas, SNAP utility regions and work-requirement waivers, sales and local taxes, HUD
+limits), so the first district of the state is computed in full with policyengine-core's
+tracer on, and every other district only re-computes the variables the trace shows to
+depend on the county, after setting each record's county there.
+
+Validation's path (`simulate_published`) loads a published file in `Microsimulation`, as a
+user does (a file above `MAX_HOUSEHOLDS` in slices of whole households).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from pipeline.core.errors import InputError
+from pipeline.core.packaged import packaged
+from pipeline.engine.base import Engine, EngineIdentity, StatePlan, StateValues
+from pipeline.engine.simulation import Simulation
+from pipeline.engine.takeup import Takeup, draw_units, unit_uniforms
+from pipeline.engine.variables import VARIABLES
+from pipeline.microdata import H5Writer, Microdata, RowBlock, string_widths
+
+PACKAGE = "policyengine-us"
+PINNED = "2.68.0"
+INSTALL = "make setup ENGINE=policyengine (or: pip install -e '.[policyengine]')"
+MAX_HOUSEHOLDS = 25_000  # per Microsimulation in validation: ~3 GB resident
+TAKEUP_RATES = packaged("data", "takeup_rates_policyengine.csv")
+# Our name -> policyengine-us's, where they differ.
+ALIASES = {"is_tax_filer": "tax_unit_is_filer"}
+GEOGRAPHY = ("county", "county_fips")  # the inputs a district variant changes
+IDS = {"person": "person_id", "tax_unit": "tax_unit_id", "household": "household_id"}
+
+# Redrawn per clone: pure gates (turning one off zeroes its gated variables and changes no
+# other variable a target can name; tests/test_policyengine.py checks it).
+SNAP = Takeup("takes_up_snap_if_eligible", "household", ("snap",), "takeup/snap",
+              "snap_rate", TAKEUP_RATES)
+MEDICAID = Takeup("takes_up_medicaid_if_eligible", "person", ("medicaid_enrolled",),
+                  "takeup/medicaid", "medicaid_rate", TAKEUP_RATES)
+# Drawn once per record (clone 0) and the same in every clone, as the production system
+# keeps them: not pure gates (a tax unit that files anyway gets its premium credit whatever
+# it takes up; filing changes credits and taxes), so a clone's draw could not be applied to
+# values computed with it on. Both are inputs every published household carries.
+ACA = Takeup("takes_up_aca_if_eligible", "tax_unit", (), "takeup/aca", "aca_rate",
+             TAKEUP_RATES)
+VOLUNTARY_FILING = "would_file_taxes_voluntarily"
+VOLUNTARY_FILING_RATES = packaged("data", "voluntary_filing_rates.csv")
+
+
+class PolicyEngineUS(Engine):
+    name = "policyengine"
+    computes = frozenset(VARIABLES)
+    takeups = (SNAP, MEDICAID)
+    max_block_households = MAX_HOUSEHOLDS
+
+    def require(self) -> None:
+        installed = _installed_version()
+        if installed is None:
+            raise InputError(None, "engine", f"the profile asks for engine: {self.name}, but "
+                             f"{PACKAGE} is not installed",
+                             f"install the optional extra: {INSTALL}")
+        if installed != PINNED:
+            raise InputError(None, "engine", f"{PACKAGE} {installed} is installed; this "
+                             f"pipeline is pinned to {PACKAGE} {PINNED}",
+                             f"pip install {PACKAGE}=={PINNED} (or {INSTALL})")
+
+    def identity(self) -> EngineIdentity:
+        self.require()
+        return _identity()
+
+    def state_values(self, base: Microdata, plan: StatePlan,
+                     variables: tuple[str, ...]) -> StateValues:
+        self.require()
+        with tempfile.TemporaryDirectory(prefix="pe-state-") as tmp:
+            path = Path(tmp) / "state.h5"
+            write_dataset(place(base, plan, 0, self), path)
+            sim = _microsimulation(path)
+            sim.trace = True
+            first = {v: _values(sim, v, base.period) for v in variables}
+            depends = _depends_on_geography(sim.tracer.trees)
+            sim.trace = False
+        local = [v for v in variables if ALIASES.get(v, v) in depends]
+        values = {v: first[v] for v in variables if v not in local}
+        per_district = {v: [first[v]] for v in local}
+        inputs = set(sim.input_variables)
+        stale = sorted(depends - inputs)
+        for d in range(1, len(plan.districts)):
+            for name, column in zip(GEOGRAPHY, (plan.counties, plan.county_fips), strict=True):
+                sim.set_input(name, base.period, _text(column[d]))
+            for name in stale:
+                sim.delete_arrays(name)
+            for v in local:
+                per_district[v].append(_values(sim, v, base.period))
+        values.update({v: np.stack(rows) for v, rows in per_district.items()})
+        return StateValues(plan.state_fips, plan.districts, values)
+
+    def record_inputs(self, base: Microdata) -> dict[str, dict[str, np.ndarray]]:
+        """ACA takeup (at the rate of the record's own state) and voluntary filing (the
+        production system's rates by children, wages and the head's age), clone 0's draws."""
+        hh_ids = base.household["household_id"].to_numpy()
+        unit_hh = pd.Index(hh_ids).get_indexer(base.tax_unit["household_id"])
+        state = base.household["state_fips"].to_numpy()
+        aca = draw_units(ACA, hh_ids, unit_hh, 0, state)
+        voluntary = unit_uniforms("takeup/voluntary_filing", hh_ids, unit_hh, 0) < (
+            voluntary_filing_rates(base))
+        return {"tax_unit": {ACA.variable: aca, VOLUNTARY_FILING: voluntary}}
+
+    def simulate_published(self, path: Path, block: RowBlock | None, md: Microdata,
+                           variables: tuple[str, ...]) -> Simulation:
+        self.require()
+        with tempfile.TemporaryDirectory(prefix="pe-block-") as tmp:
+            dataset = path if block is None else _slice(path, block, Path(tmp) / "block.h5")
+            sim = _microsimulation(dataset)
+            period = md.period
+            frames = {e: pd.DataFrame({IDS[e]: _ids(sim, IDS[e], e, period)}) for e in IDS}
+            frames["person"]["household_id"] = _ids(sim, "household_id", "person", period)
+            frames["person"]["tax_unit_id"] = _ids(sim, "tax_unit_id", "person", period)
+            frames["tax_unit"]["household_id"] = _ids(sim, "household_id", "tax_unit", period)
+            for v in variables:
+                frames[VARIABLES[v]][v] = _values(sim, v, period)
+        for entity, frame in frames.items():
+            ours = getattr(md, entity)[IDS[entity]].to_numpy(np.int64)
+            if not np.array_equal(frame[IDS[entity]].to_numpy(np.int64), ours):
+                raise InputError(path, IDS[entity], f"policyengine-us reads other {entity} "
+                                 "ids than the file holds (ids beyond int32, or a family id "
+                                 "beyond float32's exact integers)",
+                                 "materialize stacked_h5s again (ids are renumbered)")
+        return Simulation(frames["person"], frames["tax_unit"], frames["household"])
+
+
+def place(base: Microdata, plan: StatePlan, district: int, engine: PolicyEngineUS
+          ) -> Microdata:
+    """The base sample in one of the plan's districts, ids renumbered from 1 (policyengine-us
+    stores them as int32), per-clone takeups on and per-record takeups drawn (clone 0)."""
+    hh, tu, person = base.household, base.tax_unit, base.person
+    n, m = len(hh), len(tu)
+    hh_pos = pd.Index(hh["household_id"]).get_indexer(tu["household_id"])
+    person_hh = pd.Index(hh["household_id"]).get_indexer(person["household_id"])
+    person_tu = pd.Index(tu["tax_unit_id"]).get_indexer(person["tax_unit_id"])
+    tables = {
+        "household": hh.assign(household_id=np.arange(1, n + 1), state_fips=plan.state_fips,
+                               congressional_district_geoid=int(plan.districts[district]),
+                               county=plan.counties[district],
+                               county_fips=plan.county_fips[district]),
+        "tax_unit": tu.assign(tax_unit_id=np.arange(1, m + 1), household_id=hh_pos + 1),
+        "person": person.assign(person_id=np.arange(1, len(person) + 1),
+                                household_id=person_hh + 1, tax_unit_id=person_tu + 1),
+    }
+    for takeup in engine.takeups:
+        tables[takeup.entity][takeup.variable] = True
+    for entity, columns in engine.record_inputs(base).items():
+        for name, values in columns.items():
+            tables[entity][name] = values
+    return Microdata(base.period, tables["household"], tables["tax_unit"], tables["person"])
+
+
+@functools.lru_cache(maxsize=2)
+def _voluntary_table(path: Path = VOLUNTARY_FILING_RATES) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise InputError(path, None, "voluntary filing rate file is missing",
+                         "run scripts/derive_takeup_rates.py")
+    return pd.read_csv(path, comment="#").set_index(["children", "wages", "age"])
+
+
+def voluntary_filing_rates(base: Microdata) -> np.ndarray:
+    """Per tax unit, the production system's probability of filing voluntarily: by whether
+    it has child dependents (under 18), its wages (0, under $15K, under $30K, more) and
+    whether its head is 65 or older."""
+    tu, person = base.tax_unit, base.person
+    unit = pd.Index(tu["tax_unit_id"]).get_indexer(person["tax_unit_id"])
+    child = person["is_tax_unit_dependent"].to_numpy(bool) & (person["age"].to_numpy() < 18)
+    children = np.bincount(unit, weights=child, minlength=len(tu)) > 0
+    wages = tu["e00200"].to_numpy(float) if "e00200" in tu else np.zeros(len(tu))
+    band = np.select([wages <= 0, wages < 15_000, wages < 30_000], ["zero", "low", "medium"],
+                     "high")
+    age = np.where(tu["age_head"].to_numpy() >= 65, "age_65_plus", "under_65")
+    keys = pd.MultiIndex.from_arrays([np.where(children, "with_children", "no_children"),
+                                      band, age])
+    return _voluntary_table().reindex(keys)["rate"].to_numpy()
+
+
+def write_dataset(md: Microdata, path: Path) -> None:
+    """`md` as a published file: policyengine-us's variables only (the rest aside)."""
+    with H5Writer(path, md.period, string_widths(md),
+                  sidecar=path.with_suffix(".pipeline.h5")) as writer:
+        writer.append(md.validate())
+
+
+def _installed_version() -> str | None:
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _identity() -> EngineIdentity:
+    """policyengine-us's and policyengine-core's versions; a hash of every parameter file
+    policyengine-us ships and of the takeup and voluntary filing rates this engine draws
+    with."""
+    core = importlib.metadata.version("policyengine-core")
+    root = Path(importlib.util.find_spec("policyengine_us").submodule_search_locations[0])
+    h = hashlib.sha256()
+    for file in sorted((root / "parameters").rglob("*.yaml")):
+        h.update(str(file.relative_to(root)).encode())
+        h.update(file.read_bytes())
+    h.update(TAKEUP_RATES.read_bytes())
+    h.update(VOLUNTARY_FILING_RATES.read_bytes())
+    return EngineIdentity("policyengine", f"{PACKAGE} {_installed_version()}, "
+                          f"policyengine-core {core}", h.hexdigest())
+
+
+def _microsimulation(dataset: Path):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from policyengine_us import Microsimulation
+
+    return Microsimulation(dataset=str(dataset))
+
+
+def _values(sim, variable: str, period: int) -> np.ndarray:
+    name = ALIASES.get(variable, variable)
+    result = sim.calculate(name, period, map_to=VARIABLES[variable], use_weights=False)
+    return np.asarray(result, dtype=np.float64)
+
+
+def _ids(sim, name: str, entity: str, period: int) -> np.ndarray:
+    result = sim.calculate(name, period, map_to=entity, use_weights=False)
+    return np.asarray(result).astype(np.int64)
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    return np.array([str(v).encode() for v in values])
+
+
+def _depends_on_geography(trees: list) -> set[str]:
+    """Every variable a traced calculation shows to read a county input, however
+    indirectly (the calculations it made, through any number of steps)."""
+    parents: dict[str, set[str]] = {}
+    stack = list(trees)
+    while stack:
+        node = stack.pop()
+        for child in node.children:
+            parents.setdefault(child.name, set()).add(node.name)
+            stack.append(child)
+    found: set[str] = set()
+    todo = list(GEOGRAPHY)
+    while todo:
+        for parent in parents.get(todo.pop(), ()):
+            if parent not in found:
+                found.add(parent)
+                todo.append(parent)
+    return found
+
+
+def _slice(path: Path, block: RowBlock, out: Path) -> Path:
+    """Whole households `block` of a published file as a file of its own."""
+    rows = {"household": block.households, "spm_unit": block.households,
+            "family": block.households, "tax_unit": block.tax_units, "person": block.persons}
+    with h5py.File(path, "r") as src, h5py.File(out, "w") as dst:
+        marital = _marital_rows(src, block)
+        for name, group in src.items():
+            entity = group.attrs["entity"]
+            for period, dataset in group.items():
+                lo, hi = marital if entity == "marital_unit" else rows[entity]
+                dst.create_dataset(f"{name}/{period}", data=dataset[lo:hi])
+    return out
+
+
+def _marital_rows(f: h5py.File, block: RowBlock) -> tuple[int, int]:
+    """Marital units are written in the order of their first member: the block's are the
+    ones its persons name."""
+    period = str(f.attrs["period"])
+    ids = f["marital_unit_id"][period][:]
+    members = f["person_marital_unit_id"][period][block.persons[0]:block.persons[1]]
+    where = pd.Index(ids).get_indexer(np.unique(members))
+    lo, hi = int(where.min()), int(where.max()) + 1
+    if hi - lo != len(where):
+        raise InputError(None, "marital_unit_id", "a block's marital units are not contiguous",
+                         "materialize stacked_h5s again")
+    return lo, hi

@@ -1,0 +1,76 @@
+"""Per-state engine values on disk, so a state is never computed twice.
+
+An entry is keyed by everything its values depend on: the base sample's sha256, the
+engine's identity (name, version, parameters), the state, the variables and the state's
+geography (each record's county in each district). The key is both in the file name and
+inside the file; an entry whose stored key differs from the one asked for (another engine,
+another base sample, a file renamed by hand) is never read, only replaced. A refit, a
+package rebuilt with another clone count or seed and validation all find their states here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.atomic import write_bytes
+from pipeline.engine.base import Engine, StatePlan, StateValues
+from pipeline.microdata import Microdata
+
+_KEY = "__key__"
+_DISTRICTS = "__districts__"
+
+
+def cache_key(engine: Engine, base_sha256: str, plan: StatePlan,
+              variables: tuple[str, ...]) -> dict:
+    return {"base_sha256": base_sha256, "engine": engine.identity().as_dict(),
+            "state_fips": plan.state_fips, "variables": sorted(variables),
+            "geography_sha256": plan.sha256()}
+
+
+def entry_path(cache_dir: Path, engine: Engine, key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return cache_dir / f"{engine.name}-{key['state_fips']:02d}-{digest[:32]}.npz"
+
+
+def read_entry(path: Path, key: dict) -> StateValues | None:
+    """The entry at `path` if it was written for exactly `key`, else None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if json.loads(str(data[_KEY])) != key:
+                return None
+            values = {name: data[name] for name in data.files
+                      if name not in (_KEY, _DISTRICTS)}
+            return StateValues(key["state_fips"], data[_DISTRICTS], values)
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable: computed again and replaced
+
+
+def write_entry(path: Path, key: dict, values: StateValues) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{_KEY: np.array(json.dumps(key, sort_keys=True)),
+                                   _DISTRICTS: values.districts}, **values.values)
+    write_bytes(path, buffer.getvalue())
+
+
+def cached_state_values(engine: Engine, base: Microdata, base_sha256: str, plan: StatePlan,
+                        variables: tuple[str, ...], cache_dir: Path | None) -> StateValues:
+    """`engine.state_values`, read from `cache_dir` when an entry for exactly these inputs
+    is there, else computed and stored."""
+    if cache_dir is None:
+        return engine.state_values(base, plan, variables)
+    key = cache_key(engine, base_sha256, plan, variables)
+    path = entry_path(cache_dir, engine, key)
+    found = read_entry(path, key)
+    if found is not None:
+        return found
+    values = engine.state_values(base, plan, variables)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_entry(path, key, values)
+    return values

@@ -1,0 +1,112 @@
+"""policyengine-us as the engine of record (skipped where the policyengine extra is absent;
+`make test` installs it): the published files are a drop-in dataset, the per-clone takeups
+are pure gates, and a district computed by re-running only what depends on the county
+equals a file loaded afresh."""
+
+import importlib.util
+import logging
+import os
+
+import h5py
+import numpy as np
+import pytest
+from factories import W, base_microdata, make_package
+
+from pipeline.core.geo import load_districts
+from pipeline.engine import VARIABLES
+from pipeline.engine import policyengine as pe
+from pipeline.microdata import read_h5
+from pipeline.package.geography import state_plan
+from pipeline.publish.stacking import stack_h5s
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("policyengine_us") is None,
+                                reason="the policyengine extra is not installed")
+PERIOD = 2024
+# What an engine computes for the matrix: placing a record is the matrix builder's business.
+COMPUTED = tuple(sorted(set(VARIABLES) - {"state_fips", "congressional_district_geoid"}))
+IDS = ("household_id", "tax_unit_id", "person_id", "spm_unit_id", "family_id",
+       "marital_unit_id")
+
+
+@pytest.fixture(scope="module")
+def stacked(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dropin")
+    stack_h5s(make_package(tmp), W, tmp / "stacked")
+    return tmp / "stacked"
+
+
+@pytest.mark.parametrize("rel", ["states/NC.h5", "districts/3701.h5", "national.h5"])
+def test_a_published_file_is_a_drop_in_dataset(stacked, rel, caplog, monkeypatch):
+    """Loads with no warning, ids come back as written, SPM poverty computes."""
+    monkeypatch.setitem(os.environ, "HF_HUB_OFFLINE", "1")
+    from policyengine_us import Microsimulation
+
+    path = stacked / rel
+    with caplog.at_level(logging.WARNING):
+        sim = Microsimulation(dataset=str(path))
+        poverty = np.asarray(sim.calculate("in_poverty", PERIOD))
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert poverty.dtype == bool and len(poverty) == len(read_h5(path).household)
+    with h5py.File(path, "r") as f:
+        for name in IDS:
+            written = f[name][str(PERIOD)][:]
+            assert written.max() < 2**24  # int32, and float32-exact for family_id
+            np.testing.assert_array_equal(np.asarray(sim.calculate(name, PERIOD)), written)
+        assert not [n for n in f if n.startswith("taxcalc_") or n in ("h_seq", "clone")]
+    ours = read_h5(path)
+    weights = np.asarray(sim.calculate("household_weight", PERIOD))
+    assert weights.sum() == pytest.approx(ours.household["household_weight"].sum())
+    fips = np.asarray(sim.calculate("county_fips", PERIOD)).astype(str)
+    assert fips.tolist() == ours.household["county_fips"].tolist()
+    wages = np.asarray(sim.calculate("employment_income", PERIOD, map_to="person"))
+    assert wages.tolist() == ours.person["employment_income"].tolist()
+    heads = np.asarray(sim.calculate("is_tax_unit_head", PERIOD, map_to="person"))
+    assert heads.tolist() == ours.person["is_tax_unit_head"].tolist()
+    takeup = np.asarray(sim.calculate("takes_up_snap_if_eligible", PERIOD))
+    assert takeup.tolist() == ours.household["takes_up_snap_if_eligible"].tolist()
+
+
+def _variables(engine: pe.PolicyEngineUS, md, plan, district: int, tmp_path, **off):
+    """Every target variable of `md` placed in `plan`'s district, some takeups off."""
+    placed = pe.place(md, plan, district, engine)
+    for takeup in (t for t in engine.takeups if t.variable in off):
+        getattr(placed, takeup.entity)[takeup.variable] = False
+    path = tmp_path / f"d{district}-{'-'.join(off) or 'on'}.h5"
+    pe.write_dataset(placed, path)
+    sim = pe._microsimulation(path)
+    return {v: pe._values(sim, v, PERIOD) for v in COMPUTED}
+
+
+@pytest.fixture(scope="module")
+def north_carolina():
+    md = base_microdata()
+    return md, state_plan(md.household["household_id"].to_numpy(), 37, load_districts())
+
+
+def test_per_clone_takeups_are_pure_gates(north_carolina, tmp_path):
+    """Turning a per-clone takeup off zeroes its gated variables and changes no other
+    variable a target can name: so the matrix applies a clone's draws to values computed
+    with takeup on, exactly."""
+    md, plan = north_carolina
+    engine = pe.PolicyEngineUS()
+    on = _variables(engine, md, plan, 0, tmp_path)
+    assert on["snap"].sum() > 0 and on["medicaid_enrolled"].sum() > 0
+    for takeup in engine.takeups:
+        off = _variables(engine, md, plan, 0, tmp_path, **{takeup.variable: False})
+        changed = sorted(v for v in on if not np.array_equal(on[v], off[v]))
+        assert changed == sorted(takeup.gates)
+        for gated in takeup.gates:
+            assert (off[gated] == 0).all()
+
+
+def test_a_district_by_partial_recompute_equals_a_fresh_load(north_carolina, tmp_path):
+    md, plan = north_carolina
+    engine = pe.PolicyEngineUS()
+    values = engine.state_values(md, plan, COMPUTED)
+    assert len(plan.districts) == 14
+    assert any(v.ndim == 2 for v in values.values.values())  # something depends on county
+    for district in (0, 6, 13):
+        fresh = _variables(engine, md, plan, district, tmp_path)
+        for name, array in values.values.items():
+            got = array[district] if array.ndim == 2 else array
+            np.testing.assert_array_equal(got, fresh[name], err_msg=name)
