@@ -38,10 +38,15 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 # BASELINE=newest: a missing or dangling releases/CURRENT is first pointed at the newest release.
+# JOB=refit: refit only. ACCEPT=gate.rule[,gate.rule] REASON="..." OPERATOR="name": accept
+# those gate rules for this run, on record (README: "Change which targets count").
+JOB ?= full_rebuild
 run: setup
 	@engine="$$($(BIN)/python -m assets.run --profile $(PROFILE) --print-engine)" || exit 1; \
 	if [ "$$engine" = policyengine ]; then $(MAKE) --no-print-directory $(PE_INSTALLED); fi
-	$(BIN)/python -m assets.run --profile $(PROFILE) $(if $(BASELINE),--baseline $(BASELINE))
+	$(BIN)/python -m assets.run --profile $(PROFILE) --job $(JOB) \
+	  $(if $(BASELINE),--baseline $(BASELINE)) $(if $(ACCEPT),--accept "$(ACCEPT)") \
+	  $(if $(REASON),--reason "$(REASON)") $(if $(OPERATOR),--operator "$(OPERATOR)")
 
 # CI (`.ci/run`) runs this: the policyengine extra is installed, so the ci profile also runs
 # end to end under policyengine-us (tests/test_e2e_policyengine.py).
@@ -61,8 +66,10 @@ allocate: setup
 	$(BIN)/python -m assets.run --profile $(PROFILE) --job allocation_search
 
 # `make ui PROFILE=ci PORT=3107`: the launchpad and checks use that profile's settings.
+# Started inside DAGSTER_HOME: from the repository root `dagster dev` would warn that the
+# committed dagster.yaml there "will not be used" (make copied it into DAGSTER_HOME).
 ui: setup
-	$(BIN)/dagster dev -w workspace.yaml -p $(PORT)
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -p $(PORT)
 
 # Loads every state, district and national file of releases/CURRENT in policyengine-us and
 # compares its totals with the release's own validation (docs/policyengine.md). Needs

@@ -32,6 +32,7 @@ from dagster import (
     sensor,
 )
 
+from pipeline.config import Profile
 from pipeline.core.fit_table import Fit, configs
 from pipeline.core.hashing import sha256_file
 from resources import TargetConfigResource
@@ -50,16 +51,24 @@ full_rebuild = define_asset_job(
 
 
 
-def refit_job(fits: tuple[Fit, ...]) -> "UnresolvedAssetJobDefinition":
+def refit_job(fits: tuple[Fit, ...], loaded: Profile) -> "UnresolvedAssetJobDefinition":
+    """Everything a config or fit change touches, and nothing it does not use: the
+    allocation search runs only when the loaded profile fits with `allocation: learned`
+    (a launchpad asking for it uses the allocation on disk, which the launch check
+    requires)."""
+    selection = (AssetSelection.assets(*(c.asset for c in configs(fits)),
+                                       *(f.weights for f in fits)).downstream()
+                 # Package validity is re-judged under the new configs; no package rebuild.
+                 | AssetSelection.checks(
+                     AssetCheckKey(AssetKey("calibration_package"), "package_validity")))
+    searched = any(f.allocation and loaded.fit_params(f).allocation == "learned" for f in fits)
+    if not searched:
+        selection -= AssetSelection.assets("sparsity_allocation")
     return define_asset_job(
-        "refit",
-        # Package validity is re-judged under the new configs; the package is not rebuilt.
-        selection=(AssetSelection.assets(*(c.asset for c in configs(fits)),
-                                         *(f.weights for f in fits)).downstream()
-                   | AssetSelection.checks(
-                       AssetCheckKey(AssetKey("calibration_package"), "package_validity"))),
+        "refit", selection=selection,
         description="Every target config, every fit and everything after them; never "
-                    "rebuilds the package.",
+                    "rebuilds the package" + ("." if searched else
+                                              ", nor searches an allocation no fit uses."),
     )
 
 

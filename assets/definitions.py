@@ -25,7 +25,7 @@ from assets.publish import stacked_asset
 from assets.release import release_asset
 from assets.source import source_cps, stratified_cps
 from assets.sparsity import allocation_search, sparsity_asset
-from assets.targets import target_config_assets, target_db, target_hierarchy
+from assets.targets import hierarchy_checks, target_config_assets, target_db
 from assets.validate import validation_asset
 from pipeline.core.fit_table import FITS, LOCAL_CONFIG, NATIONAL_CONFIG, Fit
 from pipeline.core.packaged import packaged
@@ -43,6 +43,7 @@ from resources import (
     TargetConfigResource,
     profile_with_engine,
 )
+from resources.waiver import WaiverResource
 
 
 def _setting(value: str | None, env: str, default: str) -> str | EnvVar:
@@ -61,17 +62,20 @@ def make_definitions(
     (else `CALIBRATION_ENGINE`) overrides the profile's."""
     profile_name = profile or os.environ.get("CALIBRATION_PROFILE") or "demo"
     loaded = profile_with_engine(profile_name, engine or os.environ.get(ENGINE_ENV, ""))
+    profile_resource = ProfileResource(name=profile_name,
+                                       engine=_setting(engine, ENGINE_ENV, ""))
     resources = {
         "storage": StorageResource(
             root=_setting(storage_root, STORAGE_ENV, str(Path(DEFAULT_STORAGE_ROOT).resolve())),
-            baseline=_setting(baseline, BASELINE_ENV, "current")),
-        "profile": ProfileResource(name=profile_name,
-                                   engine=_setting(engine, ENGINE_ENV, "")),
+            baseline=_setting(baseline, BASELINE_ENV, "current"), profile=profile_resource),
+        "profile": profile_resource,
         "compute": ComputeResource(
             device=_setting(device, DEVICE_ENV, "auto"),
             dask=_setting(dask, DASK_SETTING, LOCAL),
             workers=workers if workers is not None else int(
                 os.environ.get("CALIBRATION_DASK_WORKERS") or 0)),
+        # Empty unless the launchpad (or `make run ACCEPT=...`) accepts gate rules for a run.
+        "waiver": WaiverResource.configure_at_launch(),
         "target_config_file": TargetConfigResource(**{
             config.source_field: _setting(given, config.env,
                                           str(packaged("config", config.default)))
@@ -81,7 +85,7 @@ def make_definitions(
     assets = [source_cps, stratified_cps, target_db, *target_config_assets(fits),
               package_asset(loaded), sparsity_asset(loaded, fits), *fit_assets(loaded, fits),
               stacked_asset(fits), validation_asset(fits), release_asset(fits)]
-    refit = refit_job(fits)
+    refit = refit_job(fits, loaded)
     return Definitions(
         assets=assets,
         # One process per run: its imports and Tax-Calculator's compiled code stay warm
@@ -89,7 +93,7 @@ def make_definitions(
         # lock its resource takes lives exactly as long as the run. The parallel work
         # inside steps goes to the Dask cluster of the compute resource.
         executor=in_process_executor,
-        asset_checks=[target_hierarchy, *gate_checks(fits)],
+        asset_checks=[*hierarchy_checks(fits), *gate_checks(fits)],
         jobs=[full_rebuild, refit, allocation_search],
         schedules=[weekly_rebuild],
         sensors=[config_sensor(fits, refit), automation_sensor],

@@ -8,11 +8,23 @@ import pydantic
 from dagster import AssetExecutionContext, AssetsDefinition, Config, MaterializeResult, asset
 from dagster import MetadataValue as MV
 
-from assets.metadata import data_version, loss_chart, markdown_table, svg_image
+from assets.failures import explains
+from assets.metadata import (
+    data_version,
+    inline_plot,
+    loss_chart,
+    loss_inline,
+    markdown_table,
+    readable,
+    svg_image,
+    text,
+)
+from assets.stages import stage
 from pipeline.config import Profile
 from pipeline.core.fit_table import Fit, twin_of
 from pipeline.core.hashing import sha256_file
 from pipeline.core.progress import report_to
+from pipeline.core.svg import Series
 from pipeline.fit import FitParams, FitResult, fit_package
 from pipeline.fit.frontier import frontier_svg
 from pipeline.fit.outputs import diagnostics_frame
@@ -68,8 +80,9 @@ def fit_asset(fit: Fit, loaded: Profile) -> AssetsDefinition:
     deps = ["calibration_package", fit.config.asset, *(["sparsity_allocation"]
                                                      if fit.allocation else [])]
 
-    @asset(name=fit.weights, group_name="fit", code_version="2", deps=deps, pool="gpu",
+    @asset(name=fit.weights, **stage("fit"), code_version="2", deps=deps, pool="gpu",
            description=f"{fit.description} Diagnostics computed from the exported weights.")
+    @explains
     def _fit(
         context: AssetExecutionContext, config: config_class, storage: StorageResource,
         profile: ProfileResource, compute: ComputeResource,
@@ -81,8 +94,9 @@ def fit_asset(fit: Fit, loaded: Profile) -> AssetsDefinition:
                                  layout.fit_dir(fit), params, fit=fit,
                                  allocation_dir=layout.allocation_dir if fit.allocation
                                  else None)
-        context.log.info(f"{fit.label} done: {result.kept:,} records kept, "
-                         f"{result.error_summaries['exported']}")
+        err = result.error_summaries["exported"]
+        context.log.info(f"{fit.label} done: {result.kept:,} records kept; mean |rel error| "
+                         f"{text(err['mean'])}, max {text(err['max'])}")
         return MaterializeResult(metadata=fit_metadata(result, layout.fit_dir(fit), fit.label),
                                  data_version=data_version(sha256_file(layout.weights(fit))))
 
@@ -112,6 +126,7 @@ def heldout_asset(fit: Fit, twin: Fit) -> AssetsDefinition:
 
 
 def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
+    """The plots first (drawn in place), then the numbers; each figure under one name."""
     summary = result.error_summaries["exported"]
     # A published fit trains the split: its generalization is its held-out twin's.
     split = result.error_summaries.get("validation_split") or {
@@ -121,8 +136,15 @@ def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
     trained = trained[trained["selected"]]
     frontier = result.frontier
     budget = result.budget
-    return {
-        "final_loss": result.final_loss,
+    return readable({
+        "objective_by_epoch": MV.md(loss_inline(history["l0"], history["polish"],
+                                                result.stopping)),
+        "frontier": MV.md(frontier_inline(frontier, result.kept, summary["mean"],
+                                          split["mean"])),
+        "sparsity": sparsity_setting(result.params, budget),
+        "records_kept": result.kept,
+        "l0_epochs": result.stopping["l0"]["epochs"],
+        "polish_epochs": result.stopping["polish"]["epochs"],
         "mean_rel_error": summary["mean"],
         "median_rel_error": summary["median"],
         "p90_rel_error": summary["p90"],
@@ -130,25 +152,54 @@ def fit_metadata(result: FitResult, fit_dir: Path, label: str) -> dict:
         "split_mean_rel_error": split["mean"],
         "split_median_rel_error": split["median"],
         "split_targets": split["count"],
-        "records_kept": result.kept,
-        "record_budget": MV.int(budget["records"]) if budget["records"] else MV.null(),
+        "data_loss_exported": result.final_loss,
+        "objective_last_epoch": (history["l0"] + history["polish"])[-1]
+        if history["l0"] or history["polish"] else None,
+        "record_budget": budget["records"],
         "open_gates_at_l0_end": budget["open_at_end"],
         "columns": len(result.weights),
         "package_targets_trained": int(result.selected.sum()),
         "device": result.device,
         "epochs_per_second": result.epochs_per_second,
-        "hyperparameters": MV.json(result.params.to_dict()),
-        "frontier": MV.md(svg_image(frontier_svg(
+        "hyperparameters": applied_hyperparameters(result.params),
+        "objective_by_epoch_table": MV.md(loss_chart(history["l0"], history["polish"],
+                                                     result.stopping)),
+        "frontier_table": MV.md(svg_image(frontier_svg(
             frontier, result.kept, summary["mean"], split["mean"],
-            f"{label}: records kept vs error"),
-            f"{label} frontier") + "\n\n" + markdown_table(frontier[
-                ["records_kept", "training_error", "split_error", "records", "lambda_l0",
-                 "temperature_schedule", "hybrid_share"]])),
-        "loss_curve": MV.md(loss_chart(history["l0"], history["polish"], result.stopping)),
-        "l0_epochs": result.stopping["l0"]["epochs"],
-        "polish_epochs": result.stopping["polish"]["epochs"],
-        "worst_targets": MV.md(markdown_table(trained.nlargest(15, "abs_rel_error")[
-            ["target", "true_value", "estimate", "rel_error"]])),
+            f"{label}: records kept vs error"), f"{label} frontier") + "\n\n" + markdown_table(
+                frontier[["records_kept", "training_error", "split_error", "records",
+                          "lambda_l0", "temperature_schedule", "hybrid_share"]])),
+        "worst_targets": trained.nlargest(15, "abs_rel_error")[
+            ["target", "true_value", "estimate", "rel_error"]],
         "path": MV.path(str(fit_dir)),
-    }
+    })
 
+
+def sparsity_setting(params: FitParams, budget: dict) -> str:
+    """Which setting decided the records kept: a budget steers λ_L0 (its starting value
+    then only starts the controller), else λ_L0 itself."""
+    if params.records is None:
+        return f"λ_L0 {params.lambda_l0:.4g} (no record budget)"
+    how = ("a learned allocation" if params.allocation == "learned"
+           else f"λ_L0 steered from {params.lambda_l0:.4g}")
+    return f"record budget {params.records:,} ({how}; {budget['kept']:,} kept)"
+
+
+def applied_hyperparameters(params: FitParams) -> dict:
+    """The fit's settings as they applied: under a record budget λ_L0 is steered, so its
+    configured value is shown as the controller's start; an unset budget as none."""
+    shown = params.to_dict()
+    if params.records is not None:
+        shown["lambda_l0"] = f"steered by records (starts at {params.lambda_l0:.4g})"
+    return shown
+
+
+def frontier_inline(frontier, kept: int, training_error: float, split_error: float) -> str:
+    """Records kept against error, every fit of this package and config, drawn in place
+    with this fit circled."""
+    xs = frontier["records_kept"].astype(float).tolist()
+    return inline_plot(
+        [Series("trained", xs, frontier["training_error"].astype(float).tolist(), True),
+         Series("split", xs, frontier["split_error"].astype(float).tolist(), True)],
+        "records kept vs mean rel error", log_x=True, rings=((kept, training_error),
+                                                              (kept, split_error)))

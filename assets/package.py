@@ -13,8 +13,10 @@ from dagster import (
     asset,
 )
 
-from assets.metadata import column_schema, data_version, markdown_table
+from assets.failures import explains
+from assets.metadata import column_schema, data_version, readable
 from assets.source import stratified_cps
+from assets.stages import stage
 from assets.targets import target_db
 from pipeline.config import Profile
 from pipeline.core.lineage import package_content_sha
@@ -35,10 +37,11 @@ def package_asset(loaded: Profile) -> AssetsDefinition:
             "policyengine (policyengine-us, the engine the files' users run); left as shown "
             "it follows the profile")
 
-    @asset(name="calibration_package", group_name="package", code_version="2",
+    @asset(name="calibration_package", **stage("package"), code_version="2",
            deps=[stratified_cps, target_db],
            description="Clones x geography, takeup draws, sparse X over every active target "
                        "the engine computes; the others are reported out of scope.")
+    @explains
     def _package(context: AssetExecutionContext, config: PackageConfig,
                  storage: StorageResource, profile: ProfileResource,
                  compute: ComputeResource) -> MaterializeResult:
@@ -54,22 +57,21 @@ def package_asset(loaded: Profile) -> AssetsDefinition:
                          f"under {meta['engine']['name']}")
         skipped = meta["out_of_scope"]
         return MaterializeResult(
-            metadata={
+            metadata=readable({
                 "targets": pkg.X.shape[0],
                 "columns": pkg.X.shape[1],
                 "nnz": int(pkg.X.nnz),
                 "n_records": meta["n_records"],
                 "n_clones": meta["n_clones"],
                 "build_seconds": meta["build_seconds"],
-                "seconds_per_state": MetadataValue.json(meta["state_seconds"]),
-                "targets_by_level": MetadataValue.json(meta["targets_by_level"]),
-                "engine": MetadataValue.json(meta["engine"]),
+                "seconds_per_state": meta["state_seconds"],
+                "targets_by_level": meta["targets_by_level"],
+                "engine": meta["engine"],
                 "out_of_scope_targets": skipped["targets"],
-                "out_of_scope": MetadataValue.md(markdown_table(
-                    _out_of_scope_table(skipped))),
+                "out_of_scope": _out_of_scope_table(skipped),
                 "path": MetadataValue.path(str(layout.package_dir)),
                 **column_schema(TARGETS),  # targets.csv, one row per row of X
-            },
+            }),
             data_version=data_version(package_content_sha(layout.package_dir)),
         )
 

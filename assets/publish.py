@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from assets.metadata import data_version, markdown_table
+from assets.failures import explains
+from assets.metadata import data_version, markdown_table, readable
+from assets.stages import stage
 from pipeline.core.fit_table import AREA_FILES, NATIONAL_FILE, Fit, published, publisher
 from pipeline.core.hashing import sha256_file
 from pipeline.core.layout import Layout
@@ -19,11 +21,12 @@ from resources import ComputeResource, StorageResource
 def stacked_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
     areas, national = publisher(AREA_FILES, fits), publisher(NATIONAL_FILE, fits)
 
-    @asset(name="stacked_h5s", group_name="publish", code_version="4",
+    @asset(name="stacked_h5s", **stage("publish"), code_version="4",
            deps=[*(f.weights for f in published(fits)), "calibration_package"],
            description=f"One H5 per state and per district (the {areas.label}) and "
                        f"{NATIONAL_FILE} (the {national.label}); weight > 0 records; in "
                        "policyengine-us's vocabulary (docs/policyengine.md).")
+    @explains
     def _stacked(context: AssetExecutionContext, storage: StorageResource,
                  compute: ComputeResource) -> MaterializeResult:
         layout = storage.layout
@@ -48,7 +51,7 @@ def _metadata(result: StackResult, layout: Layout) -> MaterializeResult:
         columns=["file", "households", "persons", "weighted households"],
     )
     return MaterializeResult(
-        metadata={
+        metadata=readable({
             "households": result.n_households,
             "persons": int(result.manifest["persons"]),
             "weighted_households": result.weight_total,
@@ -61,7 +64,7 @@ def _metadata(result: StackResult, layout: Layout) -> MaterializeResult:
             "bytes": sum((layout.stacked_dir / rel).stat().st_size for rel in files),
             "states": MetadataValue.md(markdown_table(per_state)),
             "path": MetadataValue.path(str(layout.stacked_dir)),
-        },
+        }),
         data_version=data_version(sha256_file(layout.stacked_manifest)),
     )
 

@@ -2,14 +2,16 @@
 
 from dagster import MaterializeResult, MetadataValue, asset
 
+from assets.failures import explains
 from assets.metadata import column_schema, file_result, markdown_table
+from assets.stages import stage
 from pipeline.microdata import Microdata, read_h5, write_h5
 from pipeline.microdata.tables import SCHEMAS
 from pipeline.source.stratify import stratify
 from pipeline.source.taxcalc_cps import load_source_cps
 from resources import ProfileResource, StorageResource
 
-GROUP = "source"
+STAGE = "source"
 
 
 def _microdata_metadata(md: Microdata) -> dict:
@@ -27,7 +29,8 @@ def _microdata_metadata(md: Microdata) -> dict:
     }
 
 
-@asset(group_name=GROUP, code_version="2", description="Tax-Calculator's CPS, uprated.")
+@asset(**stage(STAGE), code_version="2", description="Tax-Calculator's CPS, uprated.")
+@explains
 def source_cps(storage: StorageResource, profile: ProfileResource) -> MaterializeResult:
     path = storage.layout.source_h5
     md = load_source_cps(profile.load().period)
@@ -35,8 +38,9 @@ def source_cps(storage: StorageResource, profile: ProfileResource) -> Materializ
     return file_result(path, _microdata_metadata(md))
 
 
-@asset(group_name=GROUP, code_version="2", deps=[source_cps],
+@asset(**stage(STAGE), code_version="2", deps=[source_cps],
        description="Stratified ~12K-household base sample (PolicyEngine H5 layout).")
+@explains
 def stratified_cps(storage: StorageResource, profile: ProfileResource) -> MaterializeResult:
     layout, prof = storage.layout, profile.load()
     md = stratify(read_h5(layout.source_h5), target_households=prof.sample.households,

@@ -17,8 +17,10 @@ from dagster import (
 )
 from dagster import MetadataValue as MV
 
+from assets.failures import explains
 from assets.fit import launchpad_changes, launchpad_config
-from assets.metadata import data_version, markdown_table
+from assets.metadata import data_version, markdown_table, readable
+from assets.stages import stage
 from pipeline.config import Profile
 from pipeline.core.fit_table import Fit, allocated
 from pipeline.core.hashing import sha256_file
@@ -35,9 +37,10 @@ def sparsity_asset(loaded: Profile, fits: tuple[Fit, ...]) -> AssetsDefinition:
     config_class = launchpad_config(loaded.allocation, "AllocationConfig",
                                     "The search's settings; the defaults are the profile's.")
 
-    @asset(group_name="fit", code_version="1", deps=["calibration_package", fit.config.asset],
+    @asset(**stage("fit"), code_version="1", deps=["calibration_package", fit.config.asset],
            pool="gpu", description=f"Where the {fit.label}'s record budget goes, learned by "
            "PPO agents (gymnasium env over states x strata) on half the validation split.")
+    @explains
     def sparsity_allocation(
         context: AssetExecutionContext, config: config_class, storage: StorageResource,
         profile: ProfileResource, compute: ComputeResource,
@@ -51,7 +54,8 @@ def sparsity_asset(loaded: Profile, fits: tuple[Fit, ...]) -> AssetsDefinition:
         with report_to(context.log.info):
             meta = allocate(layout.package_dir, layout.target_config(fit.config), params,
                             settings, layout.allocation_dir, runner=compute.runner())
-        return MaterializeResult(metadata=allocation_metadata(meta, layout.allocation_dir),
+        return MaterializeResult(metadata=readable(allocation_metadata(
+                                     meta, layout.allocation_dir)),
                                  data_version=data_version(sha256_file(
                                      layout.allocation_arrays)))
 

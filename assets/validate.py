@@ -4,7 +4,9 @@ figures-only fit's on the matrix (gate 2, its check, comes from the gate table).
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
+from assets.failures import explains
 from assets.metadata import column_schema, file_result, markdown_table
+from assets.stages import stage
 from pipeline.core.fit_table import Fit, configs, figures_only
 from pipeline.core.layout import Layout
 from pipeline.core.lineage import parent_hashes, write_lineage
@@ -18,13 +20,14 @@ from resources import ComputeResource, ProfileResource, StorageResource
 
 
 def validation_asset(fits: tuple[Fit, ...]) -> AssetsDefinition:
-    @asset(name="validation_results", group_name="validate", code_version="4",
+    @asset(name="validation_results", **stage("validate"), code_version="4",
            deps=["stacked_h5s", *(c.asset for c in configs(fits)),
                  *(f.weights for f in figures_only(fits))],
            description="Every target recomputed by the engine from each fit's published H5 "
                        "files (a fit that publishes none, such as a held-out fit: X·w on "
                        "the package's matrix), scored relative (or absolute near zero), "
                        "with its provenance.")
+    @explains
     def _validation(context: AssetExecutionContext, storage: StorageResource,
                     profile: ProfileResource, compute: ComputeResource) -> MaterializeResult:
         layout = storage.layout

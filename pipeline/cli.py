@@ -47,7 +47,7 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
                    "profile the package was built with; the FitParams defaults for a package "
                    "that records none)")
     p.add_argument("--national", action="store_true", help="start from the national fit's "
-                   "values (the profile's national_fit: a record budget of 50,000)")
+                   f"values (the profile's national_fit: a record budget of {_budgets()})")
     p.add_argument("--held-out", action="store_true", help="hold the validation split out "
                    "(the held-out twin of the fit, which measures how it generalizes); "
                    "by default the fit trains on it, as a published fit does")
@@ -63,6 +63,17 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
                        help=(info.description or "").replace("%", "%%"))
     p.set_defaults(func=_run_fit)
+
+
+def _budgets() -> str:
+    """The national record budget of each shipped profile, for the help text."""
+    from pipeline.config import load_profile, shipped_profiles
+    from pipeline.core.fit_table import NATIONAL
+
+    budgets = {name: load_profile(name).fit_params(NATIONAL).records
+               for name in shipped_profiles()}
+    return ", ".join(f"{'none' if b is None else f'{b:,}'} in {name}"
+                     for name, b in budgets.items()).replace("%", "%%")
 
 
 def _env_device(value: str) -> str:
@@ -95,6 +106,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from pipeline.core.fit_table import FITS, LOCAL, LOCAL_HELDOUT, NATIONAL, NATIONAL_HELDOUT
     from pipeline.core.layout import Layout
     from pipeline.core.lock import storage_lock
+    from pipeline.core.numbers import text
     from pipeline.fit import FitParams, fit_package, review_fit
     from pipeline.fit.params import NationalFitParams
 
@@ -135,7 +147,8 @@ def _run_fit(args: argparse.Namespace) -> int:
           f"{int(result.selected.sum()):,} targets trained on {result.device} "
           f"at {result.epochs_per_second:.1f} epochs/s")
     print(f"relative error (exported weights): mean {err['mean']:.4%}, "
-          f"median {err['median']:.4%}, max {err['max']:.4%}; final loss {result.final_loss:.6g}")
+          f"median {err['median']:.4%}, max {err['max']:.4%}; data loss at the exported "
+          f"weights {text(result.final_loss)}")
     print(f"validation split ({split['count']} held-out targets): mean {split['mean']:.4%}, "
           f"median {split['median']:.4%}" if split else
           "validation split: trained (--held-out measures how the fit generalizes)")
@@ -301,7 +314,7 @@ def _add_release_parsers(subparsers: argparse._SubParsersAction) -> None:
 def _run_releases(args: argparse.Namespace) -> int:
     """Lists even when CURRENT is broken: that is when a user needs the list to repair it.
     The errors shown are the first (local) fit's."""
-    from pipeline.core.fit_table import FITS
+    from pipeline.release.listing import heldout_lines, release_table
     from pipeline.release.versions import (
         CURRENT,
         current_problem,
@@ -314,33 +327,20 @@ def _run_releases(args: argparse.Namespace) -> int:
     releases = list_releases(args.storage)
     problem = current_problem(args.storage)
     current = None if problem else current_release(args.storage)
-    promoted = promoted_versions(args.storage)
     if not releases:
         print(f"no releases under {args.storage}")
-    for release in releases:
-        err = release.manifest.get(FITS[0].manifest_key, {}).get("error_summary", {})
-        gates = release.manifest.get("gates", {})
-        passed = sum(g.get("passed", False) for g in gates.values())
-        mark = "*" if current and current.version == release.version else " "
-        heldout = "".join(f"  held-out {g} median {h['median']:.4f} p90 {h['p90']:.4f}"
-                          for g, h in release.manifest.get("heldout", {}).items())
-        kept = "".join(f"  {fit.name} kept "
-                       f"{release.manifest.get(fit.manifest_key, {}).get('records_kept', '-')}"
-                       for fit in FITS)
-        note = "" if release.version in promoted else (
-            "  UNPROMOTED (its promotion stopped before CURRENT moved)")
-        problems = [] if args.no_verify else verify_release(release)
-        intact = "" if args.no_verify else (
-            "  verify OK" if not problems else
-            f"  verify FAILED ({len(problems)}: {problems[0]})")
-        print(f"{mark} {release.version}  mean rel error {err.get('mean', float('nan')):.4f}  "
-              f"max {err.get('max', float('nan')):.4f}{kept}  gates {passed}/{len(gates)} "
-              f"passed{heldout}{intact}{note}")
+        return 0
+    changed = None if args.no_verify else {r.version: verify_release(r) for r in releases}
+    for line in release_table(releases, current.version if current else None,
+                              promoted_versions(args.storage), changed=changed):
+        print(line)
     if problem:
         print(f"warning: {CURRENT} {problem}; no release is current. Fix: calibrate rollback "
               "VERSION (one of the above)", file=sys.stderr)
     elif current:
         print(f"* = {CURRENT}")
+        for line in heldout_lines(current):
+            print(line)
     return 0
 
 

@@ -16,10 +16,11 @@ from pipeline.config import Profile, load_profile, profile_path
 from pipeline.core.errors import InputError
 from pipeline.core.fit_table import TargetConfig
 from pipeline.core.layout import Layout
-from pipeline.core.lock import Acquired, storage_lock
+from pipeline.core.lock import Acquired, StorageBusy, storage_lock
 from pipeline.core.parallel import LOCAL, DaskRunner, Runner, make_runner
 from pipeline.engine import ENGINES, load_engine
 from pipeline.release.versions import current_release, repair_current
+from resources.launch import check_launch
 from resources.pools import mark_process, wait_for_pools
 
 STORAGE_ENV = "CALIBRATION_STORAGE_ROOT"
@@ -31,6 +32,27 @@ _UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRun
                DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
 
 
+ENGINE_ENV = "CALIBRATION_ENGINE"
+
+
+class ProfileResource(ConfigurableResource):
+    """Which profile sizes the build: a shipped name (demo, ci, production) or a YAML path
+    (`CALIBRATION_PROFILE`, default demo); `engine` (`CALIBRATION_ENGINE`, `make run
+    ENGINE=`) overrides the profile's `engine:` when set.
+
+    A run whose engine cannot run here (the policyengine extra missing, or another version
+    of it) is refused when the run starts, before any stage."""
+
+    name: str
+    engine: str = ""
+
+    def load(self) -> Profile:
+        return profile_with_engine(self.name, self.engine)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        require_engine(self.name, self.engine)
+
+
 class StorageResource(ConfigurableResource):
     """Root of every artifact (`CALIBRATION_STORAGE_ROOT`, default ./storage).
 
@@ -40,11 +62,21 @@ class StorageResource(ConfigurableResource):
     (bounded) for the pools this run's steps use (`resources.pools`), and refuses a broken
     `CURRENT` before any stage runs, unless `baseline` is `newest` (`CALIBRATION_BASELINE`):
     then a missing or dangling `CURRENT` is pointed at the newest complete release first.
+    The run's launchpad values are checked then too (`resources.launch`).
+
+    A run refused here (root busy, CURRENT broken, a launchpad value no run could honour)
+    holds nothing and does nothing: every step it starts ends at once with the refusal as
+    its failure (`refusal`, raised by `assets.failures`), so the run's failure message is the
+    reason in one line, not Dagster's "error executing resource_fn" around it. A full pool
+    (`PoolBusy`) is raised here instead: a step in that pool would wait for its slot
+    before it could end.
     """
 
     root: str
     baseline: str = "current"
+    profile: ProfileResource  # the run's profile: launchpad values are checked against it
     _held: contextlib.ExitStack | None = PrivateAttr(default=None)
+    _refusal: Exception | None = PrivateAttr(default=None)
 
     @property
     def layout(self) -> Layout:
@@ -53,19 +85,34 @@ class StorageResource(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         run = context.dagster_run
         command = f"dagster run of {run.job_name}" if run else "dagster"
-        with contextlib.ExitStack() as stack:
-            lock = stack.enter_context(storage_lock(self.layout.root, command, context.run_id))
-            took_over(lock, context.instance, context.log.warning)
-            if context.instance is not None and run is not None:
-                mark_process(context.instance, run.run_id)
-                wait_for_pools(context.instance, run, context.log.info, context.log.warning)
-            prepare_baseline(self.layout.root, self.baseline, context.log.warning)
-            self._held = stack.pop_all()
+        try:
+            with contextlib.ExitStack() as stack:
+                lock = stack.enter_context(storage_lock(self.layout.root, command,
+                                                        context.run_id))
+                took_over(lock, context.instance, context.log.warning)
+                if context.instance is not None and run is not None:
+                    mark_process(context.instance, run.run_id)
+                    wait_for_pools(context.instance, run, context.log.info,
+                                   context.log.warning)
+                prepare_baseline(self.layout.root, self.baseline, context.log.warning)
+                if run is not None:
+                    check_launch(run.run_config, self.profile.load(), self.layout,
+                                 run.step_keys_to_execute)
+                self._held = stack.pop_all()
+        except (InputError, StorageBusy) as exc:  # the lock, if taken, is released
+            self._refusal = exc
+            context.log.error(f"refused before any step: {type(exc).__name__}: {exc}")
+
+    @property
+    def refusal(self) -> Exception | None:
+        """Why this run was refused when it started (None: it was not)."""
+        return self._refusal
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._held is not None:
             self._held.close()
             self._held = None
+        self._refusal = None
 
 
 def took_over(lock: Acquired, instance: DagsterInstance | None,
@@ -95,27 +142,6 @@ def prepare_baseline(root: Path, baseline: str, warn: Callable[[str], object]) -
             warn(f"CURRENT was missing or dangling; it now names the newest release "
                  f"{repaired.version} ({BASELINE_ENV}=newest)")
     current_release(root)
-
-
-ENGINE_ENV = "CALIBRATION_ENGINE"
-
-
-class ProfileResource(ConfigurableResource):
-    """Which profile sizes the build: a shipped name (demo, ci, production) or a YAML path
-    (`CALIBRATION_PROFILE`, default demo); `engine` (`CALIBRATION_ENGINE`, `make run
-    ENGINE=`) overrides the profile's `engine:` when set.
-
-    A run whose engine cannot run here (the policyengine extra missing, or another version
-    of it) is refused when the run starts, before any stage."""
-
-    name: str
-    engine: str = ""
-
-    def load(self) -> Profile:
-        return profile_with_engine(self.name, self.engine)
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        require_engine(self.name, self.engine)
 
 
 def profile_with_engine(name: str, engine: str = "") -> Profile:

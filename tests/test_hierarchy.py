@@ -5,9 +5,11 @@ import json
 import pandas as pd
 import pytest
 
+from pipeline.core.packaged import DEFAULT_NATIONAL_TARGET_CONFIG, DEFAULT_TARGET_CONFIG
 from pipeline.targets.db import load_targets, with_provenance
 from pipeline.targets.etl import build_target_db
-from pipeline.targets.hierarchy import gap_summary, hierarchy_gaps, hierarchy_report
+from pipeline.targets.hierarchy import config_hierarchy_report, gap_summary, hierarchy_gaps
+from pipeline.targets.target_config import apply_target_config
 
 PERSONS = 393_983_755 / 389_735_172  # Tax-Calculator's population growth 2023 -> 2024
 
@@ -40,10 +42,25 @@ def test_gaps_compare_each_parent_with_the_sum_of_its_children():
     assert gaps.loc[("state", "district", "44"), "n_children"] == 2
     assert gaps.loc[("state", "district", "10"), "gap"] == 0
     assert gaps.loc[("state", "district", "44"), "domain"] == "[age<18]"
-    report = hierarchy_report(t, tolerance=0.05)
-    assert not report.passed and report.metrics["over_tolerance"] == 2
+    everything = t["holdout"] == 0
+    report = config_hierarchy_report(t, t, everything, tolerance=0.05)
+    assert not report.passed and report.metrics["unresolved"] == 2
     assert report.rules[0].failing[0] == "US person_count[age<18] vs states: -10.0%"
-    assert hierarchy_report(t, tolerance=0.11).passed
+    assert (report.rules[0].value, report.rules[0].limit) == (pytest.approx(0.10), 0.05)
+    assert config_hierarchy_report(t, t, everything, tolerance=0.11).passed
+
+
+def test_a_conflict_counts_only_between_levels_the_config_trains():
+    """Leaving the states out of training (or a reconcile rule scaling them) resolves the
+    national-vs-states conflict; a held-out child still counts in its parent's sum."""
+    t = _frame([("national", "US", 100), ("state", "10", 30), ("state", "44", 60)])
+    no_states = (t["geo_level"] != "state").to_numpy()
+    assert config_hierarchy_report(t, t, no_states, tolerance=0.05).passed
+    scaled = t.assign(value=[100.0, 100 / 3, 200 / 3])  # what `method: scale` does
+    report = config_hierarchy_report(t, scaled, t["holdout"] == 0, tolerance=0.05)
+    assert report.passed and report.metrics["resolved_by_reconcile"] == 1
+    one_held_out = (t["target_name"] != "t2").to_numpy()  # state 44 in the split
+    assert not config_hierarchy_report(t, t, one_held_out, tolerance=0.05).passed
 
 
 def test_real_db_snap_states_disagree_with_their_districts(targets):
@@ -68,3 +85,18 @@ def test_real_db_snap_states_disagree_with_their_districts(targets):
     assert len(total) == 51 and (total["gap"] == 0).all()
     for levels in ("state vs districts", "national vs states"):
         assert summary.loc[("household_count", "", levels), "max_abs_gap"] == 0
+
+
+@pytest.mark.parametrize("config", [DEFAULT_TARGET_CONFIG, DEFAULT_NATIONAL_TARGET_CONFIG])
+def test_shipped_configs_leave_one_conflict_their_rules_do_not_resolve(targets, config):
+    """The USDA-vs-ACS SNAP conflicts are scaled away by the local config's rule (the
+    national config trains no districts); what is left is real: IRS SOI's national count
+    of returns with AGI below $1 against the sum of its state tables."""
+    configured, selected = apply_target_config(config, targets)
+    report = config_hierarchy_report(targets, configured, selected, tolerance=0.05)
+    assert report.metrics["unresolved"] == 1
+    assert report.rules[0].failing[0].startswith(
+        "US tax_unit_count[adjusted_gross_income<1,is_tax_filer==1] vs states: +16.")
+    assert report.metrics["resolved_by_reconcile"] == (
+        44 if config == DEFAULT_TARGET_CONFIG else 0)
+    assert report.summary.startswith("1 conflict no reconcile rule resolves")

@@ -38,13 +38,14 @@ def _pool_job(tmp_path: Path):
     """One op in the `gpu` pool under the storage resource, as the fits are."""
     from dagster import job, op
 
-    from resources import StorageResource
+    from resources import ProfileResource, StorageResource
 
     @op(pool="gpu")
     def fit(storage: StorageResource) -> None:
         assert storage.layout.root.is_dir()
 
-    @job(resource_defs={"storage": StorageResource(root=str(tmp_path / "storage"))})
+    @job(resource_defs={"storage": StorageResource(root=str(tmp_path / "storage"),
+                                                   profile=ProfileResource(name="ci"))})
     def tiny():
         fit()
 

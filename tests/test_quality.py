@@ -36,7 +36,9 @@ def test_target_and_group_regressions_block():
     assert same.passed
     worse = review_quality(_frame([0.2, 0.01, 0.01, 0.01]), base)
     assert not worse.passed
-    assert _rule(worse, "target_regression").failing == ("t0",)
+    rule = _rule(worse, "target_regression")
+    assert rule.failing == ("local/t0: +0.19 > 0.05 OVER",)  # marked with value and limit
+    assert (rule.value, rule.limit) == (pytest.approx(0.19), 0.05)
     assert worse.details["worst_regressions"][0]["target_name"] == "t0"
     assert worse.details["worst_regressions"][0]["increase"] == pytest.approx(0.19)
     assert worse.metrics["largest_score_increase"] == pytest.approx(0.19)
@@ -46,15 +48,17 @@ def test_target_and_group_regressions_block():
     drift = review_quality(_frame([0.05, 0.05, 0.05, 0.01]), base)
     assert _rule(drift, "target_regression").passed
     assert not _rule(drift, "group_regression").passed
-    assert "local snap/state: +0.04" in _rule(drift, "group_regression").detail
+    assert "local snap/state: +0.04 > 0.01 OVER" in _rule(drift, "group_regression").detail
 
 
 def test_sanity_fail_and_nan_block_and_new_targets_do_not_regress():
     base = _frame([0.01, 0.01, 0.01])
     fail = review_quality(_frame([0.01] * 3, sanity=["PASS", "FAIL", "WARN"]), base)
-    assert not fail.passed and "('state', '1')" in _rule(fail, "sanity").detail
+    assert not fail.passed and _rule(fail, "sanity").detail == "1 areas with a sanity FAIL: state 1"
     nan = review_quality(_frame([0.01] * 3, sim=[1.0, np.nan, 1.0]), base)
     assert not _rule(nan, "finite").passed
+    assert _rule(nan, "finite").detail.startswith("1 non-finite sim values: ")
+    assert _rule(fail, "finite").detail == "0 non-finite sim values"  # no empty list
     grown = _frame([0.01, 0.01, 0.01, 0.9])
     review = review_quality(grown, base)
     assert review.passed
@@ -94,7 +98,13 @@ def test_heldout_group_regression_against_current_blocks():
     worse = _frame([0.01, 0.01, 0.2, 0.3, 0.5, 0.6], training=training, holdout=holdout)
     review = review_quality(worse, base)  # median 0.35 -> 0.4
     assert not review.passed
-    assert _rule(review, "heldout_regression").failing[0] == f"{LOCAL_EITC} median: +0.05"
+    rule = _rule(review, "heldout_regression")
+    # Each pair over the tolerance is marked with its rise and the limit.
+    assert rule.failing == (f"{LOCAL_EITC} median 0.35 -> 0.4 (+0.05 > 0.02 OVER)",
+                            f"{LOCAL_EITC} p90 0.47 -> 0.57 (+0.1 > 0.02 OVER)")
+    assert (rule.value, rule.limit) == (pytest.approx(0.1), 0.02)
+    within = _rule(review_quality(slightly, base), "heldout_regression")
+    assert "OVER" not in within.detail and "(+0.01 <= 0.02)" in within.detail
     assert review.details["heldout"][LOCAL_EITC]["baseline_median"] == pytest.approx(0.35)
     loose = QualityThresholds(heldout_regression=0.1)
     assert review_quality(worse, base, loose).passed

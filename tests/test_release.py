@@ -176,14 +176,18 @@ def test_releases_command_lists_and_marks_with_a_dangling_current(tmp_path, monk
     monkeypatch.undo()
     assert main(["releases", "--storage", str(root)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[2].startswith(f"* {versions[2]}") and "UNPROMOTED" not in out[2]
-    assert out[3].startswith("  2025010") and out[3].endswith("UNPROMOTED (its promotion "
-                                                              "stopped before CURRENT moved)")
+    assert out[0].split() == ["release", "mean", "err", "max", "err", "local", "kept",
+                              "national", "kept", "gates", "note"]
+    assert out[3].startswith(f"* {versions[2]}") and "UNPROMOTED" not in out[3]
+    assert out[4].startswith("  2025010") and out[4].endswith("UNPROMOTED")
+    assert out[5].startswith("UNPROMOTED: its promotion stopped before CURRENT moved")
+    assert out[6] == "verify OK: every release's files match its manifest"
+    assert max(map(len, out)) <= 100
     (root / "releases" / "CURRENT").unlink()
     (root / "releases" / "CURRENT").symlink_to("gone")
     assert main(["releases", "--storage", str(root)]) == 0
     captured = capsys.readouterr()
-    assert len(captured.out.splitlines()) == 4 and "*" not in captured.out
+    assert len(captured.out.splitlines()) == 7 and "* " not in captured.out
     assert "CURRENT points at 'gone'" in captured.err and "calibrate rollback" in captured.err
 
 
@@ -268,7 +272,8 @@ def test_verify_names_what_changed_in_a_release(tmp_path, capsys, damage, proble
     assert f"{release.version}: FAILED" in captured.out and problem in captured.out
     assert "Fix: roll back to an intact release" in captured.err
     assert main(["releases", "--storage", str(root)]) == 0
-    assert f"verify FAILED (1: {problem}" in capsys.readouterr().out
+    # The table wraps at 100 columns.
+    assert f"verify FAILED (1: {problem}" in " ".join(capsys.readouterr().out.split())
 
 
 def test_promotion_publishes_only_judged_bytes(tmp_path):

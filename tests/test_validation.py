@@ -201,3 +201,23 @@ def test_a_figures_only_fit_is_validated_on_the_matrix(validated):
     assert rows["score"].to_numpy() == pytest.approx(df["score"].to_numpy(), rel=1e-5,
                                                      abs=1e-9)
     assert rows["in_training"].tolist() == SELECTED.tolist()
+
+
+def test_the_base_samples_taxes_are_kept_on_disk_for_the_next_process(tmp_path):
+    """A refit's first check reads the seed instead of running Tax-Calculator again: the
+    same results, no row computed; another base sample gets its own entry."""
+    from pipeline.microdata import write_h5
+
+    base, cache_dir = tmp_path / "base.h5", tmp_path / "cache"
+    md = base_microdata()
+    write_h5(md, base)
+    first = published.stored_seed(base, cache_dir)
+    again = published.stored_seed(base, cache_dir)
+    assert first.computed_rows == len(md.tax_unit) and again.computed_rows == 0
+    pd.testing.assert_frame_equal(first.taxes(md.tax_unit).tax_unit,
+                                  again.taxes(md.tax_unit).tax_unit)
+    assert again.computed_rows == 0
+    other = replace(md, household=md.household.assign(household_weight=2.0))
+    write_h5(other, base)  # new bytes, the same tax units
+    assert published.stored_seed(base, cache_dir).computed_rows == len(md.tax_unit)
+    assert len(list(cache_dir.glob("tax_seed-*.npz"))) == 1  # the stale entry is gone

@@ -10,6 +10,7 @@ write a scheduler.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -81,10 +82,19 @@ class DaskRunner:
         return self.client.gather(futures)
 
     def close(self) -> None:
+        """Close the client, and the cluster when this runner started it. Every task has
+        ended and its result is gathered by then, so a worker process still shutting down
+        after the nanny's 4 s is killed with nothing to lose: that warning is not shown."""
         cluster = getattr(self.client, "cluster", None)
         self.client.close()
         if cluster is not None:
-            cluster.close()
+            nanny = logging.getLogger("distributed.nanny")
+            level = nanny.level
+            nanny.setLevel(logging.ERROR)
+            try:
+                cluster.close()
+            finally:
+                nanny.setLevel(level)
 
 
 class _Silent:

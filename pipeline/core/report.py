@@ -8,10 +8,16 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Rule:
+    """One rule of a gate. A rule with a tolerance states the value it judged (the worst
+    one where it judges many) and its limit, so a verdict says how far over a rule is."""
+
     name: str
     passed: bool
     detail: str
     failing: tuple[str, ...] = ()  # the targets, groups or files that broke the rule
+    value: float | None = None
+    limit: float | None = None
+    waived: bool = False  # failed, and accepted on record (`pipeline.release.waivers`)
 
 
 @dataclass(frozen=True)
@@ -25,9 +31,9 @@ class GateReport:
     @classmethod
     def of(cls, rules: list[Rule] | tuple[Rule, ...], metrics: dict[str, float] | None = None,
            details: dict[str, Any] | None = None, summary: str | None = None) -> GateReport:
-        """Passed when every rule passed; the summary names each failed rule."""
+        """Passed when every rule passed or was waived; the summary names each failed rule."""
         rules = tuple(rules)
-        failed = [r for r in rules if not r.passed]
+        failed = [r for r in rules if not r.passed and not r.waived]
         default = ("all rules passed" if not failed
                    else "; ".join(f"{r.name}: {r.detail}" for r in failed))
         metrics = {"failed_rules": float(len(failed)), **(metrics or {})}
@@ -36,8 +42,28 @@ class GateReport:
     def rule(self, name: str) -> Rule:
         return next(r for r in self.rules if r.name == name)
 
+    def refusal(self) -> str:
+        """The failed rules in one line, each with its worst value against its limit and
+        what broke it: what a refused run ends with."""
+        parts = []
+        for r in self.rules:
+            if r.passed or r.waived:
+                continue
+            if r.value is None or r.limit is None:
+                parts.append(f"{r.name}: {r.detail}")
+            else:
+                parts.append(f"{r.name} ({over(r.value, r.limit)}): "
+                             + ("; ".join(r.failing) or r.detail))
+        return " | ".join(parts) or self.summary
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def over(value: float, limit: float, signed: bool = False) -> str:
+    """How a value stands against its limit, marked when over: "+0.027 > 0.02 OVER"."""
+    shown = f"{value:+.4g}" if signed else f"{value:.4g}"
+    return f"{shown} > {limit:.4g} OVER" if value > limit else f"{shown} <= {limit:.4g}"
 
 
 def combine(parts: dict[str, GateReport]) -> GateReport:

@@ -113,3 +113,60 @@ def scatter_svg(series: Sequence[Series], title: str, x_label: str, y_label: str
                    f'stroke="black" stroke-width="2"/><text x="{px(x) + 10:.1f}" '
                    f'y="{py(y) - 8:.1f}">{escape(text)}</text>')
     return "".join([*out, "</svg>"])
+
+
+INLINE_COLORS = ("royalblue", "darkorange", "seagreen", "firebrick", "gray")
+IW, IH, IL, IR, IT, IB = 320, 120, 46, 8, 8, 18  # inline size and margins
+
+
+def inline_svg(series: Sequence[Series], *, x_marks: Sequence[tuple[float, str]] = (),
+               rings: Sequence[tuple[float, float]] = (), log_x: bool = False,
+               log_y: bool = True) -> str:
+    """A small chart in as few characters as it takes (Dagster draws Markdown metadata in
+    place only when it is short): integer coordinates, one relative path per series, each
+    axis's range labelled at its ends, `x_marks` dashed (their labels left to the caller),
+    `rings` circled, series named in their colour. Single quotes and named colours, so it
+    also travels in a data URI unencoded."""
+    def keep(x: float, y: float) -> bool:
+        return math.isfinite(x) and math.isfinite(y) and (x > 0 or not log_x) and (
+            y > 0 or not log_y)
+
+    pts = [[(x, y) for x, y in zip(s.xs, s.ys, strict=True) if keep(x, y)] for s in series]
+    xs = [x for p in pts for x, _ in p]
+    ys = [y for p in pts for _, y in p]
+    head = f"<svg xmlns='http://www.w3.org/2000/svg' width='{IW}' height='{IH}' font-size='10'>"
+    if not ys:
+        return f"{head}<text x='{IL}' y='40'>no points</text></svg>"
+    (x0, x1), (y0, y1) = _axis(xs, log_x), _axis(ys, log_y)
+    w, h = IW - IL - IR, IH - IT - IB
+
+    def at(x: float, y: float) -> tuple[int, int]:
+        return (round(IL + ((math.log10(x) if log_x else x) - x0) / (x1 - x0) * w),
+                round(IT + h - ((math.log10(y) if log_y else y) - y0) / (y1 - y0) * h))
+
+    out = [head, "<style>path{fill:none}</style>",
+           f"<path d='M{IL},{IT}V{IT + h}H{IW - IR}' stroke='gray'/>",
+           f"<text x='2' y='{IT + 8}'>{_label(max(ys))}</text>",
+           f"<text x='2' y='{IT + h}'>{_label(min(ys))}</text>",
+           f"<text x='{IL}' y='{IH - 4}'>{_label(min(xs))}</text>",
+           f"<text x='{IW - IR - 30}' y='{IH - 4}'>{_label(max(xs))}</text>"]
+    for i, (s, p) in enumerate(zip(series, pts, strict=True)):
+        color = INLINE_COLORS[i % len(INLINE_COLORS)]
+        path = [at(x, y) for x, y in sorted(p)]
+        if s.line and len(path) > 1:
+            steps = "".join(f"l{b[0] - a[0]},{b[1] - a[1]}"
+                            for a, b in zip(path, path[1:], strict=False))
+            out.append(f"<path d='M{path[0][0]},{path[0][1]}{steps}' stroke='{color}'/>")
+        if s.points and path:
+            dots = "".join(f"M{x},{y}h0" for x, y in path)
+            out.append(f"<path d='{dots}' stroke='{color}' stroke-width='6' "
+                       "stroke-linecap='round'/>")
+        if len(series) > 1:
+            out.append(f"<text x='{IW - IR - 50 * (len(series) - i)}' y='{IT + 8}' "
+                       f"fill='{color}'>{escape(s.label)}</text>")
+    for x, _ in x_marks:
+        px = at(x, ys[0])[0]
+        out.append(f"<path d='M{px},{IT}V{IT + h}' stroke='black' stroke-dasharray='3'/>")
+    out += [f"<circle cx='{cx}' cy='{cy}' r='6' fill='none' stroke='black'/>"
+            for cx, cy in (at(x, y) for x, y in rings if keep(x, y))]
+    return "".join([*out, "</svg>"])

@@ -11,9 +11,13 @@ row seen is computed afresh, so nothing the file does not show is trusted.
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from pipeline.core.atomic import write_bytes
 from pipeline.engine.taxes import SOI_ITEMS, TaxResults, tax_inputs, tax_unit_taxes
 
 _KEYS = ("tax-cache-key-01", "tax-cache-key-02")  # two 64-bit hashes: a 128-bit key
@@ -57,3 +61,21 @@ class TaxCache:
                            values], axis=1)
         return TaxResults(self.period, frame.astype({"eitc_child_count": np.int64,
                                                      "is_tax_filer": bool}))
+
+    def save(self, path: str | Path) -> None:
+        """Keys and results as arrays (no pickle), written atomically."""
+        buffer = io.BytesIO()
+        np.savez(buffer, period=np.int64(self.period),
+                 key0=self.keys.get_level_values(0).to_numpy(np.uint64),
+                 key1=self.keys.get_level_values(1).to_numpy(np.uint64),
+                 **{f"result_{c}": self.results[c].to_numpy() for c in _RESULTS})
+        write_bytes(Path(path), buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> TaxCache:
+        """What `save` wrote; counts no row as computed here."""
+        with np.load(path, allow_pickle=False) as f:
+            cache = cls(int(f["period"]))
+            cache.keys = pd.MultiIndex.from_arrays([f["key0"], f["key1"]])
+            cache.results = pd.DataFrame({c: f[f"result_{c}"] for c in _RESULTS})
+        return cache

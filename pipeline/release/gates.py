@@ -21,6 +21,13 @@ from pipeline.release.judges import Judge
 # Not a file: the regression gates judge against CURRENT, so a moved CURRENT makes their
 # verdicts stale.
 CURRENT_RELEASE = "current_release"
+# What a waiver may accept: a judgement of quality, never one of integrity (finite
+# weights and fits, the absolute floor, a sanity FAIL, inputs intact) nor any rule of an
+# integrity gate (target DB, package validity, structural sanity, X·w).
+FIT_REVIEW_WAIVABLE = ("loss_converged", "no_group_diverging", "not_worse_than_production",
+                       "record_budget")
+QUALITY_WAIVABLE = ("absolute", "target_regression", "group_regression",
+                    "heldout_regression")
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class Gate:
     inputs: tuple[str, ...]  # every artifact (core.lineage.artifacts, or CURRENT_RELEASE) judged
     description: str
     judge: Judge
+    waivable: tuple[str, ...] = ()  # rules a waiver may accept (`waivers.py`); none: integrity
 
     @property
     def upstream_assets(self) -> tuple[str, ...]:
@@ -52,7 +60,7 @@ def gate_table(fits: tuple[Fit, ...] = FITS) -> tuple[Gate, ...]:
                ("calibration_package", fit.config.asset, fit.weights, CURRENT_RELEASE),
                f"Gate 1 for the {fit.label}: finite weights, converged loss, no late "
                "divergence, no worse than CURRENT's, its record budget (if any) reached.",
-               judges.fit_review(fit))
+               judges.fit_review(fit), waivable=FIT_REVIEW_WAIVABLE)
           for fit in fits),
         Gate("structural_sanity", "stacked_h5s", ("stacked_h5s",),
              "Production's sanity list on every published file.", judges.structural_sanity),
@@ -65,7 +73,8 @@ def gate_table(fits: tuple[Fit, ...] = FITS) -> tuple[Gate, ...]:
              (*every_config, "stacked_h5s", *(f.weights for f in figures_only(fits)),
               "validation_results", CURRENT_RELEASE),
              "Gate 2: no regression against the CURRENT release; no sanity FAIL; every "
-             "fit (a held-out fit's figures on the matrix).", judges.simulation_quality),
+             "fit (a held-out fit's figures on the matrix).", judges.simulation_quality,
+             waivable=QUALITY_WAIVABLE),
     )
 
 

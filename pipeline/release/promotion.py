@@ -108,8 +108,11 @@ def promote_release(layout: Layout, fits: tuple[Fit, ...] = FITS, *,
         **{fit.manifest_key: fit_summary(layout.run_config(fit)) for fit in fits},
         "gates": {v.gate: {"passed": v.passed, "summary": v.summary, "inputs": v.inputs,
                            "judged_with": v.judged_with, "files_judged": len(v.files),
-                           "verdict_sha256": judged.verdict_files[v.gate]}
+                           "verdict_sha256": judged.verdict_files[v.gate],
+                           **({"waiver": v.waiver} if v.waiver else {})}
                   for v in verdicts},
+        # Rules accepted on record for the run that made these artifacts (waivers.py).
+        "waivers": [{"gate": v.gate, **v.waiver} for v in verdicts if v.waiver],
         # Generalization: each fit's held-out groups, median and p90 (gate 2 judged them).
         "heldout": quality["details"]["heldout"],
     })

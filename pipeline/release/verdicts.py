@@ -31,6 +31,7 @@ from pipeline.release.gates import CURRENT_RELEASE, Gate, gate_table
 from pipeline.release.judges import GateContext
 from pipeline.release.thresholds import GateSettings
 from pipeline.release.versions import current_release
+from pipeline.release.waivers import Waiver, waive, waiver_problems
 
 FORMAT = 2  # 2: files, judged_with; a verdict of another format is judged again
 NO_RELEASE = "none"
@@ -51,6 +52,7 @@ class Verdict:
     report: dict[str, Any]
     recorded_at: str
     format: int = FORMAT
+    waiver: dict[str, Any] | None = None  # rules accepted on record for this run (waivers.py)
 
 
 def thresholds_sha256(thresholds: GateSettings) -> str:
@@ -82,8 +84,10 @@ def release_hashes(layout: Layout, fits: tuple[Fit, ...] = FITS) -> dict[str, st
     return input_hashes(layout, (*artifacts(fits), CURRENT_RELEASE), fits)
 
 
-def run_gate(gate: Gate, ctx: GateContext) -> tuple[GateReport, Verdict]:
-    """Judge, and record the verdict with the hashes of everything judged.
+def run_gate(gate: Gate, ctx: GateContext, waiver: Waiver | None = None
+             ) -> tuple[GateReport, Verdict]:
+    """Judge, and record the verdict with the hashes of everything judged, and the waiver
+    where it accepted a failed rule of this gate.
 
     Hashes are taken before judging: an input replaced meanwhile leaves a stale verdict
     that promotion refuses, never a passed verdict about bytes nobody judged. Inputs unfit
@@ -99,10 +103,12 @@ def run_gate(gate: Gate, ctx: GateContext) -> tuple[GateReport, Verdict]:
         report = GateReport.of([rule], {"input_problems": float(len(unfit))},
                                summary=rule.detail)
     else:
-        report = gate.judge(ctx)
+        report = waive(gate.judge(ctx), gate, waiver)
+    used = waiver is not None and any(r.waived for r in report.rules)
     verdict = Verdict(gate.name, report.passed, report.summary, inputs, files,
                       judged_with(ctx), report.as_dict(),
-                      datetime.now(UTC).isoformat(timespec="seconds"))
+                      datetime.now(UTC).isoformat(timespec="seconds"),
+                      waiver=waiver.as_dict() if used else None)
     write_json(verdict_path(ctx.layout, gate.name), asdict(verdict))
     return report, verdict
 
@@ -186,6 +192,9 @@ def _verdict_problems(gate: Gate, verdict: Verdict, current: dict[str, str],
     stale = sorted(k for k in gate.inputs if verdict.inputs.get(k) != current[k])
     if not verdict.passed:
         problems.append(f"{gate.name}: FAILED ({verdict.summary})")
+    elif unwaivable := waiver_problems(gate, verdict.report, verdict.waiver):
+        problems.append(f"{gate.name}: passed only by a waiver promotion cannot accept "
+                        f"({'; '.join(unwaivable)}); run the check again")
     elif stale:
         problems.append(f"{gate.name}: judged other {', '.join(stale)} than the ones on "
                         "disk; run its check again")

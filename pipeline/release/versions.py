@@ -98,7 +98,8 @@ def promote(
         write_json(tmp / MANIFEST, manifest)
         os.chmod(tmp / MANIFEST, 0o444)
     _seal(path)
-    _point_current(releases, version, "promote")
+    # A release cut under a waiver says so where every promotion is listed, too.
+    _point_current(releases, version, "promote", waivers=manifest_extra.get("waivers"))
     return Release(version, path, manifest)
 
 
@@ -320,7 +321,8 @@ def _seal(path: Path) -> None:
     os.chmod(path, 0o555)
 
 
-def _point_current(releases: Path, version: str, action: str) -> None:
+def _point_current(releases: Path, version: str, action: str,
+                   waivers: list[dict[str, Any]] | None = None) -> None:
     """Swap the `CURRENT` symlink by renaming a fresh link over it (atomic on POSIX), and
     record the version in the history. A crash right after a swap leaves that version
     unrecorded; the next swap records it first, so no promoted release reads as unpromoted.
@@ -341,12 +343,16 @@ def _point_current(releases: Path, version: str, action: str) -> None:
     finally:
         if tmp.is_symlink():
             tmp.unlink()
-    write_json(releases / HISTORY, history + [_entry(version, action)])
+    write_json(releases / HISTORY, history + [_entry(version, action, waivers)])
 
 
-def _entry(version: str, action: str) -> dict[str, str]:
-    return {"version": version, "action": action,
-            "at": datetime.now(UTC).isoformat(timespec="seconds")}
+def _entry(version: str, action: str, waivers: list[dict[str, Any]] | None = None
+           ) -> dict[str, Any]:
+    entry: dict[str, Any] = {"version": version, "action": action,
+                             "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if waivers:
+        entry["waivers"] = waivers
+    return entry
 
 
 def _start_history(releases: Path) -> None:

@@ -3,8 +3,10 @@
 Targets of the same variable and the same non-geographic constraints exist at several
 levels (ACS age bins for the nation, each state and each district; SNAP households for
 each state from USDA and for each district from the ACS). The fit cannot hit a parent and
-children that disagree, so the gaps are reported before anything trains on them. The
-report is a warning: reconciling is the target config's job (`pipeline.targets.reconcile`).
+children that disagree, so the gaps are reported before anything trains on them.
+Reconciling is the target config's job (`pipeline.targets.reconcile`): the warning
+(`config_hierarchy_report`) counts only the conflicts a config leaves between levels it
+trains, after its reconcile rules, and says how many its rules resolved.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ def _domain(constraints: str) -> str:
 
 def hierarchy_gaps(targets: pd.DataFrame) -> pd.DataFrame:
     """One row per parent target whose children (same variable and constraints, one level
-    down) exist: their sum and the gap (children − parent) / max(|parent|, 1)."""
+    down) exist: their sum and the gap (children − parent) / max(|parent|, 1). With a
+    boolean `trained` column, also whether the parent is trained (`parent_trained`) and
+    whether any child is (`children_trained`)."""
+    trained = "trained" in targets
     t = targets.assign(domain=targets["constraints"].map(_domain))
     rows = []
     for parent_level, child_level in PAIRS:
@@ -46,18 +51,22 @@ def hierarchy_gaps(targets: pd.DataFrame) -> pd.DataFrame:
             continue
         children = children.assign(parent_id=_parent_id(child_level, children["geographic_id"],
                                                          parent_level))
-        sums = (children.groupby(["variable", "domain", "parent_id"])["value"]
-                .agg(children_sum="sum", n_children="size").reset_index())
-        merged = parents.rename(columns={"geographic_id": "parent_id", "value": "parent_value"}
-                                ).merge(sums, on=["variable", "domain", "parent_id"])
+        by = children.groupby(["variable", "domain", "parent_id"])
+        sums = by["value"].agg(children_sum="sum", n_children="size")
+        if trained:
+            sums["children_trained"] = by["trained"].any()
+        merged = parents.rename(columns={"geographic_id": "parent_id", "value": "parent_value",
+                                         "trained": "parent_trained"}
+                                ).merge(sums.reset_index(), on=["variable", "domain", "parent_id"])
         rows.append(merged.assign(parent_level=parent_level, child_level=child_level))
+    columns = GAP_COLUMNS + (["parent_trained", "children_trained"] if trained else [])
     if not rows:
-        return pd.DataFrame(columns=GAP_COLUMNS)
+        return pd.DataFrame(columns=columns)
     gaps = pd.concat(rows, ignore_index=True)
     gaps["gap"] = (gaps["children_sum"] - gaps["parent_value"]) / np.maximum(
         gaps["parent_value"].abs(), 1.0)
     order = gaps["gap"].abs().sort_values(ascending=False, kind="stable").index
-    return gaps.loc[order, GAP_COLUMNS].reset_index(drop=True)
+    return gaps.loc[order, columns].reset_index(drop=True)
 
 
 def gap_summary(gaps: pd.DataFrame) -> pd.DataFrame:
@@ -76,19 +85,42 @@ def gap_summary(gaps: pd.DataFrame) -> pd.DataFrame:
         drop=True)
 
 
-def hierarchy_report(targets: pd.DataFrame, tolerance: float, top: int = 10) -> GateReport:
-    """Warning report: passes when no parent and its children's sum differ beyond tolerance."""
-    gaps = hierarchy_gaps(targets)
-    over = gaps[gaps["gap"].abs() > tolerance]
+def config_hierarchy_report(targets: pd.DataFrame, configured: pd.DataFrame,
+                            selected: np.ndarray, tolerance: float, top: int = 10
+                            ) -> GateReport:
+    """Warning report for one target config: the conflicts (a parent and the sum of its
+    children differing beyond `tolerance`) that remain between a trained parent and its
+    trained children once the config's reconcile rules have run. A conflict a rule scaled
+    away or dropped from training is counted as resolved; one between levels the config
+    does not both train is no conflict for the fit.
+
+    Values are compared over every child (held-out ones included: leaving a child out of
+    training does not change what its siblings should sum to).
+    """
+    trained = np.asarray(selected, dtype=bool)
+    before = _over(hierarchy_gaps(targets.assign(trained=trained)), tolerance)
+    after = _over(hierarchy_gaps(configured.assign(trained=trained)), tolerance)
+    remaining = after[after["parent_trained"] & after["children_trained"]]
+    key = ["variable", "domain", "parent_level", "parent_id", "child_level"]
+    conflicts = before[before["parent_trained"] & before["children_trained"]]
+    resolved = len(conflicts.merge(remaining[key], on=key, how="left", indicator=True)
+                   .query("_merge == 'left_only'"))
     failing = tuple(f"{r.parent_id} {r.variable}{r.domain} vs {r.child_level}s: {r.gap:+.1%}"
-                    for r in over.head(top).itertuples())
-    rule = Rule("levels_agree", over.empty,
-                f"{len(over)} of {len(gaps)} parent targets differ from the sum of their "
-                f"children by more than {tolerance:.0%}", failing)
+                    for r in remaining.head(top).itertuples())
+    rule = Rule("levels_agree", remaining.empty,
+                f"{len(remaining)} conflict{'' if len(remaining) == 1 else 's'} no reconcile "
+                "rule resolves between trained levels "
+                f"(a parent and its children's sum differing by more than {tolerance:.0%}); "
+                f"{resolved} resolved by the config's reconcile rules", failing,
+                value=float(remaining["gap"].abs().max()) if len(remaining) else 0.0,
+                limit=tolerance)
     return GateReport.of(
         [rule],
-        {"comparisons": float(len(gaps)), "over_tolerance": float(len(over)),
-         "max_abs_gap": float(gaps["gap"].abs().max()) if len(gaps) else 0.0},
-        {"summary": gap_summary(gaps).to_dict(orient="records"),
-         "largest_gaps": gaps.head(top).to_dict(orient="records")},
+        {"unresolved": float(len(remaining)), "resolved_by_reconcile": float(resolved),
+         "max_abs_gap": float(remaining["gap"].abs().max()) if len(remaining) else 0.0},
+        {"unresolved": remaining.head(top).to_dict(orient="records")},
         summary=rule.detail)
+
+
+def _over(gaps: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    return gaps[gaps["gap"].abs() > tolerance]

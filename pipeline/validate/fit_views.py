@@ -15,10 +15,9 @@ import pandas as pd
 from pipeline.core.fit_table import FITS, Fit, figures_only, published
 from pipeline.core.layout import Layout
 from pipeline.core.parallel import Runner
-from pipeline.microdata import read_h5
 from pipeline.package.store import CalibrationPackage, load_package
 from pipeline.targets.target_config import apply_target_config
-from pipeline.validate.published import seed_cache
+from pipeline.validate.published import stored_seed
 from pipeline.validate.totals import (
     DistrictSample,
     FitTargets,
@@ -56,8 +55,9 @@ def walk_storage(layout: Layout, pkg: CalibrationPackage, views: list[FitTargets
                  runner: Runner, districts: DistrictSample | None = None) -> Published:
     """The one (cached) walk over the published files, for the checks and validation (the
     profile's `gates.district_sample`, if any, for all three, so they share it)."""
-    def seed():  # the builtin engine's warm tax cache; policyengine-us has none
-        return seed_cache(read_h5(pkg.base_h5)) if pkg.engine.name == "builtin" else None
+    def seed():  # the builtin engine's warm tax cache, kept on disk; policyengine-us has none
+        return (stored_seed(pkg.base_h5, layout.validation_cache)
+                if pkg.engine.name == "builtin" else None)
     return walk_published(layout.stacked_dir, views, seed, runner, layout.validation_cache,
                           districts)
 

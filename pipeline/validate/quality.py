@@ -15,7 +15,7 @@ from pydantic import Field
 
 from pipeline.core.contracts import check_table
 from pipeline.core.fit_table import LOCAL
-from pipeline.core.report import GateReport, Rule
+from pipeline.core.report import GateReport, Rule, over
 from pipeline.core.settings import Settings
 from pipeline.targets.split import VALIDATION_SPLIT
 from pipeline.validate.scoring import ABSOLUTE, IN_SCOPE, OUT_OF_SCOPE, domain_of
@@ -128,8 +128,8 @@ def review_quality(
                          - set(v["fit"] + "/" + v["target_name"]))
         rules.append(Rule("coverage", True,
                           f"{len(merged)} targets compared, {len(scored) - len(merged)} new "
-                          f"or out of scope, {len(dropped)} no longer validated "
-                          f"{dropped[: t.top]}"))
+                          f"or out of scope, {len(dropped)} no longer validated"
+                          + _listed(dropped[: t.top])))
     trained = scored.loc[scored["in_training"], "score"].to_numpy(dtype=np.float64)
     metrics = {
         "trained_median_score": float(np.median(trained)) if len(trained) else 0.0,
@@ -175,13 +175,22 @@ def _require(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str) -> None:
 
 def _finite(v: pd.DataFrame) -> Rule:
     bad = v.loc[~np.isfinite(v["sim_value"].to_numpy(dtype=np.float64)), "target_name"]
-    return Rule("finite", bad.empty, f"{len(bad)} non-finite sim values {list(bad[:10])}")
+    return Rule("finite", bad.empty, f"{len(bad)} non-finite sim values" + _listed(bad[:10]),
+                tuple(bad[:10]), value=float(len(bad)), limit=0.0)
 
 
 def _sanity(v: pd.DataFrame) -> Rule:
     failed = v.loc[v["sanity_check"] == "FAIL"]
     areas = sorted(set(zip(failed["area_type"], failed["area_id"], strict=True)))
-    return Rule("sanity", failed.empty, f"{len(areas)} areas with a sanity FAIL {areas[:10]}")
+    return Rule("sanity", failed.empty, f"{len(areas)} areas with a sanity FAIL"
+                + _listed(f"{a} {i}" for a, i in areas[:10]),
+                tuple(f"{a} {i}" for a, i in areas[:10]), value=float(len(areas)), limit=0.0)
+
+
+def _listed(names) -> str:
+    """`: a, b, c` after a count, nothing when there are none."""
+    names = [str(n) for n in names]
+    return f": {', '.join(names)}" if names else ""
 
 
 def _absolute(v: pd.DataFrame, t: QualityThresholds) -> Rule:
@@ -189,37 +198,47 @@ def _absolute(v: pd.DataFrame, t: QualityThresholds) -> Rule:
     median = float(np.median(train)) if len(train) else 0.0
     return Rule("absolute", median <= t.max_median_training_error,
                 f"no baseline; median training score {median:.4g} "
-                f"(limit {t.max_median_training_error:.4g}, {len(train)} targets)")
+                f"(limit {t.max_median_training_error:.4g}, {len(train)} targets)",
+                value=median, limit=t.max_median_training_error)
 
 
 def _target_regression(merged: pd.DataFrame, t: QualityThresholds) -> Rule:
-    bad = merged.loc[merged["increase"] > t.target_regression, "target_name"]
+    worst = merged.sort_values("increase", ascending=False, kind="stable")
+    bad = worst[worst["increase"] > t.target_regression]
+    listed = tuple(f"{r.fit}/{r.target_name}: {over(r.increase, t.target_regression, True)}"
+                   for r in bad.head(t.top).itertuples())
     return Rule("target_regression", bad.empty,
-                f"{len(bad)} targets worse by more than {t.target_regression:.4g} "
-                f"{list(bad[: t.top])}", tuple(bad[: t.top]))
+                f"{len(bad)} of {len(merged)} trained targets worse by more than "
+                f"{t.target_regression:.4g}" + (f": {'; '.join(listed)}" if listed else ""),
+                listed, value=float(worst["increase"].max()) if len(worst) else 0.0,
+                limit=t.target_regression)
 
 
 def _group_regression(merged: pd.DataFrame, t: QualityThresholds) -> Rule:
     groups = merged.groupby(["fit", "variable", "area_type"])[["score", "baseline_score"]]
-    delta = groups.mean().eval("score - baseline_score")
-    bad = delta[delta > t.group_regression].sort_values(ascending=False)
-    listed = [f"{fit} {var}/{area}: +{d:.4g}" for (fit, var, area), d in bad.items()][: t.top]
+    delta = groups.mean().eval("score - baseline_score").sort_values(ascending=False)
+    bad = delta[delta > t.group_regression]
+    listed = tuple(f"{fit} {var}/{area}: {over(d, t.group_regression, True)}"
+                   for (fit, var, area), d in bad.items())[: t.top]
     return Rule("group_regression", bad.empty,
                 f"{len(bad)} of {len(delta)} groups worse by more than "
-                f"{t.group_regression:.4g} {listed}", tuple(listed))
+                f"{t.group_regression:.4g}" + (f": {'; '.join(listed)}" if listed else ""),
+                listed, value=float(delta.max()) if len(delta) else 0.0,
+                limit=t.group_regression)
 
 
 def _heldout_regression(merged: pd.DataFrame, heldout: dict[str, dict[str, float]],
                         t: QualityThresholds, rebudgeted: frozenset[str] = frozenset()
                         ) -> Rule:
     """Each held-out group's median and p90 against the baseline's over the targets both
-    runs held out (a CURRENT from before a split trained on today's split targets).
+    runs held out (a CURRENT from before a split trained on today's split targets); each
+    pair marked OVER where its rise broke the tolerance.
 
     A fit whose record budget differs from CURRENT's (`rebudgeted`) is reported, not
     judged: fewer records generalize worse by design, and the user chose that trade-off
     (its trained targets are still judged, and the frontier shows what the budget costs).
     """
-    lines, failing = [], []
+    lines, failing, rises = [], [], []
     both_held_out = (merged["heldout"] != "") & ~merged["baseline_trained"].astype(bool)
     for group, rows in merged[both_held_out].groupby("heldout"):
         now, before = _stats(rows["score"]), _stats(rows["baseline_score"])
@@ -227,10 +246,16 @@ def _heldout_regression(merged: pd.DataFrame, heldout: dict[str, dict[str, float
         judged = group.split("/")[0] not in rebudgeted
         for stat in ("median", "p90"):
             rise = now[stat] - before[stat]
-            lines.append(f"{group} {stat} {before[stat]:.4g} -> {now[stat]:.4g}"
-                         + ("" if judged else " (record budget changed: not judged)"))
-            if judged and rise > t.heldout_regression:
-                failing.append(f"{group} {stat}: +{rise:.4g}")
+            pair = f"{group} {stat} {before[stat]:.4g} -> {now[stat]:.4g}"
+            if not judged:
+                lines.append(f"{pair} (record budget changed: not judged)")
+                continue
+            rises.append(rise)
+            lines.append(f"{pair} ({over(rise, t.heldout_regression, True)})")
+            if rise > t.heldout_regression:
+                failing.append(f"{pair} ({over(rise, t.heldout_regression, True)})")
+    shown = failing + [line for line in lines if "OVER" not in line]
     return Rule("heldout_regression", not failing,
-                f"held-out scores against CURRENT (tolerance {t.heldout_regression:.4g}): "
-                + ("; ".join(lines) or "no held-out target in both runs"), tuple(failing))
+                f"held-out scores against CURRENT (tolerance +{t.heldout_regression:.4g}): "
+                + ("; ".join(shown) or "no held-out target in both runs"), tuple(failing),
+                value=max(rises) if rises else None, limit=t.heldout_regression)
