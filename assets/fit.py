@@ -4,6 +4,7 @@ the gate table (`assets/gates.py`)."""
 
 from pathlib import Path
 
+import pandas as pd
 import pydantic
 from dagster import AssetExecutionContext, AssetsDefinition, Config, MaterializeResult, asset
 from dagster import MetadataValue as MV
@@ -198,8 +199,11 @@ def frontier_inline(frontier, kept: int, training_error: float, split_error: flo
     """Records kept against error, every fit of this package and config, drawn in place
     with this fit circled."""
     xs = frontier["records_kept"].astype(float).tolist()
+    # a fit that trains the split has no split error (its held-out twin's point has one)
+    split = pd.to_numeric(frontier["split_error"], errors="coerce").tolist()
+    rings = ((kept, training_error), *(((kept, split_error),) if split_error == split_error
+                                        else ()))
     return inline_plot(
         [Series("trained", xs, frontier["training_error"].astype(float).tolist(), True),
-         Series("split", xs, frontier["split_error"].astype(float).tolist(), True)],
-        "records kept vs mean rel error", log_x=True, rings=((kept, training_error),
-                                                              (kept, split_error)))
+         Series("split", xs, split, True)],
+        "records kept vs mean rel error", log_x=True, rings=rings)

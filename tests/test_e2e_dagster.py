@@ -71,7 +71,7 @@ def test_full_rebuild_promotes_behind_passed_gates(built_world):
         "US", "tax_unit_count", "state")  # SOI: returns with AGI < $1, nation vs states
     # USDA-vs-ACS SNAP households: scaled by the config's rule, so no longer a warning.
     assert local.description.startswith("1 conflict no reconcile rule resolves")
-    assert "44 resolved by the config's reconcile rules" in local.description
+    assert "46 resolved by the config's reconcile rules" in local.description
     release = current_release(built_world.root)
     assert release is not None and set(release.manifest["gates"]) == GATES
     assert all(g["passed"] for g in release.manifest["gates"].values())

@@ -97,6 +97,8 @@ def test_shipped_configs_leave_one_conflict_their_rules_do_not_resolve(targets, 
     assert report.metrics["unresolved"] == 1
     assert report.rules[0].failing[0].startswith(
         "US tax_unit_count[adjusted_gross_income<1,is_tax_filer==1] vs states: +16.")
+    # (46: the state SNAP households the validation split leaves trained, now that the
+    # split's household_count x state group also holds the ACS household totals)
     assert report.metrics["resolved_by_reconcile"] == (
-        44 if config == DEFAULT_TARGET_CONFIG else 0)
+        46 if config == DEFAULT_TARGET_CONFIG else 0)
     assert report.summary.startswith("1 conflict no reconcile rule resolves")
