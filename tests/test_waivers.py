@@ -68,7 +68,9 @@ def test_a_waiver_is_refused_in_one_line_naming_the_field(rules, reason, operato
 def test_only_quality_judgements_are_waivable():
     assert parse_waiver([], "", "", None, WHERE) is None
     assert waivable_rules() == [
-        *(f"{gate}.{rule}" for gate in ("fit_review", "national_fit_review")
+        *(f"{gate}.{rule}" for gate in ("fit_review", "national_fit_review",
+                                         "local_heldout_fit_review",
+                                         "national_heldout_fit_review")
           for rule in ("loss_converged", "no_group_diverging", "not_worse_than_production",
                        "record_budget")),
         *(f"simulation_quality.{rule}" for rule in ("absolute", "target_regression",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Mapping
 
-from pipeline.core.fit_table import FITS, Fit
+from pipeline.core.fit_table import FITS, Fit, published
 from pipeline.core.numbers import text
 from pipeline.release.versions import Release
 
@@ -22,7 +22,9 @@ def release_table(releases: list[Release], current: str | None, promoted: set[st
     """One row per release (`*` marks CURRENT): the first fit's trained mean and max
     relative error, each fit's records kept, gates passed, and a note (CHANGED: its files
     fail its manifest, `changed` holding each release's `verify_release` problems; else
-    UNPROMOTED); then what each note means. `changed` None: not verified."""
+    UNPROMOTED); then what each note means. `changed` None: not verified. Records kept are
+    the publishing fits' (a held-out twin's are in the manifest)."""
+    fits = published(fits)
     kept = [f"{fit.name} kept" for fit in fits]
     head = (f"  {'release':<{VERSION}}  {'mean err':>9}  {'max err':>9}  "
             + "  ".join(f"{k:>{max(len(k), 9)}}" for k in kept) + f"  {'gates':>5}  note")
