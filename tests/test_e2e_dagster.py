@@ -371,7 +371,7 @@ def test_a_learned_allocation_feeds_a_gated_promoted_national_file(world):
     assert not _promoted(refused)
 
 
-REASON = "district age targets left out of the local fit on purpose (ACS 2024 bins)"
+REASON = "district age and state AGI targets left out of the local fit on purpose"
 
 
 def test_a_refused_config_change_is_accepted_on_record_and_promoted(world, monkeypatch, capsys):
@@ -380,9 +380,12 @@ def test_a_refused_config_change_is_accepted_on_record_and_promoted(world, monke
     it is promoted with the waiver in the verdict, the manifest, history.json and the UI;
     a later run is judged afresh."""
     before = current_release(world.root).version
+    # Gate 1 judges the loss per trained target against CURRENT: leaving out the (easy)
+    # district age bins alone raises it 41% on ci, so the hard state AGI amounts go too; the
+    # held-out twin then misses its split cells of both (median 4.5% -> 49%).
     world.config.write_text(world.config.read_text().replace(
         "exclude:\n", "exclude:\n  - {variable: person_count, geo_level: district, "
-        "domain_variable: age}\n", 1))
+        "domain_variable: age}\n  - {variable: adjusted_gross_income, geo_level: state}\n", 1))
     resources = {"target_config_file": world.defs.resources["target_config_file"]}
     [sensor] = [s for s in world.defs.sensors if s.name == "target_config_changed"]
     request = sensor(build_sensor_context(instance=world.instance, resources=resources,
@@ -393,7 +396,7 @@ def test_a_refused_config_change_is_accepted_on_record_and_promoted(world, monke
     message = failure.event_specific_data.error.message
     assert re.search(r"simulation_quality refused: heldout_regression \([\d.]+ > 0\.02 OVER\)",
                      message)
-    assert "local/validation_split median" in message and "> 0.02 OVER" in message
+    assert "local_heldout/validation_split median" in message and "> 0.02 OVER" in message
     assert "ACCEPT=simulation_quality.heldout_regression" in message
     assert current_release(world.root).version == before
     _a_waiver_binds_what_it_was_given_for(world)
