@@ -1,7 +1,9 @@
 """Shared fixtures: a thread pin for tiny fits, and the ci profile built once per session."""
 
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -80,14 +82,24 @@ def built_world(tmp_path_factory):
     instance.dispose()
 
 
+@contextmanager
+def private_copy(source: World, directory: Path) -> Iterator[World]:
+    """A copy of `source` (files and run history) under `directory`, with its own instance:
+    what a test does to it never reaches the world other tests share."""
+    from dagster import DagsterInstance
+
+    copy = directory / "world"
+    shutil.copytree(source.dir, copy, symlinks=True)
+    instance = DagsterInstance.local_temp(tempdir=str(copy / "dagster_home"),
+                                          overrides=NO_TELEMETRY)
+    try:
+        yield replace(source, dir=copy, instance=instance)
+    finally:
+        instance.dispose()
+
+
 @pytest.fixture
 def world(built_world, tmp_path):
     """A private copy of the built world (files and run history)."""
-    from dagster import DagsterInstance
-
-    copy = tmp_path / "world"
-    shutil.copytree(built_world.dir, copy, symlinks=True)
-    instance = DagsterInstance.local_temp(tempdir=str(copy / "dagster_home"),
-                                          overrides=NO_TELEMETRY)
-    yield World(copy, instance)
-    instance.dispose()
+    with private_copy(built_world, tmp_path) as copy:
+        yield copy

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NO_TELEMETRY, World
-from dagster import AssetCheckKey, AssetKey, DagsterInstance, DagsterRunStatus
+from conftest import World, private_copy
+from dagster import AssetCheckKey, AssetKey, DagsterRunStatus
 from factories import lock_holder
 
 from assets.definitions import make_definitions
@@ -516,25 +516,16 @@ def test_calibrate_fit_starts_from_the_packages_own_profile(world, capsys):
 
 @pytest.fixture(scope="module")
 def judged_world(built_world, tmp_path_factory):
-    copy = tmp_path_factory.mktemp("judged") / "world"
-    shutil.copytree(built_world.dir, copy, symlinks=True)
-    instance = DagsterInstance.local_temp(tempdir=str(copy / "dagster_home"),
-                                          overrides=NO_TELEMETRY)
-    world = World(copy, instance)
-    assert _check_again(world, *(fit.review for fit in FITS), "simulation_quality").success
-    yield world
-    instance.dispose()
+    with private_copy(built_world, tmp_path_factory.mktemp("judged")) as world:
+        assert _check_again(world, *(fit.review for fit in FITS), "simulation_quality").success
+        yield world
 
 
 @pytest.fixture
 def ready(judged_world, tmp_path):
     """A private copy of a world where only promotion remains."""
-    copy = tmp_path / "world"
-    shutil.copytree(judged_world.dir, copy, symlinks=True)
-    instance = DagsterInstance.local_temp(tempdir=str(copy / "dagster_home"),
-                                          overrides=NO_TELEMETRY)
-    yield World(copy, instance)
-    instance.dispose()
+    with private_copy(judged_world, tmp_path) as world:
+        yield world
 
 
 def _refused(world: World, *names: str, baseline_damaged: bool = False) -> str:
