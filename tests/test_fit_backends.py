@@ -29,6 +29,19 @@ def test_counter_noise_is_identical_in_numba_and_torch_and_uniform():
     assert not np.array_equal(u, fused.uniform_noise(np.uint64(fused.noise_key(7, 4)), 200_000))
 
 
+def _polish_alike(fe: FusedBackend, te: TorchBackend, p: FitParams):
+    """Both backends polish every third column from the fused L0 phase's weights: the same
+    losses and weights. Returns (kept, start, fused weights)."""
+    kept = np.arange(0, 400, 3)
+    start = torch.from_numpy(fe.lw[kept].copy())
+    losses_f, losses_t = [], []
+    w_f = fe.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_f.append(loss))
+    w_t = te.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_t.append(loss))
+    np.testing.assert_allclose(losses_f, losses_t, rtol=1e-4)
+    np.testing.assert_allclose(w_f, w_t, rtol=1e-4)
+    return kept, start, w_f
+
+
 def test_fused_backend_follows_torch_autograd_and_adam():
     torch.set_num_threads(1)
     X, y = _problem()
@@ -46,13 +59,7 @@ def test_fused_backend_follows_torch_autograd_and_adam():
     m_f, m_t = fe.optimizer_state()["state"][0], te.optimizer_state()["state"][0]
     assert float(m_f["step"]) == float(m_t["step"]) == 25
     np.testing.assert_allclose(m_f["exp_avg"], m_t["exp_avg"], rtol=1e-3, atol=1e-6)
-    kept = np.arange(0, 400, 3)
-    start = torch.from_numpy(fe.lw[kept].copy())
-    losses_f, losses_t = [], []
-    w_f = fe.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_f.append(loss))
-    w_t = te.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_t.append(loss))
-    np.testing.assert_allclose(losses_f, losses_t, rtol=1e-4)
-    np.testing.assert_allclose(w_f, w_t, rtol=1e-4)
+    kept, start, w_f = _polish_alike(fe, te, p)
     assert (w_f[np.setdiff1d(np.arange(400), kept)] == 0).all()
 
 
@@ -170,13 +177,7 @@ def test_the_calibration_distance_is_the_same_objective_on_both_backends():
         np.testing.assert_allclose(yhat_f, yhat_t, rtol=2e-5)
     np.testing.assert_allclose(fe.lw, te.model.log_weight.detach().numpy(), atol=1e-4)
     np.testing.assert_allclose(fe.la, te.model.log_alpha.detach().numpy(), atol=1e-2)
-    kept = np.arange(0, 400, 3)
-    start = torch.from_numpy(fe.lw[kept].copy())
-    losses_f, losses_t = [], []
-    w_f = fe.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_f.append(loss))
-    w_t = te.polish(kept, start, PolishSchedule(p, 15), lambda k, loss, yhat: losses_t.append(loss))
-    np.testing.assert_allclose(losses_f, losses_t, rtol=1e-4)
-    np.testing.assert_allclose(w_f, w_t, rtol=1e-4)
+    kept, start, w_f = _polish_alike(fe, te, p)
     w_plain = plain.polish(kept, start, PolishSchedule(p, 15), lambda *_: None)
     target = reference[kept] * reference.sum() / reference[kept].sum()
 

@@ -16,7 +16,7 @@ figures are validated on the package's matrix and judged by gate 2 like the othe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 AREA_FILES = "areas"  # `states/<AB>.h5` and `districts/<geoid>.h5`, one file per area
 NATIONAL_FILE = "national.h5"
@@ -75,23 +75,23 @@ NATIONAL = Fit(
     description="The national L0 fit under a record budget (national.h5); national and "
                 "state targets. With allocation: learned, sparsity_allocation chooses the "
                 "records.")
-LOCAL_HELDOUT = Fit(
-    name="local_heldout", weights="local_heldout_weights", config=LOCAL_CONFIG,
-    section=LOCAL.section, preset=LOCAL.preset, records=LOCAL.records,
-    review="local_heldout_fit_review", release_dir="heldout/local",
-    manifest_key="local_heldout_fit", publishes=None, allocation=False,
-    description="The local fit's held-out twin: its package, config and settings, the "
-                "validation split held out; figures only (the local fit's generalization).",
-    holds_out_split=True, twin=LOCAL.name)
-NATIONAL_HELDOUT = Fit(
-    name="national_heldout", weights="national_heldout_weights", config=NATIONAL_CONFIG,
-    section=NATIONAL.section, preset=NATIONAL.preset, records=NATIONAL.records,
-    review="national_heldout_fit_review", release_dir="heldout/national",
-    manifest_key="national_heldout_fit", publishes=None, allocation=False,
-    description="The national fit's held-out twin: its package, config and settings, the "
-                "validation split held out; figures only (the national fit's "
-                "generalization).",
-    holds_out_split=True, twin=NATIONAL.name)
+
+
+def heldout_twin(fit: Fit) -> Fit:
+    """`fit`'s held-out twin: its package, config and settings, the validation split held
+    out; figures only, under names derived from the fit's."""
+    twin = f"{fit.name}_heldout"
+    return replace(
+        fit, name=twin, weights=f"{twin}_weights", review=f"{twin}_fit_review",
+        release_dir=f"heldout/{fit.name}", manifest_key=f"{twin}_fit", publishes=None,
+        allocation=False, holds_out_split=True, twin=fit.name,
+        description=f"The {fit.name} fit's held-out twin: its package, config and settings, "
+                    f"the validation split held out; figures only (the {fit.name} fit's "
+                    "generalization).")
+
+
+LOCAL_HELDOUT = heldout_twin(LOCAL)
+NATIONAL_HELDOUT = heldout_twin(NATIONAL)
 FITS: tuple[Fit, ...] = (LOCAL, NATIONAL, LOCAL_HELDOUT, NATIONAL_HELDOUT)
 
 
