@@ -79,19 +79,23 @@ def test_a_state_is_computed_once_then_read(tmp_path):
         np.testing.assert_array_equal(values, again.values[name])
 
 
-def test_cache_entries_of_another_engine_or_base_sample_are_never_read(tmp_path):
+def test_cache_entries_of_another_engine_method_or_base_sample_are_never_read(tmp_path):
     md = base_microdata()
     a, b = CountingEngine("taxcalc A"), CountingEngine("taxcalc B")
     cached_state_values(a, md, "base-a", _plan(), VARIABLES, tmp_path)
     cached_state_values(b, md, "base-a", _plan(), VARIABLES, tmp_path)  # another engine
     cached_state_values(a, md, "base-b", _plan(), VARIABLES, tmp_path)  # another base
     assert (a.calls, b.calls) == (2, 1)
+    a.state_method = 2  # the same engine computing states another way
+    cached_state_values(a, md, "base-a", _plan(), VARIABLES, tmp_path)
+    assert a.calls == 3
+    a.state_method = 1
     # An entry renamed to another key's file name is refused by the key stored inside it.
     key_a = cache_key(a, "base-a", _plan(), VARIABLES)
     key_c = cache_key(a, "base-c", _plan(), VARIABLES)
     entry_path(tmp_path, a, key_a).rename(entry_path(tmp_path, a, key_c))
     cached_state_values(a, md, "base-c", _plan(), VARIABLES, tmp_path)
-    assert a.calls == 3
+    assert a.calls == 4
     stored = np.load(entry_path(tmp_path, a, key_c), allow_pickle=False)
     assert json.loads(str(stored["__key__"]))["base_sha256"] == "base-c"
 

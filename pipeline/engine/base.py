@@ -81,6 +81,9 @@ class Engine(ABC):
     computes: ClassVar[frozenset[str]]
     takeups: ClassVar[tuple[Takeup, ...]]  # redrawn per clone: pure gates
     max_block_households: ClassVar[int | None] = None  # per simulation in validation
+    # Raised whenever `state_values` computes differently for the same engine identity,
+    # so the per-state cache computes every state again rather than reuse old values.
+    state_method: ClassVar[int] = 1
 
     @abstractmethod
     def require(self) -> None:

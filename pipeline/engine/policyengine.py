@@ -13,7 +13,10 @@ clone's draws). A household's county changes what policyengine-us computes (ACA 
 areas, SNAP utility regions and work-requirement waivers, sales and local taxes, HUD
 limits), so the first district of the state is computed in full with policyengine-core's
 tracer on, and every other district only re-computes the variables the trace shows to
-depend on the county, after setting each record's county there.
+depend on the county, after setting each record's county there. The branches formulas keep
+between calls go too: the itemization branches hold copies of what they read, so a tax unit
+that itemizes in one county but not in the next would otherwise keep the first county's
+tax (policyengine-core documents that branches a formula keeps are not invalidated).
 
 Validation's path (`simulate_published`) loads a published file in `Microsimulation`, as a
 user does (a file above `MAX_HOUSEHOLDS` in slices of whole households).
@@ -72,6 +75,7 @@ class PolicyEngineUS(Engine):
     computes = frozenset(VARIABLES)
     takeups = (SNAP, MEDICAID)
     max_block_households = MAX_HOUSEHOLDS
+    state_method = 2  # 2: districts drop the formulas' branches (1 kept stale values)
 
     def require(self) -> None:
         installed = _installed_version()
@@ -109,6 +113,7 @@ class PolicyEngineUS(Engine):
                 sim.set_input(name, base.period, _text(column[d]))
             for name in stale:
                 sim.delete_arrays(name)
+            sim.branches.clear()
             for v in local:
                 per_district[v].append(_values(sim, v, base.period))
         values.update({v: np.stack(rows) for v, rows in per_district.items()})

@@ -1,8 +1,9 @@
 """Per-state engine values on disk, so a state is never computed twice.
 
 An entry is keyed by everything its values depend on: the base sample's sha256, the
-engine's identity (name, version, parameters), the state, the variables and the state's
-geography (each record's county in each district). The key is both in the file name and
+engine's identity (name, version, parameters) and the way it computes a state
+(`state_method`), the state, the variables and the state's geography (each record's county
+in each district). The key is both in the file name and
 inside the file; an entry whose stored key differs from the one asked for (another engine,
 another base sample, a file renamed by hand) is never read, only replaced. A refit, a
 package rebuilt with another clone count or seed and validation all find their states here.
@@ -28,8 +29,8 @@ _DISTRICTS = "__districts__"
 def cache_key(engine: Engine, base_sha256: str, plan: StatePlan,
               variables: tuple[str, ...]) -> dict:
     return {"base_sha256": base_sha256, "engine": engine.identity().as_dict(),
-            "state_fips": plan.state_fips, "variables": sorted(variables),
-            "geography_sha256": plan.sha256()}
+            "state_method": engine.state_method, "state_fips": plan.state_fips,
+            "variables": sorted(variables), "geography_sha256": plan.sha256()}
 
 
 def entry_path(cache_dir: Path, engine: Engine, key: dict) -> Path:
