@@ -25,6 +25,7 @@ user does (a file above `MAX_HOUSEHOLDS` in slices of whole households).
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -117,6 +118,10 @@ class PolicyEngineUS(Engine):
             for v in local:
                 per_district[v].append(_values(sim, v, base.period))
         values.update({v: np.stack(rows) for v, rows in per_district.items()})
+        # A Microsimulation is a web of reference cycles, freed only by the cycle collector:
+        # free it now, so that a worker never holds two states' simulations at once.
+        del sim
+        gc.collect()
         return StateValues(plan.state_fips, plan.districts, values)
 
     def record_inputs(self, base: Microdata) -> dict[str, dict[str, np.ndarray]]:
