@@ -3,6 +3,7 @@ then, on a real package, epochs to convergence and error against the fixed sched
 
 Run (results/fit.txt holds a run; timed parts belong under `flock -x /work/locks/cpu`):
     .venv/bin/python benchmarks/bench_fit.py [--package storage/calibration_package]
+        [--speed-package PACKAGE]   (the speed table again on a real package's X)
 
 Speed: a seeded problem of the production package's shape (10,760 targets x 5,160,000
 columns, 15 non-zeros a column: 77.4M), each configuration in its own process under
@@ -143,11 +144,21 @@ def _spawn(worker: str, threads: int, problem: str, busy: bool = False) -> dict:
     return out
 
 
-def speed(bw: float, problem: str) -> None:
-    n_t, n_c, per = PRODUCTION
-    nnz = n_c * per
+def _save_package_problem(package: str, problem: str) -> None:
+    """A package's X (as float32 CSR) and targets as a speed problem file."""
+    from pipeline.package.store import load_package
+
+    pkg = load_package(package)
+    X = sp.csr_matrix(pkg.X, dtype=np.float32)  # noqa: N806
+    np.savez(problem, data=X.data, indices=X.indices, indptr=X.indptr,
+             shape=np.array(X.shape), y=pkg.targets["value"].to_numpy(np.float32))
+
+
+def speed(bw: float, problem: str, title: str) -> None:
+    with np.load(problem) as f:
+        (n_t, n_c), nnz = f["shape"], int(f["indptr"][-1])
     floor = 2 * nnz * 8 / bw
-    print(f"\n## Speed at the production shape: {n_t:,} targets x {n_c:,} columns, "
+    print(f"\n## Speed {title}: {n_t:,} targets x {n_c:,} columns, "
           f"{nnz:,} non-zeros (local preset, every gate open)")
     print(f"floor = 2 products x {nnz:,} x 8 bytes (int32 CSR) / copy bandwidth = "
           f"{floor * 1000:.1f} ms")
@@ -225,6 +236,8 @@ def main() -> None:
                     "target_config and national_target_config beside it): convergence")
     ap.add_argument("--profile", default="production")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--speed-package", help="a calibration package: the speed table again "
+                    "on its own X (e.g. production's, built under policyengine-us)")
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"# bench_fit.py, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load "
@@ -237,7 +250,12 @@ def main() -> None:
             np.savez(problem, data=X.data, indices=X.indices, indptr=X.indptr,
                      shape=np.array(X.shape), y=y)
             del X
-            speed(bw, problem)
+            speed(bw, problem, "at the production shape")
+    if args.speed_package:
+        with tempfile.TemporaryDirectory() as tmp:
+            problem = str(Path(tmp) / "problem.npz")
+            _save_package_problem(args.speed_package, problem)
+            speed(bw, problem, f"on {args.speed_package}'s X")
     if args.package:
         convergence(args.package, args.profile)
     accuracy()
