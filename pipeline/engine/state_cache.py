@@ -3,10 +3,10 @@
 An entry is keyed by everything its values depend on: the base sample's sha256, the
 engine's identity (name, version, parameters) and the way it computes a state
 (`state_method`), the state, the variables and the state's geography (each record's county
-in each district). The key is both in the file name and
-inside the file; an entry whose stored key differs from the one asked for (another engine,
-another base sample, a file renamed by hand) is never read, only replaced. A refit, a
-package rebuilt with another clone count or seed and validation all find their states here.
+in each district). The key is both in the file name and inside the file; an entry whose
+stored key differs from the one asked for (another engine, another base sample, a file
+renamed by hand) is never read, only replaced. A refit, a package rebuilt with another
+clone count or seed and validation all find their states here.
 """
 
 from __future__ import annotations
