@@ -144,14 +144,19 @@ def _spawn(worker: str, threads: int, problem: str, busy: bool = False) -> dict:
     return out
 
 
+def _save_problem(X: sp.csr_matrix, y: np.ndarray, problem: str) -> None:  # noqa: N803
+    """A speed problem file: what each worker process loads (`_load`)."""
+    np.savez(problem, data=X.data, indices=X.indices, indptr=X.indptr,
+             shape=np.array(X.shape), y=y)
+
+
 def _save_package_problem(package: str, problem: str) -> None:
     """A package's X (as float32 CSR) and targets as a speed problem file."""
     from pipeline.package.store import load_package
 
     pkg = load_package(package)
-    X = sp.csr_matrix(pkg.X, dtype=np.float32)  # noqa: N806
-    np.savez(problem, data=X.data, indices=X.indices, indptr=X.indptr,
-             shape=np.array(X.shape), y=pkg.targets["value"].to_numpy(np.float32))
+    _save_problem(sp.csr_matrix(pkg.X, dtype=np.float32),
+                  pkg.targets["value"].to_numpy(np.float32), problem)
 
 
 def speed(bw: float, problem: str, title: str) -> None:
@@ -247,8 +252,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             X, y = build(PRODUCTION)  # noqa: N806  (once; each worker loads it)
             problem = str(Path(tmp) / "problem.npz")
-            np.savez(problem, data=X.data, indices=X.indices, indptr=X.indptr,
-                     shape=np.array(X.shape), y=y)
+            _save_problem(X, y, problem)
             del X
             speed(bw, problem, "at the production shape")
     if args.speed_package:
