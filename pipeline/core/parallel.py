@@ -65,14 +65,15 @@ class DaskRunner:
             return []
         from distributed import as_completed
 
-        # Shared data goes to every worker once (a copy on each, so losing a worker loses
-        # none of it). The items stay in the task graph: the scheduler keeps them, so a task
-        # whose worker died can be run again elsewhere (a scattered item would die with it).
-        scattered = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
+        # Everything stays in the task graph, which the scheduler keeps: a task whose worker
+        # died is run again elsewhere, and shared data whose every copy died with its
+        # workers is made again (scattered data would be lost, cancelling the run). Shared
+        # data is one task each, fetched once by each worker that needs it.
         with warnings.catch_warnings():
-            # Keeping the items in the graph is the point (see above); Dask warns past 10 MB.
+            # Keeping the data in the graph is the point (see above); Dask warns past 10 MB.
             warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
-            futures = self.client.map(fn, list(items), *[[s] * len(items) for s in scattered],
+            made = [self.client.submit(_same, s, pure=False) for s in shared]
+            futures = self.client.map(fn, list(items), *[[s] * len(items) for s in made],
                                       pure=False)
         # Every task ends before a failure propagates: a task still running could write
         # into a temporary directory that the caller removes on the way out.
@@ -95,6 +96,10 @@ class DaskRunner:
                 cluster.close()
             finally:
                 nanny.setLevel(level)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class _Silent:
@@ -121,12 +126,17 @@ def connect(address: str | None = None, workers: int | None = None,
     """A client of the cluster at `address`, or of a new LocalCluster of `workers` processes.
 
     On SLURM or Kubernetes, start the cluster with dask-jobqueue or dask-kubernetes and pass
-    its scheduler address; every worker must see the storage root at the same path.
+    its scheduler address; every worker must see the storage root at the same path, and
+    should run with `DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False` (see below).
     """
     import dask
     from distributed import Client, LocalCluster
 
-    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
+    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                     # The workers' statistical profiler keeps every distinct stack it has
+                     # sampled, forever: policyengine-us's deep formula stacks made a worker
+                     # grow ~0.25 GiB a state (to 11 GiB at production) and cost ~15% CPU.
+                     "distributed.worker.profile.enabled": False})
     if address:
         try:
             return DaskRunner(Client(address, timeout="10s"))
