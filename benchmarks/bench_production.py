@@ -1,6 +1,7 @@
 """The production profile end to end, as `make run PROFILE=production` runs it.
 
 Run: .venv/bin/python benchmarks/bench_production.py [--work DIR] [--dask local]
+[--engine builtin|policyengine] (default: the profile's, policyengine)
 (~20 min on the 2-core, 24 GB box; run it on a quiet machine; prints a table and writes
 results/production.txt). Goals: the run finishes and promotes; peak resident memory
 <= 8 GB; wall time <= 20 min.
@@ -52,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", default="/tmp/calibration-production")
     parser.add_argument("--dask", default="local")
+    parser.add_argument("--engine", choices=["builtin", "policyengine"])
     args = parser.parse_args()
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -61,7 +63,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     started = time.time()
     proc = subprocess.Popen(["/usr/bin/time", "-v", sys.executable, "-m", "assets.run",
-                             "--profile", "production"],
+                             "--profile", "production",
+                             *(["--engine", args.engine] if args.engine else [])],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     timeline = Timeline(proc.pid, period=0.5)
@@ -73,7 +76,7 @@ def main() -> None:
             for step, start, end in step_windows(work / "dagster_home")]
     lines = [f"# bench_production.py, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, "
              f"{psutil.virtual_memory().total / 2**30:.0f} GiB, load average {load:.2f} at "
-             f"start; CALIBRATION_DASK={args.dask}",
+             f"start; CALIBRATION_DASK={args.dask}; engine {args.engine or 'of the profile'}",
              f"{'stage':<44} {'seconds':>9} {'peak GiB':>9}"]
     lines += [f"{step:<44} {sec:>9.1f} {gib:>9.2f}" for step, sec, gib in rows]
     lines.append(f"{'whole run (exit ' + str(code) + ')':<44} {elapsed:>9.1f} "

@@ -75,12 +75,24 @@ class DaskRunner:
             made = [self.client.submit(_same, s, pure=False) for s in shared]
             futures = self.client.map(fn, list(items), *[[s] * len(items) for s in made],
                                       pure=False)
-        # Every task ends before a failure propagates: a task still running could write
-        # into a temporary directory that the caller removes on the way out.
+        # A result comes here as soon as its task ends and the worker lets it go, so a
+        # worker holds one task's result at a time, not all of its tasks'. Every task ends
+        # before a failure propagates: a task still running could write into a temporary
+        # directory that the caller removes on the way out.
+        position = {f.key: i for i, f in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        failed = []
         with _progress(desc, len(futures)) as progress:
-            for _ in as_completed(futures):
+            for future in as_completed(futures):
+                if future.status == "finished":
+                    results[position[future.key]] = future.result()
+                    future.release()
+                else:
+                    failed.append(future)
                 progress.update()
-        return self.client.gather(futures)
+        for future in sorted(failed, key=lambda f: position[f.key]):
+            future.result()  # raises the task's error, with its traceback
+        return results
 
     def close(self) -> None:
         """Close the client, and the cluster when this runner started it. Every task has

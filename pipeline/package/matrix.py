@@ -209,6 +209,8 @@ def state_entries(item: tuple[int, np.ndarray], plan: MatrixPlan, cd_geoid: np.n
                                  Path(plan.cache_dir) if plan.cache_dir else None)
     columns = _Columns.of(base, np.sort(cols), cd_geoid, placement.districts)
     expanded = _expanded_values(values, columns, engine, base, fips)
+    # int32 columns while they fit: a quarter less to hold, move and concatenate.
+    col_type = np.int32 if len(cd_geoid) <= np.iinfo(np.int32).max else np.int64
     rows, out_cols, vals = [], [], []
     lookup = plan.lookup
     for f, feature in enumerate(plan.features):
@@ -225,9 +227,9 @@ def state_entries(item: tuple[int, np.ndarray], plan: MatrixPlan, cd_geoid: np.n
                     lookup.district[f, lookup.district_position[columns.cd[j]]]):
             keep = row >= 0
             rows.append(row[keep].astype(np.int32))
-            out_cols.append(columns.cols[j[keep]].astype(np.int64))
+            out_cols.append(columns.cols[j[keep]].astype(col_type))
             vals.append(value[keep])
-    empty = [np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.float32)]
+    empty = [np.zeros(0, np.int32), np.zeros(0, col_type), np.zeros(0, np.float32)]
     parts = (np.concatenate(p) if p else e for p, e in zip((rows, out_cols, vals), empty,
                                                             strict=True))
     return (*parts, time.perf_counter() - started)
