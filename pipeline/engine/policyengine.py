@@ -25,7 +25,6 @@ user does (a file above `MAX_HOUSEHOLDS` in slices of whole households).
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -37,6 +36,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from pipeline.core import heap
 from pipeline.core.errors import InputError
 from pipeline.core.packaged import packaged
 from pipeline.engine.base import Engine, EngineIdentity, StatePlan, StateValues
@@ -121,7 +121,7 @@ class PolicyEngineUS(Engine):
         # A Microsimulation is a web of reference cycles, freed only by the cycle collector:
         # free it now, so that a worker never holds two states' simulations at once.
         del sim
-        gc.collect()
+        heap.release()
         return StateValues(plan.state_fips, plan.districts, values)
 
     def record_inputs(self, base: Microdata) -> dict[str, dict[str, np.ndarray]]:
@@ -241,10 +241,16 @@ def _identity() -> EngineIdentity:
 
 
 def _microsimulation(dataset: Path):
+    return _microsimulation_class()(dataset=str(dataset))
+
+
+@functools.lru_cache(maxsize=1)
+def _microsimulation_class():
     os.environ["HF_HUB_OFFLINE"] = "1"
     from policyengine_us import Microsimulation
 
-    return Microsimulation(dataset=str(dataset))
+    heap.freeze_what_lives()  # its tax-benefit system lives as long as this process
+    return Microsimulation
 
 
 def _values(sim, variable: str, period: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pipeline.core import heap
 from pipeline.core.errors import InputError
 from pipeline.core.parallel import InProcess, Runner
 from pipeline.engine import VARIABLES, StateValues, load_engine
@@ -230,8 +231,10 @@ def state_entries(item: tuple[int, np.ndarray], plan: MatrixPlan, cd_geoid: np.n
             out_cols.append(columns.cols[j[keep]].astype(col_type))
             vals.append(value[keep])
     empty = [np.zeros(0, np.int32), np.zeros(0, col_type), np.zeros(0, np.float32)]
-    parts = (np.concatenate(p) if p else e for p, e in zip((rows, out_cols, vals), empty,
-                                                            strict=True))
+    parts = [np.concatenate(p) if p else e for p, e in zip((rows, out_cols, vals), empty,
+                                                            strict=True)]
+    del rows, out_cols, vals, expanded, values, columns
+    heap.trim()  # a worker runs state after state: what this one freed goes back now
     return (*parts, time.perf_counter() - started)
 
 
