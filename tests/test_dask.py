@@ -94,6 +94,7 @@ def _busy(depth: int) -> int:
 def test_workers_keep_no_profile_of_what_they_ran(cluster):
     """The profiler keeps every distinct stack it sampled: policyengine-us's deep stacks grew
     each production worker by ~0.25 GiB a state."""
+    cluster.client.wait_for_workers(2, timeout=120)  # one may still restart after a test
     assert cluster.map(_busy, [40, 60]) == [0, 0]
     kept = cluster.client.run(lambda dask_worker: len(dask_worker.profile_keys)
                               + dask_worker.profile_recent["count"])
