@@ -147,7 +147,8 @@ def connect(address: str | None = None, workers: int | None = None,
     dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
                      # The workers' statistical profiler keeps every distinct stack it has
                      # sampled, forever: policyengine-us's deep formula stacks made a worker
-                     # grow ~0.25 GiB a state (to 11 GiB at production) and cost ~15% CPU.
+                     # grow without bound (part of the production package's 11 GiB
+                     # workers) and cost ~15% of its CPU.
                      "distributed.worker.profile.enabled": False})
     if address:
         try:
