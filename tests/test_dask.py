@@ -23,15 +23,21 @@ def cluster():
     runner.close()
 
 
-def _die_once(item: int, marker: str) -> int:
-    """Kill this worker process the first time any task runs; succeed when retried.
-
-    Creating the marker is atomic (O_EXCL): one worker dies, once."""
+def _first_to_claim(marker: str) -> bool:
+    """Whether this call created `marker`: atomic (O_EXCL), so exactly one caller wins."""
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
-        return item * item
-    os._exit(1)
+        return False
+    return True
+
+
+def _die_once(item: int, marker: str) -> int:
+    """Kill this worker process the first time any task runs; succeed when retried: one
+    worker dies, once."""
+    if _first_to_claim(marker):
+        os._exit(1)
+    return item * item
 
 
 def _each_dies_once(item: int, folder: str, shared: np.ndarray) -> float:
@@ -39,12 +45,8 @@ def _each_dies_once(item: int, folder: str, shared: np.ndarray) -> float:
     shared data, as when the nanny restarts each at its memory limit in turn."""
     if item < 2:
         time.sleep(0.5)  # both have fetched `shared` by now
-        try:
-            os.close(os.open(os.path.join(folder, f"died-{item}"),
-                             os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        if _first_to_claim(os.path.join(folder, f"died-{item}")):
             os._exit(1)
-        except FileExistsError:
-            pass
     return float(shared.sum()) * item
 
 
