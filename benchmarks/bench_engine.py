@@ -54,15 +54,21 @@ def _measured(args: list[str], env: dict | None = None) -> dict:
 
 
 def _inputs(profile, work: Path) -> tuple[Path, Path]:
-    from pipeline.microdata import write_h5
+    """The base sample and target database as a run makes them: the source goes through
+    its H5 file first, as `stratified_cps` reads it (its weights are float32 there), so the
+    base's sha256, and with it the per-state cache, is the one a run of the profile has."""
+    from pipeline.microdata import read_h5, write_h5
     from pipeline.source.stratify import stratify
     from pipeline.source.taxcalc_cps import load_source_cps
     from pipeline.targets.etl import build_target_db
 
     base, db = work / "base.h5", work / "targets.db"
     if not base.exists():
-        write_h5(stratify(load_source_cps(profile.period), profile.sample.households,
-                          profile.seed, profile.sample.top_agi_quantile), base)
+        source = work / "source.h5"
+        write_h5(load_source_cps(profile.period), source)
+        write_h5(stratify(read_h5(source), profile.sample.households, profile.seed,
+                          profile.sample.top_agi_quantile), base)
+        source.unlink()
     if not db.exists():
         build_target_db(db, year=profile.period)
     return base, db

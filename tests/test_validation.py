@@ -196,6 +196,9 @@ def test_a_figures_only_fit_is_validated_on_the_matrix(validated):
     assert tuple(rows.columns) == COLUMNS and (rows["fit"] == "local_heldout").all()
     assert (rows["engine"] == "builtin").all()
     assert rows["sim_value"].to_numpy() == pytest.approx(df["sim_value"].to_numpy(), rel=1e-6)
+    # the same float64 sums as one product of the whole float64 matrix, computed in blocks
+    whole = pkg.X.astype(np.float64) @ np.asarray(w, np.float64)
+    assert np.array_equal(rows["sim_value"].to_numpy(), whole[view.validated])
     assert (rows["sanity_check"] == "PASS").all()
     assert rows["sanity_reason"].str.contains("X·w").all()
     assert rows["score"].to_numpy() == pytest.approx(df["score"].to_numpy(), rel=1e-5,
