@@ -9,6 +9,7 @@ from pipeline.core.packaged import DEFAULT_TARGET_CONFIG as DEFAULT  # noqa: E40
 from pipeline.targets.db import load_targets
 from pipeline.targets.etl import build_target_db
 from pipeline.targets.target_config import (
+    TargetConfig,
     TargetRule,
     apply_target_config,
     configure_targets,
@@ -43,6 +44,7 @@ def _config(tmp_path, text):
 
 
 SOI_EXCLUDED = 13 * 38 - 2  # the SOI items the config holds out (two zero dollar cells)
+UNREACHABLE = 2  # taxable Social Security below $1 of AGI, named target by target
 
 
 def test_default_config_trains_on_all_but_holdout_population_and_income_tax(targets):
@@ -51,10 +53,16 @@ def test_default_config_trains_on_all_but_holdout_population_and_income_tax(targ
     assert config.exclude[:2] == (TargetRule("person_count", "state", ""),
                                   TargetRule("income_tax", "national", None))
     selected = select_targets(targets, config)
-    assert selected.sum() == ALL - HELD - 51 - 1 - SOI_EXCLUDED == 11_242
+    assert selected.sum() == ALL - HELD - 51 - 1 - SOI_EXCLUDED - UNREACHABLE == 11_240
     assert not selected[targets.holdout.to_numpy() == 1].any()
     dropped = targets[~selected & (targets.holdout == 0)]
-    assert len(dropped) == 52 + SOI_EXCLUDED
+    assert len(dropped) == 52 + SOI_EXCLUDED + UNREACHABLE
+    assert sorted(dropped.target_name[dropped.target_name.str.contains(
+        "adjusted_gross_income<1,is_tax_filer==1,taxable_social_security>0")]) == [
+        "nation/tax_unit_count/[adjusted_gross_income<1,is_tax_filer==1,"
+        "taxable_social_security>0]",
+        "nation/taxable_social_security/[adjusted_gross_income<1,is_tax_filer==1,"
+        "taxable_social_security>0]"]
     trained = targets[selected]
     assert set(trained.variable) == {
         "person_count", "household_count", "tax_unit_count", "adjusted_gross_income", "eitc",
@@ -78,6 +86,30 @@ def test_domain_order_does_not_matter(targets, tmp_path):
     selected = select_targets(targets, load_target_config(path))
     # state bands + national bands (no total), less the 52 negative below-$1 AGI amounts
     assert selected.sum() == 51 * 20 + 19 * 2 - 52
+
+
+def test_a_rule_names_one_target(targets, tmp_path):
+    name = "state_2/tax_unit_count/[adjusted_gross_income<1,is_tax_filer==1]"
+    path = _config(tmp_path, f"exclude:\n  - {{target_name: '{name}'}}\n")
+    selected = select_targets(targets, load_target_config(path))
+    assert targets.target_name[~selected & (targets.holdout == 0)].tolist() == [name]
+
+
+def test_a_target_name_that_matches_nothing_is_refused(targets, tmp_path):
+    path = _config(tmp_path, "exclude:\n  - {target_name: 'state_2/tax_unit_count/[x<1]'}\n")
+    with pytest.raises(InputError, match=r"exclude\[0\]\.target_name.*matches no target"
+                                         r".*in all; the package's targets.csv lists them"):
+        select_targets(targets, load_target_config(path))
+
+
+def test_a_national_target_name_is_no_error_in_a_package_of_a_few_states(targets, tmp_path):
+    """The name is checked against the whole target DB, which a package carries."""
+    name = "nation/tax_unit_count/[adjusted_gross_income<1,is_tax_filer==1]"
+    path = _config(tmp_path, f"exclude:\n  - {{target_name: '{name}'}}\n")
+    states = targets[targets.geo_level == "state"].reset_index(drop=True)
+    selected = select_targets(states, load_target_config(path),
+                              vocabulary=target_vocabulary(targets))
+    assert selected.sum() == select_targets(states, TargetConfig(include=None)).sum()
 
 
 def test_holdout_never_selected(targets, tmp_path):
@@ -159,7 +191,7 @@ SNAP_DISTRICTS = "{variable: household_count, domain_variable: snap, level: dist
 
 def test_default_config_scales_acs_snap_districts_to_usda_states(targets):
     configured, selected = apply_target_config(DEFAULT, targets)
-    assert selected.sum() == 11_242  # reconciling changes values, not the selection
+    assert selected.sum() == 11_240  # reconciling changes values, not the selection
     changed = configured[configured.reconcile_rule != ""]
     assert set(changed.reconcile_rule) == {"snap_households_to_usda_states"}
     assert len(changed) == 436 and set(changed.geo_level) == {"district"}

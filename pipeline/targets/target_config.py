@@ -22,7 +22,7 @@ from pipeline.targets.db import normalise_domain
 from pipeline.targets.reconcile import ReconcileRule, parse_rule, reconcile, target_groups
 from pipeline.targets.split import VALIDATION_SPLIT
 
-RULE_FIELDS = ("variable", "geo_level", "domain_variable")
+RULE_FIELDS = ("variable", "geo_level", "domain_variable", "target_name")
 GEO_LEVELS = ("national", "state", "district")
 SECTIONS = ("include", "exclude", "reconcile")
 
@@ -34,6 +34,7 @@ class TargetRule:
     variable: str | None = None
     geo_level: str | None = None
     domain_variable: str | None = None
+    target_name: str | None = None  # one target, as the gates and validation name it
 
     def mask(self, targets: pd.DataFrame) -> np.ndarray:
         out = np.ones(len(targets), dtype=bool)
@@ -106,13 +107,14 @@ def load_target_config(path: str | Path) -> TargetConfig:
 
 
 def target_vocabulary(targets_df: pd.DataFrame) -> dict[str, list]:
-    """The names a rule may use: every variable, geo level and domain in `targets_df`, and
-    every (variable, domain, geo level) a reconcile rule may name."""
+    """The names a rule may use: every variable, geo level, domain and target name in
+    `targets_df`, and every (variable, domain, geo level) a reconcile rule may name."""
     return {
         "variable": sorted(targets_df["variable"].astype(str).unique()),
         "geo_level": sorted(targets_df["geo_level"].astype(str).unique()),
         "domain_variable": sorted(
             targets_df["domain_variable"].fillna("").astype(str).map(normalise_domain).unique()),
+        "target_name": sorted(targets_df["target_name"].astype(str)),
         "groups": target_groups(targets_df),
     }
 
@@ -175,6 +177,8 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
     if engine is not None:
         check_engine(config, engine, path)
     existing = vocabulary or target_vocabulary(targets_df)
+    if "target_name" not in existing:  # a package built before rules could name targets
+        existing = {**existing, "target_name": sorted(targets_df["target_name"].astype(str))}
     rules = [("include", config.include or ()), ("exclude", config.exclude)]
     for section, section_rules in rules:
         for i, rule in enumerate(section_rules):
@@ -183,7 +187,7 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
                 if want is not None and want not in existing[field]:
                     raise InputError(path, f"{section}[{i}].{field}",
                                      f"{want!r} matches no target",
-                                     f"use one of {existing[field]}")
+                                     f"use one of {_shown(existing[field])}")
             _check_family(rule, existing["groups"], path, f"{section}[{i}]")
     if config.include is None:
         selected = np.ones(len(targets_df), dtype=bool)
@@ -197,6 +201,13 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
     if train_split:
         trusted |= (targets_df["holdout_group"] == VALIDATION_SPLIT).to_numpy()
     return selected & trusted
+
+
+def _shown(names: list[str], most: int = 40) -> str:
+    """The names a rule may use, cut short where there are thousands (target names)."""
+    if len(names) <= most:
+        return str(names)
+    return f"{names[:most]} ... ({len(names)} in all; the package's targets.csv lists them)"
 
 
 def configure_targets(targets_df: pd.DataFrame, config: TargetConfig,
