@@ -112,6 +112,19 @@ def test_a_national_target_name_is_no_error_in_a_package_of_a_few_states(targets
     assert selected.sum() == select_targets(states, TargetConfig(include=None)).sum()
 
 
+def test_a_package_without_target_names_checks_them_against_its_own(targets, tmp_path):
+    """A package built before rules could name targets carries no names in its vocabulary:
+    a name is then checked against the package's own targets."""
+    old = {k: v for k, v in target_vocabulary(targets).items() if k != "target_name"}
+    name = "state_2/tax_unit_count/[adjusted_gross_income<1,is_tax_filer==1]"
+    path = _config(tmp_path, f"exclude:\n  - {{target_name: '{name}'}}\n")
+    selected = select_targets(targets, load_target_config(path), vocabulary=old)
+    assert targets.target_name[~selected & (targets.holdout == 0)].tolist() == [name]
+    path = _config(tmp_path, "exclude:\n  - {target_name: 'state_2/x'}\n")
+    with pytest.raises(InputError, match="matches no target"):
+        select_targets(targets, load_target_config(path), vocabulary=old)
+
+
 def test_holdout_never_selected(targets, tmp_path):
     rule = "{domain_variable: 'adjusted_gross_income,eitc,eitc_child_count'}"
     path = _config(tmp_path, f"include:\n  - {rule}\n")

@@ -114,9 +114,13 @@ def target_vocabulary(targets_df: pd.DataFrame) -> dict[str, list]:
         "geo_level": sorted(targets_df["geo_level"].astype(str).unique()),
         "domain_variable": sorted(
             targets_df["domain_variable"].fillna("").astype(str).map(normalise_domain).unique()),
-        "target_name": sorted(targets_df["target_name"].astype(str)),
+        "target_name": _target_names(targets_df),
         "groups": target_groups(targets_df),
     }
+
+
+def _target_names(targets_df: pd.DataFrame) -> list[str]:
+    return sorted(targets_df["target_name"].astype(str))
 
 
 def _check_family(rule: TargetRule, groups: list[list[str]], path: str | Path | None,
@@ -178,7 +182,7 @@ def select_targets(targets_df: pd.DataFrame, config: TargetConfig,
         check_engine(config, engine, path)
     existing = vocabulary or target_vocabulary(targets_df)
     if "target_name" not in existing:  # a package built before rules could name targets
-        existing = {**existing, "target_name": sorted(targets_df["target_name"].astype(str))}
+        existing = {**existing, "target_name": _target_names(targets_df)}
     rules = [("include", config.include or ()), ("exclude", config.exclude)]
     for section, section_rules in rules:
         for i, rule in enumerate(section_rules):
