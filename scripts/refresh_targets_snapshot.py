@@ -155,9 +155,11 @@ SOURCES = {
         "returns; USD", "returns with a premium tax credit and its total per state",
     ),
     "real_estate_taxes_state.csv": (
-        "Census ACS (real_estate_taxes_by_state_acs.csv)", "real estate taxes paid", 2023,
-        "USD", "real estate taxes paid by homeowners per state (the source states no year; "
-        "it was added in July 2025, when ACS 2023 was the latest release)",
+        "Census ACS 2024 1-year (acs_housing_costs_2024.csv)",
+        "B25090_001E aggregate real estate taxes paid", 2024, "USD",
+        "real estate taxes paid by owner-occupied housing units per state (not the wheel's "
+        "real_estate_taxes_by_state_acs.csv: no year, and 43% of B25090's total; the "
+        "production system uses that file's state shares only, scaled to $500B)",
     ),
     "county_fips.csv": (
         "Census 2020 county list (national_county2020.txt) in the copy policyengine-us "
@@ -408,7 +410,7 @@ def policyengine_families(wheel: Wheel) -> dict[str, pd.DataFrame]:
     stc = stc[stc["state_abbrev"].isin(STATE_FIPS)]
     medicaid = wheel.csv(TARGETS + "medicaid_enrollment_2024.csv")
     aca = wheel.csv(TARGETS + "aca_ptc_state.csv")
-    ret = wheel.csv(TARGETS + "real_estate_taxes_by_state_acs.csv")
+    ret = wheel.csv(TARGETS + "acs_housing_costs_2024.csv")
     return {
         "state_income_tax_state.csv": pd.DataFrame({
             "state_fips": _by_abbreviation(stc, "state_abbrev", RAW + "census_stc"),
@@ -421,8 +423,8 @@ def policyengine_families(wheel: Wheel) -> dict[str, pd.DataFrame]:
             "returns": aca["Returns"].astype(np.int64),
             "amount": aca["TotalPTCAmount"].astype(np.int64)}),
         "real_estate_taxes_state.csv": pd.DataFrame({
-            "state_fips": _by_abbreviation(ret, "state_code", TARGETS + "real_estate"),
-            "amount": (ret["real_estate_taxes_bn"] * 1e9).round().astype(np.int64)}),
+            "state_fips": _by_abbreviation(ret, "state_code", TARGETS + "acs_housing_costs"),
+            "amount": ret["real_estate_taxes"].astype(np.int64)}),
     }
 
 
