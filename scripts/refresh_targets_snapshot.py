@@ -157,9 +157,9 @@ SOURCES = {
     "real_estate_taxes_state.csv": (
         "Census ACS 2024 1-year (acs_housing_costs_2024.csv)",
         "B25090_001E aggregate real estate taxes paid", 2024, "USD",
-        "real estate taxes paid by owner-occupied housing units per state (not the wheel's "
-        "real_estate_taxes_by_state_acs.csv: no year, and 43% of B25090's total; the "
-        "production system uses that file's state shares only, scaled to $500B)",
+        "real estate taxes paid by owner-occupied housing units per state, as the production "
+        "system's own targets now take them (not the wheel's older "
+        "real_estate_taxes_by_state_acs.csv: no year, 43% of B25090's total)",
     ),
     "county_fips.csv": (
         "Census 2020 county list (national_county2020.txt) in the copy policyengine-us "
