@@ -13,6 +13,8 @@ def test_shipped_profiles_state_only_what_differs():
     assert demo.fit.lambda_l0 == 1e-7 and demo.fit.polish_epochs == 500
     assert (demo.fit.lambda_l2, prod.fit.lambda_l2) == (2.2e-11, 1e-10)
     assert prod.package.n_clones == 430 and prod.fit.polish_epochs == 200
+    assert (prod.gates.district_sample.largest, prod.gates.district_sample.size) == (10, 40)
+    assert demo.gates.district_sample is None and ci.gates.district_sample is None
     # Both fits run everywhere; the national one under a record budget.
     assert (demo.national_fit.preset, demo.national_fit.records) == ("national", 50_000)
     assert (demo.national_fit.lambda_l0, demo.national_fit.lambda_l2) == (2e-2, 1e-12)

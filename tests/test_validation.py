@@ -19,7 +19,9 @@ from pipeline.validate.consistency import xw_consistency
 from pipeline.validate.published import seed_cache
 from pipeline.validate.totals import (
     COLUMNS,
+    DistrictSample,
     FitTargets,
+    sample_districts,
     validate_h5s,
     validate_matrix,
     walk_published,
@@ -224,3 +226,22 @@ def test_the_base_samples_taxes_are_kept_on_disk_for_the_next_process(tmp_path):
     write_h5(other, base)  # new bytes, the same tax units
     assert published.stored_seed(base, cache_dir).computed_rows == len(md.tax_unit)
     assert len(list(cache_dir.glob("tax_seed-*.npz"))) == 1  # the stale entry is gone
+
+
+def test_a_district_sample_walks_the_largest_and_a_seeded_draw():
+    """Production walks 10 + 40 of its 436 district files: the largest always, the rest
+    by a seeded hash of the name, so two runs (and the checks and validation of one run)
+    walk the same files, and another seed walks others."""
+    manifest = {"files": {
+        **{f"states/S{i}.h5": {"households": 10_000} for i in range(3)},
+        **{f"districts/D{i:03d}.h5": {"households": 1_000 + i} for i in range(100)},
+        "national.h5": {"households": 50}}}
+    everyone = sample_districts(manifest, None)
+    assert len(everyone) == 100 and everyone == sorted(everyone)
+    picked = sample_districts(manifest, DistrictSample(size=40, largest=10, seed=0))
+    assert len(picked) == 50 and picked == sorted(picked)
+    assert {f"districts/D{i:03d}.h5" for i in range(90, 100)} <= set(picked)
+    assert picked == sample_districts(manifest, DistrictSample(size=40, largest=10, seed=0))
+    other = sample_districts(manifest, DistrictSample(size=40, largest=10, seed=1))
+    assert set(other) != set(picked) and len(set(other) & set(picked)) >= 10
+    assert sample_districts(manifest, DistrictSample(size=500, largest=10)) == everyone
