@@ -149,6 +149,11 @@ class PolicyEngineUS(Engine):
             frames["tax_unit"]["household_id"] = _ids(sim, "household_id", "tax_unit", period)
             for v in variables:
                 frames[VARIABLES[v]][v] = _values(sim, v, period)
+        # Free the block's simulation (reference cycles) before the next one: a worker that
+        # kept them grew ~0.63 GiB a 25,000-household block (3.73 GiB after Michigan's four
+        # blocks, 1.84 with this; 11.2 GiB on the production walk's largest states).
+        del sim
+        heap.release()
         for entity, frame in frames.items():
             ours = getattr(md, entity)[IDS[entity]].to_numpy(np.int64)
             if not np.array_equal(frame[IDS[entity]].to_numpy(np.int64), ours):
