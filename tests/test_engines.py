@@ -1,6 +1,7 @@
 """The engine interface without policyengine-us: the builtin engine's per-state values, the
-per-state cache (an entry of another engine or base sample is never read), what each engine
-leaves out of scope, and the refusals that name the engine."""
+per-state cache (an entry of another engine or base sample is never read; `off` values
+kept), how a clone's takeup draws apply to a state's values, what each engine leaves out of
+scope, and the refusals that name the engine."""
 
 import json
 
@@ -13,11 +14,13 @@ from pipeline.config import load_profile
 from pipeline.core.errors import InputError
 from pipeline.engine import StatePlan, load_engine, simulate
 from pipeline.engine import policyengine as pe
-from pipeline.engine.base import EngineIdentity
+from pipeline.engine.base import EngineIdentity, StateValues
 from pipeline.engine.builtin import BuiltinEngine, tax_cache
 from pipeline.engine.state_cache import cache_key, cached_state_values, entry_path
+from pipeline.engine.takeup import SNAP, draw_units
 from pipeline.microdata import Microdata
 from pipeline.package.build import in_scope, out_of_scope_summary
+from pipeline.package.matrix import _Columns, _expanded_values
 from pipeline.targets.target_config import apply_target_config
 from resources import profile_with_engine
 
@@ -77,6 +80,44 @@ def test_a_state_is_computed_once_then_read(tmp_path):
     assert engine.calls == 1
     for name, values in first.values.items():
         np.testing.assert_array_equal(values, again.values[name])
+
+
+class OffEngine(CountingEngine):
+    """The builtin engine with `off` values for AGI under SNAP takeup, as policyengine-us
+    gives them for a state whose income tax reads SNAP (Idaho's grocery credit)."""
+
+    def state_values(self, base, plan, variables):
+        values = super().state_values(base, plan, variables)
+        agi = values.values["adjusted_gross_income"]
+        return StateValues(values.state_fips, values.districts, values.values,
+                           {SNAP.variable: {"adjusted_gross_income": agi - 1000.0}})
+
+
+def test_off_values_are_cached_with_the_state(tmp_path):
+    md, engine = base_microdata(), OffEngine()
+    first = cached_state_values(engine, md, "base-a", _plan(), VARIABLES, tmp_path)
+    again = cached_state_values(engine, md, "base-a", _plan(), VARIABLES, tmp_path)
+    assert engine.calls == 1 and list(again.off) == [SNAP.variable]
+    np.testing.assert_array_equal(again.off[SNAP.variable]["adjusted_gross_income"],
+                                  first.values["adjusted_gross_income"] - 1000.0)
+
+
+def test_a_clones_draw_zeroes_what_its_takeup_gates_and_picks_on_or_off_values():
+    md, engine = base_microdata(), OffEngine()
+    values = engine.state_values(md, _plan(2), VARIABLES)
+    cols = np.arange(3 * 40)  # the 3 records, 40 clones, all in district 200
+    columns = _Columns.of(md, cols, np.full(len(cols), 200), np.array([200]))
+    out = _expanded_values(values, columns, engine, md, 2)
+    draws = draw_units(SNAP, md.household["household_id"].to_numpy()[columns.record],
+                       columns.col["household"], columns.clone, np.full(len(cols), 2))
+    assert draws.any() and not draws.all()
+    snap = values.values["snap"][columns.rows["household"]]
+    np.testing.assert_array_equal(out["snap"], snap * draws)
+    agi = values.values["adjusted_gross_income"][columns.rows["tax_unit"]]
+    takes_up = draws[columns.col["tax_unit"]]  # each tax unit follows its household's draw
+    np.testing.assert_array_equal(out["adjusted_gross_income"],
+                                  np.where(takes_up, agi, agi - 1000.0))
+    assert (out["adjusted_gross_income"] != agi).any()
 
 
 def test_cache_entries_of_another_engine_method_or_base_sample_are_never_read(tmp_path):

@@ -1,7 +1,8 @@
 """policyengine-us as the engine of record (skipped where the policyengine extra is absent;
-`make test` installs it): the published files are a drop-in dataset, the per-clone takeups
-are pure gates, and a district computed by re-running only what depends on the county
-equals a file loaded afresh."""
+`make test` installs it): the published files are a drop-in dataset, a per-clone takeup
+off is what the engine's values say (its gates zero, its `off` values elsewhere), and a
+district computed by re-running only what depends on the county equals a file loaded
+afresh."""
 
 import importlib.util
 import logging
@@ -77,6 +78,16 @@ def _variables(engine: pe.PolicyEngineUS, md, plan, district: int, tmp_path, **o
     return {v: pe._values(sim, v, PERIOD) for v in COMPUTED}
 
 
+_STATE_VALUES: dict = {}
+
+
+def state_values(state: str, md, plan):
+    """The engine's values for a placed sample, computed once per state for the module."""
+    if state not in _STATE_VALUES:
+        _STATE_VALUES[state] = pe.PolicyEngineUS().state_values(md, plan, COMPUTED)
+    return _STATE_VALUES[state]
+
+
 def _placed(state_fips: int, **tax_unit_columns):
     md = base_microdata()
     for name, values in tax_unit_columns.items():
@@ -97,20 +108,38 @@ def washington():
     return _placed(53, e19200=[0.0, 27_500.0, 0.0, 0.0])
 
 
-def test_per_clone_takeups_are_pure_gates(north_carolina, tmp_path):
-    """Turning a per-clone takeup off zeroes its gated variables and changes no other
-    variable a target can name: so the matrix applies a clone's draws to values computed
-    with takeup on, exactly."""
-    md, plan = north_carolina
-    engine = pe.PolicyEngineUS()
-    on = _variables(engine, md, plan, 0, tmp_path)
-    assert on["snap"].sum() > 0 and on["medicaid_enrolled"].sum() > 0
-    for takeup in engine.takeups:
-        off = _variables(engine, md, plan, 0, tmp_path, **{takeup.variable: False})
-        changed = sorted(v for v in on if not np.array_equal(on[v], off[v]))
-        assert changed == sorted(takeup.gates)
-        for gated in takeup.gates:
-            assert (off[gated] == 0).all()
+@pytest.fixture(scope="module")
+def idaho():
+    """Idaho's grocery credit, refundable against its income tax, is lost in the months a
+    household gets SNAP."""
+    return _placed(16)
+
+
+@pytest.mark.parametrize(("state", "expected"), [
+    ("north_carolina", {}),
+    ("idaho", {"takes_up_snap_if_eligible": ["state_income_tax"]}),
+])
+def test_a_per_clone_takeup_off_is_its_gates_zero_and_the_engines_off_values(
+        state, expected, request, tmp_path):
+    """Turning a per-clone takeup off zeroes its gated variables, and changes exactly the
+    other variables the engine gives `off` values for, to those values: so a clone's draws
+    applied to the engine's values are what its file computes."""
+    md, plan = request.getfixturevalue(state)
+    engine, values = pe.PolicyEngineUS(), state_values(state, md, plan)
+    assert {k: sorted(v) for k, v in values.off.items()} == expected
+    for district in sorted({0, len(plan.districts) - 1} if values.off else {0}):
+        on = _variables(engine, md, plan, district, tmp_path)
+        assert on["snap"].sum() > 0 and on["medicaid_enrolled"].sum() > 0
+        for takeup in engine.takeups:
+            off = _variables(engine, md, plan, district, tmp_path, **{takeup.variable: False})
+            changed = sorted(v for v in on if not np.array_equal(on[v], off[v]))
+            found = values.off.get(takeup.variable, {})
+            assert changed == sorted([*takeup.gates, *found])
+            for gated in takeup.gates:
+                assert (off[gated] == 0).all()
+            for name, array in found.items():
+                got = array[district] if array.ndim == 2 else array
+                np.testing.assert_array_equal(got, off[name], err_msg=name)
 
 
 @pytest.mark.parametrize("state", ["north_carolina", "washington"])
@@ -118,8 +147,7 @@ def test_a_district_by_partial_recompute_equals_a_fresh_load(state, request, tmp
     """Washington has local sales taxes and no income tax: an itemizer's sales tax
     deduction, and so the itemization branches' income tax, changes with the county."""
     md, plan = request.getfixturevalue(state)
-    engine = pe.PolicyEngineUS()
-    values = engine.state_values(md, plan, COMPUTED)
+    engine, values = pe.PolicyEngineUS(), state_values(state, md, plan)
     assert any(v.ndim == 2 for v in values.values.values())  # something depends on county
     for district in (0, len(plan.districts) // 2, len(plan.districts) - 1):
         fresh = _variables(engine, md, plan, district, tmp_path)

@@ -6,8 +6,9 @@ published file as a user loads it (`simulate_published`). The X·w check compare
 
 An engine declares the target variables it computes (`computes`; a target naming another
 variable is out of scope for it), its takeup inputs (`takeups`: drawn per household and
-clone, each a pure gate on the variables it names, so the matrix applies a clone's draws to
-values computed with takeup on) and its identity (name, version and a hash of its
+clone: a gate on the variables it names, so the matrix applies a clone's draws to values
+computed with takeup on, and a choice between the on and `off` values of any other variable
+it changes) and its identity (name, version and a hash of its
 parameters), which every artifact built with it records.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -63,23 +64,28 @@ class StateValues:
 
     Each variable's array is over the rows of its entity's base table, or, for a variable
     that depends on where in the state a record lives, (n_districts, rows): one row per
-    district of `districts`, in order.
+    district of `districts`, in order. `off` holds, per takeup input, the variables it
+    changes beyond those it gates, computed with it off (Idaho's grocery credit, in its
+    income tax, is lost in the months a household gets SNAP): a clone's draw picks one.
     """
 
     state_fips: int
     districts: np.ndarray
     values: dict[str, np.ndarray]
+    off: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
-    def gather(self, variable: str, rows: np.ndarray, district: np.ndarray) -> np.ndarray:
-        """The variable at base `rows`, each in its own district (index into `districts`)."""
-        values = self.values[variable]
+    def gather(self, variable: str, rows: np.ndarray, district: np.ndarray,
+               off: str | None = None) -> np.ndarray:
+        """The variable at base `rows`, each in its own district (index into `districts`);
+        with takeup input `off` off, if given."""
+        values = self.values[variable] if off is None else self.off[off][variable]
         return values[district, rows] if values.ndim == 2 else values[rows]
 
 
 class Engine(ABC):
     name: ClassVar[str]
     computes: ClassVar[frozenset[str]]
-    takeups: ClassVar[tuple[Takeup, ...]]  # redrawn per clone: pure gates
+    takeups: ClassVar[tuple[Takeup, ...]]  # redrawn per clone
     max_block_households: ClassVar[int | None] = None  # per simulation in validation
     # Raised whenever `state_values` computes differently for the same engine identity,
     # so the per-state cache computes every state again rather than reuse old values.
@@ -107,7 +113,7 @@ class Engine(ABC):
     def record_inputs(self, base: Microdata) -> dict[str, dict[str, np.ndarray]]:
         """Inputs drawn once per base record, the same in every clone and state (entity ->
         column -> values over the base table's rows): what the engine needs that the source
-        lacks and that no clone may redraw (not a pure gate). None by default."""
+        lacks and that no clone may redraw (not a gate a draw could pick through). None by default."""
         return {}
 
     def out_of_scope(self, variables: Iterable[str]) -> list[str]:

@@ -9,14 +9,19 @@ matrix: one `Microsimulation` per state over the whole base sample, every record
 that state, written to a file in the published files' vocabulary (so policyengine-us reads
 exactly what a published household holds) and loaded as a user loads a file. Takeup
 inputs this engine redraws per clone are set on (their gated variables are then zeroed by a
-clone's draws). A household's county changes what policyengine-us computes (ACA rating
-areas, SNAP utility regions and work-requirement waivers, sales and local taxes, HUD
-limits), so the first district of the state is computed in full with policyengine-core's
-tracer on, and every other district only re-computes the variables the trace shows to
-depend on the county, after setting each record's county there. The branches formulas keep
-between calls go too: the itemization branches hold copies of what they read, so a tax unit
-that itemizes in one county but not in the next would otherwise keep the first county's
-tax (policyengine-core documents that branches a formula keeps are not invalidated).
+clone's draws). A takeup is not always a pure gate: Idaho's grocery credit is lost in the
+months a household gets SNAP, so its income tax reads SNAP takeup. The trace shows what
+reads each takeup input; those target variables are computed once more with it off, and a
+clone's draw picks between the two (`StateValues.off`).
+
+A household's county changes what policyengine-us computes (ACA rating areas, SNAP
+utility regions and work-requirement waivers, sales and local taxes, HUD limits), so the
+first district of the state is computed in full with policyengine-core's tracer on, and
+every other district only re-computes the variables the trace shows to depend on the
+county, after setting each record's county there. The branches formulas keep between
+calls go too: the itemization branches hold copies of what they read, so a tax unit that
+itemizes in one county but not in the next would otherwise keep the first county's tax
+(policyengine-core documents that branches a formula keeps are not invalidated).
 
 Validation's path (`simulate_published`) loads a published file in `Microsimulation`, as a
 user does (a file above `MAX_HOUSEHOLDS` in slices of whole households).
@@ -55,8 +60,8 @@ ALIASES = {"is_tax_filer": "tax_unit_is_filer"}
 GEOGRAPHY = ("county", "county_fips")  # the inputs a district variant changes
 IDS = {"person": "person_id", "tax_unit": "tax_unit_id", "household": "household_id"}
 
-# Redrawn per clone: pure gates (turning one off zeroes its gated variables and changes no
-# other variable a target can name; tests/test_policyengine.py checks it).
+# Redrawn per clone: turning one off zeroes its gated variables; any other target variable
+# it changes has `off` values (tests/test_policyengine.py checks both).
 SNAP = Takeup("takes_up_snap_if_eligible", "household", ("snap",), "takeup/snap",
               "snap_rate", TAKEUP_RATES)
 MEDICAID = Takeup("takes_up_medicaid_if_eligible", "person", ("medicaid_enrolled",),
@@ -76,7 +81,8 @@ class PolicyEngineUS(Engine):
     computes = frozenset(VARIABLES)
     takeups = (SNAP, MEDICAID)
     max_block_households = MAX_HOUSEHOLDS
-    state_method = 2  # 2: districts drop the formulas' branches (1 kept stale values)
+    # 2: districts drop the formulas' branches (1 kept stale values); 3: takeups' `off` values
+    state_method = 3
 
     def require(self) -> None:
         installed = _installed_version()
@@ -102,28 +108,32 @@ class PolicyEngineUS(Engine):
             sim = _microsimulation(path)
             sim.trace = True
             first = {v: _values(sim, v, base.period) for v in variables}
-            depends = _depends_on_geography(sim.tracer.trees)
+            parents = _parents(sim.tracer.trees)
             sim.trace = False
-        local = [v for v in variables if ALIASES.get(v, v) in depends]
-        values = {v: first[v] for v in variables if v not in local}
-        per_district = {v: [first[v]] for v in local}
-        inputs = set(sim.input_variables)
-        stale = sorted(depends - inputs)
-        for d in range(1, len(plan.districts)):
-            for name, column in zip(GEOGRAPHY, (plan.counties, plan.county_fips), strict=True):
-                sim.set_input(name, base.period, _text(column[d]))
-            for name in stale:
-                sim.delete_arrays(name)
-            sim.branches.clear()
-            heap.release()  # the dropped branches are cycles: ~0.1 GiB a district otherwise
-            for v in local:
-                per_district[v].append(_values(sim, v, base.period))
-        values.update({v: np.stack(rows) for v, rows in per_district.items()})
+        state = _State(sim, plan, base.period, _dependents(parents, GEOGRAPHY),
+                       set(sim.input_variables))
+        values = state.over_districts(variables, first)
+        off = {}
+        for takeup in self.takeups:
+            reads = _dependents(parents, (takeup.variable,))
+            reading = {v: values[v] for v in variables
+                       if v not in takeup.gates and ALIASES.get(v, v) in reads}
+            if reading:
+                changed = _changed(values, state.takeup_off(takeup, reads, reading))
+                _require_drawable(takeup, changed, plan.state_fips)
+                if changed:
+                    off[takeup.variable] = changed
         # A Microsimulation is a web of reference cycles, freed only by the cycle collector:
         # free it now, so that a worker never holds two states' simulations at once.
-        del sim
+        del sim, state
         heap.release()
-        return StateValues(plan.state_fips, plan.districts, values)
+        twice = [v for v in variables if sum(v in o for o in off.values()) > 1]
+        if twice:
+            raise InputError(None, "takeups", f"in state {plan.state_fips} {twice} change with "
+                             f"more than one per-clone takeup ({sorted(off)}): one clone's "
+                             "draws could not pick their values", "target other variables, or "
+                             "draw all but one of those takeups once per record")
+        return StateValues(plan.state_fips, plan.districts, values, off)
 
     def record_inputs(self, base: Microdata) -> dict[str, dict[str, np.ndarray]]:
         """ACA takeup (at the rate of the record's own state) and voluntary filing (the
@@ -162,6 +172,95 @@ class PolicyEngineUS(Engine):
                                  "beyond float32's exact integers)",
                                  "materialize stacked_h5s again (ids are renumbered)")
         return Simulation(frames["person"], frames["tax_unit"], frames["household"])
+
+
+class _State:
+    """One state's simulation, moved between its districts (and takeups) by re-computing
+    only what reads the inputs that changed."""
+
+    def __init__(self, sim, plan: StatePlan, period: int, geography: set[str],
+                 inputs: set[str]):
+        self.sim, self.plan, self.period = sim, plan, period
+        self.geography, self.inputs = geography, inputs
+
+    def over_districts(self, variables: tuple[str, ...],
+                       first: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """`variables` in each district (n_districts rows for those that read the county);
+        `first`: the first district's, already computed where the simulation stands."""
+        if first is None:
+            self._move(0)
+            first = {v: _values(self.sim, v, self.period) for v in variables}
+        local = [v for v in variables if ALIASES.get(v, v) in self.geography]
+        values = {v: first[v] for v in variables if v not in local}
+        per_district = {v: [first[v]] for v in local}
+        for d in range(1, len(self.plan.districts)):
+            self._move(d)
+            for v in local:
+                per_district[v].append(_values(self.sim, v, self.period))
+        values.update({v: np.stack(rows) for v, rows in per_district.items()})
+        return values
+
+    def takeup_off(self, takeup: Takeup, reads: set[str], on: dict[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+        """Those of `on`'s variables that `takeup` off for everyone changes, in each district;
+        then on again. Screened in the first district: one it leaves alone there is taken to
+        be alone in every district (ACA credits read Medicaid takeup in every state and never
+        change with it: the screen saves ~60% of a state's time), which the X·w check proves
+        on the published files."""
+        self._set(takeup, False, reads)
+        try:
+            self._move(0)
+            first = {v: _values(self.sim, v, self.period) for v in on}
+            changed = [v for v in on if not np.array_equal(first[v], _district(on[v], 0))]
+            if not changed:
+                return {}
+            return self.over_districts(tuple(changed), {v: first[v] for v in changed})
+        finally:
+            self._set(takeup, True, reads)
+
+    def _set(self, takeup: Takeup, on: bool, reads: set[str]) -> None:
+        n = len(self.sim.calculate(IDS[takeup.entity], self.period))
+        self.sim.set_input(takeup.variable, self.period, np.full(n, on))
+        self._drop(reads)
+
+    def _move(self, district: int) -> None:
+        for name, column in zip(GEOGRAPHY, (self.plan.counties, self.plan.county_fips),
+                                strict=True):
+            self.sim.set_input(name, self.period, _text(column[district]))
+        self._drop(self.geography)
+
+    def _drop(self, readers: set[str]) -> None:
+        """Forget what read a changed input, and the branches formulas keep (they hold
+        copies of what they read)."""
+        for name in sorted(readers - self.inputs):
+            self.sim.delete_arrays(name)
+        self.sim.branches.clear()
+        heap.release()  # the dropped branches are cycles: ~0.1 GiB a district otherwise
+
+
+def _district(values: np.ndarray, district: int) -> np.ndarray:
+    return values[district] if values.ndim == 2 else values
+
+
+def _changed(on: dict[str, np.ndarray], off: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The `off` values that differ from `on` in any district (a trace shows what a
+    variable reads, not whether the read changes it)."""
+    def same(a: np.ndarray, b: np.ndarray) -> bool:
+        return bool(np.array_equal(*np.broadcast_arrays(a, b)))
+    return {v: values for v, values in off.items() if not same(on[v], values)}
+
+
+def _require_drawable(takeup: Takeup, changed: dict[str, np.ndarray], state_fips: int) -> None:
+    """A draw picks a variable's on or off value only where one draw covers the variable's
+    whole unit: a household's draw covers its tax units and persons, a person's a person."""
+    covered = {"household": {"household", "tax_unit", "person"},
+               "tax_unit": {"tax_unit", "person"}, "person": {"person"}}[takeup.entity]
+    wider = sorted(v for v in changed if VARIABLES[v] not in covered)
+    if wider:
+        raise InputError(None, "takeups", f"{takeup.variable} (drawn per {takeup.entity}) "
+                         f"changes {wider} in state {state_fips}, which hold several "
+                         f"{takeup.entity} draws: a clone's draws could not pick their values",
+                         "target other variables, or draw that takeup once per record")
 
 
 def place(base: Microdata, plan: StatePlan, district: int, engine: PolicyEngineUS
@@ -274,9 +373,8 @@ def _text(values: np.ndarray) -> np.ndarray:
     return np.array([str(v).encode() for v in values])
 
 
-def _depends_on_geography(trees: list) -> set[str]:
-    """Every variable a traced calculation shows to read a county input, however
-    indirectly (the calculations it made, through any number of steps)."""
+def _parents(trees: list) -> dict[str, set[str]]:
+    """Each traced variable's readers: the calculations that asked for it."""
     parents: dict[str, set[str]] = {}
     stack = list(trees)
     while stack:
@@ -284,8 +382,13 @@ def _depends_on_geography(trees: list) -> set[str]:
         for child in node.children:
             parents.setdefault(child.name, set()).add(node.name)
             stack.append(child)
+    return parents
+
+
+def _dependents(parents: dict[str, set[str]], roots: tuple[str, ...]) -> set[str]:
+    """Every variable that reads one of `roots`, however indirectly."""
     found: set[str] = set()
-    todo = list(GEOGRAPHY)
+    todo = list(roots)
     while todo:
         for parent in parents.get(todo.pop(), ()):
             if parent not in found:

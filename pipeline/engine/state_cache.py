@@ -24,6 +24,7 @@ from pipeline.microdata import Microdata
 
 _KEY = "__key__"
 _DISTRICTS = "__districts__"
+_OFF = "__off__:"  # + takeup input:variable, a variable's values with that takeup off
 
 
 def cache_key(engine: Engine, base_sha256: str, plan: StatePlan,
@@ -46,17 +47,24 @@ def read_entry(path: Path, key: dict) -> StateValues | None:
         with np.load(path, allow_pickle=False) as data:
             if json.loads(str(data[_KEY])) != key:
                 return None
-            values = {name: data[name] for name in data.files
-                      if name not in (_KEY, _DISTRICTS)}
-            return StateValues(key["state_fips"], data[_DISTRICTS], values)
+            values, off = {}, {}
+            for name in data.files:
+                if name.startswith(_OFF):
+                    takeup, variable = name[len(_OFF):].split(":")
+                    off.setdefault(takeup, {})[variable] = data[name]
+                elif name not in (_KEY, _DISTRICTS):
+                    values[name] = data[name]
+            return StateValues(key["state_fips"], data[_DISTRICTS], values, off)
     except (OSError, ValueError, KeyError):
         return None  # unreadable: computed again and replaced
 
 
 def write_entry(path: Path, key: dict, values: StateValues) -> None:
     buffer = io.BytesIO()
+    off = {f"{_OFF}{takeup}:{variable}": array for takeup, changed in values.off.items()
+           for variable, array in changed.items()}
     np.savez_compressed(buffer, **{_KEY: np.array(json.dumps(key, sort_keys=True)),
-                                   _DISTRICTS: values.districts}, **values.values)
+                                   _DISTRICTS: values.districts}, **values.values, **off)
     write_bytes(path, buffer.getvalue())
 
 

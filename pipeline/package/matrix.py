@@ -241,21 +241,27 @@ def state_entries(item: tuple[int, np.ndarray], plan: MatrixPlan, cd_geoid: np.n
 def _expanded_values(values: StateValues, columns: _Columns, engine, base: Microdata,
                      fips: int) -> dict[str, np.ndarray]:
     """Every computed variable at the columns' expanded rows, each clone's takeup draws
-    applied to the variables they gate."""
-    out = {}
-    for variable in values.values:
+    applied: zeroing the variables they gate, picking the on or off values of the others
+    they change."""
+    def gather(variable: str, off: str | None = None) -> np.ndarray:
         entity = VARIABLES[variable]
-        out[variable] = values.gather(variable, columns.rows[entity],
-                                      columns.district[columns.col[entity]])
+        return values.gather(variable, columns.rows[entity],
+                             columns.district[columns.col[entity]], off)
+
+    out = {variable: gather(variable) for variable in values.values}
     household_ids = base.household["household_id"].to_numpy()[columns.record]
     state = np.full(len(columns.cols), fips)
     for takeup in engine.takeups:
         gated = [g for g in takeup.gates if g in out]
-        if gated:
+        changed = [v for v in values.off.get(takeup.variable, {}) if v in out]
+        if gated or changed:
             takes_up = draw_units(takeup, household_ids, columns.col[takeup.entity],
                                   columns.clone, state)
             for g in gated:
                 out[g] = out[g] * takes_up
+            for v in changed:
+                on = columns.broadcast(takes_up, takeup.entity, VARIABLES[v])
+                out[v] = np.where(on, out[v], gather(v, takeup.variable))
     return out
 
 
