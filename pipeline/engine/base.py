@@ -113,7 +113,8 @@ class Engine(ABC):
     def record_inputs(self, base: Microdata) -> dict[str, dict[str, np.ndarray]]:
         """Inputs drawn once per base record, the same in every clone and state (entity ->
         column -> values over the base table's rows): what the engine needs that the source
-        lacks and that no clone may redraw (not a gate a draw could pick through). None by default."""
+        lacks and that no clone may redraw (not a gate a clone's draw could pick through).
+        None by default."""
         return {}
 
     def out_of_scope(self, variables: Iterable[str]) -> list[str]:
