@@ -251,17 +251,16 @@ def _expanded_values(values: StateValues, columns: _Columns, engine, base: Micro
     out = {variable: gather(variable) for variable in values.values}
     household_ids = base.household["household_id"].to_numpy()[columns.record]
     state = np.full(len(columns.cols), fips)
-    for takeup in engine.takeups:
-        gated = [g for g in takeup.gates if g in out]
-        changed = [v for v in values.off.get(takeup.variable, {}) if v in out]
-        if gated or changed:
-            takes_up = draw_units(takeup, household_ids, columns.col[takeup.entity],
-                                  columns.clone, state)
-            for g in gated:
-                out[g] = out[g] * takes_up
-            for v in changed:
-                on = columns.broadcast(takes_up, takeup.entity, VARIABLES[v])
-                out[v] = np.where(on, out[v], gather(v, takeup.variable))
+    draws = {takeup: draw_units(takeup, household_ids, columns.col[takeup.entity],
+                                columns.clone, state) for takeup in engine.takeups
+             if {*takeup.gates, *values.off.get(takeup.variable, {})} & out.keys()}
+    for takeup, takes_up in draws.items():  # picks first: another takeup may gate one
+        for v in values.off.get(takeup.variable, {}):
+            on = columns.broadcast(takes_up, takeup.entity, VARIABLES[v])
+            out[v] = np.where(on, out[v], gather(v, takeup.variable))
+    for takeup, takes_up in draws.items():
+        for g in (g for g in takeup.gates if g in out):
+            out[g] = out[g] * takes_up
     return out
 
 
