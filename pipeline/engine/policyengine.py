@@ -47,7 +47,7 @@ from pipeline.core.packaged import packaged
 from pipeline.engine.base import Engine, EngineIdentity, StatePlan, StateValues
 from pipeline.engine.simulation import Simulation
 from pipeline.engine.takeup import Takeup, draw_units, unit_uniforms
-from pipeline.engine.variables import VARIABLES
+from pipeline.engine.variables import HOLDS, VARIABLES
 from pipeline.microdata import H5Writer, Microdata, RowBlock, string_widths
 
 PACKAGE = "policyengine-us"
@@ -253,9 +253,7 @@ def _changed(on: dict[str, np.ndarray], off: dict[str, np.ndarray]) -> dict[str,
 def _require_drawable(takeup: Takeup, changed: dict[str, np.ndarray], state_fips: int) -> None:
     """A draw picks a variable's on or off value only where one draw covers the variable's
     whole unit: a household's draw covers its tax units and persons, a person's a person."""
-    covered = {"household": {"household", "tax_unit", "person"},
-               "tax_unit": {"tax_unit", "person"}, "person": {"person"}}[takeup.entity]
-    wider = sorted(v for v in changed if VARIABLES[v] not in covered)
+    wider = sorted(v for v in changed if VARIABLES[v] not in HOLDS[takeup.entity])
     if wider:
         raise InputError(None, "takeups", f"{takeup.variable} (drawn per {takeup.entity}) "
                          f"changes {wider} in state {state_fips}, which hold several "

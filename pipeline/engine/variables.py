@@ -39,3 +39,8 @@ POLICYENGINE_ONLY: dict[str, str] = {
     "real_estate_taxes": "person",
 }
 VARIABLES: dict[str, str] = {**BUILTIN, **POLICYENGINE_ONLY}
+# The entities a unit of each entity holds whole: its values (or one draw for it) reach
+# them; a household holds its tax units and persons, a tax unit its persons.
+HOLDS: dict[str, frozenset[str]] = {"household": frozenset({"household", "tax_unit", "person"}),
+                                    "tax_unit": frozenset({"tax_unit", "person"}),
+                                    "person": frozenset({"person"})}

@@ -25,6 +25,7 @@ from pipeline.core.parallel import InProcess, Runner
 from pipeline.engine import VARIABLES, StateValues, load_engine
 from pipeline.engine.state_cache import cached_state_values
 from pipeline.engine.takeup import draw_units
+from pipeline.engine.variables import HOLDS
 from pipeline.microdata import Microdata
 from pipeline.package.geography import state_plan
 
@@ -147,14 +148,15 @@ class _Columns:
 
     def broadcast(self, values: np.ndarray, source: str, entity: str) -> np.ndarray:
         """A `source` variable's expanded values at `entity`'s rows (same or smaller)."""
+        if entity not in HOLDS[source]:
+            raise InputError(None, source, f"a {source} variable cannot constrain a {entity} "
+                             "target", "constrain on a variable of the target's entity or a "
+                             "larger one")
         if source == entity:
             return values
         if source == "household":
             return values[self.col[entity]]
-        if source == "tax_unit" and entity == "person":
-            return values[self.person_tax_unit]
-        raise InputError(None, source, f"a {source} variable cannot constrain a {entity} target",
-                         "constrain on a variable of the target's entity or a larger one")
+        return values[self.person_tax_unit]  # a tax unit's, at its persons
 
 
 def _expand(record: np.ndarray, count: np.ndarray
