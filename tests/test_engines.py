@@ -1,6 +1,6 @@
 """The engine interface without policyengine-us: the builtin engine's per-state values, the
-per-state cache (an entry of another engine or base sample is never read; `off` values
-kept), how a clone's takeup draws apply to a state's values, what each engine leaves out of
+per-state cache (an entry of another engine or base sample is never read; `off` and `mixed`
+values kept), how a clone's takeup draws apply to a state's values, what each engine leaves out of
 scope, and the refusals that name the engine."""
 
 import json
@@ -14,10 +14,10 @@ from pipeline.config import load_profile
 from pipeline.core.errors import InputError
 from pipeline.engine import StatePlan, load_engine, simulate
 from pipeline.engine import policyengine as pe
-from pipeline.engine.base import EngineIdentity, StateValues
+from pipeline.engine.base import EngineIdentity, Mixed, StateValues
 from pipeline.engine.builtin import BuiltinEngine, tax_cache
 from pipeline.engine.state_cache import cache_key, cached_state_values, entry_path
-from pipeline.engine.takeup import SNAP, draw_units
+from pipeline.engine.takeup import EITC, SNAP, draw_units
 from pipeline.microdata import Microdata
 from pipeline.package.build import in_scope, out_of_scope_summary
 from pipeline.package.matrix import _Columns, _expanded_values
@@ -118,6 +118,49 @@ def test_a_clones_draw_zeroes_what_its_takeup_gates_and_picks_on_or_off_values()
     np.testing.assert_array_equal(out["adjusted_gross_income"],
                                   np.where(takes_up, agi, agi - 1000.0))
     assert (out["adjusted_gross_income"] != agi).any()
+
+
+class MixedEngine(CountingEngine):
+    """The builtin engine where EITC takeup, drawn per tax unit, changes the SNAP of the
+    household with two tax units (as Colorado's Old Age Pension makes a spouse's Medicaid
+    takeup change SNAP): 1000 plus the combination of the two tax units' draws."""
+
+    def state_values(self, base, plan, variables):
+        values = super().state_values(base, plan, variables)
+        mixed = Mixed(np.array([1]), np.array([[1, 2]]), {"snap": np.array([1])},
+                      {"snap": np.arange(1000.0, 1004.0).reshape(1, 1, 4)})
+        return StateValues(values.state_fips, values.districts, values.values, {},
+                           {EITC.variable: mixed})
+
+
+def test_a_clones_draws_pick_the_value_of_their_combination_where_a_unit_holds_several():
+    md, engine = base_microdata(), MixedEngine()
+    values = engine.state_values(md, _plan(2), VARIABLES)
+    cols = np.arange(3 * 40)
+    columns = _Columns.of(md, cols, np.full(len(cols), 200), np.array([200]))
+    out = _expanded_values(values, columns, engine, md, 2)
+    hh_ids, state = md.household["household_id"].to_numpy()[columns.record], np.full(120, 2)
+    snap_draw = draw_units(SNAP, hh_ids, columns.col["household"], columns.clone, state)
+    eitc_draw = draw_units(EITC, hh_ids, columns.col["tax_unit"], columns.clone, state)
+    couple = np.flatnonzero(columns.record == 1)
+    first = np.searchsorted(columns.col["tax_unit"], couple)  # its tax units 200 and 201
+    combo = eitc_draw[first] + 2 * eitc_draw[first + 1]
+    assert set(combo.tolist()) == {0, 1, 2, 3}  # 40 clones meet every combination
+    np.testing.assert_array_equal(out["snap"][couple], (1000.0 + combo) * snap_draw[couple])
+    others = np.flatnonzero(columns.record != 1)
+    np.testing.assert_array_equal(out["snap"][others], values.values["snap"][
+        columns.record[others]] * snap_draw[others])
+
+
+def test_mixed_values_are_cached_with_the_state(tmp_path):
+    md, engine = base_microdata(), MixedEngine()
+    cached_state_values(engine, md, "base-a", _plan(), VARIABLES, tmp_path)
+    again = cached_state_values(engine, md, "base-a", _plan(), VARIABLES, tmp_path)
+    assert engine.calls == 1 and list(again.mixed) == [EITC.variable]
+    mixed = again.mixed[EITC.variable]
+    assert mixed.records.tolist() == [1] and mixed.units.tolist() == [[1, 2]]
+    assert mixed.rows["snap"].tolist() == [1]
+    assert mixed.values["snap"].tolist() == [[[1000.0, 1001.0, 1002.0, 1003.0]]]
 
 
 def test_cache_entries_of_another_engine_method_or_base_sample_are_never_read(tmp_path):

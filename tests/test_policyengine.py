@@ -10,13 +10,14 @@ import os
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from factories import W, base_microdata, make_package
 
 from pipeline.core.geo import load_districts
 from pipeline.engine import VARIABLES
 from pipeline.engine import policyengine as pe
-from pipeline.microdata import read_h5
+from pipeline.microdata import Microdata, read_h5
 from pipeline.package.geography import state_plan
 from pipeline.publish.stacking import stack_h5s
 
@@ -67,12 +68,13 @@ def test_a_published_file_is_a_drop_in_dataset(stacked, rel, caplog, monkeypatch
     assert takeup.tolist() == ours.household["takes_up_snap_if_eligible"].tolist()
 
 
-def _variables(engine: pe.PolicyEngineUS, md, plan, district: int, tmp_path, **off):
-    """Every target variable of `md` placed in `plan`'s district, some takeups off."""
+def _variables(engine: pe.PolicyEngineUS, md, plan, district: int, tmp_path, **takeups):
+    """Every target variable of `md` placed in `plan`'s district, some takeups set (False:
+    off for everyone; an array: per unit)."""
     placed = pe.place(md, plan, district, engine)
-    for takeup in (t for t in engine.takeups if t.variable in off):
-        getattr(placed, takeup.entity)[takeup.variable] = False
-    path = tmp_path / f"d{district}-{'-'.join(off) or 'on'}.h5"
+    for takeup in (t for t in engine.takeups if t.variable in takeups):
+        getattr(placed, takeup.entity)[takeup.variable] = takeups[takeup.variable]
+    path = tmp_path / f"d{district}-{len(list(tmp_path.iterdir()))}.h5"
     pe.write_dataset(placed, path)
     sim = pe._microsimulation(path)
     return {v: pe._values(sim, v, PERIOD) for v in COMPUTED}
@@ -113,6 +115,42 @@ def idaho():
     """Idaho's grocery credit, refundable against its income tax, is lost in the months a
     household gets SNAP."""
     return _placed(16)
+
+
+@pytest.fixture(scope="module")
+def colorado():
+    """Colorado's Old Age Pension deems a spouse's income unless the spouse is on Medicaid,
+    and SNAP counts the pension: the retiree (70) gets a spouse of 40 who earns $5,000."""
+    md = base_microdata()
+    md.tax_unit.loc[3, ["MARS", "XTOT", "age_spouse", "e00200", "e00200s"]] = [2, 2, 40,
+                                                                              5_000.0, 5_000.0]
+    spouse = md.person.iloc[[6]].assign(person_id=3001, age=40, is_tax_unit_head=False,
+                                        is_tax_unit_spouse=True, employment_income=5_000.0)
+    md = Microdata(md.period, md.household, md.tax_unit,
+                   pd.concat([md.person, spouse], ignore_index=True))
+    return md, state_plan(md.household["household_id"].to_numpy(), 8, load_districts())
+
+
+def test_a_per_person_takeup_changing_a_households_value_has_it_per_combination(colorado,
+                                                                                tmp_path):
+    """The couple's SNAP reads both of their Medicaid draws: the engine gives it for each
+    combination of them, and each is what a file with those draws computes."""
+    md, plan = colorado
+    engine, values = pe.PolicyEngineUS(), state_values("colorado", md, plan)
+    assert values.off == {} and list(values.mixed) == [pe.MEDICAID.variable]
+    mixed = values.mixed[pe.MEDICAID.variable]
+    assert mixed.records.tolist() == [2] and mixed.units.tolist() == [[6, 7]]
+    assert list(mixed.rows) == ["snap"] and mixed.rows["snap"].tolist() == [2]
+    grid = mixed.values["snap"]
+    assert grid.shape == (len(plan.districts), 1, 4)
+    for district in (0, len(plan.districts) - 1):
+        for combo in range(4):
+            draws = np.ones(len(md.person), dtype=bool)
+            draws[6], draws[7] = combo & 1, combo >> 1 & 1
+            fresh = _variables(engine, md, plan, district, tmp_path,
+                               takes_up_medicaid_if_eligible=draws)
+            assert grid[district, 0, combo] == fresh["snap"][2]
+    assert grid[0, 0, 0] > grid[0, 0, 2] > 0  # the spouse on Medicaid: more pension, less SNAP
 
 
 @pytest.mark.parametrize(("state", "expected"), [

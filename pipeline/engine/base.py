@@ -8,7 +8,8 @@ An engine declares the target variables it computes (`computes`; a target naming
 variable is out of scope for it), its takeup inputs (`takeups`: drawn per household and
 clone: a gate on the variables it names, so the matrix applies a clone's draws to values
 computed with takeup on, and a choice between the on and `off` values of any other variable
-it changes) and its identity (name, version and a hash of its
+it changes, or, where the variable's unit holds several of its draws, between the values of
+each combination of them: `Mixed`) and its identity (name, version and a hash of its
 parameters), which every artifact built with it records.
 """
 
@@ -59,6 +60,20 @@ class StatePlan:
 
 
 @dataclass(frozen=True)
+class Mixed:
+    """A variable one takeup changes in a unit that holds several of its draws (Colorado's
+    Old Age Pension, which SNAP counts as income, reads a spouse's Medicaid enrollment): its
+    values for every combination of the draws that matter, at the few records where the
+    takeup changes it. Combination `c` sets the record's k-th unit that matters to bit k of c.
+    """
+
+    records: np.ndarray  # base household rows, ascending
+    units: np.ndarray  # (records, K) base rows of the takeup entity's units that matter; -1 pads
+    rows: dict[str, np.ndarray]  # variable -> base rows of its entity in `records`
+    values: dict[str, np.ndarray]  # variable -> (n_districts, rows, 2**K)
+
+
+@dataclass(frozen=True)
 class StateValues:
     """An engine's values for the base records placed in one state, takeup on.
 
@@ -67,12 +82,14 @@ class StateValues:
     district of `districts`, in order. `off` holds, per takeup input, the variables it
     changes beyond those it gates, computed with it off (Idaho's grocery credit, in its
     income tax, is lost in the months a household gets SNAP): a clone's draw picks one.
+    `mixed` holds, per takeup input, what it changes in a unit holding several of its draws.
     """
 
     state_fips: int
     districts: np.ndarray
     values: dict[str, np.ndarray]
     off: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    mixed: dict[str, Mixed] = field(default_factory=dict)
 
     def gather(self, variable: str, rows: np.ndarray, district: np.ndarray,
                off: str | None = None) -> np.ndarray:

@@ -44,7 +44,7 @@ import pandas as pd
 from pipeline.core import heap
 from pipeline.core.errors import InputError
 from pipeline.core.packaged import packaged
-from pipeline.engine.base import Engine, EngineIdentity, StatePlan, StateValues
+from pipeline.engine.base import Engine, EngineIdentity, Mixed, StatePlan, StateValues
 from pipeline.engine.simulation import Simulation
 from pipeline.engine.takeup import Takeup, draw_units, unit_uniforms
 from pipeline.engine.variables import HOLDS, VARIABLES
@@ -54,6 +54,9 @@ PACKAGE = "policyengine-us"
 PINNED = "2.68.0"
 INSTALL = "make setup ENGINE=policyengine (or: pip install -e '.[policyengine]')"
 MAX_HOUSEHOLDS = 25_000  # per Microsimulation in validation: ~3 GB resident
+# A record whose variable reads more draws of one takeup than this is refused: its values are
+# computed for every combination of them (2**6 copies of it in each district).
+MAX_MIXED_UNITS = 6
 TAKEUP_RATES = packaged("data", "takeup_rates_policyengine.csv")
 # Our name -> policyengine-us's, where they differ.
 ALIASES = {"is_tax_filer": "tax_unit_is_filer"}
@@ -113,27 +116,33 @@ class PolicyEngineUS(Engine):
         state = _State(sim, plan, base.period, _dependents(parents, GEOGRAPHY),
                        set(sim.input_variables))
         values = state.over_districts(variables, first)
-        off = {}
+        off, wider = {}, {}
         for takeup in self.takeups:
             reads = _dependents(parents, (takeup.variable,))
             reading = {v: values[v] for v in variables
                        if v not in takeup.gates and ALIASES.get(v, v) in reads}
-            if reading:
-                changed = _changed(values, state.takeup_off(takeup, reads, reading))
-                _require_drawable(takeup, changed, plan.state_fips)
-                if changed:
-                    off[takeup.variable] = changed
+            changed = _changed(values, state.takeup_off(takeup, reads, reading)
+                               ) if reading else {}
+            held = {v: a for v, a in changed.items() if VARIABLES[v] in HOLDS[takeup.entity]}
+            if held:
+                off[takeup.variable] = held
+            if len(held) < len(changed):
+                gates = _gate_values(state, takeup, values)
+                wider[takeup] = ({v: a for v, a in changed.items() if v not in held}, gates)
         # A Microsimulation is a web of reference cycles, freed only by the cycle collector:
         # free it now, so that a worker never holds two states' simulations at once.
         del sim, state
         heap.release()
-        twice = [v for v in variables if sum(v in o for o in off.values()) > 1]
+        changes = [{*off.get(t.variable, {}), *wider.get(t, ({},))[0]} for t in self.takeups]
+        twice = [v for v in variables if sum(v in c for c in changes) > 1]
         if twice:
             raise InputError(None, "takeups", f"in state {plan.state_fips} {twice} change with "
-                             f"more than one per-clone takeup ({sorted(off)}): one clone's "
-                             "draws could not pick their values", "target other variables, or "
-                             "draw all but one of those takeups once per record")
-        return StateValues(plan.state_fips, plan.districts, values, off)
+                             "more than one per-clone takeup: one clone's draws could not pick "
+                             "their values", "target other variables, or draw all but one of "
+                             "those takeups once per record")
+        mixed = {t.variable: _mixed(self, base, plan, t, values, changed, gates)
+                 for t, (changed, gates) in wider.items()}
+        return StateValues(plan.state_fips, plan.districts, values, off, mixed)
 
     def record_inputs(self, base: Microdata) -> dict[str, dict[str, np.ndarray]]:
         """ACA takeup (at the rate of the record's own state) and voluntary filing (the
@@ -250,15 +259,109 @@ def _changed(on: dict[str, np.ndarray], off: dict[str, np.ndarray]) -> dict[str,
     return {v: values for v, values in off.items() if not same(on[v], values)}
 
 
-def _require_drawable(takeup: Takeup, changed: dict[str, np.ndarray], state_fips: int) -> None:
-    """A draw picks a variable's on or off value only where one draw covers the variable's
-    whole unit: a household's draw covers its tax units and persons, a person's a person."""
-    wider = sorted(v for v in changed if VARIABLES[v] not in HOLDS[takeup.entity])
-    if wider:
-        raise InputError(None, "takeups", f"{takeup.variable} (drawn per {takeup.entity}) "
-                         f"changes {wider} in state {state_fips}, which hold several "
-                         f"{takeup.entity} draws: a clone's draws could not pick their values",
+def _gate_values(state: _State, takeup: Takeup, values: dict[str, np.ndarray]
+                 ) -> np.ndarray:
+    """Per unit of the takeup's entity, whether any of its gates is non-zero with the takeup
+    on in any district: the units whose draws can matter."""
+    missing = tuple(g for g in takeup.gates if g not in values)
+    found = {**values, **(state.over_districts(missing) if missing else {})}
+    on = [np.asarray(found[g]) != 0 for g in takeup.gates]
+    return np.logical_or.reduce([a.any(axis=0) if a.ndim == 2 else a for a in on])
+
+
+def _mixed(engine: PolicyEngineUS, base: Microdata, plan: StatePlan, takeup: Takeup,
+           on: dict[str, np.ndarray], off: dict[str, np.ndarray], matters: np.ndarray
+           ) -> Mixed:
+    """The `off` variables, which live in units holding several of the takeup's draws, for
+    every combination of the draws that matter, at the records where the takeup changes
+    them: those records only, one copy per district and combination, in one simulation
+    (policyengine-us computes a household from its own members alone; the all-on and
+    all-off copies are checked against the state's values to prove it)."""
+    entity_household = {e: pd.Index(base.household["household_id"]).get_indexer(
+        getattr(base, e)["household_id"]) for e in IDS}
+    differs = np.zeros(len(base.household), dtype=bool)
+    for v, values in off.items():
+        rows = np.broadcast_arrays(on[v], values)
+        diff = rows[0] != rows[1]
+        differs[entity_household[VARIABLES[v]][diff.any(axis=0) if diff.ndim == 2 else diff]] = True
+    records = np.flatnonzero(differs)
+    owner = entity_household[takeup.entity]
+    counted = [np.flatnonzero((owner == r) & matters) for r in records]
+    k = max(len(c) for c in counted)
+    if k == 0 or k > MAX_MIXED_UNITS:
+        worst = base.household["household_id"].to_numpy()[records[np.argmax(
+            [len(c) for c in counted])]]
+        raise InputError(None, "takeups", f"{takeup.variable} changes {sorted(off)} in state "
+                         f"{plan.state_fips} through {k} draws of household {worst} (0 or "
+                         f"more than {MAX_MIXED_UNITS} cannot be computed per combination)",
                          "target other variables, or draw that takeup once per record")
+    units = np.full((len(records), k), -1, dtype=np.int64)
+    for i, c in enumerate(counted):
+        units[i, :len(c)] = c
+    sub = base.take_households(records)
+    combos, n_districts = 2 ** k, len(plan.districts)
+    copies = _copies(place(sub, _restricted(plan, records), 0, engine), n_districts * combos)
+    copy_of = {e: np.repeat(np.arange(n_districts * combos), len(getattr(sub, e))) for e in IDS}
+    district = copy_of["household"] // combos
+    copies.household["county"] = plan.counties[district, np.tile(records, n_districts * combos)]
+    copies.household["county_fips"] = plan.county_fips[
+        district, np.tile(records, n_districts * combos)]
+    rank = _ranks(units, owner, records)
+    unit_rank = np.tile(rank, n_districts * combos)
+    unit_combo = copy_of[takeup.entity] % combos
+    getattr(copies, takeup.entity)[takeup.variable] = (unit_rank < 0) | (
+        (unit_combo >> np.maximum(unit_rank, 0)) & 1).astype(bool)
+    with tempfile.TemporaryDirectory(prefix="pe-mixed-") as tmp:
+        path = Path(tmp) / "mixed.h5"
+        write_dataset(copies, path)
+        sim = _microsimulation(path)
+        computed = {v: _values(sim, v, base.period) for v in off}
+    del sim
+    heap.release()
+    rows, values = {}, {}
+    for v in off:
+        entity = VARIABLES[v]
+        mine = np.flatnonzero(np.isin(entity_household[entity], records))
+        rows[v] = mine
+        grid = computed[v].reshape(n_districts, combos, len(mine)).transpose(0, 2, 1)
+        for name, expected, c in (("on", on[v], combos - 1), ("off", off[v], 0)):
+            want = np.broadcast_to(expected, (n_districts, *np.shape(expected)[-1:]))
+            if not np.array_equal(grid[:, :, c], want[:, mine]):
+                raise InputError(None, "takeups", f"in state {plan.state_fips} the copies of "
+                                 f"{len(records)} records with {takeup.variable} all {name} "
+                                 f"compute other {v} than the state's simulation",
+                                 "draw that takeup once per record")
+        values[v] = grid
+    return Mixed(records, units, rows, values)
+
+
+def _ranks(units: np.ndarray, owner: np.ndarray, records: np.ndarray) -> np.ndarray:
+    """Per unit of the records (their rows in order), its rank among its record's units
+    that matter; -1 where its draw does not matter."""
+    mine = pd.Index(np.flatnonzero(np.isin(owner, records)))
+    rank = np.full(len(mine), -1, dtype=np.int64)
+    counted = units >= 0
+    rank[mine.get_indexer(units[counted])] = np.nonzero(counted)[1]
+    return rank
+
+
+def _restricted(plan: StatePlan, records: np.ndarray) -> StatePlan:
+    return StatePlan(plan.state_fips, plan.districts, plan.counties[:, records],
+                     plan.county_fips[:, records])
+
+
+def _copies(md: Microdata, n: int) -> Microdata:
+    """`md` (ids numbered from 1) `n` times over, copy c's ids after copy c-1's."""
+    def repeat(table: pd.DataFrame, ids: dict[str, int]) -> pd.DataFrame:
+        out = pd.concat([table] * n, ignore_index=True)
+        for column, count in ids.items():
+            out[column] = out[column].to_numpy() + np.repeat(np.arange(n) * count, len(table))
+        return out
+    hh, tu, person = len(md.household), len(md.tax_unit), len(md.person)
+    return Microdata(md.period, repeat(md.household, {"household_id": hh}),
+                     repeat(md.tax_unit, {"tax_unit_id": tu, "household_id": hh}),
+                     repeat(md.person, {"person_id": person, "tax_unit_id": tu,
+                                        "household_id": hh}))
 
 
 def place(base: Microdata, plan: StatePlan, district: int, engine: PolicyEngineUS

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.atomic import write_bytes
-from pipeline.engine.base import Engine, StatePlan, StateValues
+from pipeline.engine.base import Engine, Mixed, StatePlan, StateValues
 from pipeline.microdata import Microdata
 
 _KEY = "__key__"
 _DISTRICTS = "__districts__"
 _OFF = "__off__:"  # + takeup input:variable, a variable's values with that takeup off
+_MIXED = "__mixed__:"  # + takeup input:records|units, or :rows|values:variable (`Mixed`)
 
 
 def cache_key(engine: Engine, base_sha256: str, plan: StatePlan,
@@ -47,14 +48,22 @@ def read_entry(path: Path, key: dict) -> StateValues | None:
         with np.load(path, allow_pickle=False) as data:
             if json.loads(str(data[_KEY])) != key:
                 return None
-            values, off = {}, {}
+            values, off, mixed = {}, {}, {}
             for name in data.files:
                 if name.startswith(_OFF):
                     takeup, variable = name[len(_OFF):].split(":")
                     off.setdefault(takeup, {})[variable] = data[name]
+                elif name.startswith(_MIXED):
+                    takeup, part, *variable = name[len(_MIXED):].split(":")
+                    parts = mixed.setdefault(takeup, {"rows": {}, "values": {}})
+                    if variable:
+                        parts[part][variable[0]] = data[name]
+                    else:
+                        parts[part] = data[name]
                 elif name not in (_KEY, _DISTRICTS):
                     values[name] = data[name]
-            return StateValues(key["state_fips"], data[_DISTRICTS], values, off)
+            return StateValues(key["state_fips"], data[_DISTRICTS], values, off,
+                               {t: Mixed(**parts) for t, parts in mixed.items()})
     except (OSError, ValueError, KeyError):
         return None  # unreadable: computed again and replaced
 
@@ -63,8 +72,16 @@ def write_entry(path: Path, key: dict, values: StateValues) -> None:
     buffer = io.BytesIO()
     off = {f"{_OFF}{takeup}:{variable}": array for takeup, changed in values.off.items()
            for variable, array in changed.items()}
+    mixed = {}
+    for takeup, m in values.mixed.items():
+        mixed[f"{_MIXED}{takeup}:records"] = m.records
+        mixed[f"{_MIXED}{takeup}:units"] = m.units
+        for variable in m.values:
+            mixed[f"{_MIXED}{takeup}:rows:{variable}"] = m.rows[variable]
+            mixed[f"{_MIXED}{takeup}:values:{variable}"] = m.values[variable]
     np.savez_compressed(buffer, **{_KEY: np.array(json.dumps(key, sort_keys=True)),
-                                   _DISTRICTS: values.districts}, **values.values, **off)
+                                   _DISTRICTS: values.districts}, **values.values, **off,
+                        **mixed)
     write_bytes(path, buffer.getvalue())
 
 

@@ -23,8 +23,9 @@ from pipeline.core import heap
 from pipeline.core.errors import InputError
 from pipeline.core.parallel import InProcess, Runner
 from pipeline.engine import VARIABLES, StateValues, load_engine
+from pipeline.engine.base import Mixed
 from pipeline.engine.state_cache import cached_state_values
-from pipeline.engine.takeup import draw_units
+from pipeline.engine.takeup import Takeup, draw_units
 from pipeline.engine.variables import HOLDS
 from pipeline.microdata import Microdata
 from pipeline.package.geography import state_plan
@@ -255,15 +256,46 @@ def _expanded_values(values: StateValues, columns: _Columns, engine, base: Micro
     state = np.full(len(columns.cols), fips)
     draws = {takeup: draw_units(takeup, household_ids, columns.col[takeup.entity],
                                 columns.clone, state) for takeup in engine.takeups
-             if {*takeup.gates, *values.off.get(takeup.variable, {})} & out.keys()}
+             if {*takeup.gates, *values.off.get(takeup.variable, {}),
+                 *_mixed_variables(values, takeup)} & out.keys()}
     for takeup, takes_up in draws.items():  # picks first: another takeup may gate one
         for v in values.off.get(takeup.variable, {}):
             on = columns.broadcast(takes_up, takeup.entity, VARIABLES[v])
             out[v] = np.where(on, out[v], gather(v, takeup.variable))
+        if takeup.variable in values.mixed:
+            _pick_mixed(values.mixed[takeup.variable], columns, takeup.entity, takes_up, out)
     for takeup, takes_up in draws.items():
         for g in (g for g in takeup.gates if g in out):
             out[g] = out[g] * takes_up
     return out
+
+
+def _mixed_variables(values: StateValues, takeup: Takeup) -> dict[str, np.ndarray]:
+    mixed = values.mixed.get(takeup.variable)
+    return mixed.values if mixed else {}
+
+
+def _pick_mixed(mixed: Mixed, columns: _Columns, entity: str, takes_up: np.ndarray,
+                out: dict[str, np.ndarray]) -> None:
+    """At the columns of `mixed`'s records, each variable's value for the combination of
+    the clone's draws of the units that matter (draw k is bit k of the combination)."""
+    record = pd.Index(mixed.records).get_indexer(columns.record)
+    at = np.flatnonzero(record >= 0)
+    first = np.searchsorted(columns.col[entity], at)  # each column's first unit row
+    offset = columns.rows[entity][first]  # ... and that unit's base row
+    units = mixed.units[record[at]]
+    expanded = first[:, None] + units - offset[:, None]
+    bits = np.where(units >= 0, takes_up[np.where(units >= 0, expanded, 0)], False)
+    combo = np.zeros(len(columns.cols), dtype=np.int64)
+    combo[at] = (bits.astype(np.int64) << np.arange(units.shape[1])).sum(axis=1)
+    for v, grid in mixed.values.items():
+        if v not in out:
+            continue
+        target = VARIABLES[v]
+        row = pd.Index(mixed.rows[v]).get_indexer(columns.rows[target])
+        hit = np.flatnonzero(row >= 0)  # rows of mixed's records only
+        col = columns.col[target][hit]
+        out[v][hit] = grid[columns.district[col], row[hit], combo[col]]
 
 
 def initial_weights(targets: pd.DataFrame, cd_geoid: np.ndarray) -> np.ndarray:
