@@ -12,7 +12,10 @@ inputs this engine redraws per clone are set on (their gated variables are then 
 clone's draws). A takeup is not always a pure gate: Idaho's grocery credit is lost in the
 months a household gets SNAP, so its income tax reads SNAP takeup. The trace shows what
 reads each takeup input; those target variables are computed once more with it off, and a
-clone's draw picks between the two (`StateValues.off`).
+clone's draw picks between the two (`StateValues.off`). Where the variable's unit holds
+several draws (a household's SNAP reads each member's Medicaid takeup in Colorado, through
+its Old Age Pension), it is computed for each combination of them at the records it
+changes (`StateValues.mixed`).
 
 A household's county changes what policyengine-us computes (ACA rating areas, SNAP
 utility regions and work-requirement waivers, sales and local taxes, HUD limits), so the
@@ -64,7 +67,7 @@ GEOGRAPHY = ("county", "county_fips")  # the inputs a district variant changes
 IDS = {"person": "person_id", "tax_unit": "tax_unit_id", "household": "household_id"}
 
 # Redrawn per clone: turning one off zeroes its gated variables; any other target variable
-# it changes has `off` values (tests/test_policyengine.py checks both).
+# it changes has `off` values, or `mixed` ones (tests/test_policyengine.py checks all three).
 SNAP = Takeup("takes_up_snap_if_eligible", "household", ("snap",), "takeup/snap",
               "snap_rate", TAKEUP_RATES)
 MEDICAID = Takeup("takes_up_medicaid_if_eligible", "person", ("medicaid_enrolled",),
