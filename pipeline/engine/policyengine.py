@@ -88,6 +88,7 @@ class PolicyEngineUS(Engine):
     takeups = (SNAP, MEDICAID)
     max_block_households = MAX_HOUSEHOLDS
     # 2: districts drop the formulas' branches (1 kept stale values); 3: takeups' `off` values
+    # (`mixed` values left it at 3: they are computed only where 3 refused the state)
     state_method = 3
 
     def require(self) -> None:
