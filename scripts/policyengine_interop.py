@@ -46,19 +46,16 @@ def ours(path: Path, entry: dict, engine_name: str) -> dict[str, float]:
     """The release's engine on the file, block by block as validation walks it, summed by
     validation's own aggregation."""
     from pipeline.engine import load_engine
-    from pipeline.microdata import blocks, read_h5, split_block
+    from pipeline.microdata import read_h5
     from pipeline.validate.aggregate import EntityTables
+    from pipeline.validate.published import simulation_blocks
 
     engine = load_engine(engine_name)
     variables = ("adjusted_gross_income", "eitc", "household_count", "income_tax",
                  "person_count", "snap")
     totals = dict.fromkeys(METRICS, 0.0)
-    parts = blocks(entry["row_offsets"])
-    if engine.max_block_households:
-        parts = [p for b in parts for p in split_block(path, b, engine.max_block_households)]
-    for block in parts:
+    for block, whole in simulation_blocks(path, entry, engine):
         md = read_h5(path, block)
-        whole = len(parts) == 1
         tables = EntityTables(md, engine.simulate_published(path, None if whole else block, md,
                                                             variables))
         totals["households"] += tables.total("household_count", "[]")

@@ -4,9 +4,10 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from factories import base_microdata
 
 from pipeline.core.errors import InputError
-from pipeline.microdata import Microdata, read_h5, write_h5
+from pipeline.microdata import Microdata, RowBlock, read_h5, split_block, write_h5
 
 
 def small() -> Microdata:
@@ -123,3 +124,18 @@ def test_take_households_keeps_members():
     assert part.household["household_id"].tolist() == [3]
     assert part.tax_unit["tax_unit_id"].tolist() == [300, 301]
     assert part.person["person_id"].tolist() == [30000, 30100]
+
+
+@pytest.mark.parametrize(("limit", "households"), [(3, [3]), (2, [1, 2]), (1, [1, 1, 1])])
+def test_a_file_is_cut_into_the_fewest_even_blocks_of_whole_households(tmp_path, limit,
+                                                                       households):
+    """Each cut is a simulation under policyengine-us (~5 s before its first household)."""
+    md = base_microdata()  # persons per household: 3, 3, 1; tax units: 1, 2, 1
+    write_h5(md, tmp_path / "f.h5")
+    whole = RowBlock((0, 3), (0, 4), (0, 7))
+    parts = split_block(tmp_path / "f.h5", whole, limit)
+    assert [b.households[1] - b.households[0] for b in parts] == households
+    read = [read_h5(tmp_path / "f.h5", b) for b in parts]
+    for entity in ("household", "tax_unit", "person"):
+        joined = pd.concat([getattr(r, entity) for r in read], ignore_index=True)
+        pd.testing.assert_frame_equal(joined, getattr(read_h5(tmp_path / "f.h5"), entity))

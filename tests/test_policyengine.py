@@ -19,7 +19,8 @@ from pipeline.engine import VARIABLES
 from pipeline.engine import policyengine as pe
 from pipeline.microdata import Microdata, read_h5
 from pipeline.package.geography import state_plan
-from pipeline.publish.stacking import stack_h5s
+from pipeline.publish.stacking import load_manifest, stack_h5s
+from pipeline.validate.published import FileTask, simulation_blocks, walk_file
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("policyengine_us") is None,
                                 reason="the policyengine extra is not installed")
@@ -66,6 +67,29 @@ def test_a_published_file_is_a_drop_in_dataset(stacked, rel, caplog, monkeypatch
     assert heads.tolist() == ours.person["is_tax_unit_head"].tolist()
     takeup = np.asarray(sim.calculate("takes_up_snap_if_eligible", PERIOD))
     assert takeup.tolist() == ours.household["takes_up_snap_if_eligible"].tolist()
+
+
+
+def test_a_file_walked_in_slices_gives_what_the_whole_file_loaded_gives(stacked, monkeypatch):
+    """Validation simulates a file above the engine's block limit in slices of whole
+    households: its totals and sanity are the file's loaded whole, as a user loads it."""
+    entry = load_manifest(stacked)["files"]["national.h5"]
+    constraints = ["[]"] * 8 + ['[["snap", ">", 0]]', '[["medicaid_enrolled", ">", 0]]']
+    targets = pd.DataFrame({"variable": ["household_count", "person_count", "income_tax",
+                                         "state_income_tax", "eitc", "snap", "aca_ptc",
+                                         "adjusted_gross_income", "household_count",
+                                         "person_count"], "constraints": constraints})
+    task = FileTask("national.h5", entry, targets)
+    whole_sanity, whole = walk_file(task, str(stacked), "policyengine", None)
+    monkeypatch.setattr(pe.PolicyEngineUS, "max_block_households", 2)
+    cuts = simulation_blocks(stacked / "national.h5", entry, pe.PolicyEngineUS())
+    assert [(b.households, one) for b, one in cuts] == [((0, 1), False), ((1, 3), False),
+                                                         ((3, 5), False)]
+    sliced_sanity, sliced = walk_file(task, str(stacked), "policyengine", None)
+    assert sliced_sanity == whole_sanity
+    np.testing.assert_allclose(sliced, whole, rtol=1e-12)
+    assert whole[0] == pytest.approx(W.sum()) and whole[1] > whole[0]
+    assert whole[2] != 0 and whole[5] > 0 and 0 < whole[8] < whole[0]
 
 
 def _variables(engine: pe.PolicyEngineUS, md, plan, district: int, tmp_path, **takeups):

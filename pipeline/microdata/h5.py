@@ -339,8 +339,8 @@ def blocks(offsets: list[list[int]] | list[tuple[int, int, int]]) -> list[RowBlo
 
 
 def split_block(path: str | Path, block: RowBlock, households: int) -> list[RowBlock]:
-    """`block` cut into blocks of at most `households` whole households (each with its tax
-    units and persons), in order."""
+    """`block` cut into the fewest blocks of at most `households` whole households (each
+    with its tax units and persons), in order and of even size."""
     n = block.households[1] - block.households[0]
     if n <= households:
         return [block]
@@ -358,7 +358,8 @@ def split_block(path: str | Path, block: RowBlock, households: int) -> list[RowB
     tu_hh[person_tu[::-1]] = person_hh[::-1]  # each tax unit's first member's household
     tu_end = np.cumsum(np.bincount(tu_hh, minlength=n))
     p_end = np.cumsum(np.bincount(person_hh, minlength=n))
-    cuts = [*range(0, n, households), n]
+    parts = -(-n // households)
+    cuts = [n * i // parts for i in range(parts + 1)]
     out = []
     for a, b in zip(cuts[:-1], cuts[1:], strict=True):
         tu_a, p_a = (int(tu_end[a - 1]), int(p_end[a - 1])) if a else (0, 0)
