@@ -8,7 +8,7 @@ import pytest
 from factories import W, base_microdata, local_view, make_package
 
 from pipeline.core.errors import InputError
-from pipeline.core.parallel import SETTING, InProcess, connect, make_runner
+from pipeline.core.parallel import SETTING, DaskRunner, InProcess, connect, make_runner
 from pipeline.publish.stacking import stack_h5s
 from pipeline.validate.published import seed_cache
 from pipeline.validate.totals import walk_published
@@ -81,6 +81,20 @@ def test_two_workers_give_the_same_bits(cluster, tmp_path):
 def test_a_task_whose_worker_dies_is_retried(cluster, tmp_path):
     assert cluster.map(_die_once, [1, 2, 3], str(tmp_path / "died")) == [1, 4, 9]
     assert (tmp_path / "died").exists()
+
+
+def _sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_map_where_no_task_ends_for_too_long_fails_instead_of_waiting(cluster):
+    stalled = DaskRunner(cluster.client, stall_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"stuck: no task ended in 1 s \([23] of 3 still"):
+        stalled.map(_sleep, [0.0, 10.0, 10.0], desc="stuck")
+    assert time.monotonic() - started < 8.0  # not the 10 s the sleeping tasks take
+    assert cluster.map(_sleep, [0.0]) == [0.0]  # the cluster itself is fine
 
 
 def _busy(depth: int) -> int:

@@ -20,6 +20,9 @@ from pipeline.core.errors import InputError
 from pipeline.core.progress import Progress
 
 ALLOWED_FAILURES = 3  # a task is retried on another worker this often, then the run fails
+# A map none of whose tasks ends for this long is stuck (ours end in minutes; the longest, a
+# large state's policyengine-us values computed cold, in about a quarter of an hour).
+STALL_S = 3600.0
 SETTING = "CALIBRATION_DASK"  # local | inprocess | tcp://host:8786
 LOCAL, IN_PROCESS = "local", "inprocess"
 
@@ -52,8 +55,8 @@ class InProcess:
 class DaskRunner:
     """Tasks on a `dask.distributed` cluster; results gathered in submission order."""
 
-    def __init__(self, client: Any):
-        self.client = client
+    def __init__(self, client: Any, stall_s: float = STALL_S):
+        self.client, self.stall_s = client, stall_s
 
     @property
     def workers(self) -> int:
@@ -63,8 +66,6 @@ class DaskRunner:
             desc: str | None = None) -> list[Any]:
         if not items:
             return []
-        from distributed import as_completed
-
         # Everything stays in the task graph, which the scheduler keeps: a task whose worker
         # died is run again elsewhere, and shared data whose every copy died with its
         # workers is made again (scattered data would be lost, cancelling the run). Shared
@@ -83,7 +84,7 @@ class DaskRunner:
         results: list[Any] = [None] * len(futures)
         failed = []
         with _progress(desc, len(futures)) as progress:
-            for future in as_completed(futures):
+            for future in self._as_completed(futures, desc):
                 if future.status == "finished":
                     results[position[future.key]] = future.result()
                     future.release()
@@ -93,6 +94,25 @@ class DaskRunner:
         for future in sorted(failed, key=lambda f: position[f.key]):
             future.result()  # raises the task's error, with its traceback
         return results
+
+    def _as_completed(self, futures: list[Any], desc: str | None) -> Iterator[Any]:
+        """The futures as they end. When none ends for `stall_s` the map fails instead of
+        waiting forever (a starved box once left a map whose worker was killed waiting for
+        40 minutes after its work was done). Nothing more is asked of a stuck scheduler:
+        closing the runner stops a cluster it started."""
+        from distributed import wait
+
+        pending = set(futures)
+        while pending:
+            try:
+                done, pending = wait(pending, timeout=self.stall_s,
+                                     return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                raise RuntimeError(
+                    f"{desc or 'a parallel stage'}: no task ended in {self.stall_s:.0f} s "
+                    f"({len(pending)} of {len(futures)} still pending); the Dask cluster "
+                    "is stuck: restart it (or its workers) and run again") from None
+            yield from done
 
     def close(self) -> None:
         """Close the client, and the cluster when this runner started it. Every task has
