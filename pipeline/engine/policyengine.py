@@ -152,7 +152,7 @@ class PolicyEngineUS(Engine):
         """ACA takeup (at the rate of the record's own state) and voluntary filing (the
         production system's rates by children, wages and the head's age), clone 0's draws."""
         hh_ids = base.household["household_id"].to_numpy()
-        unit_hh = pd.Index(hh_ids).get_indexer(base.tax_unit["household_id"])
+        unit_hh = base.household_rows("tax_unit")
         state = base.household["state_fips"].to_numpy()
         aca = draw_units(ACA, hh_ids, unit_hh, 0, state)
         voluntary = unit_uniforms("takeup/voluntary_filing", hh_ids, unit_hh, 0) < (
@@ -281,52 +281,88 @@ def _mixed(engine: PolicyEngineUS, base: Microdata, plan: StatePlan, takeup: Tak
     them: those records only, one copy per district and combination, in one simulation
     (policyengine-us computes a household from its own members alone; the all-on and
     all-off copies are checked against the state's values to prove it)."""
-    entity_household = {e: pd.Index(base.household["household_id"]).get_indexer(
-        getattr(base, e)["household_id"]) for e in IDS}
+    records = _affected(base, on, off)
+    units = _drawn_units(base, plan, takeup, sorted(off), records, matters)
+    copies = _combination_copies(engine, base, plan, takeup, records, units)
+    rows, values = _per_combination(base, plan, takeup, records, 2 ** units.shape[1],
+                                    _simulated(copies, tuple(off)), on, off)
+    return Mixed(records, units, rows, values)
+
+
+def _affected(base: Microdata, on: dict[str, np.ndarray], off: dict[str, np.ndarray]
+              ) -> np.ndarray:
+    """The records (household rows) where an `off` value differs from the `on` one."""
     differs = np.zeros(len(base.household), dtype=bool)
     for v, values in off.items():
-        rows = np.broadcast_arrays(on[v], values)
-        diff = rows[0] != rows[1]
-        differs[entity_household[VARIABLES[v]][diff.any(axis=0) if diff.ndim == 2 else diff]] = True
-    records = np.flatnonzero(differs)
-    owner = entity_household[takeup.entity]
+        a, b = np.broadcast_arrays(on[v], values)
+        diff = a != b
+        differs[base.household_rows(VARIABLES[v])[diff.any(axis=0) if diff.ndim == 2
+                                                  else diff]] = True
+    return np.flatnonzero(differs)
+
+
+def _drawn_units(base: Microdata, plan: StatePlan, takeup: Takeup, changed: list[str],
+                 records: np.ndarray, matters: np.ndarray) -> np.ndarray:
+    """Per record, the rows of its units whose draws matter (-1 after the last): at least
+    one and at most `MAX_MIXED_UNITS`, else InputError naming the household."""
+    owner = base.household_rows(takeup.entity)
     counted = [np.flatnonzero((owner == r) & matters) for r in records]
     k = max(len(c) for c in counted)
     if k == 0 or k > MAX_MIXED_UNITS:
         worst = base.household["household_id"].to_numpy()[records[np.argmax(
             [len(c) for c in counted])]]
-        raise InputError(None, "takeups", f"{takeup.variable} changes {sorted(off)} in state "
+        raise InputError(None, "takeups", f"{takeup.variable} changes {changed} in state "
                          f"{plan.state_fips} through {k} draws of household {worst} (0 or "
                          f"more than {MAX_MIXED_UNITS} cannot be computed per combination)",
                          "target other variables, or draw that takeup once per record")
     units = np.full((len(records), k), -1, dtype=np.int64)
     for i, c in enumerate(counted):
         units[i, :len(c)] = c
+    return units
+
+
+def _combination_copies(engine: PolicyEngineUS, base: Microdata, plan: StatePlan,
+                        takeup: Takeup, records: np.ndarray, units: np.ndarray) -> Microdata:
+    """The records placed once per district and combination: copy d * combinations + c is
+    in district d, and bit i of c is the draw of the record's i-th unit that matters (the
+    others take up)."""
     sub = base.take_households(records)
-    combos, n_districts = 2 ** k, len(plan.districts)
-    copies = _copies(place(sub, _restricted(plan, records), 0, engine), n_districts * combos)
-    copy_of = {e: np.repeat(np.arange(n_districts * combos), len(getattr(sub, e))) for e in IDS}
-    district = copy_of["household"] // combos
-    copies.household["county"] = plan.counties[district, np.tile(records, n_districts * combos)]
-    copies.household["county_fips"] = plan.county_fips[
-        district, np.tile(records, n_districts * combos)]
-    rank = _ranks(units, owner, records)
-    unit_rank = np.tile(rank, n_districts * combos)
-    unit_combo = copy_of[takeup.entity] % combos
-    getattr(copies, takeup.entity)[takeup.variable] = (unit_rank < 0) | (
-        (unit_combo >> np.maximum(unit_rank, 0)) & 1).astype(bool)
+    combos = 2 ** units.shape[1]
+    n = len(plan.districts) * combos
+    copies = _copies(place(sub, _restricted(plan, records), 0, engine), n)
+    district = np.repeat(np.arange(n), len(sub.household)) // combos
+    record = np.tile(records, n)
+    copies.household["county"] = plan.counties[district, record]
+    copies.household["county_fips"] = plan.county_fips[district, record]
+    rank = np.tile(_ranks(units, base.household_rows(takeup.entity), records), n)
+    combo = np.repeat(np.arange(n), len(getattr(sub, takeup.entity))) % combos
+    getattr(copies, takeup.entity)[takeup.variable] = (rank < 0) | (
+        (combo >> np.maximum(rank, 0)) & 1).astype(bool)
+    return copies
+
+
+def _simulated(md: Microdata, variables: tuple[str, ...]) -> dict[str, np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="pe-mixed-") as tmp:
         path = Path(tmp) / "mixed.h5"
-        write_dataset(copies, path)
+        write_dataset(md, path)
         sim = _microsimulation(path)
-        computed = {v: _values(sim, v, base.period) for v in off}
+        computed = {v: _values(sim, v, md.period) for v in variables}
     del sim
     heap.release()
+    return computed
+
+
+def _per_combination(base: Microdata, plan: StatePlan, takeup: Takeup, records: np.ndarray,
+                     combos: int, computed: dict[str, np.ndarray], on: dict[str, np.ndarray],
+                     off: dict[str, np.ndarray]
+                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """`Mixed`'s rows and values of each variable: its rows at the records, and its values
+    per district, row and combination. InputError unless the all-on and all-off copies
+    compute the state simulation's own values."""
+    n_districts = len(plan.districts)
     rows, values = {}, {}
     for v in off:
-        entity = VARIABLES[v]
-        mine = np.flatnonzero(np.isin(entity_household[entity], records))
-        rows[v] = mine
+        mine = np.flatnonzero(np.isin(base.household_rows(VARIABLES[v]), records))
         grid = computed[v].reshape(n_districts, combos, len(mine)).transpose(0, 2, 1)
         for name, expected, c in (("on", on[v], combos - 1), ("off", off[v], 0)):
             want = np.broadcast_to(expected, (n_districts, *np.shape(expected)[-1:]))
@@ -335,8 +371,8 @@ def _mixed(engine: PolicyEngineUS, base: Microdata, plan: StatePlan, takeup: Tak
                                  f"{len(records)} records with {takeup.variable} all {name} "
                                  f"compute other {v} than the state's simulation",
                                  "draw that takeup once per record")
-        values[v] = grid
-    return Mixed(records, units, rows, values)
+        rows[v], values[v] = mine, grid
+    return rows, values
 
 
 def _ranks(units: np.ndarray, owner: np.ndarray, records: np.ndarray) -> np.ndarray:
@@ -374,8 +410,7 @@ def place(base: Microdata, plan: StatePlan, district: int, engine: PolicyEngineU
     stores them as int32), per-clone takeups on and per-record takeups drawn (clone 0)."""
     hh, tu, person = base.household, base.tax_unit, base.person
     n, m = len(hh), len(tu)
-    hh_pos = pd.Index(hh["household_id"]).get_indexer(tu["household_id"])
-    person_hh = pd.Index(hh["household_id"]).get_indexer(person["household_id"])
+    hh_pos, person_hh = base.household_rows("tax_unit"), base.household_rows("person")
     person_tu = pd.Index(tu["tax_unit_id"]).get_indexer(person["tax_unit_id"])
     tables = {
         "household": hh.assign(household_id=np.arange(1, n + 1), state_fips=plan.state_fips,

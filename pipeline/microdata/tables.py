@@ -66,7 +66,7 @@ class Microdata:
         for name in ENTITIES:
             check_table(SCHEMAS[name], getattr(self, name), file,
                         "rebuild the microdata with pipeline.source (every row its own id)")
-        hh_pos = _positions(self.household["household_id"], self.tax_unit["household_id"])
+        hh_pos = self.household_rows("tax_unit")
         tu_pos = _positions(self.tax_unit["tax_unit_id"], self.person["tax_unit_id"])
         if (hh_pos < 0).any() or (tu_pos < 0).any():
             raise InputError(file, "household_id/tax_unit_id", "a row links to a missing entity",
@@ -81,6 +81,10 @@ class Microdata:
                              "a person's household differs from their tax unit's",
                              "take each person's household from their tax unit")
         return self
+
+    def household_rows(self, entity: str) -> np.ndarray:
+        """Per row of `entity`'s table, the row of its household (-1 for none)."""
+        return _positions(self.household["household_id"], getattr(self, entity)["household_id"])
 
     def take_households(self, positions: np.ndarray) -> Microdata:
         """The households at `positions` (ascending) with their tax units and persons."""

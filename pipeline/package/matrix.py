@@ -132,9 +132,7 @@ class _Columns:
         n = len(base.household)
         record, clone = cols % n, cols // n
         cd = cd_geoid[cols].astype(np.int64)
-        hh = pd.Index(base.household["household_id"].to_numpy())
-        tu_hh = hh.get_indexer(base.tax_unit["household_id"].to_numpy())
-        p_hh = hh.get_indexer(base.person["household_id"].to_numpy())
+        tu_hh, p_hh = base.household_rows("tax_unit"), base.household_rows("person")
         p_tu = pd.Index(base.tax_unit["tax_unit_id"].to_numpy()).get_indexer(
             base.person["tax_unit_id"].to_numpy())
         tu_rows, tu_col, tu_start = _expand(record, np.bincount(tu_hh, minlength=n))

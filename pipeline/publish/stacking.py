@@ -235,11 +235,8 @@ def _source(package: CalibrationPackage) -> StackSource:
 def _numbered(jobs: list[FileJob], package: CalibrationPackage) -> list[FileJob]:
     """The jobs with the first ids of each entity: numbered from 1 across the release."""
     base = _base(package.base_h5)
-    hh = pd.Index(base.household["household_id"].to_numpy())
-    tu_count = np.bincount(hh.get_indexer(base.tax_unit["household_id"]),
-                           minlength=package.n_records)
-    p_count = np.bincount(hh.get_indexer(base.person["household_id"]),
-                          minlength=package.n_records)
+    tu_count = np.bincount(base.household_rows("tax_unit"), minlength=package.n_records)
+    p_count = np.bincount(base.household_rows("person"), minlength=package.n_records)
     first, out = np.ones(3, dtype=np.int64), []
     for job in jobs:
         out.append(FileJob(job.cols, job.cd, job.county_index, job.weights, job.files,
@@ -338,9 +335,8 @@ def _stacked(base: Microdata, source: StackSource, job: FileJob, start: int, sto
     n = source.n_records
     cols, cd = job.cols[start:stop], job.cd[start:stop]
     clone, record = cols // n, cols % n
-    hh_index = pd.Index(base.household["household_id"].to_numpy())
-    tu_count = np.bincount(hh_index.get_indexer(base.tax_unit["household_id"]), minlength=n)
-    p_count = np.bincount(hh_index.get_indexer(base.person["household_id"]), minlength=n)
+    tu_count = np.bincount(base.household_rows("tax_unit"), minlength=n)
+    p_count = np.bincount(base.household_rows("person"), minlength=n)
     tu_rows, tu_col = _expand(record, tu_count)
     p_rows, p_col = _expand(record, p_count)
 
@@ -391,11 +387,10 @@ def _block_first_ids(job: FileJob, tu_count: np.ndarray, p_count: np.ndarray, st
 def _member_rows(md: Microdata) -> Any:
     """rows(a, b): the rows of households a..b of a block and of their tax units and
     persons (contiguous: the tables are grouped by household, in household order)."""
-    position = pd.Index(md.household["household_id"])
-    n = len(position)
+    n = len(md.household)
     starts = {}
     for entity in ("tax_unit", "person"):
-        owner = position.get_indexer(getattr(md, entity)["household_id"])
+        owner = md.household_rows(entity)
         starts[entity] = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))])
 
     def rows(a: int, b: int) -> RowBlock:
