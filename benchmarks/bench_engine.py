@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/bench_engine.py build --profile ci [--engine policyengine]
         [--workers 1 2] [--work DIR] [--states AB ... --clones N] [--out results/engine.txt]
     .venv/bin/python benchmarks/bench_engine.py xw --root STORAGE [--workers 1 2]
+    .venv/bin/python benchmarks/bench_engine.py blocks --root STORAGE [--file states/CA.h5]
+        [--parts 128 64 32 16]
 
 `build`: the profile's base sample and target DB are made once under --work (not timed);
 then, for each worker count, the package is built twice in a fresh process: cold (an empty
@@ -12,6 +14,11 @@ count, or a refit's, finds every state there). `--states` builds only those stat
 production size on a busy machine.
 `xw`: the X·w check of a promoted storage root as the gate runs it (every published file
 loaded in the release's engine, no walk cache), then the check of each fit.
+`blocks`: one simulation of a published file's first slice, as the walk simulates it, for
+slices of 1/128 to 1/16 of the file (California's 1/16 is the walk's ~25,000-household
+block), each in a fresh process after one small simulation that warms it: seconds, peak
+memory, and the fixed and per-household costs fitted through them (what decides how few
+and how large the walk's simulations should be).
 
 Each measurement is a child process under `/usr/bin/time -v` (its own peak RSS, the largest
 single process) while a sampler adds up the resident memory of the child and all its
@@ -140,6 +147,56 @@ def child_xw(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
+def child_blocks(args: argparse.Namespace) -> None:
+    """Simulate the file's first 1/`parts` slice in the release's engine; prints seconds."""
+    from pipeline.core.layout import Layout
+    from pipeline.engine import VARIABLES, load_engine
+    from pipeline.microdata import RowBlock, read_h5, split_block
+    from pipeline.publish.stacking import load_manifest
+    from pipeline.validate.published import engine_of
+
+    stacked = Layout(Path(args.root)).stacked_dir
+    manifest = load_manifest(stacked)
+    engine = load_engine(engine_of(manifest))
+    path = stacked / args.file
+    end = manifest["files"][args.file]["row_offsets"][-1]
+    whole = RowBlock((0, end[0]), (0, end[1]), (0, end[2]))
+    variables = tuple(sorted(set(VARIABLES) & engine.computes))
+
+    def simulate(parts: int) -> tuple[float, int]:
+        block = split_block(path, whole, -(-end[0] // parts))[0]
+        md = read_h5(path, block)
+        started = time.perf_counter()
+        engine.simulate_published(path, block, md, variables)
+        return time.perf_counter() - started, len(md.household)
+
+    simulate(1024)  # the import, the tax-benefit system and its parameters: a worker's state
+    seconds, households = simulate(args.parts)
+    print(json.dumps({"sim_seconds": seconds, "households": households}))
+
+
+def run_blocks(args: argparse.Namespace) -> str:
+    import numpy as np
+
+    lines = [f"# one simulation of the first slice of {args.file} in {args.root}",
+             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start",
+             f"{'slice':>7} {'households':>10} {'sim s':>7} {'ms/household':>12} "
+             f"{'max RSS GiB':>11}"]
+    points = []
+    for parts in args.parts:
+        r = _measured(["child-blocks", "--root", args.root, "--file", args.file,
+                       "--parts", str(parts)])
+        points.append((r["households"], r["sim_seconds"]))
+        lines.append(f"{'1/' + str(parts):>7} {r['households']:>10,} {r['sim_seconds']:>7.1f} "
+                     f"{1000 * r['sim_seconds'] / r['households']:>12.3f} "
+                     f"{r['max_rss_gib']:>11.2f}")
+        print(lines[-1], flush=True)
+    slope, fixed = np.polyfit(*np.array(points).T, 1)
+    lines.append(f"least squares: {fixed:.1f} s a simulation + {1000 * slope:.3f} ms a household; "
+                 f"load average {os.getloadavg()[0]:.2f} at end")
+    return "\n".join(lines) + "\n"
+
+
 def run_build(args: argparse.Namespace) -> str:
     from pipeline.config import load_profile
 
@@ -217,12 +274,20 @@ def main() -> None:
         p.add_argument("--out")
         p.add_argument("--workers", type=int, nargs="+" if name == "xw" else None,
                        default=[1, 2] if name == "xw" else 1)
+    for name in ("blocks", "child-blocks"):
+        p = sub.add_parser(name)
+        p.add_argument("--root", required=True)
+        p.add_argument("--file", default="states/CA.h5")
+        p.add_argument("--out")
+        p.add_argument("--parts", type=int, nargs="+" if name == "blocks" else None,
+                       default=[128, 64, 32, 16] if name == "blocks" else 16)
     args = parser.parse_args()
-    if args.mode == "child-build":
-        return child_build(args)
-    if args.mode == "child-xw":
-        return child_xw(args)
-    text = run_build(args) if args.mode == "build" else run_xw(args)
+    children = {"child-build": child_build, "child-xw": child_xw,
+                "child-blocks": child_blocks}
+    if args.mode in children:
+        return children[args.mode](args)
+    runs = {"build": run_build, "xw": run_xw, "blocks": run_blocks}
+    text = runs[args.mode](args)
     if args.out:
         out = Path(args.out)
         with out.open("a") as f:

@@ -2,7 +2,8 @@
 
 Each file is a task for the compute runner: its bytes (and its sidecar's) are checked
 against the manifest's sha256, then it is read one block of whole households at a time
-(the manifest's row offsets, cut smaller for an engine with a block limit), simulated by
+(the manifest's row offsets; for an engine with a block limit, the fewest even slices of
+the file, and the whole file loaded as it is when it fits in one), simulated by
 the engine the files were built for (the manifest names it) as a user of the file runs it,
 judged by the structural sanity list and summed into the targets that live in it. Memory
 is bounded by a block (plus the file's id columns for the uniqueness check), whatever the
