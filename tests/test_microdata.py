@@ -129,7 +129,7 @@ def test_take_households_keeps_members():
 @pytest.mark.parametrize(("limit", "households"), [(3, [3]), (2, [1, 2]), (1, [1, 1, 1])])
 def test_a_file_is_cut_into_the_fewest_even_blocks_of_whole_households(tmp_path, limit,
                                                                        households):
-    """Each cut is a simulation under policyengine-us (~5 s before its first household)."""
+    """Each cut is a simulation under policyengine-us (~3 s before its first household)."""
     md = base_microdata()  # persons per household: 3, 3, 1; tax units: 1, 2, 1
     write_h5(md, tmp_path / "f.h5")
     whole = RowBlock((0, 3), (0, 4), (0, 7))

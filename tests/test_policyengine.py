@@ -69,7 +69,6 @@ def test_a_published_file_is_a_drop_in_dataset(stacked, rel, caplog, monkeypatch
     assert takeup.tolist() == ours.household["takes_up_snap_if_eligible"].tolist()
 
 
-
 def test_a_file_walked_in_slices_gives_what_the_whole_file_loaded_gives(stacked, monkeypatch):
     """Validation simulates a file above the engine's block limit in slices of whole
     households: its totals and sanity are the file's loaded whole, as a user loads it."""

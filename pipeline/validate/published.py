@@ -169,7 +169,7 @@ def simulation_blocks(path: Path, entry: dict[str, Any], engine) -> list[tuple[R
     the engine reads the file itself, exactly as a user does).
 
     An engine with a block limit gets the fewest blocks of even size, whatever blocks
-    stacking wrote: each simulation costs policyengine-us ~5 s before its first household
+    stacking wrote: each simulation costs policyengine-us ~3 s before its first household
     (a district file that straddled two stacking blocks was two simulations, and sliced).
     """
     found = blocks(entry["row_offsets"])
