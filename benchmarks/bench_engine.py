@@ -151,7 +151,7 @@ def child_blocks(args: argparse.Namespace) -> None:
     """Simulate the file's first 1/`parts` slice in the release's engine; prints seconds."""
     from pipeline.core.layout import Layout
     from pipeline.engine import VARIABLES, load_engine
-    from pipeline.microdata import RowBlock, read_h5, split_block
+    from pipeline.microdata import read_h5, split_block, whole_file
     from pipeline.publish.stacking import load_manifest
     from pipeline.validate.published import engine_of
 
@@ -159,12 +159,11 @@ def child_blocks(args: argparse.Namespace) -> None:
     manifest = load_manifest(stacked)
     engine = load_engine(engine_of(manifest))
     path = stacked / args.file
-    end = manifest["files"][args.file]["row_offsets"][-1]
-    whole = RowBlock((0, end[0]), (0, end[1]), (0, end[2]))
+    whole = whole_file(manifest["files"][args.file]["row_offsets"])
     variables = tuple(sorted(set(VARIABLES) & engine.computes))
 
     def simulate(parts: int) -> tuple[float, int]:
-        block = split_block(path, whole, -(-end[0] // parts))[0]
+        block = split_block(path, whole, -(-whole.households[1] // parts))[0]
         md = read_h5(path, block)
         started = time.perf_counter()
         engine.simulate_published(path, block, md, variables)

@@ -9,9 +9,11 @@ from pipeline.microdata.h5 import (
     slice_published,
     split_block,
     string_widths,
+    whole_file,
     write_h5,
 )
 from pipeline.microdata.tables import ENTITIES, REQUIRED, Microdata
 
 __all__ = ["ENTITIES", "REQUIRED", "H5Writer", "Microdata", "RowBlock", "blocks", "read_h5",
-           "sidecar_of", "slice_published", "split_block", "string_widths", "write_h5"]
+           "sidecar_of", "slice_published", "split_block", "string_widths", "whole_file",
+           "write_h5"]

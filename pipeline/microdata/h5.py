@@ -338,6 +338,12 @@ def blocks(offsets: list[list[int]] | list[tuple[int, int, int]]) -> list[RowBlo
             for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
+def whole_file(offsets: list[list[int]] | list[tuple[int, int, int]]) -> RowBlock:
+    """Every row of a file, from its cumulative (households, tax units, persons) offsets."""
+    households, tax_units, persons = offsets[-1]
+    return RowBlock((0, households), (0, tax_units), (0, persons))
+
+
 def split_block(path: str | Path, block: RowBlock, households: int) -> list[RowBlock]:
     """`block` cut into the fewest blocks of at most `households` whole households (each
     with its tax units and persons), in order and of even size."""

@@ -38,7 +38,7 @@ from pipeline.core.parallel import InProcess, Runner
 from pipeline.engine import VARIABLES, load_engine
 from pipeline.engine.builtin import tax_cache
 from pipeline.engine.tax_cache import TaxCache
-from pipeline.microdata import Microdata, RowBlock, blocks, read_h5, split_block
+from pipeline.microdata import Microdata, RowBlock, blocks, read_h5, split_block, whole_file
 from pipeline.publish.stacking import load_manifest
 from pipeline.validate.aggregate import EntityTables
 from pipeline.validate.sanity import SANITY_COLUMNS, FileSanity
@@ -108,7 +108,7 @@ def walk(stacked_dir: str | Path, tasks: list[FileTask], seed: TaxCache | None,
 
 
 def _households(entry: dict[str, Any]) -> int:
-    return int(entry["row_offsets"][-1][0])
+    return whole_file(entry["row_offsets"]).households[1]
 
 
 def walk_file(task: FileTask, stacked_dir: str, engine_name: str, seed: TaxCache | None
@@ -172,12 +172,9 @@ def simulation_blocks(path: Path, entry: dict[str, Any], engine) -> list[tuple[R
     stacking wrote: each simulation costs policyengine-us ~3 s before its first household
     (a district file that straddled two stacking blocks was two simulations, and sliced).
     """
-    found = blocks(entry["row_offsets"])
     limit = engine.max_block_households
-    if limit:
-        whole = RowBlock((0, found[-1].households[1]), (0, found[-1].tax_units[1]),
-                         (0, found[-1].persons[1]))
-        found = split_block(path, whole, limit)
+    found = (split_block(path, whole_file(entry["row_offsets"]), limit) if limit
+             else blocks(entry["row_offsets"]))
     return [(block, len(found) == 1) for block in found]
 
 
