@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ ALLOWED_FAILURES = 3  # a task is retried on another worker this often, then the
 # A map none of whose tasks ends for this long is stuck (ours end in minutes; the longest, a
 # large state's policyengine-us values computed cold, in about a quarter of an hour).
 STALL_S = 3600.0
+POLL_S = 0.05  # how often a map looks for finished tasks
 SETTING = "CALIBRATION_DASK"  # local | inprocess | tcp://host:8786
 LOCAL, IN_PROCESS = "local", "inprocess"
 
@@ -100,19 +102,22 @@ class DaskRunner:
         waiting forever (a starved box once left a map whose worker was killed waiting for
         40 minutes after its work was done). Nothing more is asked of a stuck scheduler:
         closing the runner stops a cluster it started."""
-        from distributed import wait
+        from distributed import as_completed
 
-        pending = set(futures)
-        while pending:
-            try:
-                done, pending = wait(pending, timeout=self.stall_s,
-                                     return_when="FIRST_COMPLETED")
-            except TimeoutError:
+        completed = as_completed(futures)
+        left, last = len(futures), time.monotonic()
+        while not completed.is_empty():
+            batch = completed.next_batch(block=False)
+            if batch:
+                left, last = left - len(batch), time.monotonic()
+                yield from batch
+            elif time.monotonic() - last > self.stall_s:
                 raise RuntimeError(
                     f"{desc or 'a parallel stage'}: no task ended in {self.stall_s:.0f} s "
-                    f"({len(pending)} of {len(futures)} still pending); the Dask cluster "
-                    "is stuck: restart it (or its workers) and run again") from None
-            yield from done
+                    f"({left} of {len(futures)} still pending); the Dask cluster is stuck: "
+                    "restart it (or its workers) and run again")
+            else:
+                time.sleep(POLL_S)
 
     def close(self) -> None:
         """Close the client, and the cluster when this runner started it. Every task has
