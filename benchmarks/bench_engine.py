@@ -4,7 +4,7 @@
         [--workers 1 2] [--work DIR] [--states AB ... --clones N] [--out results/engine.txt]
     .venv/bin/python benchmarks/bench_engine.py xw --root STORAGE [--workers 1 2]
     .venv/bin/python benchmarks/bench_engine.py blocks --root STORAGE [--file states/CA.h5]
-        [--parts 128 64 32 16]
+        [--parts 128 64 32 16] [--dask-malloc]
 
 `build`: the profile's base sample and target DB are made once under --work (not timed);
 then, for each worker count, the package is built twice in a fresh process: cold (an empty
@@ -18,7 +18,8 @@ loaded in the release's engine, no walk cache), then the check of each fit.
 slices of 1/128 to 1/16 of the file (California's 1/16 is the walk's ~25,000-household
 block), each in a fresh process after one small simulation that warms it: seconds, peak
 memory, and the fixed and per-household costs fitted through them (what decides how few
-and how large the walk's simulations should be).
+and how large the walk's simulations should be). `--dask-malloc` times each slice again
+with the `MALLOC_TRIM_THRESHOLD_` Dask sets in its workers unless `connect` removes it.
 
 Each measurement is a child process under `/usr/bin/time -v` (its own peak RSS, the largest
 single process) while a sampler adds up the resident memory of the child and all its
@@ -39,7 +40,10 @@ from pathlib import Path
 
 from process_tree import Timeline
 
+from pipeline.core.parallel import MALLOC_TRIM
+
 HERE = Path(__file__).resolve().parent
+DASK_MALLOC_TRIM = 65536  # what Dask's nanny sets in its workers (distributed.yaml)
 RESULTS = HERE / "results"
 
 
@@ -180,15 +184,21 @@ def run_blocks(args: argparse.Namespace) -> str:
     lines = [f"# one simulation of the first slice of {args.file} in {args.root}",
              f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start",
              f"{'slice':>7} {'households':>10} {'sim s':>7} {'ms/household':>12} "
-             f"{'max RSS GiB':>11}"]
+             f"{'max RSS GiB':>11}" + (f" {'Dask malloc s':>13} {'ratio':>5} {'max RSS GiB':>11}"
+                                       if args.dask_malloc else "")]
     points = []
     for parts in args.parts:
-        r = _measured(["child-blocks", "--root", args.root, "--file", args.file,
-                       "--parts", str(parts)])
+        child = ["child-blocks", "--root", args.root, "--file", args.file,
+                 "--parts", str(parts)]
+        r = _measured(child)
         points.append((r["households"], r["sim_seconds"]))
         lines.append(f"{'1/' + str(parts):>7} {r['households']:>10,} {r['sim_seconds']:>7.1f} "
                      f"{1000 * r['sim_seconds'] / r['households']:>12.3f} "
                      f"{r['max_rss_gib']:>11.2f}")
+        if args.dask_malloc:
+            d = _measured(child, env={MALLOC_TRIM: str(DASK_MALLOC_TRIM)})
+            lines[-1] += (f" {d['sim_seconds']:>13.1f} {d['sim_seconds'] / r['sim_seconds']:>5.2f}"
+                          f" {d['max_rss_gib']:>11.2f}")
         print(lines[-1], flush=True)
     slope, fixed = np.polyfit(*np.array(points).T, 1)
     lines.append(f"least squares: {fixed:.1f} s a simulation + {1000 * slope:.3f} ms a household; "
@@ -280,6 +290,7 @@ def main() -> None:
         p.add_argument("--out")
         p.add_argument("--parts", type=int, nargs="+" if name == "blocks" else None,
                        default=[128, 64, 32, 16] if name == "blocks" else 16)
+        p.add_argument("--dask-malloc", action="store_true")
     args = parser.parse_args()
     children = {"child-build": child_build, "child-xw": child_xw,
                 "child-blocks": child_blocks}

@@ -27,6 +27,8 @@ STALL_S = 3600.0
 POLL_S = 0.05  # how often a map looks for finished tasks
 SETTING = "CALIBRATION_DASK"  # local | inprocess | tcp://host:8786
 LOCAL, IN_PROCESS = "local", "inprocess"
+PRE_SPAWN = "distributed.nanny.pre-spawn-environ"  # what Dask sets in each new worker
+MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
 
 
 class Runner(Protocol):
@@ -153,6 +155,18 @@ def _progress(desc: str | None, total: int) -> Iterator[Progress | _Silent]:
         yield progress
 
 
+def worker_environ(environ: dict[str, Any]) -> dict[str, Any]:
+    """Dask's environment for new worker processes without `MALLOC_TRIM_THRESHOLD_`.
+
+    Dask sets it to 64 KiB so that workers hand freed memory back at once; setting it also
+    pins glibc's mmap threshold at 128 KiB, so every array above that (a 20,000-household
+    column is 160 KiB) is mapped, faulted in page by page and unmapped again. It made a
+    policyengine-us simulation 1.47x slower (benchmarks/results/engine_production.txt). Our
+    tasks hand memory back themselves between blocks (`pipeline.core.heap.release`).
+    """
+    return {k: v for k, v in environ.items() if k != MALLOC_TRIM}
+
+
 def local_workers() -> int:
     """One single-threaded worker process per core: the work is numpy and HDF5 per file."""
     return max(1, os.cpu_count() or 1)
@@ -164,7 +178,8 @@ def connect(address: str | None = None, workers: int | None = None,
 
     On SLURM or Kubernetes, start the cluster with dask-jobqueue or dask-kubernetes and pass
     its scheduler address; every worker must see the storage root at the same path, and
-    should run with `DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False` (see below).
+    should run with `DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False` and without
+    `MALLOC_TRIM_THRESHOLD_` (see below).
     """
     import dask
     from distributed import Client, LocalCluster
@@ -174,7 +189,8 @@ def connect(address: str | None = None, workers: int | None = None,
                      # sampled, forever: policyengine-us's deep formula stacks made a worker
                      # grow without bound (part of the production package's 11 GiB
                      # workers) and cost ~15% of its CPU.
-                     "distributed.worker.profile.enabled": False})
+                     "distributed.worker.profile.enabled": False,
+                     PRE_SPAWN: worker_environ(dask.config.get(PRE_SPAWN, {}))})
     if address:
         try:
             return DaskRunner(Client(address, timeout="10s"))
