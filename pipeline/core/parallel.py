@@ -161,8 +161,8 @@ def worker_environ(environ: dict[str, Any]) -> dict[str, Any]:
     Dask sets it to 64 KiB so that workers hand freed memory back at once; setting it also
     pins glibc's mmap threshold at 128 KiB, so every array above that (a 20,000-household
     column is 160 KiB) is mapped, faulted in page by page and unmapped again. It made a
-    policyengine-us simulation 1.47x slower (benchmarks/results/engine_production.txt). Our
-    tasks hand memory back themselves between blocks (`pipeline.core.heap.release`).
+    policyengine-us simulation 1.5-1.8x slower (benchmarks/results/engine_production.txt).
+    Our tasks hand memory back themselves between blocks (`pipeline.core.heap.release`).
     """
     return {k: v for k, v in environ.items() if k != MALLOC_TRIM}
 
